@@ -1,0 +1,241 @@
+"""The trained mixture as one object: route, forecast, quantiles, min-scale plan.
+
+`load_model(path)` reads an artifact folder (mesp_core.artifact) written by `mesp train`. The
+model only uses the context it is given: nothing here looks at wall-clock time or other functions.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+import numpy as np
+import torch
+
+from mesp_core.artifact import ArtifactError, load_tensors, read_manifest
+from mesp_core.constants import DEFAULT_HORIZON, MIN_CONTEXT
+from mesp_core.router import IDLE_CLUSTER, Router, as_context_list
+
+APPROACHES = ("moe", "dense", "naive")  # "dense:<family>" picks one of the kept dense models
+NAIVE_KEY = "naive"
+
+
+def validate_contexts(context, min_length: int = MIN_CONTEXT) -> list[np.ndarray]:
+    """Per-minute counts, oldest first; clear errors for what a forecaster cannot use."""
+    rows = as_context_list(context)
+    if not rows:
+        raise ValueError("context is empty: give at least one function's history")
+    for i, row in enumerate(rows):
+        if len(row) < min_length:
+            raise ValueError(f"context[{i}] has {len(row)} minutes; at least {min_length} are needed")
+        if not np.isfinite(row).all():
+            raise ValueError(f"context[{i}] contains NaN or infinite counts")
+        if (row < 0).any():
+            raise ValueError(f"context[{i}] contains negative counts")
+    return rows
+
+
+def window_scale(prepared: np.ndarray) -> np.ndarray:
+    """The per-window scale the torch experts use; residual quantiles are stored in its units."""
+    return np.abs(prepared).mean(axis=1) + 1.0
+
+
+class MespModel:
+    def __init__(
+        self,
+        manifest: dict,
+        router: Router,
+        cluster_experts: dict[int, object],
+        dense_experts: dict[str, object],
+        naive_expert,
+        residual_quantiles: dict[str, np.ndarray],
+        path: Path | None = None,
+    ):
+        self.manifest = manifest
+        self.router = router
+        self.cluster_experts = cluster_experts
+        self.dense_experts = dense_experts
+        self.naive_expert = naive_expert
+        self.residual_quantiles = residual_quantiles
+        self.quantile_levels = np.asarray(manifest.get("quantile_levels", []), dtype=np.float64)
+        self.dense_best = manifest.get("dense", {}).get("best")
+        self.path = path
+
+    # ------------------------------------------------------------------ description
+    @property
+    def clusters(self) -> list[dict]:
+        return list(self.manifest.get("clusters", []))
+
+    def describe_cluster(self, cluster: int) -> str:
+        if cluster == IDLE_CLUSTER:
+            return "idle/flat window (seasonal-naive floor)"
+        return self._cluster_entry(cluster).get("description", {}).get("label", f"cluster {cluster}")
+
+    def expert_name(self, cluster: int) -> str:
+        if cluster == IDLE_CLUSTER or cluster not in self.cluster_experts:
+            return self.naive_expert.family
+        return self.cluster_experts[cluster].family
+
+    def _cluster_entry(self, cluster: int) -> dict:
+        for entry in self.manifest.get("clusters", []):
+            if entry["id"] == cluster:
+                return entry
+        return {}
+
+    # ------------------------------------------------------------------ routing
+    def route(self, context) -> np.ndarray:
+        rows = validate_contexts(context)
+        clusters, _ = self.router.route(rows)
+        return clusters
+
+    def explain_routes(self, context) -> list[dict]:
+        rows = validate_contexts(context)
+        clusters, distances = self.router.route(rows)
+        return [
+            {
+                "cluster": int(k),
+                "distance": float(d),
+                "description": self.describe_cluster(int(k)),
+                "expert": self.expert_name(int(k)),
+            }
+            for k, d in zip(clusters, distances)
+        ]
+
+    # ------------------------------------------------------------------ forecasting
+    def _experts_for(self, rows: list[np.ndarray], approach: str) -> list[tuple[object, str, np.ndarray]]:
+        """(expert, residual-quantile key, row indices) groups that together cover every row."""
+        n = len(rows)
+        if approach == "naive":
+            return [(self.naive_expert, NAIVE_KEY, np.arange(n))]
+        if approach == "dense" or approach.startswith("dense:"):
+            family = approach.partition(":")[2] or self.dense_best
+            if family not in self.dense_experts:
+                known = ", ".join(f"dense:{f}" for f in self.dense_experts) or "none"
+                raise ValueError(f"no dense model {family!r} in this model (dense models: {known})")
+            return [(self.dense_experts[family], f"dense-{family}", np.arange(n))]
+        if approach != "moe":
+            raise ValueError(f"approach must be one of {APPROACHES}, got {approach!r}")
+        clusters, _ = self.router.route(rows)
+        groups = []
+        for cluster in np.unique(clusters):
+            members = np.flatnonzero(clusters == cluster)
+            expert = self.cluster_experts.get(int(cluster))
+            if expert is None:
+                groups.append((self.naive_expert, NAIVE_KEY, members))
+            else:
+                groups.append((expert, f"cluster-{int(cluster)}", members))
+        return groups
+
+    def _predict(self, expert, rows: list[np.ndarray], horizon: int) -> tuple[np.ndarray, np.ndarray]:
+        """Point forecast [m, horizon] and the scale of the first step's window, rolling the
+        expert forward on its own output when horizon exceeds what it was trained for."""
+        from mesp_core.windows import prepare_contexts
+
+        prepared = prepare_contexts(rows, expert.input_size)
+        scale = window_scale(prepared)
+        pieces = []
+        produced = 0
+        current = prepared
+        while produced < horizon:
+            step = np.asarray(expert.predict(current), dtype=np.float32)
+            pieces.append(step)
+            produced += step.shape[1]
+            if produced < horizon:
+                current = np.concatenate([current, step], axis=1)[:, -expert.input_size :]
+        forecast = np.concatenate(pieces, axis=1)[:, :horizon]
+        return np.clip(forecast, 0.0, None), scale
+
+    def forecast(self, context, horizon: int = DEFAULT_HORIZON, approach: str = "moe") -> np.ndarray:
+        """Per-minute invocation forecast [n, horizon], non-negative floats."""
+        return self._forecast(context, horizon, approach, quantile=None)
+
+    def forecast_quantile(
+        self, context, horizon: int = DEFAULT_HORIZON, q: float = 0.9, approach: str = "moe"
+    ) -> np.ndarray:
+        """Upper (or lower) quantile forecast from the expert's validation residuals."""
+        if not 0.0 < q < 1.0:
+            raise ValueError(f"quantile must be in (0, 1), got {q}")
+        return self._forecast(context, horizon, approach, quantile=q)
+
+    def _forecast(self, context, horizon: int, approach: str, quantile: float | None) -> np.ndarray:
+        if int(horizon) != horizon or horizon < 1:
+            raise ValueError(f"horizon must be a positive integer, got {horizon}")
+        rows = validate_contexts(context)
+        out = np.zeros((len(rows), int(horizon)), dtype=np.float32)
+        with torch.inference_mode():
+            for expert, key, members in self._experts_for(rows, approach):
+                point, scale = self._predict(expert, [rows[i] for i in members], int(horizon))
+                if quantile is not None:
+                    point = point + scale[:, None] * self._residual_quantile(key, quantile, int(horizon))
+                out[members] = np.clip(point, 0.0, None)
+        return out
+
+    def _residual_quantile(self, key: str, q: float, horizon: int) -> np.ndarray:
+        """Residual quantile per lead step in window-scale units, interpolated between stored levels
+        and held at the last stored step beyond the trained horizon."""
+        table = self.residual_quantiles.get(key)
+        if table is None:
+            table = self.residual_quantiles.get(NAIVE_KEY)
+        if table is None or len(self.quantile_levels) == 0:
+            return np.zeros(horizon, dtype=np.float32)
+        per_step = np.array(
+            [np.interp(q, self.quantile_levels, table[:, j]) for j in range(table.shape[1])], dtype=np.float32
+        )
+        if horizon > len(per_step):
+            per_step = np.concatenate([per_step, np.full(horizon - len(per_step), per_step[-1], np.float32)])
+        return per_step[:horizon]
+
+    def plan_min_scale(
+        self,
+        context,
+        horizon: int = DEFAULT_HORIZON,
+        capacity_per_instance: float = 60.0,
+        lead_minutes: int = 1,
+        approach: str = "moe",
+        **policy,
+    ) -> np.ndarray:
+        """Per-minute min-scale plan [n, horizon] (ints) from the point and upper-quantile forecasts."""
+        from mesp_core.policy import PolicyConfig, plan_min_scale
+
+        config = PolicyConfig(capacity_per_instance=capacity_per_instance, lead_minutes=lead_minutes, **policy)
+        point = self.forecast(context, horizon, approach)
+        upper = self.forecast_quantile(context, horizon, q=config.quantile, approach=approach)
+        plan, _reasons = plan_min_scale(point, upper, config)
+        return plan
+
+
+def load_model(path: str | os.PathLike) -> MespModel:
+    """Load an artifact folder; ArtifactError names what is wrong when it cannot be used."""
+    from mesp_core.experts import build_expert
+
+    model_dir = Path(path)
+    manifest = read_manifest(model_dir)
+    files = manifest.get("files", {})
+    try:
+        centroids = load_tensors(model_dir, "centroids.safetensors", files.get("centroids.safetensors"))
+        router = Router(centroids["centroids"].numpy(), resolution=int(manifest.get("router", {}).get("resolution", 5)))
+
+        def expert_from(entry: dict):
+            weights = entry.get("weights")
+            state = load_tensors(model_dir, weights, files.get(weights)) if weights else {}
+            return build_expert(entry["config"], state)
+
+        cluster_experts = {int(c["id"]): expert_from(c["expert"]) for c in manifest.get("clusters", [])}
+        dense = manifest.get("dense", {})
+        dense_experts = {name: expert_from(entry) for name, entry in dense.get("models", {}).items()}
+        naive = expert_from(manifest["naive"])
+        quantile_tensors = (
+            load_tensors(model_dir, "quantiles.safetensors", files.get("quantiles.safetensors"))
+            if "quantiles.safetensors" in files
+            else {}
+        )
+    except ArtifactError:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise ArtifactError(f"{model_dir}: manifest and weights do not fit together ({type(exc).__name__}: {exc})") from None
+    residual_quantiles = {name: t.numpy().astype(np.float32) for name, t in quantile_tensors.items()}
+    return MespModel(manifest, router, cluster_experts, dense_experts, naive, residual_quantiles, path=model_dir)
+
+
+def demo_model_path() -> Path:
+    """The small model shipped inside the package (trained on the generated demo trace)."""
+    return Path(__file__).resolve().parent / "demo_model"

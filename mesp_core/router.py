@@ -1,0 +1,159 @@
+"""The gate of the mixture: a function's trailing window -> the cluster whose daily shape it matches.
+
+A K-Shape centroid is a z-normalised daily pattern (1440 minutes). A trailing window of t minutes
+(60 <= t, the last 1440 used when longer) is compared with every phase of every centroid, read
+cyclically because a day's pattern wraps at midnight: the score is the best Pearson correlation
+between the window and a centroid segment of the same length, and the distance is 1 - score
+(0 = identical shape, 2 = opposite). For t = 1440 this is the shape-based distance K-Shape uses,
+restricted to cyclic shifts. Windows with no variation (idle or constant) go to cluster -1, which
+the model serves with its seasonal-naive floor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from mesp_core.constants import MINUTES_PER_DAY
+
+IDLE_CLUSTER = -1
+_FLAT_STD = 1e-6
+
+
+@dataclass(frozen=True)
+class Route:
+    cluster: int
+    distance: float
+
+
+def as_context_list(context) -> list[np.ndarray]:
+    """Accept a 2-D array [n, t] or a sequence of 1-D arrays; return float32 1-D arrays."""
+    if isinstance(context, np.ndarray) or torch.is_tensor(context):
+        array = np.asarray(context, dtype=np.float32)
+        if array.ndim == 1:
+            raise ValueError("context must be 2-D [n_functions, t] or a list of 1-D arrays, got a 1-D array")
+        if array.ndim != 2:
+            raise ValueError(f"context must be 2-D [n_functions, t], got shape {array.shape}")
+        return [row for row in array]
+    if isinstance(context, Sequence):
+        rows = [np.asarray(row, dtype=np.float32) for row in context]
+        for i, row in enumerate(rows):
+            if row.ndim != 1:
+                raise ValueError(f"context[{i}] must be 1-D, got shape {row.shape}")
+        return rows
+    raise ValueError(f"context must be an array or a list of arrays, got {type(context).__name__}")
+
+
+class Router:
+    """Nearest centroid by cyclic shape correlation, batched with torch FFTs."""
+
+    def __init__(self, centroids: np.ndarray, resolution: int = 5, chunk: int = 512):
+        centroids = np.asarray(centroids, dtype=np.float32)
+        if centroids.ndim != 2 or centroids.shape[0] == 0:
+            raise ValueError(f"centroids must be [K, T] with K >= 1, got {centroids.shape}")
+        if resolution < 1 or centroids.shape[1] % resolution:
+            raise ValueError(f"resolution {resolution} must divide the centroid length {centroids.shape[1]}")
+        self.full_centroids = centroids
+        # Shapes are compared on `resolution`-minute means: the cluster a window belongs to shows at
+        # that scale, and it makes routing 10,000 functions cheap (FFTs 5x shorter).
+        self.resolution = resolution
+        self.centroids = _block_mean(centroids, resolution)
+        self.max_window = self.centroids.shape[1]
+        self.chunk = chunk
+        self._spectra: dict[int, tuple[torch.Tensor, torch.Tensor, int]] = {}
+
+    @property
+    def n_clusters(self) -> int:
+        return self.centroids.shape[0]
+
+    def _centroid_terms(self, t: int):
+        """FFT of the cyclically extended centroids and the std of every length-t segment."""
+        cached = self._spectra.get(t)
+        if cached is not None:
+            return cached
+        c = torch.from_numpy(self.centroids).double()
+        period = c.shape[1]
+        extended = torch.cat([c, c[:, : t - 1]], dim=1)  # every phase has a full segment
+        n_fft = _fast_len(extended.shape[1])
+        cumsum = torch.nn.functional.pad(torch.cumsum(extended, 1), (1, 0))
+        cumsum_sq = torch.nn.functional.pad(torch.cumsum(extended**2, 1), (1, 0))
+        seg_sum = cumsum[:, t : t + period] - cumsum[:, :period]
+        seg_sq = cumsum_sq[:, t : t + period] - cumsum_sq[:, :period]
+        seg_var = (seg_sq / t - (seg_sum / t) ** 2).clamp_min(0.0)
+        seg_std = seg_var.sqrt().float()
+        spectrum = torch.fft.rfft(extended.float(), n=n_fft, dim=1)
+        cached = (spectrum, seg_std, n_fft)
+        self._spectra[t] = cached
+        return cached
+
+    def distances(self, context) -> np.ndarray:
+        """[n, K] distances (1 - best cyclic correlation); rows of idle windows are NaN."""
+        rows = as_context_list(context)
+        out = np.full((len(rows), self.n_clusters), np.nan, dtype=np.float32)
+        by_length: dict[int, list[int]] = {}
+        for i, row in enumerate(rows):
+            by_length.setdefault(min(len(row) // self.resolution, self.max_window), []).append(i)
+        for t, members in by_length.items():
+            if t < 2:
+                continue
+            span = t * self.resolution
+            windows = np.stack([rows[i][len(rows[i]) - span :] for i in members]).astype(np.float32)
+            out[members] = self._distances_same_length(_block_mean(windows, self.resolution))
+        return out
+
+    def _distances_same_length(self, windows: np.ndarray) -> np.ndarray:
+        t = windows.shape[1]
+        spectrum, seg_std, n_fft = self._centroid_terms(t)
+        period = self.centroids.shape[1]
+        result = np.full((len(windows), self.n_clusters), np.nan, dtype=np.float32)
+        w = torch.from_numpy(windows)
+        std = w.std(dim=1, unbiased=False)
+        live = std > _FLAT_STD * (1.0 + w.abs().mean(dim=1))
+        if not bool(live.any()):
+            return result
+        live_idx = torch.nonzero(live).squeeze(1)
+        wz = (w[live_idx] - w[live_idx].mean(dim=1, keepdim=True)) / std[live_idx, None]
+        safe_std = torch.where(seg_std > 1e-6, seg_std, torch.full_like(seg_std, float("inf")))
+        for start in range(0, len(live_idx), self.chunk):
+            block = wz[start : start + self.chunk]
+            w_spec = torch.fft.rfft(block, n=n_fft, dim=1)
+            # valid cross-correlation: position s = sum_i w[i] * extended[s + i]
+            corr = torch.fft.irfft(spectrum[None, :, :] * w_spec.conj()[:, None, :], n=n_fft, dim=2)
+            corr = corr[:, :, :period] / (t * safe_std[None, :, :])
+            best = corr.amax(dim=2).clamp(-1.0, 1.0)
+            result[live_idx[start : start + self.chunk].numpy()] = (1.0 - best).numpy()
+        return result
+
+    def route(self, context) -> tuple[np.ndarray, np.ndarray]:
+        """Cluster id per function (IDLE_CLUSTER for windows with no variation) and its distance."""
+        dist = self.distances(context)
+        idle = np.isnan(dist).all(axis=1) if dist.shape[1] else np.ones(len(dist), bool)
+        filled = np.where(np.isnan(dist), np.inf, dist)
+        clusters = np.where(idle, IDLE_CLUSTER, filled.argmin(axis=1)).astype(np.int64)
+        best = np.where(idle, 0.0, filled.min(axis=1, initial=np.inf)).astype(np.float32)
+        return clusters, best
+
+
+def _block_mean(x: np.ndarray, block: int) -> np.ndarray:
+    if block == 1:
+        return x
+    return x.reshape(x.shape[0], -1, block).mean(axis=2, dtype=np.float32)
+
+
+def _fast_len(n: int) -> int:
+    """Smallest 2^a 3^b 5^c >= n: FFT sizes that pocketfft/torch handle fastest."""
+    best = 1 << (n - 1).bit_length()
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            p = p35
+            while p < n:
+                p *= 2
+            best = min(best, p)
+            p35 *= 3
+        p5 *= 5
+    return best
