@@ -1,0 +1,216 @@
+"""Experiment 3: rolling-origin backtest of the mixture against the dense models and the floors.
+
+Protocol (defaults of `mesp evaluate`): on functions held out from training, forecast origins every
+60 minutes from minute 720 to 1380 of the last day, horizon 60, context = every minute before the
+origin. Every approach sees exactly the same (function, origin) pairs. Metrics are pooled over all
+of them (see mesp_core.metrics); per-cluster rows group the pairs by the cluster the router chose.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mesp_core.constants import DEFAULT_HORIZON, MINUTES_PER_DAY
+from mesp_core.metrics import all_metrics
+
+DEFAULT_ORIGINS = tuple(range(720, 1381, 60))
+METRIC_NAMES = ("mae", "rmse", "mape_nonzero", "smape", "wape", "mase")
+
+
+@dataclass
+class BacktestResult:
+    approaches: list[str]
+    overall: dict[str, dict[str, float]]  # approach -> metric -> value
+    per_cluster: dict[str, dict[str, dict[str, float]]]  # cluster label -> approach -> metrics
+    n_functions: int
+    n_forecasts: int
+    origins: list[int]
+    horizon: int
+    cluster_sizes: dict[str, int] = field(default_factory=dict)
+    samples: dict = field(default_factory=dict)  # for plots: a few (context, actual, forecasts)
+
+    def to_json(self) -> dict:
+        return {
+            "protocol": {
+                "origins": self.origins,
+                "horizon": self.horizon,
+                "n_functions": self.n_functions,
+                "n_forecasts": self.n_forecasts,
+                "context": "every minute before the origin",
+            },
+            "overall": self.overall,
+            "per_cluster": self.per_cluster,
+            "cluster_sizes": self.cluster_sizes,
+        }
+
+
+def held_out_functions(model, trace) -> np.ndarray:
+    """Indices of functions of `trace` the model never trained or validated on."""
+    from mesp_core.training import key_digest
+
+    seen_file = model.path / "training_keys.txt" if model.path else None
+    seen = set(seen_file.read_text().split()) if seen_file and seen_file.exists() else set()
+    return np.array([i for i, key in enumerate(trace.keys) if key_digest(key) not in seen], dtype=np.int64)
+
+
+def approach_names(model) -> list[str]:
+    dense = [f"dense:{family}" for family in model.dense_experts]
+    return ["moe", *dense, "seasonal_naive", "repeat_last_hour"]
+
+
+def backtest(
+    model,
+    counts: np.ndarray,
+    origins=DEFAULT_ORIGINS,
+    horizon: int = DEFAULT_HORIZON,
+    approaches: list[str] | None = None,
+    day_offset: int | None = None,
+    n_samples: int = 6,
+    progress: bool = False,
+) -> BacktestResult:
+    """Backtest on `counts` [n, T]; origins are minutes of the last day (offset by day_offset)."""
+    counts = np.asarray(counts, dtype=np.float32)
+    if counts.ndim != 2 or len(counts) == 0:
+        raise ValueError("backtest needs a non-empty [n_functions, minutes] array")
+    if day_offset is None:
+        day_offset = (counts.shape[1] // MINUTES_PER_DAY - 1) * MINUTES_PER_DAY
+    origins = [int(o) for o in origins]
+    absolute = [day_offset + o for o in origins]
+    for o in absolute:
+        if o < 60 or o + horizon > counts.shape[1]:
+            raise ValueError(f"origin {o - day_offset} leaves no room for 60 minutes of context and a {horizon}-minute horizon")
+    approaches = approaches or approach_names(model)
+    from mesp_core.experts import build_expert
+
+    repeat = build_expert({"family": "repeat_last_hour", "horizon": horizon})
+
+    actual, forecasts, clusters, scales = [], {a: [] for a in approaches}, [], []
+    from tqdm.auto import tqdm
+
+    for origin in tqdm(absolute, desc="backtest origins", disable=not progress, file=sys.stderr, leave=False):
+        context = counts[:, :origin]
+        actual.append(counts[:, origin : origin + horizon])
+        clusters.append(model.route(context))
+        scales.append(_mase_scale(context))
+        for name in approaches:
+            forecasts[name].append(_forecast(model, repeat, context, horizon, name))
+    y = np.concatenate(actual)
+    route = np.concatenate(clusters)
+    scale = np.concatenate(scales)
+    preds = {name: np.concatenate(parts) for name, parts in forecasts.items()}
+
+    overall = {name: _metrics(y, preds[name], scale) for name in approaches}
+    per_cluster, sizes = {}, {}
+    for cluster in np.unique(route):
+        mask = route == cluster
+        label = f"{int(cluster)}: {model.describe_cluster(int(cluster))}"
+        sizes[label] = int(mask.sum())
+        per_cluster[label] = {name: _metrics(y[mask], preds[name][mask], scale[mask]) for name in approaches}
+    samples = _pick_samples(counts, absolute, horizon, preds, route, n_samples)
+    return BacktestResult(
+        approaches=list(approaches),
+        overall=overall,
+        per_cluster=per_cluster,
+        n_functions=int(counts.shape[0]),
+        n_forecasts=int(y.shape[0]),
+        origins=origins,
+        horizon=horizon,
+        cluster_sizes=sizes,
+        samples=samples,
+    )
+
+
+def _forecast(model, repeat, context, horizon: int, name: str) -> np.ndarray:
+    if name == "moe":
+        return model.forecast(context, horizon, approach="moe")
+    if name == "seasonal_naive":
+        return model.forecast(context, horizon, approach="naive")
+    if name == "repeat_last_hour":
+        from mesp_core.windows import prepare_contexts
+
+        return np.clip(repeat.predict(prepare_contexts(context, repeat.input_size)), 0, None)[:, :horizon]
+    if name.startswith("dense:"):
+        return model.forecast(context, horizon, approach=name)
+    raise ValueError(f"unknown approach {name!r}")
+
+
+def _mase_scale(context: np.ndarray) -> np.ndarray:
+    """Per-function MASE denominator: mean absolute one-step change over the context."""
+    diffs = np.abs(np.diff(context, axis=1)).mean(axis=1)
+    return np.where(diffs > 0, diffs, 1.0).astype(np.float64)
+
+
+def _metrics(y: np.ndarray, yhat: np.ndarray, scale: np.ndarray) -> dict[str, float]:
+    values = all_metrics(y, yhat)
+    # MASE: absolute errors scaled per function, then averaged (Hyndman & Koehler 2006).
+    values["mase"] = float(np.mean(np.abs(y - yhat) / scale[:, None]))
+    return {name: float(values[name]) for name in METRIC_NAMES}
+
+
+def _pick_samples(counts, absolute, horizon, preds, route, n_samples: int) -> dict:
+    """A few held-out functions at the middle origin, the busiest per cluster first, for the plot."""
+    if n_samples <= 0:
+        return {}
+    mid = len(absolute) // 2
+    origin = absolute[mid]
+    n = counts.shape[0]
+    rows = slice(mid * n, (mid + 1) * n)
+    clusters_here = route[rows]
+    volume = counts[:, :origin].sum(axis=1)
+    chosen: list[int] = []
+    for cluster in np.unique(clusters_here):
+        members = np.flatnonzero(clusters_here == cluster)
+        chosen.append(int(members[np.argmax(volume[members])]))
+    chosen = chosen[:n_samples]
+    context_len = min(origin, 240)
+    return {
+        "origin": int(origin),
+        "items": [
+            {
+                "function": i,
+                "cluster": int(clusters_here[i]),
+                "context": counts[i, origin - context_len : origin].tolist(),
+                "actual": counts[i, origin : origin + horizon].tolist(),
+                "forecasts": {name: p[rows][i].tolist() for name, p in preds.items()},
+            }
+            for i in chosen
+        ],
+    }
+
+
+def format_table(result: BacktestResult) -> str:
+    """The one table `mesp evaluate` prints: overall rows, then per-cluster rows."""
+    header = f"{'approach':<26}" + "".join(f"{m:>14}" for m in METRIC_NAMES)
+    lines = [
+        f"rolling-origin backtest: {result.n_functions} held-out functions x {len(result.origins)} origins "
+        f"({result.origins[0]}..{result.origins[-1]}), horizon {result.horizon} -> {result.n_forecasts} forecasts",
+        "MAPE on non-zero minutes; WAPE = sum|err| / sum(actual); MASE vs one-step naive of the context.",
+        "",
+        header,
+        "-" * len(header),
+    ]
+    best_wape = min(result.overall[a]["wape"] for a in result.approaches)
+    for name in result.approaches:
+        lines.append(_row(name, result.overall[name], mark=result.overall[name]["wape"] == best_wape))
+    for label, table in result.per_cluster.items():
+        lines += ["", f"cluster {label} ({result.cluster_sizes.get(label, 0)} forecasts)"]
+        for name in result.approaches:
+            lines.append(_row("  " + name, table[name]))
+    return "\n".join(lines)
+
+
+def _row(name: str, metrics: dict, mark: bool = False) -> str:
+    cells = "".join(f"{_fmt(metrics[m]):>14}" for m in METRIC_NAMES)
+    return f"{name + (' *' if mark else ''):<26}{cells}"
+
+
+def _fmt(value: float) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.3f}"

@@ -1,0 +1,538 @@
+"""Offline training: cluster daily shapes, tune candidates per cluster, keep the best as experts.
+
+Steps (each shows progress):
+  1. split functions: a held-out share never seen here (for `mesp evaluate`), the rest into
+     fit/validation functions (selection happens on functions the candidates did not fit on);
+  2. K-Shape on the fit functions' daily patterns -> K centroids with descriptions (Experiment 1);
+  3. windows cut from every fit/validation series and routed exactly as the online router will
+     route them, so each expert learns the traffic it will be asked about;
+  4. dense baseline: every trainable family tuned with Optuna on all windows; the top N kept;
+  5. per cluster: naive floors, each top dense family fine-tuned on the cluster (warm start) and
+     trained from scratch, ranked on the cluster's validation windows; the best is the expert
+     (Experiment 2). Residual quantiles of the chosen expert give calibrated upper forecasts;
+  6. everything goes into a versioned artifact folder (mesp_core.artifact).
+
+Optuna is imported here only, never by the model or the operator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mesp_core import __version__
+from mesp_core.artifact import commit_output_dir, prepare_output_dir, save_tensors, write_manifest
+from mesp_core.constants import DEFAULT_HORIZON, MIN_CONTEXT, MINUTES_PER_DAY
+from mesp_core.metrics import wape
+from mesp_core.model import NAIVE_KEY, window_scale
+from mesp_core.router import IDLE_CLUSTER, Router
+
+log = logging.getLogger("mesp.training")
+
+TRAINABLE_DEFAULT = ("dlinear", "nbeats", "lstm", "patchtst")
+BASELINE_FAMILIES = ("seasonal_naive", "repeat_last_hour")
+QUANTILE_LEVELS = (0.05, 0.1, 0.25, 0.5, 0.75, 0.8, 0.85, 0.9, 0.95, 0.975, 0.99)
+
+
+@dataclass
+class TrainConfig:
+    """Knobs of `mesp train`; the defaults finish the shared 6,418-function sample in < 15 min on 2 cores."""
+
+    k: int | None = None  # clusters; None = chosen by silhouette over k_range
+    k_min: int = 3
+    k_max: int = 10
+    horizon: int = DEFAULT_HORIZON
+    input_size_max: int = 480  # widest context any candidate may ask for
+    families: tuple[str, ...] = TRAINABLE_DEFAULT
+    dense_trials: int = 3  # Optuna trials per family for the dense baseline
+    dense_top_n: int = 2  # dense families kept (and specialised per cluster)
+    scratch_trials: int = 1  # per cluster and family: trials trained from scratch
+    trial_seconds: float = 25.0  # time cap of one dense trial
+    cluster_seconds: float = 8.0  # time cap of one per-cluster candidate
+    max_dense_windows: int = 60_000
+    max_cluster_windows: int = 20_000
+    min_cluster_windows: int = 300  # below this a cluster reuses the dense model
+    stride: int = 30
+    test_fraction: float = 0.2
+    val_fraction: float = 0.2
+    metric: str = "wape"
+    seed: int = 0
+    threads: int = 2
+
+    def validate(self) -> "TrainConfig":
+        if self.k is not None and self.k < 1:
+            raise ValueError(f"k must be >= 1, got {self.k}")
+        if not 2 <= self.k_min <= self.k_max:
+            raise ValueError(f"need 2 <= k_min <= k_max, got {self.k_min}..{self.k_max}")
+        if not 0.0 <= self.test_fraction < 1.0 or not 0.0 < self.val_fraction < 1.0:
+            raise ValueError("test_fraction must be in [0, 1) and val_fraction in (0, 1)")
+        if self.metric != "wape":
+            raise ValueError("only metric 'wape' is supported for selection")
+        from mesp_core.experts import EXPERT_FAMILIES
+
+        unknown = [f for f in self.families if f not in EXPERT_FAMILIES or f in BASELINE_FAMILIES]
+        if unknown:
+            trainable = sorted(set(EXPERT_FAMILIES) - set(BASELINE_FAMILIES))
+            raise ValueError(f"unknown trainable families {unknown}; choose from {trainable}")
+        return self
+
+
+@dataclass
+class TrainReport:
+    out_dir: str
+    seconds: float
+    k: int
+    clusters: list[dict]
+    dense_ranking: list[dict]
+    n_train_functions: int
+    n_val_functions: int
+    n_test_functions: int
+    stage_seconds: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+class _Progress:
+    """Stage lines on stderr plus tqdm bars where a stage has many steps."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.started = time.monotonic()
+
+    def stage(self, text: str) -> None:
+        if self.enabled:
+            print(f"[{time.monotonic() - self.started:6.0f}s] {text}", file=sys.stderr, flush=True)
+
+    def bar(self, total: int, desc: str):
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, desc=desc, disable=not self.enabled, leave=False, file=sys.stderr)
+
+
+def key_digest(key: tuple[str, str, str]) -> str:
+    return hashlib.sha256("|".join(key).encode()).hexdigest()[:16]
+
+
+def predict_windows(expert, windows) -> np.ndarray:
+    with torch.inference_mode():
+        return np.clip(np.asarray(expert.predict(windows.x[:, -expert.input_size :]), np.float32), 0, None)
+
+
+def score(expert, windows) -> float:
+    if len(windows) == 0:
+        return math.inf
+    return float(wape(windows.y, predict_windows(expert, windows)))
+
+
+def residual_quantiles(expert, windows, levels=QUANTILE_LEVELS) -> np.ndarray:
+    """[n_levels, horizon] quantiles of (actual - forecast) / window scale."""
+    prediction = predict_windows(expert, windows)
+    scale = window_scale(windows.x[:, -expert.input_size :])
+    residual = (windows.y - prediction) / scale[:, None]
+    return np.quantile(residual, levels, axis=0).astype(np.float32)
+
+
+def route_windows(router: Router, series: list[np.ndarray], windows) -> tuple[np.ndarray, np.ndarray]:
+    """Route each window by the full history before its origin, as the online router would."""
+    contexts = [series[s][max(0, o - MINUTES_PER_DAY) : o] for s, o in zip(windows.series, windows.origin)]
+    return router.route(contexts)
+
+
+def _fit_candidate(family: str, params: dict, horizon: int, train, val, seconds: float, seed: int, init_from=None):
+    from mesp_core.experts import EXPERT_FAMILIES
+
+    expert = EXPERT_FAMILIES[family](horizon=horizon, seed=seed, **params)
+    expert.fit(train, val, max_seconds=seconds, init_from=init_from)
+    return expert
+
+
+def tune_family(family: str, train, val, config: TrainConfig, n_trials: int, seconds: float, progress=None):
+    """Optuna search over one family's space; returns (best expert, best val WAPE, trials table)."""
+    import optuna
+
+    from mesp_core.experts import EXPERT_FAMILIES
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    cls = EXPERT_FAMILIES[family]
+    best: dict = {"expert": None, "score": math.inf}
+    trials: list[dict] = []
+
+    def objective(trial):
+        params = cls.search_space(trial)
+        params = {k: v for k, v in params.items() if k != "input_size" or v <= config.input_size_max}
+        expert = _fit_candidate(family, params, config.horizon, train, val, seconds, config.seed + trial.number)
+        value = score(expert, val)
+        trials.append({"trial": trial.number, "params": params, "val_wape": value})
+        if value < best["score"]:
+            best.update(expert=expert, score=value)
+        if progress is not None:
+            progress.update(1)
+        return value
+
+    sampler = optuna.samplers.TPESampler(seed=config.seed, n_startup_trials=max(1, n_trials // 2))
+    study = optuna.create_study(direction="minimize", sampler=sampler)
+    study.optimize(objective, n_trials=n_trials, catch=(FloatingPointError,))
+    return best["expert"], best["score"], trials
+
+
+def select_expert(c_train, c_val, baselines: dict, dense_models: dict, top_families, config: TrainConfig, seed: int):
+    """Experiment 2 for one cluster: rank the candidates on its validation windows.
+
+    Candidates: the naive floors; each top dense family fine-tuned on the cluster (warm start) and
+    trained from scratch. A cluster too small to train on gets the dense model itself."""
+    from mesp_core.experts import build_expert
+
+    if len(c_val) == 0:  # no validation function landed here: rank on the training windows
+        c_val = c_train
+    candidates: dict[str, object] = dict(baselines)
+    if len(c_train) >= config.min_cluster_windows:
+        for family in top_families:
+            dense = dense_models[family]
+            tuned = build_expert(dense.config())
+            tuned.fit(c_train, c_val, max_seconds=config.cluster_seconds, init_from=dense)
+            candidates[f"{family}/finetuned"] = tuned
+            for trial in range(config.scratch_trials):
+                candidates[f"{family}/scratch{trial}"] = _fit_candidate(
+                    family, _hyperparams(dense.config()), config.horizon, c_train, c_val, config.cluster_seconds, seed + 7 * trial
+                )
+    else:
+        best = top_families[0]
+        candidates[f"{best}/dense"] = dense_models[best]
+    ranking = [
+        {"candidate": name, "family": expert.family, "val_wape": score(expert, c_val)} for name, expert in candidates.items()
+    ]
+    ranking.sort(key=lambda r: r["val_wape"])
+    return ranking, candidates[ranking[0]["candidate"]]
+
+
+def train(trace, out_dir, config: TrainConfig | None = None, progress: bool = True) -> TrainReport:
+    """Train the mixture on `trace` (an InvocationTrace) and write the artifact to `out_dir`."""
+    from mesp_core.clustering import cluster_days
+    from mesp_core.experts import build_expert
+    from mesp_core.experts import EXPERT_FAMILIES
+    from mesp_core.trace import split_functions
+    from mesp_core.windows import make_windows
+
+    config = (config or TrainConfig()).validate()
+    torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    ui = _Progress(progress)
+    started = time.monotonic()
+    stage_seconds: dict[str, float] = {}
+
+    def lap(name: str, since: float) -> float:
+        now = time.monotonic()
+        stage_seconds[name] = round(now - since, 1)
+        return now
+
+    # 1. split by function: held-out test functions are never looked at below.
+    t0 = time.monotonic()
+    train_idx, test_idx = split_functions(trace, test_fraction=config.test_fraction, seed=config.seed)
+    rng = np.random.default_rng(config.seed)
+    shuffled = rng.permutation(train_idx)
+    n_val = max(1, int(round(len(shuffled) * config.val_fraction)))
+    val_idx, fit_idx = np.sort(shuffled[:n_val]), np.sort(shuffled[n_val:])
+    if len(fit_idx) < 2:
+        raise ValueError(f"too few functions to train on ({len(trace.keys)} in the trace)")
+    ui.stage(f"functions: {len(fit_idx)} fit, {len(val_idx)} validation, {len(test_idx)} held out for evaluation")
+
+    # 2. Experiment 1: K-Shape on the fit functions' days.
+    fit_trace = trace.subset(fit_idx)
+    days, _owner = fit_trace.daily()
+    ui.stage(f"clustering {len(days)} daily patterns with K-Shape" + (f" (k={config.k})" if config.k else f" (k in {config.k_min}..{config.k_max} by silhouette)"))
+    clustering = cluster_days(
+        days, k=config.k, k_range=range(config.k_min, config.k_max + 1), random_state=config.seed, progress=progress
+    )
+    router = Router(clustering.centroids)
+    t0 = lap("clustering", t0)
+    for c in range(clustering.k):
+        ui.stage(f"  cluster {c}: {int((clustering.labels == c).sum())} days — {clustering.descriptions[c]['label']}")
+
+    # 3. windows, routed like online traffic.
+    fit_series = [trace.counts[i] for i in fit_idx]
+    val_series = [trace.counts[i] for i in val_idx]
+    fit_windows = make_windows(fit_series, config.input_size_max, config.horizon, stride=config.stride, min_context=MIN_CONTEXT)
+    val_windows = make_windows(val_series, config.input_size_max, config.horizon, stride=config.stride, min_context=MIN_CONTEXT)
+    ui.stage(f"routing {len(fit_windows)} fit and {len(val_windows)} validation windows")
+    fit_route, _ = route_windows(router, fit_series, fit_windows)
+    val_route, val_dist = route_windows(router, val_series, val_windows)
+    t0 = lap("windows+routing", t0)
+
+    def capped(windows, limit, seed):
+        if len(windows) <= limit:
+            return windows
+        keep = np.sort(np.random.default_rng(seed).choice(len(windows), size=limit, replace=False))
+        return windows.subset(keep)
+
+    # 4. dense baseline: every family tuned on all windows.
+    dense_train = capped(fit_windows, config.max_dense_windows, config.seed)
+    dense_val = capped(val_windows, config.max_dense_windows // 3, config.seed + 1)
+    naive = build_expert({"family": "seasonal_naive", "horizon": config.horizon})
+    baselines = {f: build_expert({"family": f, "horizon": config.horizon}) for f in BASELINE_FAMILIES}
+    dense_ranking = [{"family": f, "val_wape": score(e, dense_val), "trials": 0} for f, e in baselines.items()]
+    dense_models: dict[str, object] = {}
+    bar = ui.bar(len(config.families) * config.dense_trials, "dense HPO")
+    for family in config.families:
+        ui.stage(f"dense baseline: tuning {family} ({config.dense_trials} trials, <= {config.trial_seconds:.0f}s each)")
+        expert, value, trials = tune_family(family, dense_train, dense_val, config, config.dense_trials, config.trial_seconds, bar)
+        dense_models[family] = expert
+        dense_ranking.append({"family": family, "val_wape": value, "trials": len(trials), "config": expert.config(), "trial_table": trials})
+    bar.close()
+    dense_ranking.sort(key=lambda r: r["val_wape"])
+    trained_rank = [r["family"] for r in dense_ranking if r["family"] in dense_models]
+    top_families = trained_rank[: config.dense_top_n]
+    dense_best = top_families[0]
+    ui.stage("dense ranking: " + ", ".join(f"{r['family']} {r['val_wape']:.3f}" for r in dense_ranking))
+    t0 = lap("dense", t0)
+
+    # 5. Experiment 2: per-cluster candidates, best on the cluster's validation windows.
+    cluster_entries: list[dict] = []
+    cluster_experts: dict[int, object] = {}
+    quantiles: dict[str, np.ndarray] = {}
+    bar = ui.bar(clustering.k, "experts per cluster")
+    for c in range(clustering.k):
+        c_train = capped(fit_windows.subset(np.flatnonzero(fit_route == c)), config.max_cluster_windows, config.seed + c)
+        c_val = capped(val_windows.subset(np.flatnonzero(val_route == c)), config.max_cluster_windows // 2, config.seed + 100 + c)
+        ranking, winner = select_expert(c_train, c_val, baselines, dense_models, top_families, config, seed=config.seed + c)
+        if len(c_val) == 0:
+            c_val = c_train
+        cluster_experts[c] = winner
+        if len(c_val):
+            quantiles[f"cluster-{c}"] = residual_quantiles(winner, c_val)
+        member_dist = val_dist[val_route == c]
+        cluster_entries.append(
+            {
+                "id": c,
+                "n_days": int((clustering.labels == c).sum()),
+                "n_train_windows": len(c_train),
+                "n_val_windows": len(c_val),
+                "description": clustering.descriptions[c],
+                "route_distance_p95": float(np.quantile(member_dist, 0.95)) if len(member_dist) else None,
+                "chosen": ranking[0]["candidate"],
+                "ranking": ranking,
+            }
+        )
+        ui.stage(f"  cluster {c}: {ranking[0]['candidate']} wins (val WAPE {ranking[0]['val_wape']:.3f}, {len(c_train)} windows)")
+        bar.update(1)
+    bar.close()
+    quantiles[NAIVE_KEY] = residual_quantiles(naive, dense_val)
+    for family in top_families:
+        quantiles[f"dense-{family}"] = residual_quantiles(dense_models[family], dense_val)
+    lap("experts", t0)
+
+    # 6. artifact.
+    seconds = time.monotonic() - started
+    test_keys = [trace.keys[i] for i in test_idx]
+    training_keys = [trace.keys[i] for i in train_idx]
+    manifest = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "mesp_version": __version__,
+        "horizon": config.horizon,
+        "input_size_max": config.input_size_max,
+        "router": {"resolution": router.resolution, "kind": "nearest-centroid cyclic shape correlation"},
+        "quantile_levels": list(QUANTILE_LEVELS),
+        "training_data": {
+            "fingerprint": trace.fingerprint(),
+            "n_functions": len(trace.keys),
+            "days": list(trace.days),
+            "n_fit_functions": int(len(fit_idx)),
+            "n_val_functions": int(len(val_idx)),
+            "n_test_functions": int(len(test_idx)),
+            "split": {"test_fraction": config.test_fraction, "seed": config.seed},
+        },
+        "training": {"seconds": round(seconds, 1), "stage_seconds": stage_seconds, "config": _config_json(config)},
+        "clustering": {"k": clustering.k, "silhouette": {str(k): v for k, v in clustering.silhouette.items()}},
+        "dense": {"best": dense_best, "ranking": dense_ranking},
+        "naive": {"config": naive.config(), "weights": None},
+        "clusters": cluster_entries,
+    }
+    staging = prepare_output_dir(out_dir)
+    files = write_experts(staging, manifest, router, cluster_experts, {f: dense_models[f] for f in top_families}, quantiles)
+    (staging / "training_keys.txt").write_text("".join(key_digest(k) + "\n" for k in training_keys))
+    files["training_keys.txt"] = _sha(staging / "training_keys.txt")
+    manifest["files"] = files
+    manifest["held_out_keys"] = len(test_keys)
+    write_manifest(staging, manifest)
+    commit_output_dir(staging, out_dir)
+    ui.stage(f"model written to {out_dir} in {seconds:.0f}s")
+    return TrainReport(
+        out_dir=str(out_dir),
+        seconds=round(seconds, 1),
+        k=clustering.k,
+        clusters=[{k: v for k, v in e.items() if k != "ranking"} | {"ranking": e["ranking"]} for e in cluster_entries],
+        dense_ranking=[{k: v for k, v in r.items() if k != "trial_table"} for r in dense_ranking],
+        n_train_functions=int(len(fit_idx)),
+        n_val_functions=int(len(val_idx)),
+        n_test_functions=int(len(test_idx)),
+        stage_seconds=stage_seconds,
+    )
+
+
+def write_experts(model_dir: Path, manifest: dict, router: Router, cluster_experts: dict, dense_models: dict, quantiles: dict) -> dict:
+    """Write centroids, expert weights and quantiles; fill the manifest's expert entries. Returns file hashes."""
+    files = {"centroids.safetensors": save_tensors(model_dir / "centroids.safetensors", {"centroids": torch.from_numpy(router.full_centroids)})}
+    for entry in manifest["clusters"]:
+        expert = cluster_experts[entry["id"]]
+        entry["expert"] = _save_expert(model_dir, f"experts/cluster-{entry['id']}.safetensors", expert, files)
+    manifest["dense"]["models"] = {
+        family: _save_expert(model_dir, f"dense/{family}.safetensors", expert, files) for family, expert in dense_models.items()
+    }
+    files["quantiles.safetensors"] = save_tensors(
+        model_dir / "quantiles.safetensors", {name: torch.from_numpy(np.ascontiguousarray(q)) for name, q in quantiles.items()}
+    )
+    return files
+
+
+def _save_expert(model_dir: Path, relative: str, expert, files: dict) -> dict:
+    state = expert.state_dict()
+    if not state:
+        return {"config": expert.config(), "weights": None}
+    files[relative] = save_tensors(model_dir / relative, state)
+    return {"config": expert.config(), "weights": relative}
+
+
+def _hyperparams(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k not in ("family", "horizon", "seed")}
+
+
+def _sha(path: Path) -> str:
+    from mesp_core.artifact import sha256_file
+
+    return sha256_file(path)
+
+
+def _config_json(config: TrainConfig) -> dict:
+    return json.loads(json.dumps(asdict(config)))
+
+
+def extend(model_dir, trace, out_dir, threshold: float | None = None, k: int | None = None, seed: int = 0, progress: bool = True) -> dict:
+    """Add clusters K, K+1, ... for daily patterns far from every centroid and train only their experts.
+
+    The existing experts' weight files are copied byte for byte; only the centroids, the quantile
+    table and the manifest are rewritten. The source folder is never modified."""
+    import shutil
+
+    from mesp_core.artifact import read_manifest
+    from mesp_core.clustering import cluster_days, is_flat
+    from mesp_core.experts import build_expert
+    from mesp_core.model import load_model
+    from mesp_core.windows import make_windows
+
+    ui = _Progress(progress)
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    if model_dir.resolve() == out_dir.resolve():
+        raise ValueError("--out must differ from --model: the existing model is kept as it is")
+    model = load_model(model_dir)
+    manifest = read_manifest(model_dir)
+    config = TrainConfig(**{**_train_config_fields(manifest), "seed": seed}).validate()
+    torch.set_num_threads(config.threads)
+
+    days, owner = trace.daily()
+    live = ~is_flat(days)
+    distance = np.full(len(days), np.nan, dtype=np.float32)
+    if live.any():
+        distance[live] = np.nanmin(model.router.distances(days[live]), axis=1)
+    if threshold is None:
+        p95 = [c["route_distance_p95"] for c in manifest["clusters"] if c.get("route_distance_p95") is not None]
+        threshold = float(max(p95)) if p95 else 0.5
+    far = live & (distance > threshold)
+    report = {"n_days": int(len(days)), "n_far_days": int(far.sum()), "threshold": float(threshold), "added": []}
+    staging = prepare_output_dir(out_dir)
+    for item in model_dir.iterdir():  # byte-identical copies of everything already trained
+        target = staging / item.name
+        shutil.copytree(item, target) if item.is_dir() else shutil.copy2(item, target)
+    if far.sum() < 2:
+        commit_output_dir(staging, out_dir)
+        ui.stage(f"no new pattern (distance threshold {threshold:.3f}); model copied unchanged to {out_dir}")
+        return report
+
+    ui.stage(f"{int(far.sum())} daily patterns are far from every centroid: clustering them")
+    n_far = int(far.sum())
+    if k is None and n_far < 6:
+        k = 1  # too few days to compare several splits by silhouette
+    new = cluster_days(days[far], k=k, k_range=range(2, min(4, n_far - 1) + 1), random_state=seed, progress=progress)
+    base_k = len(manifest["clusters"])
+    router = Router(np.concatenate([model.router.full_centroids, new.centroids]), resolution=model.router.resolution)
+
+    functions = np.unique(owner[far])
+    rng = np.random.default_rng(seed)
+    val_functions = set(rng.choice(functions, size=max(1, len(functions) // 5), replace=False).tolist())
+    fit_rows = [i for i in functions if i not in val_functions]
+    val_rows = sorted(val_functions)
+    fit_series = [trace.counts[i] for i in fit_rows]
+    val_series = [trace.counts[i] for i in val_rows]
+    fit_windows = make_windows(fit_series, config.input_size_max, config.horizon, stride=config.stride)
+    val_windows = make_windows(val_series, config.input_size_max, config.horizon, stride=config.stride)
+    fit_route, _ = route_windows(router, fit_series, fit_windows)
+    val_route, val_dist = route_windows(router, val_series, val_windows)
+
+    baselines = {f: build_expert({"family": f, "horizon": config.horizon}) for f in BASELINE_FAMILIES}
+    dense_models = dict(model.dense_experts)
+    top_families = [model.dense_best] + [f for f in dense_models if f != model.dense_best]
+    quantiles = dict(model.residual_quantiles)
+
+    for j in range(new.k):
+        c = base_k + j
+        c_train = fit_windows.subset(np.flatnonzero(fit_route == c))
+        c_val = val_windows.subset(np.flatnonzero(val_route == c))
+        ranking, winner = select_expert(c_train, c_val, baselines, dense_models, top_families, config, seed=seed + c)
+        scored_on = c_val if len(c_val) else c_train
+        if len(scored_on):
+            quantiles[f"cluster-{c}"] = residual_quantiles(winner, scored_on)
+        member_dist = val_dist[val_route == c]
+        entry = {
+            "id": c,
+            "n_days": int((new.labels == j).sum()),
+            "n_train_windows": len(c_train),
+            "n_val_windows": len(c_val),
+            "description": new.descriptions[j],
+            "route_distance_p95": float(np.quantile(member_dist, 0.95)) if len(member_dist) else None,
+            "chosen": ranking[0]["candidate"],
+            "ranking": ranking,
+            "added_by": "extend",
+        }
+        entry["expert"] = _save_expert(staging, f"experts/cluster-{c}.safetensors", winner, manifest["files"])
+        manifest["clusters"].append(entry)
+        report["added"].append({k: v for k, v in entry.items() if k != "expert"})
+        ui.stage(f"  new cluster {c}: {entry['chosen']} — {entry['description']['label']}")
+
+    manifest["files"]["centroids.safetensors"] = save_tensors(
+        staging / "centroids.safetensors", {"centroids": torch.from_numpy(router.full_centroids)}
+    )
+    manifest["files"]["quantiles.safetensors"] = save_tensors(
+        staging / "quantiles.safetensors", {name: torch.from_numpy(np.ascontiguousarray(q)) for name, q in quantiles.items()}
+    )
+    manifest.setdefault("extensions", []).append(
+        {
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "fingerprint": trace.fingerprint(),
+            "threshold": float(threshold),
+            "added_clusters": [c["id"] for c in report["added"]],
+        }
+    )
+    manifest.pop("format", None)
+    manifest.pop("format_version", None)
+    write_manifest(staging, manifest)
+    commit_output_dir(staging, out_dir)
+    ui.stage(f"extended model written to {out_dir}")
+    return report
+
+
+def _train_config_fields(manifest: dict) -> dict:
+    """The training config recorded in a manifest, limited to fields this version knows."""
+    recorded = manifest.get("training", {}).get("config", {})
+    known = TrainConfig.__dataclass_fields__
+    fields = {k: v for k, v in recorded.items() if k in known}
+    if "families" in fields:
+        fields["families"] = tuple(fields["families"])
+    return fields
