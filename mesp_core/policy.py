@@ -1,0 +1,296 @@
+"""Forecast -> min-scale plan: pure functions, vectorised over functions.
+
+Timing convention (shared with `mesp_core.simulate`):
+
+- Forecast column ``j`` is the demand (invocations/minute) of minute ``now + j``; column 0 is the
+  minute that starts now.
+- Plan column ``i`` is the min-scale *setting* written at minute ``now + i``. Instances it asks for
+  are ready ``lead_minutes`` later, so it is sized from the (upper) forecast over the window
+  ``[i, i + lead + hold]``: it covers the demand at ``i + lead`` (when its instances are ready), it
+  does not drop while demand that started earlier is still running, and it rises ``hold`` minutes
+  earlier than strictly needed to absorb errors in the forecast's timing.
+- Raises are applied at once (a late raise is a cold start). Decreases are damped: none while the
+  current value is younger than ``cooldown_minutes``, and a decrease of at most
+  ``scale_down_hysteresis`` instances is ignored unless it goes down to the user's floor (so a
+  function can always return to zero once its cooldown has passed).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+# Rounding guard: 120.0000001 invocations at capacity 60 are 2 instances, not 3.
+_ROUNDING_EPS = 1e-6
+# A plan with no previous state behaves as if the current value had been in place forever.
+_LONG_AGO = 10**9
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """How a forecast becomes a min-scale plan.
+
+    capacity_per_instance: invocations per minute one instance serves (see capacity_from_concurrency).
+    lead_minutes: minutes from writing min-scale to the instance being ready.
+    hold_minutes: extra minutes of look-ahead on top of the lead (pre-warm earlier, absorb timing error).
+    user_min_scale: the user's own min-scale; the plan never goes below it.
+    max_scale: the user's max-scale; the plan never exceeds it (None = no cap).
+    scale_down_hysteresis: decreases of at most this many instances are ignored (except down to the floor).
+    cooldown_minutes: no decrease until the current value has been in place this many minutes.
+    quantile: the forecast quantile the upper forecast is taken at (used by callers that build it).
+    min_demand: forecast invocations/minute below which no instance is kept for that minute
+        (a forecast of 0.2/min rounds to "no invocation"; at or above it, at least one instance).
+    """
+
+    capacity_per_instance: float = 60.0
+    lead_minutes: int = 1
+    hold_minutes: int = 2
+    user_min_scale: int = 0
+    max_scale: int | None = None
+    scale_down_hysteresis: int = 0
+    cooldown_minutes: int = 0
+    quantile: float | None = 0.9
+    min_demand: float = 0.5
+
+    def __post_init__(self):
+        _check_number("capacity_per_instance", self.capacity_per_instance, low=0.0, low_inclusive=False)
+        _check_int("lead_minutes", self.lead_minutes, low=0)
+        _check_int("hold_minutes", self.hold_minutes, low=0)
+        _check_int("user_min_scale", self.user_min_scale, low=0)
+        if self.max_scale is not None:
+            _check_int("max_scale", self.max_scale, low=1)
+            if self.max_scale < self.user_min_scale:
+                raise ValueError(
+                    f"max_scale ({self.max_scale}) must be >= user_min_scale ({self.user_min_scale})"
+                )
+        _check_int("scale_down_hysteresis", self.scale_down_hysteresis, low=0)
+        _check_int("cooldown_minutes", self.cooldown_minutes, low=0)
+        if self.quantile is not None:
+            _check_number("quantile", self.quantile, low=0.0, low_inclusive=False)
+            if not self.quantile < 1.0:
+                raise ValueError(f"quantile must be in (0, 1), got {self.quantile}")
+        _check_number("min_demand", self.min_demand, low=0.0, low_inclusive=False)
+
+    @property
+    def lookahead(self) -> int:
+        """Forecast minutes past a plan column that its size depends on."""
+        return self.lead_minutes + self.hold_minutes
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _check_int(name, value, low):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+
+
+def _check_number(name, value, low, low_inclusive=True):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(float(value)):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if value < low or (value == low and not low_inclusive):
+        relation = ">=" if low_inclusive else ">"
+        raise ValueError(f"{name} must be {relation} {low}, got {value}")
+
+
+def capacity_from_concurrency(
+    container_concurrency: int, duration_ms: float, target_utilization: float = 0.7
+) -> float:
+    """Invocations per minute one instance serves, from Knative's concurrency settings.
+
+    An instance runs `container_concurrency` requests at a time, each taking `duration_ms`; Knative
+    scales out when it is `target_utilization` busy (container-concurrency-target-percentage, 70 %
+    by default), so the usable rate is concurrency * utilization * 60000 / duration. A concurrency of
+    0 means "unlimited" in Knative, where the soft target of 100 applies.
+    """
+    if isinstance(container_concurrency, bool) or not isinstance(container_concurrency, (int, np.integer)):
+        raise ValueError(f"container_concurrency must be an integer, got {container_concurrency!r}")
+    if container_concurrency < 0:
+        raise ValueError(f"container_concurrency must be >= 0 (0 = unlimited), got {container_concurrency}")
+    _check_number("duration_ms", duration_ms, low=0.0, low_inclusive=False)
+    _check_number("target_utilization", target_utilization, low=0.0, low_inclusive=False)
+    if target_utilization > 1.0:
+        raise ValueError(f"target_utilization must be in (0, 1], got {target_utilization}")
+    concurrency = container_concurrency if container_concurrency > 0 else 100
+    return float(concurrency) * float(target_utilization) * 60_000.0 / float(duration_ms)
+
+
+def instances_for_demand(demand: np.ndarray, capacity_per_instance: float, min_demand: float) -> np.ndarray:
+    """Instances needed to serve `demand` invocations/minute: ceil(demand / capacity), 0 below min_demand."""
+    demand = np.asarray(demand, dtype=np.float64)
+    needed = np.ceil(demand / capacity_per_instance - _ROUNDING_EPS)
+    needed = np.where(demand >= min_demand, np.maximum(needed, 1.0), 0.0)
+    return needed.astype(np.int64)
+
+
+@dataclass
+class PlanState:
+    """What the plan was when the previous planning step left off, per function.
+
+    current: the min-scale in force in the minute before the plan starts.
+    minutes_in_place: how many minutes that value had been in force by then (>= 1).
+    """
+
+    current: np.ndarray
+    minutes_in_place: np.ndarray
+
+    @classmethod
+    def initial(cls, n: int, config: PolicyConfig) -> "PlanState":
+        return cls(
+            current=np.full(n, config.user_min_scale, dtype=np.int64),
+            minutes_in_place=np.full(n, _LONG_AGO, dtype=np.int64),
+        )
+
+    def after(self, plan: np.ndarray, minutes: int) -> "PlanState":
+        """The state once the first `minutes` columns of `plan` have been applied."""
+        plan = np.asarray(plan)
+        if not 0 <= minutes <= plan.shape[1]:
+            raise ValueError(f"minutes must be in [0, {plan.shape[1]}], got {minutes}")
+        current = self.current.copy()
+        in_place = self.minutes_in_place.copy()
+        for i in range(minutes):
+            changed = plan[:, i] != current
+            in_place = np.where(changed, 1, np.minimum(in_place + 1, _LONG_AGO))
+            current = plan[:, i].astype(np.int64)
+        return PlanState(current=current, minutes_in_place=in_place)
+
+
+def _as_forecast(name: str, forecast, n_expected: int | None = None) -> np.ndarray:
+    array = np.asarray(forecast, dtype=np.float64)
+    if array.ndim == 1:
+        raise ValueError(f"{name} must be 2-D [n_functions, horizon]; for one function pass forecast[None, :]")
+    if array.ndim != 2:
+        raise ValueError(f"{name} must be 2-D [n_functions, horizon], got shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    if n_expected is not None and array.shape[0] != n_expected:
+        raise ValueError(f"{name} has {array.shape[0]} rows, expected {n_expected}")
+    # Forecasts are counts; a slightly negative model output means "nothing expected".
+    return np.maximum(array, 0.0)
+
+
+def _window_max(values: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Forward max over [i, i + width) per column (truncated at the end) and the offset of the max."""
+    n, h = values.shape
+    if h == 0:
+        return values.copy(), np.zeros((n, 0), dtype=np.int64)
+    padded = np.concatenate([values, np.full((n, width - 1), -np.inf)], axis=1)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, width, axis=1)  # [n, h, width]
+    offset = np.argmax(windows, axis=2)
+    peak = np.take_along_axis(windows, offset[..., None], axis=2)[..., 0]
+    return peak, offset
+
+
+def plan_min_scale(
+    point_forecast,
+    upper_forecast=None,
+    config: PolicyConfig | None = None,
+    previous: PlanState | None = None,
+    *,
+    plan_horizon: int | None = None,
+    explain: bool = True,
+) -> tuple[np.ndarray, list[list[tuple[int, str]]]]:
+    """Turn forecasts [n, h] into a min-scale plan int [n, plan_horizon or h] plus reasons.
+
+    The size of column i comes from `upper_forecast` (or the point forecast when no upper one is
+    given) over [i, i + lead + hold]; pass a forecast of at least plan_horizon + lead + hold
+    columns so the last planned minutes see their whole window (shorter windows are truncated).
+    `previous` carries the current min-scale and its age from the last planning step (for
+    hysteresis and cooldown); None starts from the user's floor with no cooldown pending.
+
+    Returns (plan, reasons): reasons[k] lists (column, text) for every change of function k's plan
+    and for each start of a held decrease, capped value or floor. With explain=False the reason
+    lists are empty (the replay plans millions of minutes and does not need the text).
+    """
+    config = config or PolicyConfig()
+    point = _as_forecast("point_forecast", point_forecast)
+    n, h = point.shape
+    upper = None if upper_forecast is None else _as_forecast("upper_forecast", upper_forecast, n)
+    if upper is not None and upper.shape[1] != h:
+        raise ValueError(f"upper_forecast has {upper.shape[1]} columns, point_forecast has {h}")
+    if plan_horizon is None:
+        plan_horizon = h
+    _check_int("plan_horizon", plan_horizon, low=0)
+    if plan_horizon > h:
+        raise ValueError(f"plan_horizon ({plan_horizon}) exceeds the forecast horizon ({h})")
+    if previous is None:
+        previous = PlanState.initial(n, config)
+    elif previous.current.shape != (n,) or previous.minutes_in_place.shape != (n,):
+        raise ValueError(f"previous state is for {previous.current.shape[0]} functions, forecast has {n}")
+
+    sizing = upper if upper is not None else point
+    peak, peak_offset = _window_max(sizing, config.lookahead + 1)
+    peak, peak_offset = peak[:, :plan_horizon], peak_offset[:, :plan_horizon]
+    needed = instances_for_demand(peak, config.capacity_per_instance, config.min_demand)
+    floor = config.user_min_scale
+    target = np.maximum(needed, floor)
+    capped = np.zeros_like(target, dtype=bool)
+    if config.max_scale is not None:
+        capped = target > config.max_scale
+        target = np.minimum(target, config.max_scale)
+
+    plan = np.empty((n, plan_horizon), dtype=np.int64)
+    held_cooldown = np.zeros((n, plan_horizon), dtype=bool)
+    held_hysteresis = np.zeros((n, plan_horizon), dtype=bool)
+    current = previous.current.astype(np.int64).copy()
+    in_place = previous.minutes_in_place.astype(np.int64).copy()
+    for i in range(plan_horizon):
+        want = target[:, i]
+        lower = want < current
+        cooling = lower & (in_place < config.cooldown_minutes)
+        small_step = lower & ((current - want) <= config.scale_down_hysteresis) & (want > floor)
+        blocked = cooling | small_step
+        new = np.where(blocked, current, want)
+        held_cooldown[:, i] = cooling
+        held_hysteresis[:, i] = small_step & ~cooling
+        changed = new != current
+        in_place = np.where(changed, 1, np.minimum(in_place + 1, _LONG_AGO))
+        current = new
+        plan[:, i] = new
+
+    reasons: list[list[tuple[int, str]]] = [[] for _ in range(n)]
+    if explain and plan_horizon:
+        _explain(reasons, plan, previous.current, target, needed, capped, held_cooldown, held_hysteresis,
+                 peak, peak_offset, config)
+    return plan, reasons
+
+
+def _explain(reasons, plan, start, target, needed, capped, held_cooldown, held_hysteresis,
+             peak, peak_offset, config):
+    n, h = plan.shape
+    before = np.concatenate([start[:, None], plan[:, :-1]], axis=1)
+    prev_cool = np.concatenate([np.zeros((n, 1), bool), held_cooldown[:, :-1]], axis=1)
+    prev_hyst = np.concatenate([np.zeros((n, 1), bool), held_hysteresis[:, :-1]], axis=1)
+    prev_cap = np.concatenate([np.zeros((n, 1), bool), capped[:, :-1]], axis=1)
+    events = (plan != before) | (held_cooldown & ~prev_cool) | (held_hysteresis & ~prev_hyst) | (capped & ~prev_cap)
+    window = config.lookahead
+    for k, i in zip(*np.nonzero(events)):
+        value, old = int(plan[k, i]), int(before[k, i])
+        demand = float(peak[k, i])
+        at = int(i + peak_offset[k, i])
+        if held_cooldown[k, i]:
+            text = f"hold {old} (cooldown {config.cooldown_minutes} min; forecast needs {int(target[k, i])})"
+        elif held_hysteresis[k, i]:
+            text = (f"hold {old} (hysteresis: target {int(target[k, i])} is within "
+                    f"{config.scale_down_hysteresis} instance(s))")
+        elif capped[k, i] and value == config.max_scale and value >= old:
+            text = f"cap max-scale {config.max_scale} (forecast peak {demand:.0f}/min at +{at} min needs {int(needed[k, i])})"
+        elif value > old:
+            text = f"raise to {value} ahead of forecast peak {demand:.0f}/min at +{at} min"
+            if value == config.user_min_scale and needed[k, i] < value:
+                text = f"raise to user min-scale {value}"
+        elif value < old:
+            if value == config.user_min_scale and needed[k, i] <= value:
+                text = (f"lower to user min-scale {value} (forecast peak {demand:.1f}/min "
+                        f"over the next {window + 1} min)")
+            else:
+                text = f"lower to {value} (forecast peak {demand:.0f}/min at +{at} min)"
+        else:
+            continue
+        reasons[k].append((int(i), text))

@@ -1,0 +1,564 @@
+"""Trace-driven cold-start replay: how many cold starts and idle instance-minutes a floor policy costs.
+
+Model of one function, minute by minute (all functions and policies at once, vectorised):
+
+- Demand ``d[m] = ceil(invocations[m] / capacity)`` instances, at least 1 when there is any invocation.
+- Knative's own autoscaler (the reactive layer) keeps an instance warm for ``keep_warm_minutes`` after
+  the last minute it was needed (stable window + scale-to-zero grace): ``R[m] = max d[m-K .. m-1]``.
+- A policy writes a min-scale setting ``S[m]``. Floor instances that were already alive are kept at
+  once; new ones are ready ``lead_minutes`` after they were asked for, so the floor in force is
+  ``F[m] = min(S[m], max(A[m-1], min S[m-lead .. m]))``.
+- Warm at the start of the minute: ``W[m] = max(F[m], R[m])``; cold starts ``max(0, d[m] - W[m])``;
+  alive ``A[m] = max(W[m], d[m])``; idle ``A[m] - d[m]`` instance-minutes.
+
+Cold-start rate = cold starts / demanded instance-minutes (sum of d): the share of instance-minutes
+of real work that began on a cold instance. For a function that fits one instance this is the share
+of its busy minutes that started cold. Both cold starts and idle cost are also given relative to
+the Knative default (no floor), which every run includes.
+
+No policy sees the future: at planning minute t a policy receives the counts of minutes < t only
+(a read-only view), except policies that declare ``sees_future`` (the oracle lower bound).
+Planning starts `lead_minutes` before the first counted minute (the operator was already
+running), so a floor can be in place when counting starts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field, replace
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from mesp_core.policy import PlanState, PolicyConfig, _check_int, _check_number, plan_min_scale
+
+# A point forecaster maps contexts (2-D [n, t] array or list of 1-D arrays, oldest first) and a
+# horizon to [n, horizon] forecast invocations per minute.
+PointForecaster = Callable[[object, int], np.ndarray]
+# A quantile forecaster maps (contexts, horizon, q) to the q-quantile forecast [n, horizon].
+QuantileForecaster = Callable[[object, int, float], np.ndarray]
+
+KNATIVE_DEFAULT = "knative default"
+
+
+def demand_instances(counts: np.ndarray, capacity_per_instance: float) -> np.ndarray:
+    """Instances needed per minute: ceil(invocations / capacity), at least 1 with any invocation."""
+    counts = np.asarray(counts, dtype=np.float64)
+    needed = np.ceil(counts / capacity_per_instance - 1e-6)
+    return np.where(counts > 0, np.maximum(needed, 1.0), 0.0).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class ReplaySettings:
+    capacity_per_instance: float
+    keep_warm_minutes: int
+    lead_minutes: int
+    replan_every: int
+    horizon: int | None
+    context_minutes: int | None
+    start_minute: int
+    end_minute: int
+    n_functions: int
+
+
+class PlanningStep:
+    """What a policy may look at when it plans at minute `t` for the next `steps` minutes."""
+
+    def __init__(self, t: int, steps: int, history: np.ndarray, settings: ReplaySettings,
+                 cache: dict, future: np.ndarray | None = None):
+        self.t = t
+        self.steps = steps
+        self.history = history  # read-only [n, t] view: minutes 0 .. t-1
+        self.settings = settings
+        self.future = future
+        self._cache = cache
+
+    def contexts(self) -> np.ndarray:
+        ctx = self.settings.context_minutes
+        return self.history if ctx is None else self.history[:, max(0, self.t - ctx):]
+
+    def forecast(self, forecaster: Callable, horizon: int, q: float | None = None) -> np.ndarray:
+        """Call a forecaster on the history (memoised per step: policies share forecasts)."""
+        key = (id(forecaster), horizon, q)
+        if key not in self._cache:
+            contexts = self.contexts()
+            out = forecaster(contexts, horizon) if q is None else forecaster(contexts, horizon, q)
+            out = np.asarray(out, dtype=np.float64)
+            n = self.history.shape[0]
+            if out.ndim != 2 or out.shape[0] != n or out.shape[1] < horizon:
+                raise ValueError(
+                    f"forecaster {forecaster!r} returned shape {out.shape}, expected [{n}, {horizon}]"
+                )
+            if not np.all(np.isfinite(out)):
+                raise ValueError(f"forecaster {forecaster!r} returned NaN or infinite values")
+            self._cache[key] = out[:, :horizon]
+        return self._cache[key]
+
+
+class Policy(ABC):
+    """A min-scale floor policy: at planning minute t, settings for minutes t .. t+steps-1."""
+
+    #: minutes between planning steps; None = the replay's replan_every. Reactive baselines use 1.
+    cadence: int | None = None
+    #: only the oracle: receives the whole trace.
+    sees_future: bool = False
+    #: policies with the same group are drawn as one curve (e.g. a quantile sweep).
+    group: str | None = None
+    quantile: float | None = None
+
+    def reset(self, settings: ReplaySettings) -> None:
+        """Forget all state before a replay."""
+
+    @abstractmethod
+    def plan(self, step: PlanningStep) -> np.ndarray:
+        """Min-scale settings int [n, step.steps] for minutes step.t .. step.t + step.steps - 1."""
+
+
+class NoFloorPolicy(Policy):
+    """Knative as shipped: no min-scale, only the reactive autoscaler."""
+
+    def plan(self, step):
+        return np.zeros((step.history.shape[0], step.steps), dtype=np.int64)
+
+
+class ForecastFloorPolicy(Policy):
+    """Min-scale from a forecaster through `mesp_core.policy.plan_min_scale`.
+
+    With `quantile_forecaster` and `quantile`, the plan is sized from that quantile; otherwise from
+    the point forecast. The replay's capacity and lead time override the config's.
+    """
+
+    def __init__(self, forecaster: PointForecaster | None = None, *,
+                 quantile_forecaster: QuantileForecaster | None = None, quantile: float | None = None,
+                 config: PolicyConfig | None = None, group: str | None = None):
+        if (quantile is None) != (quantile_forecaster is None):
+            raise ValueError("give quantile_forecaster and quantile together")
+        if quantile is None and forecaster is None:
+            raise ValueError("give a forecaster or a quantile_forecaster with a quantile")
+        if quantile is not None:
+            _check_number("quantile", quantile, low=0.0, low_inclusive=False)
+            if quantile >= 1.0:
+                raise ValueError(f"quantile must be in (0, 1), got {quantile}")
+        self.forecaster = forecaster
+        self.quantile_forecaster = quantile_forecaster
+        self.quantile = quantile
+        self.config = config or PolicyConfig()
+        self.group = group
+        self._state: PlanState | None = None
+        self._config = self.config
+
+    def reset(self, settings):
+        self._config = replace(self.config, capacity_per_instance=settings.capacity_per_instance,
+                               lead_minutes=settings.lead_minutes, quantile=self.quantile)
+        self._state = PlanState.initial(settings.n_functions, self._config)
+
+    def plan(self, step):
+        horizon = step.settings.horizon or step.steps + self._config.lookahead
+        if self.quantile is not None:
+            sizing = step.forecast(self.quantile_forecaster, horizon, self.quantile)
+        else:
+            sizing = step.forecast(self.forecaster, horizon)
+        plan, _ = plan_min_scale(sizing, None, self._config, previous=self._state,
+                                 plan_horizon=step.steps, explain=False)
+        self._state = self._state.after(plan, step.steps)
+        return plan
+
+
+@dataclass
+class PolicyResult:
+    name: str
+    cold_starts: int
+    cold_start_rate: float        # cold starts / demanded instance-minutes
+    cold_minutes: int             # minutes with at least one cold start
+    cold_minute_rate: float       # cold_minutes / minutes with demand
+    idle_instance_minutes: int
+    warm_instance_minutes: int
+    cold_vs_default: float        # cold starts relative to the Knative default (1.0 = same)
+    idle_vs_default: float
+    p75_function_cold_rate: float  # 75th percentile over functions with demand (Shahrad et al.'s measure)
+    group: str | None = None
+    quantile: float | None = None
+
+
+@dataclass
+class SimulationReport:
+    results: list[PolicyResult]
+    settings: dict
+    totals: dict                  # demand instance-minutes, busy minutes, invocations, functions
+    per_function_cold: np.ndarray = field(repr=False)   # int [n_policies, n_functions]
+    per_function_idle: np.ndarray = field(repr=False)
+    recorded_settings: dict | None = field(default=None, repr=False)  # name -> int [n, span] (record_settings=True)
+
+    def result(self, name: str) -> PolicyResult:
+        for r in self.results:
+            if r.name == name:
+                return r
+        raise KeyError(f"no policy named {name!r}; have {[r.name for r in self.results]}")
+
+    def to_dict(self) -> dict:
+        return {
+            "settings": self.settings,
+            "totals": self.totals,
+            "cold_start_rate_definition": "cold starts / demanded instance-minutes",
+            "policies": [vars(r).copy() for r in self.results],
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False, default=_json_default)
+
+
+def _json_default(value):
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+def _as_counts(trace_counts) -> np.ndarray:
+    counts = getattr(trace_counts, "counts", trace_counts)
+    counts = np.array(counts, dtype=np.float32)  # a private copy: policies get read-only views of it
+    if counts.ndim != 2:
+        raise ValueError(f"trace counts must be 2-D [n_functions, minutes], got shape {counts.shape}")
+    if not np.all(np.isfinite(counts)):
+        raise ValueError("trace counts contain NaN or infinite values")
+    if np.any(counts < 0):
+        raise ValueError("trace counts contain negative values")
+    counts.setflags(write=False)
+    return counts
+
+
+def _trailing_max(values: np.ndarray, width: int) -> np.ndarray:
+    """out[:, m] = max(values[:, m-width .. m-1]) (0 where the window is empty)."""
+    n, T = values.shape
+    out = np.zeros((n, T), dtype=values.dtype)
+    for k in range(1, width + 1):
+        np.maximum(out[:, k:], values[:, : T - k], out=out[:, k:])
+    return out
+
+
+def replay_floors(demand: np.ndarray, floors: np.ndarray, start_minute: int, keep_warm_minutes: int,
+                  lead_minutes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The replay recurrence (see module doc) for settings `floors` int [P, n, span].
+
+    `demand` is int [n, T] over the whole trace (minutes before `start_minute` warm the reactive
+    layer); returns (cold [P, n, span], idle [P, n, span], alive [P, n, span]).
+    """
+    P, n, span = floors.shape
+    reactive = _trailing_max(demand, keep_warm_minutes)
+    cold = np.empty((P, n, span), dtype=np.int64)
+    idle = np.empty((P, n, span), dtype=np.int64)
+    alive_all = np.empty((P, n, span), dtype=np.int64)
+    # Before the replay Knative ran alone: alive = its warm instances plus that minute's demand.
+    before = np.maximum(demand[:, start_minute - 1], reactive[:, start_minute - 1])
+    alive = np.broadcast_to(before, (P, n)).astype(np.int64)
+    for i in range(span):
+        m = start_minute + i
+        setting = floors[:, :, i]
+        ready = floors[:, :, max(0, i - lead_minutes): i + 1].min(axis=2)
+        if i < lead_minutes:  # no floor was set before the replay: nothing asked for can be ready yet
+            ready = np.zeros_like(ready)
+        floor = np.minimum(setting, np.maximum(alive, ready))
+        warm = np.maximum(floor, reactive[None, :, m])
+        need = demand[None, :, m]
+        cold[:, :, i] = np.maximum(need - warm, 0)
+        alive = np.maximum(warm, need)
+        idle[:, :, i] = alive - need
+        alive_all[:, :, i] = alive
+    return cold, idle, alive_all
+
+
+def simulate(trace_counts, policies: Mapping[str, Policy], start_minute: int = 720,
+             end_minute: int | None = None, *, capacity_per_instance: float = 60.0,
+             keep_warm_minutes: int = 2, lead_minutes: int = 1, replan_every: int = 1,
+             horizon: int | None = None, context_minutes: int | None = None, progress: bool = True,
+             record_settings: bool = False) -> SimulationReport:
+    """Replay minutes [start_minute, end_minute) of `trace_counts` [n, T] under every policy.
+
+    The Knative default (no floor) is always included as the reference. `replan_every` is the
+    planning cadence of forecast policies (reactive baselines decide every minute); `horizon` is
+    the forecast length asked for (default: replan_every + lead + the policy's hold); with
+    `context_minutes` forecasters see only that many trailing minutes (default: all of the past).
+    """
+    counts = _as_counts(trace_counts)
+    n, T = counts.shape
+    _check_number("capacity_per_instance", capacity_per_instance, low=0.0, low_inclusive=False)
+    _check_int("keep_warm_minutes", keep_warm_minutes, low=0)
+    _check_int("lead_minutes", lead_minutes, low=0)
+    _check_int("replan_every", replan_every, low=1)
+    _check_int("start_minute", start_minute, low=1)
+    end_minute = T if end_minute is None else end_minute
+    _check_int("end_minute", end_minute, low=start_minute + 1)
+    if end_minute > T:
+        raise ValueError(f"end_minute ({end_minute}) is past the end of the trace ({T} minutes)")
+    if horizon is not None:
+        _check_int("horizon", horizon, low=replan_every)
+    if context_minutes is not None:
+        _check_int("context_minutes", context_minutes, low=1)
+    if not policies:
+        raise ValueError("no policies to compare")
+    for name, policy in policies.items():
+        if not isinstance(policy, Policy):
+            raise ValueError(f"policy {name!r} is a {type(policy).__name__}, not a mesp_core.simulate.Policy")
+        if policy.cadence is not None:
+            _check_int(f"cadence of policy {name!r}", policy.cadence, low=1)
+
+    named = dict(policies)
+    if not any(isinstance(p, NoFloorPolicy) for p in named.values()):
+        named = {KNATIVE_DEFAULT: NoFloorPolicy(), **named}
+    reference = next(name for name, p in named.items() if isinstance(p, NoFloorPolicy))
+    names = list(named)
+    settings = ReplaySettings(capacity_per_instance=float(capacity_per_instance),
+                              keep_warm_minutes=keep_warm_minutes, lead_minutes=lead_minutes,
+                              replan_every=replan_every, horizon=horizon, context_minutes=context_minutes,
+                              start_minute=start_minute, end_minute=end_minute, n_functions=n)
+    for policy in named.values():
+        policy.reset(settings)
+
+    # Planning starts `lead` minutes early (the operator was already running), so floors asked for
+    # at the start are ready when counting starts; those warm-up minutes are not counted.
+    plan_from = max(1, start_minute - lead_minutes)
+    warmup = start_minute - plan_from
+    span = end_minute - plan_from
+    floors = np.zeros((len(names), n, span), dtype=np.int64)
+    from tqdm.auto import tqdm
+
+    for t in tqdm(range(plan_from, end_minute), desc="replay", unit="min", disable=not progress,
+                  leave=False):
+        cache: dict = {}
+        history = counts[:, :t]
+        for p, name in enumerate(names):
+            policy = named[name]
+            cadence = policy.cadence or replan_every
+            if (t - plan_from) % cadence:
+                continue
+            steps = min(cadence, end_minute - t)
+            step = PlanningStep(t, steps, history, settings, cache,
+                                future=counts if policy.sees_future else None)
+            planned = np.asarray(policy.plan(step))
+            if planned.shape != (n, steps):
+                raise ValueError(f"policy {name!r} returned shape {planned.shape}, expected {(n, steps)}")
+            if np.any(planned < 0):
+                raise ValueError(f"policy {name!r} returned a negative min-scale")
+            floors[p, :, t - plan_from: t - plan_from + steps] = planned
+
+    demand = demand_instances(counts, capacity_per_instance)
+    cold, idle, alive = replay_floors(demand, floors, plan_from, keep_warm_minutes, lead_minutes)
+    cold, idle, alive, floors = (a[:, :, warmup:] for a in (cold, idle, alive, floors))
+    return _report(names, named, reference, counts, demand, cold, idle, alive, floors, settings,
+                   record_settings)
+
+
+def _report(names, named, reference, counts, demand, cold, idle, alive, floors, settings, record):
+    s, e = settings.start_minute, settings.end_minute
+    window_demand = demand[:, s:e]
+    demand_minutes = int(window_demand.sum())
+    busy = window_demand > 0
+    busy_minutes = int(busy.sum())
+    per_function_cold = cold.sum(axis=2)
+    per_function_idle = idle.sum(axis=2)
+    function_demand = window_demand.sum(axis=1)
+    active = function_demand > 0
+    ref = names.index(reference)
+    ref_cold = int(per_function_cold[ref].sum())
+    ref_idle = int(per_function_idle[ref].sum())
+    results = []
+    for p, name in enumerate(names):
+        cold_starts = int(per_function_cold[p].sum())
+        idle_minutes = int(per_function_idle[p].sum())
+        cold_minutes = int(((cold[p] > 0) & busy).sum())
+        rates = per_function_cold[p][active] / function_demand[active]
+        results.append(PolicyResult(
+            name=name,
+            cold_starts=cold_starts,
+            cold_start_rate=_ratio(cold_starts, demand_minutes),
+            cold_minutes=cold_minutes,
+            cold_minute_rate=_ratio(cold_minutes, busy_minutes),
+            idle_instance_minutes=idle_minutes,
+            warm_instance_minutes=int(alive[p].sum()),
+            cold_vs_default=_relative(cold_starts, ref_cold),
+            idle_vs_default=_relative(idle_minutes, ref_idle),
+            p75_function_cold_rate=float(np.percentile(rates, 75)) if rates.size else 0.0,
+            group=named[name].group,
+            quantile=named[name].quantile,
+        ))
+    settings_dict = {k: v for k, v in vars(settings).items()}
+    totals = {"functions": int(counts.shape[0]), "minutes": e - s,
+              "invocations": float(counts[:, s:e].sum(dtype=np.float64)),
+              "demand_instance_minutes": demand_minutes, "busy_minutes": busy_minutes,
+              "reference_policy": reference}
+    recorded = {name: floors[p].copy() for p, name in enumerate(names)} if record else None
+    return SimulationReport(results=results, settings=settings_dict, totals=totals,
+                            per_function_cold=per_function_cold, per_function_idle=per_function_idle,
+                            recorded_settings=recorded)
+
+
+def _ratio(a, b):
+    return float(a) / float(b) if b else 0.0
+
+
+def _relative(a, reference):
+    """a / reference; 1.0 when both are zero (same as the default), inf when only the default is zero."""
+    if reference == 0:
+        return 1.0 if a == 0 else math.inf
+    return float(a) / float(reference)
+
+
+def format_table(report: SimulationReport) -> str:
+    """The comparison as a fixed-width text table."""
+    header = ("policy", "cold starts", "cold rate", "vs default", "idle inst-min", "vs default",
+              "p75 fn cold")
+    rows = []
+    for r in report.results:
+        rows.append((r.name, f"{r.cold_starts:,}", f"{100 * r.cold_start_rate:.2f}%",
+                     _times(r.cold_vs_default), f"{r.idle_instance_minutes:,}", _times(r.idle_vs_default),
+                     f"{100 * r.p75_function_cold_rate:.1f}%"))
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))]
+    lines.append("  ".join("-" * w for w in widths))
+    for row in rows:
+        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+    t = report.totals
+    lines.append("")
+    lines.append(f"{t['functions']} functions x {t['minutes']} minutes, {t['invocations']:,.0f} invocations, "
+                 f"{t['demand_instance_minutes']:,} demanded instance-minutes; "
+                 f"cold rate = cold starts / demanded instance-minutes; 'vs default' relative to "
+                 f"'{t['reference_policy']}'.")
+    return "\n".join(lines)
+
+
+def _times(x: float) -> str:
+    return "inf" if math.isinf(x) else f"{x:.2f}x"
+
+
+def plot_tradeoff(report: SimulationReport, path) -> None:
+    """PNG: cold-start rate vs idle instance-minutes, one point per policy, sweeps as curves."""
+    # matplotlib is heavy and optional at run time: import it only here, without pyplot's global state.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 6), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    groups: dict[str, list[PolicyResult]] = {}
+    singles = []
+    for r in report.results:
+        if r.group and r.quantile is not None:
+            groups.setdefault(r.group, []).append(r)
+        else:
+            singles.append(r)
+    for g, members in list(groups.items()):
+        if len(members) < 2:
+            singles.extend(members)
+            del groups[g]
+    colors = [f"C{i % 10}" for i in range(len(singles) + len(groups))]
+    markers = "osD^v<>phX*"
+    for i, r in enumerate(singles):
+        ax.scatter(r.idle_instance_minutes, 100 * r.cold_start_rate, marker=markers[i % len(markers)],
+                   s=60, color=colors[i], label=r.name, zorder=3, clip_on=False)
+    for j, (g, members) in enumerate(groups.items()):
+        members = sorted(members, key=lambda r: r.quantile)
+        xs = [r.idle_instance_minutes for r in members]
+        ys = [100 * r.cold_start_rate for r in members]
+        ax.plot(xs, ys, "-o", lw=1.5, ms=4, color=colors[len(singles) + j],
+                label=f"{g}, quantile sweep", zorder=4, clip_on=False)
+        for k, (r, x, y) in enumerate(zip(members, xs, ys)):
+            ax.annotate(f"q={r.quantile:g}", (x, y), textcoords="offset points",
+                        xytext=(6, 6 if k % 2 == 0 else -12), fontsize=7)
+    ax.set_xlabel("idle instance-minutes (lower is cheaper)")
+    ax.set_ylabel("cold-start rate, % of demanded instance-minutes")
+    t = report.totals
+    ax.set_title(f"Cold starts vs idle cost: {t['functions']} functions x {t['minutes']} min replayed")
+    ax.grid(True, alpha=0.3)
+    ax.set_xlim(left=0)
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+class ModelForecaster:
+    """Adapter from a loaded MESP model (mesp_core.load_model) to the forecaster protocol."""
+
+    def __init__(self, model, approach: str):
+        self.model = model
+        self.approach = approach
+
+    def __call__(self, contexts, horizon: int) -> np.ndarray:
+        return self.model.forecast(contexts, horizon=horizon, approach=self.approach)
+
+    def __repr__(self):
+        return f"ModelForecaster(approach={self.approach!r})"
+
+
+class ModelQuantileForecaster(ModelForecaster):
+    def __call__(self, contexts, horizon: int, q: float) -> np.ndarray:
+        return self.model.forecast_quantile(contexts, horizon, q=q, approach=self.approach)
+
+    def __repr__(self):
+        return f"ModelQuantileForecaster(approach={self.approach!r})"
+
+
+def model_forecasters(model, approach: str) -> tuple[PointForecaster, QuantileForecaster]:
+    """(point, quantile) forecasters for one approach ("moe", "dense" or "naive") of a loaded model."""
+    if approach not in ("moe", "dense", "naive"):
+        raise ValueError(f"approach must be 'moe', 'dense' or 'naive', got {approach!r}")
+    return ModelForecaster(model, approach), ModelQuantileForecaster(model, approach)
+
+
+APPROACH_LABELS = {"naive": "seasonal naive", "dense": "dense", "moe": "MESP MoE"}
+
+
+def standard_policies(model, quantiles: Sequence[float] = (0.5, 0.8, 0.9, 0.95, 0.99),
+                      curve_approaches: Sequence[str] = ("moe",), policy_config: PolicyConfig | None = None,
+                      ) -> dict[str, Policy]:
+    """The comparison set: Knative default, keep-alive 10/20, hybrid histogram, forecast floors, oracle."""
+    from mesp_core.baselines import FixedKeepAlivePolicy, HybridHistogramPolicy, OraclePolicy
+
+    config = policy_config or PolicyConfig()
+    policies: dict[str, Policy] = {
+        KNATIVE_DEFAULT: NoFloorPolicy(),
+        "keep-alive 10 min": FixedKeepAlivePolicy(10),
+        "keep-alive 20 min": FixedKeepAlivePolicy(20),
+        "hybrid histogram": HybridHistogramPolicy(),
+    }
+    for approach in ("naive", "dense", "moe"):
+        point, quantile = model_forecasters(model, approach)
+        label = APPROACH_LABELS[approach]
+        policies[label] = ForecastFloorPolicy(point, config=config, group=label)
+        if approach in curve_approaches:
+            for q in quantiles:
+                policies[f"{label} q={q:g}"] = ForecastFloorPolicy(
+                    quantile_forecaster=quantile, quantile=float(q), config=config, group=label)
+    policies["oracle"] = OraclePolicy()
+    return policies
+
+
+def run_replay(model, counts, start_minute: int = 720, quantiles: Sequence[float] = (0.5, 0.8, 0.9, 0.95, 0.99),
+               capacity: float = 60.0, replan_every: int = 1, lead_minutes: int = 1, horizon: int | None = None,
+               *, end_minute: int | None = None, keep_warm_minutes: int = 2,
+               policy_config: PolicyConfig | None = None, curve_approaches: Sequence[str] = ("moe",),
+               context_minutes: int | None = None, progress: bool = True) -> SimulationReport:
+    """Replay `counts` ([n, T] array or InvocationTrace) under the standard policy set built from `model`.
+
+    Forecasters see at most `context_minutes` trailing minutes (default: the model's input size, at
+    least one day, so the router sees a full daily shape).
+    """
+    for q in quantiles:
+        _check_number("quantile", q, low=0.0, low_inclusive=False)
+        if q >= 1.0:
+            raise ValueError(f"quantiles must be in (0, 1), got {q}")
+    for approach in curve_approaches:
+        if approach not in APPROACH_LABELS:
+            raise ValueError(f"curve approach must be one of {sorted(APPROACH_LABELS)}, got {approach!r}")
+    if context_minutes is None:
+        manifest = getattr(model, "manifest", None) or {}
+        input_size = manifest.get("input_size") if isinstance(manifest, dict) else None
+        context_minutes = max(int(input_size or 0), 1440)
+    policies = standard_policies(model, quantiles, curve_approaches, policy_config)
+    return simulate(counts, policies, start_minute, end_minute, capacity_per_instance=capacity,
+                    keep_warm_minutes=keep_warm_minutes, lead_minutes=lead_minutes,
+                    replan_every=replan_every, horizon=horizon, context_minutes=context_minutes,
+                    progress=progress)
