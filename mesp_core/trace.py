@@ -1,0 +1,777 @@
+"""Readers and writer for the Azure Functions 2019 trace layout, with validation.
+
+Invocation files (``invocations_per_function_md.anon.dNN.csv`` in the public trace) have the header
+``HashOwner,HashApp,HashFunction,Trigger,1,...,1440``: one row per function and day, one column per
+minute. They are read unchanged, plain or gzip'd (detected from the file's magic bytes, not its
+name).
+
+Days. A file whose name contains ``.dNN.`` (``d01`` .. ``d14``) is that day. Files of different days
+are joined per (HashOwner, HashApp, HashFunction) key into one series ordered by day number; a
+function missing from a day gets zeros there and ``present[f, d] = False``. A file with no ``.dNN.``
+in its name (the shared ``invocations_per_function_md.sample.csv.gz`` or ``...top10.csv``) is one day
+on its own; several such undated files are *not* separate days: their rows are concatenated as extra
+functions of that one day (labelled e.g. ``"sample"`` or ``"sample+top10"``). Dated and undated
+files cannot be mixed in one read.
+
+Speed. Each file is parsed with pandas' C engine straight into float32 and validated with vectorised
+checks. Only if a check fails is the file scanned again line by line, to name the exact line(s); so
+well-formed full-size day files (~46,000 rows x 1444 columns) never pay for the slow path.
+
+Errors. A malformed row (wrong column count, empty key, non-numeric / negative / non-finite count,
+duplicate key within a day) raises ``TraceFormatError("path:line: reason")`` with the 1-based line
+number as in the file (the header is line 1). With ``on_error="skip"`` such rows are dropped instead,
+counted in ``InvocationTrace.skipped`` and the first 20 are listed in ``InvocationTrace.problems``.
+Problems with a whole file (missing, empty, unreadable gzip, wrong header) always raise.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip as gzip_module
+import hashlib
+import io
+import re
+import warnings
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from mesp_core.constants import MINUTES_PER_DAY
+
+__all__ = [
+    "KEY_COLUMNS",
+    "INVOCATION_COLUMNS",
+    "DURATION_COLUMNS",
+    "MEMORY_COLUMNS",
+    "TraceFormatError",
+    "InvocationTrace",
+    "read_invocations",
+    "write_invocations",
+    "read_durations",
+    "read_memory",
+    "split_functions",
+]
+
+KEY_COLUMNS = ("HashOwner", "HashApp", "HashFunction")
+MINUTE_COLUMNS = tuple(str(m) for m in range(1, MINUTES_PER_DAY + 1))
+INVOCATION_COLUMNS = KEY_COLUMNS + ("Trigger",) + MINUTE_COLUMNS
+DURATION_COLUMNS = KEY_COLUMNS + (
+    "Average",
+    "Count",
+    "Minimum",
+    "Maximum",
+    "percentile_Average_0",
+    "percentile_Average_1",
+    "percentile_Average_25",
+    "percentile_Average_50",
+    "percentile_Average_75",
+    "percentile_Average_99",
+    "percentile_Average_100",
+)
+# The public trace keys memory by app (HashOwner, HashApp); the shared top10 sample also carries
+# HashFunction. Both layouts are accepted.
+MEMORY_VALUE_COLUMNS = (
+    "SampleCount",
+    "AverageAllocatedMb",
+    "AverageAllocatedMb_pct1",
+    "AverageAllocatedMb_pct5",
+    "AverageAllocatedMb_pct25",
+    "AverageAllocatedMb_pct50",
+    "AverageAllocatedMb_pct75",
+    "AverageAllocatedMb_pct95",
+    "AverageAllocatedMb_pct99",
+    "AverageAllocatedMb_pct100",
+)
+MEMORY_COLUMNS = ("HashOwner", "HashApp") + MEMORY_VALUE_COLUMNS
+MEMORY_COLUMNS_WITH_FUNCTION = KEY_COLUMNS + MEMORY_VALUE_COLUMNS
+
+INVOCATIONS_PREFIX = "invocations_per_function_md"
+MAX_LISTED_PROBLEMS = 20
+_DAY_RE = re.compile(r"\.d(\d{1,3})\.")
+_ON_ERROR_CHOICES = ("raise", "skip")
+
+
+class TraceFormatError(ValueError):
+    """A trace file cannot be used as given. ``str(e) == "<file>:<line>: <reason>"``.
+
+    ``line`` is the 1-based line number in the file (header = 1), or None when the problem concerns
+    the whole file (missing, unreadable); then ``str(e) == "<file>: <reason>"``.
+    """
+
+    def __init__(self, path, line: int | None, reason: str):
+        self.path = str(path)
+        self.line = line
+        self.reason = reason
+        where = self.path if line is None else f"{self.path}:{line}"
+        super().__init__(f"{where}: {reason}")
+
+
+@dataclass
+class InvocationTrace:
+    """Per-minute invocation counts of many functions over one or more whole days."""
+
+    keys: list[tuple[str, str, str]]
+    triggers: list[str]
+    counts: np.ndarray
+    days: list[str]
+    present: np.ndarray
+    skipped: int = 0
+    problems: list[tuple[str, int | None, str]] = field(default_factory=list)
+
+    def __post_init__(self):
+        self.keys = [tuple(k) for k in self.keys]
+        self.triggers = list(self.triggers)
+        self.days = list(self.days)
+        self.counts = np.ascontiguousarray(self.counts, dtype=np.float32)
+        self.present = np.asarray(self.present, dtype=bool)
+        n = len(self.keys)
+        if self.counts.ndim != 2 or self.counts.shape != (n, len(self.days) * MINUTES_PER_DAY):
+            raise ValueError(
+                f"counts must have shape (n_functions={n}, n_days*{MINUTES_PER_DAY}="
+                f"{len(self.days) * MINUTES_PER_DAY}), got {self.counts.shape}"
+            )
+        if self.present.shape != (n, len(self.days)):
+            raise ValueError(f"present must have shape ({n}, {len(self.days)}), got {self.present.shape}")
+        if len(self.triggers) != n:
+            raise ValueError(f"{len(self.triggers)} triggers for {n} functions")
+        if len(set(self.keys)) != n:
+            raise ValueError("function keys must be unique")
+
+    @property
+    def n_functions(self) -> int:
+        return self.counts.shape[0]
+
+    @property
+    def n_minutes(self) -> int:
+        return self.counts.shape[1]
+
+    @property
+    def n_days(self) -> int:
+        return len(self.days)
+
+    def subset(self, idx) -> "InvocationTrace":
+        """The functions selected by ``idx`` (integer indices or a boolean mask), in that order."""
+        idx = np.asarray(idx)
+        if idx.dtype == bool:
+            if idx.shape != (self.n_functions,):
+                raise ValueError(f"boolean mask must have length {self.n_functions}, got {idx.shape}")
+            idx = np.flatnonzero(idx)
+        idx = idx.astype(np.int64, copy=False).reshape(-1)
+        return InvocationTrace(
+            keys=[self.keys[i] for i in idx],
+            triggers=[self.triggers[i] for i in idx],
+            counts=self.counts[idx],
+            days=list(self.days),
+            present=self.present[idx],
+            skipped=self.skipped,
+            problems=list(self.problems),
+        )
+
+    def daily(self) -> tuple[np.ndarray, np.ndarray]:
+        """Present function-days as rows: ``([n_rows, 1440] counts, [n_rows] function index)``.
+
+        Rows are ordered by function, then by day; days on which a function is absent are left out.
+        """
+        per_day = self.counts.reshape(self.n_functions, self.n_days, MINUTES_PER_DAY)
+        func_idx, day_idx = np.nonzero(self.present)
+        return per_day[func_idx, day_idx], func_idx
+
+    def fingerprint(self) -> str:
+        """sha256 hex of the function keys and counts (identifies training data in manifests)."""
+        digest = hashlib.sha256()
+        digest.update(f"mesp-trace-v1|{self.n_functions}|{self.n_minutes}\n".encode())
+        for key in self.keys:
+            digest.update(("\x1f".join(key) + "\n").encode())
+        digest.update(np.ascontiguousarray(self.counts, dtype="<f4").tobytes())
+        return digest.hexdigest()
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, InvocationTrace):
+            return NotImplemented
+        return (
+            self.keys == other.keys
+            and self.triggers == other.triggers
+            and self.days == other.days
+            and np.array_equal(self.present, other.present)
+            and np.array_equal(self.counts, other.counts)
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"InvocationTrace(n_functions={self.n_functions}, days={self.days}, "
+            f"skipped={self.skipped})"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Low-level file access
+
+
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(2) == b"\x1f\x8b"
+
+
+def _check_file(path: Path) -> bool:
+    """Raise a clear TraceFormatError for missing / empty files; return whether it is gzip'd."""
+    if not path.exists():
+        raise TraceFormatError(path, None, "file not found")
+    if path.is_dir():
+        raise TraceFormatError(path, None, "is a directory, expected a trace file")
+    try:
+        if path.stat().st_size == 0:
+            raise TraceFormatError(path, 1, "file is empty (expected a header line)")
+        return _is_gzip(path)
+    except OSError as exc:
+        raise TraceFormatError(path, None, f"cannot read file: {exc.strerror or exc}") from exc
+
+
+def _open_text(path: Path, gz: bool):
+    raw = gzip_module.open(path, "rb") if gz else open(path, "rb")
+    return io.TextIOWrapper(raw, encoding="utf-8", newline="")
+
+
+_STREAM_ERRORS = (EOFError, OSError, zlib.error, UnicodeDecodeError)
+
+
+def _stream_error(path: Path, gz: bool, exc: Exception, line: int | None) -> TraceFormatError:
+    if isinstance(exc, UnicodeDecodeError):
+        return TraceFormatError(path, line, "not UTF-8 text")
+    if gz:
+        return TraceFormatError(path, line, f"unreadable gzip data (corrupt or truncated): {exc}")
+    return TraceFormatError(path, line, f"cannot read file: {exc}")
+
+
+def _read_header(path: Path, gz: bool) -> list[str]:
+    try:
+        with _open_text(path, gz) as fh:
+            first = fh.readline()
+    except _STREAM_ERRORS as exc:
+        raise _stream_error(path, gz, exc, 1) from exc
+    first = first.lstrip("\ufeff").rstrip("\r\n")
+    if not first.strip():
+        raise TraceFormatError(path, 1, "file is empty (expected a header line)")
+    return next(csv.reader([first]))
+
+
+def _describe_header(names: Sequence[str]) -> str:
+    shown = ",".join(names[:6])
+    return f"{shown}{',...' if len(names) > 6 else ''} ({len(names)} columns)"
+
+
+# --------------------------------------------------------------------------------------------
+# Invocation files
+
+
+@dataclass
+class _FileRows:
+    """Validated rows of one invocation file."""
+
+    path: Path
+    keys: list[tuple[str, str, str]]
+    triggers: list[str]
+    counts: np.ndarray  # float32 [n, 1440]
+    lines: np.ndarray | None  # file line of each row; None when read by the fast path
+    problems: list[tuple[str, int, str]]
+    n_bad: int
+
+    def line_numbers(self) -> np.ndarray:
+        if self.lines is None:
+            self.lines = _data_line_numbers(self.path)
+        return self.lines
+
+
+def _data_line_numbers(path: Path) -> np.ndarray:
+    """File line numbers of the non-blank data rows (only needed to word an error)."""
+    gz = _is_gzip(path)
+    numbers = []
+    with _open_text(path, gz) as fh:
+        reader = csv.reader(fh)
+        next(reader, None)
+        for fields in reader:
+            if fields and any(f.strip() for f in fields):
+                numbers.append(reader.line_num)
+    return np.asarray(numbers, dtype=np.int64)
+
+
+def _fast_parse(path: Path, gz: bool):
+    """pandas C-engine parse + vectorised checks; returns None if anything needs a closer look."""
+    dtypes = {name: str for name in INVOCATION_COLUMNS[:4]}
+    dtypes.update({name: np.float32 for name in MINUTE_COLUMNS})
+    try:
+        with warnings.catch_warnings():
+            # pandas only *warns* when every row has extra fields; that must be an error here.
+            warnings.simplefilter("error")
+            frame = pd.read_csv(
+                path,
+                engine="c",
+                header=0,
+                index_col=False,
+                na_filter=False,
+                dtype=dtypes,
+                compression="gzip" if gz else None,
+                encoding="utf-8",
+            )
+    except Exception:  # noqa: BLE001 - any parse failure is re-diagnosed line by line
+        return None
+    if list(frame.columns) != list(INVOCATION_COLUMNS):
+        return None
+    counts = frame.iloc[:, 4:].to_numpy(dtype=np.float32)
+    if counts.size and not (np.isfinite(counts).all() and (counts >= 0).all()):
+        return None
+    key_frame = frame.iloc[:, :3]
+    if (key_frame == "").to_numpy().any() or key_frame.duplicated().any():
+        return None
+    keys = list(zip(*(key_frame[c].tolist() for c in KEY_COLUMNS)))
+    return keys, frame["Trigger"].tolist(), np.ascontiguousarray(counts)
+
+
+def _row_problem(fields: list[str]) -> tuple[str | None, np.ndarray | None]:
+    """Check one split row; return (reason, None) or (None, float32 counts)."""
+    expected = len(INVOCATION_COLUMNS)
+    if len(fields) != expected:
+        return f"expected {expected} columns, found {len(fields)}", None
+    for name, value in zip(KEY_COLUMNS, fields[:3]):
+        if not value.strip():
+            return f"empty {name}", None
+    raw = fields[4:]
+    try:
+        values = np.array(raw, dtype=np.float64)
+    except ValueError:
+        for col, text in zip(MINUTE_COLUMNS, raw):
+            try:
+                float(text)
+            except ValueError:
+                return f"non-numeric count {text!r} in column {col}", None
+        return "non-numeric count", None
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        col = bad[0]
+        return f"non-finite count {raw[col].strip()!r} in column {MINUTE_COLUMNS[col]}", None
+    bad = np.flatnonzero(values < 0)
+    if bad.size:
+        col = bad[0]
+        return f"negative count {raw[col].strip()} in column {MINUTE_COLUMNS[col]}", None
+    return None, values.astype(np.float32)
+
+
+def _slow_parse(path: Path, gz: bool, on_error: str) -> _FileRows:
+    """Line-by-line parse that names every bad line (used only after the fast path objected)."""
+    keys: list[tuple[str, str, str]] = []
+    triggers: list[str] = []
+    rows: list[np.ndarray] = []
+    lines: list[int] = []
+    problems: list[tuple[str, int, str]] = []
+    n_bad = 0
+    first_line_of: dict[tuple[str, str, str], int] = {}
+    line_no = 1
+    try:
+        with _open_text(path, gz) as fh:
+            reader = csv.reader(fh)
+            next(reader, None)
+            for fields in reader:
+                line_no = reader.line_num
+                if not fields or not any(f.strip() for f in fields):
+                    continue
+                reason, values = _row_problem(fields)
+                if reason is None:
+                    key = (fields[0], fields[1], fields[2])
+                    if key in first_line_of:
+                        reason = f"duplicate key {_short_key(key)} (first at line {first_line_of[key]})"
+                if reason is not None:
+                    if on_error == "raise":
+                        raise TraceFormatError(path, line_no, reason)
+                    n_bad += 1
+                    if len(problems) < MAX_LISTED_PROBLEMS:
+                        problems.append((str(path), line_no, reason))
+                    continue
+                first_line_of[key] = line_no
+                keys.append(key)
+                triggers.append(fields[3])
+                rows.append(values)
+                lines.append(line_no)
+    except csv.Error as exc:
+        raise TraceFormatError(path, line_no + 1, f"malformed CSV: {exc}") from exc
+    except _STREAM_ERRORS as exc:
+        raise _stream_error(path, gz, exc, line_no + 1) from exc
+    counts = np.stack(rows) if rows else np.zeros((0, MINUTES_PER_DAY), dtype=np.float32)
+    return _FileRows(path, keys, triggers, counts, np.asarray(lines, dtype=np.int64), problems, n_bad)
+
+
+def _short_key(key: tuple[str, str, str]) -> str:
+    return "(" + ", ".join(k[:12] + ("..." if len(k) > 12 else "") for k in key) + ")"
+
+
+def _read_invocation_file(path: Path, on_error: str) -> _FileRows:
+    gz = _check_file(path)
+    header = _read_header(path, gz)
+    if header != list(INVOCATION_COLUMNS):
+        raise TraceFormatError(
+            path,
+            1,
+            "wrong header: expected HashOwner,HashApp,HashFunction,Trigger,1,...,1440 "
+            f"({len(INVOCATION_COLUMNS)} columns), got {_describe_header(header)}",
+        )
+    fast = _fast_parse(path, gz)
+    if fast is not None:
+        keys, triggers, counts = fast
+        return _FileRows(path, keys, triggers, counts, None, [], 0)
+    return _slow_parse(path, gz, on_error)
+
+
+def _day_label(path: Path) -> tuple[int | None, str]:
+    """(day number, label) from a file name: ``...anon.d03.csv`` -> (3, "d03")."""
+    match = _DAY_RE.search(path.name)
+    if match:
+        number = int(match.group(1))
+        return number, f"d{number:02d}"
+    name = path.name
+    for suffix in (".gz", ".csv"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    for prefix in (INVOCATIONS_PREFIX + ".", "anon."):
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+    return None, name or path.stem
+
+
+def _expand_paths(paths) -> list[Path]:
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    expanded: list[Path] = []
+    for item in paths:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(q for q in p.iterdir() if q.name.startswith(INVOCATIONS_PREFIX) and q.is_file())
+            if not found:
+                raise TraceFormatError(p, None, f"directory holds no {INVOCATIONS_PREFIX}* files")
+            expanded.extend(found)
+        else:
+            expanded.append(p)
+    if not expanded:
+        raise ValueError("no trace files given")
+    return expanded
+
+
+def read_invocations(paths, on_error: str = "raise", progress: bool = False) -> InvocationTrace:
+    """Read one or more invocation files (or directories holding them) into one InvocationTrace.
+
+    ``paths``: a path, a directory (all ``invocations_per_function_md*`` files in it) or a list.
+    Files named ``...dNN...`` are days joined per function key in day order; undated files form one
+    day together, their rows concatenated as extra functions (see the module docstring).
+    ``on_error``: ``"raise"`` (default) raises TraceFormatError at the first bad row;
+    ``"skip"`` drops bad rows and counts them (``.skipped``, ``.problems``). A key repeated within a
+    day is a bad row at its second occurrence (the first is kept).
+    Functions are ordered by first appearance (day order, then file order, then line order).
+    Memory: the result is float32 ``[n_functions, n_days*1440]``; a multi-day read briefly holds
+    the per-day arrays as well.
+    """
+    if on_error not in _ON_ERROR_CHOICES:
+        raise ValueError(f"on_error must be one of {_ON_ERROR_CHOICES}, got {on_error!r}")
+    files = _expand_paths(paths)
+    labelled = [(path, *_day_label(path)) for path in files]
+    dated = [item for item in labelled if item[1] is not None]
+    undated = [item for item in labelled if item[1] is None]
+    if dated and undated:
+        raise TraceFormatError(
+            undated[0][0],
+            None,
+            "file name has no .dNN. day while other files do; pass only day files "
+            "(…anon.d01.csv, …) or only undated files",
+        )
+    if dated:
+        numbers = sorted({number for _, number, _ in dated})
+        groups = [
+            (f"d{number:02d}", [path for path, n, _ in dated if n == number]) for number in numbers
+        ]
+    else:
+        labels = list(dict.fromkeys(label for _, _, label in undated))
+        groups = [("+".join(labels), [path for path, _, _ in undated])]
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(files), desc="reading trace", unit="file")
+
+    index_of: dict[tuple[str, str, str], int] = {}
+    keys: list[tuple[str, str, str]] = []
+    triggers: list[str] = []
+    day_blocks: list[tuple[np.ndarray, np.ndarray]] = []  # (function indices, counts) per day
+    problems: list[tuple[str, int | None, str]] = []
+    skipped = 0
+    try:
+        for _label, day_files in groups:
+            seen_at: dict[tuple[str, str, str], tuple[_FileRows, int]] = {}
+            day_idx: list[np.ndarray] = []
+            day_counts: list[np.ndarray] = []
+            for path in day_files:
+                rows = _read_invocation_file(path, on_error)
+                skipped += rows.n_bad
+                problems.extend(rows.problems[: MAX_LISTED_PROBLEMS - len(problems)])
+                keep = np.ones(len(rows.keys), dtype=bool)
+                # Keys repeated across files of one day (rare): reject the later row.
+                for r, key in enumerate(rows.keys):
+                    if key in seen_at:
+                        first_rows, first_r = seen_at[key]
+                        first_line = first_rows.line_numbers()[first_r]
+                        reason = (
+                            f"duplicate key {_short_key(key)} (first at {first_rows.path}:{first_line})"
+                        )
+                        line = int(rows.line_numbers()[r])
+                        if on_error == "raise":
+                            raise TraceFormatError(path, line, reason)
+                        keep[r] = False
+                        skipped += 1
+                        if len(problems) < MAX_LISTED_PROBLEMS:
+                            problems.append((str(path), line, reason))
+                    else:
+                        seen_at[key] = (rows, r)
+                idx = np.empty(len(rows.keys), dtype=np.int64)
+                for r, key in enumerate(rows.keys):
+                    if not keep[r]:
+                        continue
+                    f = index_of.get(key)
+                    if f is None:
+                        f = index_of[key] = len(keys)
+                        keys.append(key)
+                        triggers.append(rows.triggers[r])
+                    idx[r] = f
+                if keep.all():
+                    day_idx.append(idx)
+                    day_counts.append(rows.counts)
+                else:
+                    day_idx.append(idx[keep])
+                    day_counts.append(rows.counts[keep])
+                if bar is not None:
+                    bar.update(1)
+            if len(day_counts) == 1:
+                day_blocks.append((day_idx[0], day_counts[0]))
+            else:
+                day_blocks.append((np.concatenate(day_idx), np.concatenate(day_counts)))
+    finally:
+        if bar is not None:
+            bar.close()
+
+    n_functions, n_days = len(keys), len(groups)
+    if n_functions == 0:
+        raise TraceFormatError(files[0], None, "no valid function rows in the given trace file(s)")
+    present = np.zeros((n_functions, n_days), dtype=bool)
+    if n_days == 1 and np.array_equal(day_blocks[0][0], np.arange(n_functions)):
+        counts = day_blocks[0][1]
+        present[:, 0] = True
+    else:
+        counts = np.zeros((n_functions, n_days * MINUTES_PER_DAY), dtype=np.float32)
+        for d in range(n_days):
+            idx, block = day_blocks[d]
+            counts[idx, d * MINUTES_PER_DAY : (d + 1) * MINUTES_PER_DAY] = block
+            present[idx, d] = True
+            day_blocks[d] = (idx, None)  # free the day's copy early
+    return InvocationTrace(
+        keys=keys,
+        triggers=triggers,
+        counts=counts,
+        days=[label for label, _ in groups],
+        present=present,
+        skipped=skipped,
+        problems=problems,
+    )
+
+
+def _format_row_values(values: np.ndarray) -> str:
+    if np.all(values == np.round(values)):
+        return ",".join(map(str, values.astype(np.int64).tolist()))
+    return ",".join(f"{v:.9g}" for v in values.tolist())
+
+
+def write_invocations(trace: InvocationTrace, out_dir, gzip: bool = False) -> list[Path]:
+    """Write one Azure-layout file per day: ``out_dir/invocations_per_function_md.anon.dNN.csv[.gz]``.
+
+    A day labelled ``dNN`` keeps its number; other labels (e.g. ``"sample"``) are numbered by
+    position (d01, d02, ...). Only functions present on a day are written for it. Integral counts
+    are written as integers, others with 9 significant digits (exact for float32).
+    ``read_invocations(write_invocations(t, d))`` reproduces ``t`` when every function is present
+    on its first day (function order is first appearance).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    header = ",".join(INVOCATION_COLUMNS) + "\n"
+    used_numbers: set[int] = set()
+    for d, label in enumerate(trace.days):
+        match = re.fullmatch(r"d(\d{1,3})", label)
+        number = int(match.group(1)) if match else d + 1
+        if number in used_numbers:
+            raise ValueError(f"two days of the trace map to file day d{number:02d}")
+        used_numbers.add(number)
+        name = f"{INVOCATIONS_PREFIX}.anon.d{number:02d}.csv" + (".gz" if gzip else "")
+        path = out / name
+        block = trace.counts[:, d * MINUTES_PER_DAY : (d + 1) * MINUTES_PER_DAY]
+        rows = np.flatnonzero(trace.present[:, d])
+        integral = bool(np.all(block[rows] == np.round(block[rows])))
+        opener = gzip_module.open(path, "wt", encoding="utf-8", compresslevel=6, newline="") if gzip else open(
+            path, "w", encoding="utf-8", newline=""
+        )
+        with opener as fh:
+            fh.write(header)
+            buffer: list[str] = []
+            for f in rows:
+                owner, app, func = trace.keys[f]
+                values = block[f]
+                text = (
+                    ",".join(map(str, values.astype(np.int64).tolist()))
+                    if integral
+                    else _format_row_values(values)
+                )
+                buffer.append(f"{owner},{app},{func},{trace.triggers[f]},{text}\n")
+                if len(buffer) >= 1024:
+                    fh.write("".join(buffer))
+                    buffer.clear()
+            fh.write("".join(buffer))
+        written.append(path)
+    return written
+
+
+# --------------------------------------------------------------------------------------------
+# Durations and memory percentiles
+
+
+def _read_table(path, layouts: Sequence[Sequence[str]], key_columns_of, on_error: str, what: str) -> pd.DataFrame:
+    if on_error not in _ON_ERROR_CHOICES:
+        raise ValueError(f"on_error must be one of {_ON_ERROR_CHOICES}, got {on_error!r}")
+    path = Path(path)
+    gz = _check_file(path)
+    header = _read_header(path, gz)
+    layout = next((list(cols) for cols in layouts if header == list(cols)), None)
+    if layout is None:
+        expected = " or ".join(",".join(cols) for cols in layouts)
+        raise TraceFormatError(
+            path, 1, f"wrong header for {what}: expected {expected}; got {_describe_header(header)}"
+        )
+    keys = key_columns_of(layout)
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    problems: list[tuple[str, int, str]] = []
+    skipped = 0
+    first_line_of: dict[tuple, int] = {}
+    line_no = 1
+    # These files are small (one row per function or app), so a checked line-by-line read is fine.
+    try:
+        with _open_text(path, gz) as fh:
+            reader = csv.reader(fh)
+            next(reader, None)
+            for fields in reader:
+                line_no = reader.line_num
+                if not fields or not any(f.strip() for f in fields):
+                    continue
+                reason = None
+                if len(fields) != len(layout):
+                    reason = f"expected {len(layout)} columns, found {len(fields)}"
+                else:
+                    for name, text in zip(layout, fields):
+                        if name in keys:
+                            if not text.strip():
+                                reason = f"empty {name}"
+                                break
+                            continue
+                        try:
+                            value = float(text)
+                        except ValueError:
+                            reason = f"non-numeric value {text!r} in column {name}"
+                            break
+                        if not np.isfinite(value):
+                            reason = f"non-finite value {text.strip()!r} in column {name}"
+                            break
+                        if value < 0:
+                            reason = f"negative value {text.strip()} in column {name}"
+                            break
+                if reason is None:
+                    key = tuple(fields[layout.index(k)] for k in keys)
+                    if key in first_line_of:
+                        reason = f"duplicate key {key} (first at line {first_line_of[key]})"
+                if reason is not None:
+                    if on_error == "raise":
+                        raise TraceFormatError(path, line_no, reason)
+                    skipped += 1
+                    if len(problems) < MAX_LISTED_PROBLEMS:
+                        problems.append((str(path), line_no, reason))
+                    continue
+                first_line_of[key] = line_no
+                rows.append(fields)
+                lines.append(line_no)
+    except csv.Error as exc:
+        raise TraceFormatError(path, line_no + 1, f"malformed CSV: {exc}") from exc
+    except _STREAM_ERRORS as exc:
+        raise _stream_error(path, gz, exc, line_no + 1) from exc
+    frame = pd.DataFrame(rows, columns=layout)
+    for name in layout:
+        if name not in keys:
+            frame[name] = pd.to_numeric(frame[name]).astype(np.float64)
+    frame.attrs["skipped"] = skipped
+    frame.attrs["problems"] = problems
+    frame.attrs["path"] = str(path)
+    return frame
+
+
+def read_durations(path, on_error: str = "raise") -> pd.DataFrame:
+    """Read ``function_durations_percentiles.*`` (execution times in ms), validated.
+
+    Columns exactly as in the file (``DURATION_COLUMNS``); value columns are float64, all finite and
+    >= 0; keys (HashOwner, HashApp, HashFunction) unique. Bad rows raise TraceFormatError with the
+    line, or with ``on_error="skip"`` are dropped and counted in ``frame.attrs["skipped"]``
+    (first 20 in ``frame.attrs["problems"]``).
+    """
+    return _read_table(
+        path, [DURATION_COLUMNS], lambda layout: list(KEY_COLUMNS), on_error, "function durations"
+    )
+
+
+def read_memory(path, on_error: str = "raise") -> pd.DataFrame:
+    """Read ``app_memory_percentiles.*`` (allocated memory in MB), validated like read_durations.
+
+    Accepts the public trace's app-level layout (``HashOwner,HashApp,SampleCount,...``, keyed by
+    app) and the per-function variant with HashFunction (as in the shared top10 sample).
+    """
+    return _read_table(
+        path,
+        [MEMORY_COLUMNS, MEMORY_COLUMNS_WITH_FUNCTION],
+        lambda layout: [c for c in KEY_COLUMNS if c in layout],
+        on_error,
+        "app memory",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Function-level split
+
+
+def split_functions(trace: InvocationTrace, test_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic function-level split: ``(train_idx, test_idx)``, both sorted.
+
+    Each function is ranked by sha256 of (seed, its key), and the ``round(n*test_fraction)``
+    lowest go to test (at least one each side when n >= 2). The choice depends only on the set of
+    keys and the seed, so it is the same across runs, machines and file orders.
+    """
+    if not 0.0 < float(test_fraction) < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    n = trace.n_functions
+    ranks = np.array(
+        [
+            int.from_bytes(
+                hashlib.sha256(f"{seed}\x1f{o}\x1f{a}\x1f{f}".encode()).digest()[:8], "big"
+            )
+            for o, a, f in trace.keys
+        ],
+        dtype=np.uint64,
+    )
+    n_test = int(round(n * float(test_fraction)))
+    if n >= 2:
+        n_test = min(max(n_test, 1), n - 1)
+    order = np.argsort(ranks, kind="stable")
+    test = np.sort(order[:n_test])
+    train = np.sort(order[n_test:])
+    return train.astype(np.int64), test.astype(np.int64)
