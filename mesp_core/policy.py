@@ -12,7 +12,9 @@ Timing convention (shared with `mesp_core.simulate`):
 - Raises are applied at once (a late raise is a cold start). Decreases are damped: none while the
   current value is younger than ``cooldown_minutes``, and a decrease of at most
   ``scale_down_hysteresis`` instances is ignored unless it goes down to the user's floor (so a
-  function can always return to zero once its cooldown has passed).
+  function can always return to zero once its cooldown has passed). The cooldown clock restarts
+  whenever the current value is needed again, so demand that comes and goes within the cooldown
+  keeps the plan steady (like the HPA's scale-down stabilisation window).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ class PolicyConfig:
     user_min_scale: the user's own min-scale; the plan never goes below it.
     max_scale: the user's max-scale; the plan never exceeds it (None = no cap).
     scale_down_hysteresis: decreases of at most this many instances are ignored (except down to the floor).
-    cooldown_minutes: no decrease until the current value has been in place this many minutes.
+    cooldown_minutes: no decrease until the current value has gone unneeded this many minutes.
     quantile: the forecast quantile the upper forecast is taken at (used by callers that build it).
     min_demand: forecast invocations/minute below which no instance is kept for that minute
         (a forecast of 0.2/min rounds to "no invocation"; at or above it, at least one instance).
@@ -134,31 +136,18 @@ class PlanState:
     """What the plan was when the previous planning step left off, per function.
 
     current: the min-scale in force in the minute before the plan starts.
-    minutes_in_place: how many minutes that value had been in force by then (>= 1).
+    minutes_since_needed: minutes since that value was set or last wanted by the forecast (>= 1).
     """
 
     current: np.ndarray
-    minutes_in_place: np.ndarray
+    minutes_since_needed: np.ndarray
 
     @classmethod
     def initial(cls, n: int, config: PolicyConfig) -> "PlanState":
         return cls(
             current=np.full(n, config.user_min_scale, dtype=np.int64),
-            minutes_in_place=np.full(n, _LONG_AGO, dtype=np.int64),
+            minutes_since_needed=np.full(n, _LONG_AGO, dtype=np.int64),
         )
-
-    def after(self, plan: np.ndarray, minutes: int) -> "PlanState":
-        """The state once the first `minutes` columns of `plan` have been applied."""
-        plan = np.asarray(plan)
-        if not 0 <= minutes <= plan.shape[1]:
-            raise ValueError(f"minutes must be in [0, {plan.shape[1]}], got {minutes}")
-        current = self.current.copy()
-        in_place = self.minutes_in_place.copy()
-        for i in range(minutes):
-            changed = plan[:, i] != current
-            in_place = np.where(changed, 1, np.minimum(in_place + 1, _LONG_AGO))
-            current = plan[:, i].astype(np.int64)
-        return PlanState(current=current, minutes_in_place=in_place)
 
 
 def _as_forecast(name: str, forecast, n_expected: int | None = None) -> np.ndarray:
@@ -195,7 +184,8 @@ def plan_min_scale(
     *,
     plan_horizon: int | None = None,
     explain: bool = True,
-) -> tuple[np.ndarray, list[list[tuple[int, str]]]]:
+    return_state: bool = False,
+):
     """Turn forecasts [n, h] into a min-scale plan int [n, plan_horizon or h] plus reasons.
 
     The size of column i comes from `upper_forecast` (or the point forecast when no upper one is
@@ -206,7 +196,9 @@ def plan_min_scale(
 
     Returns (plan, reasons): reasons[k] lists (column, text) for every change of function k's plan
     and for each start of a held decrease, capped value or floor. With explain=False the reason
-    lists are empty (the replay plans millions of minutes and does not need the text).
+    lists are empty (the replay plans millions of minutes and does not need the text). With
+    return_state=True a third item is the PlanState after the last planned column, to pass as
+    `previous` to the next planning step that starts right after it.
     """
     config = config or PolicyConfig()
     point = _as_forecast("point_forecast", point_forecast)
@@ -221,7 +213,7 @@ def plan_min_scale(
         raise ValueError(f"plan_horizon ({plan_horizon}) exceeds the forecast horizon ({h})")
     if previous is None:
         previous = PlanState.initial(n, config)
-    elif previous.current.shape != (n,) or previous.minutes_in_place.shape != (n,):
+    elif previous.current.shape != (n,) or previous.minutes_since_needed.shape != (n,):
         raise ValueError(f"previous state is for {previous.current.shape[0]} functions, forecast has {n}")
 
     sizing = upper if upper is not None else point
@@ -239,18 +231,18 @@ def plan_min_scale(
     held_cooldown = np.zeros((n, plan_horizon), dtype=bool)
     held_hysteresis = np.zeros((n, plan_horizon), dtype=bool)
     current = previous.current.astype(np.int64).copy()
-    in_place = previous.minutes_in_place.astype(np.int64).copy()
+    since_needed = previous.minutes_since_needed.astype(np.int64).copy()
     for i in range(plan_horizon):
         want = target[:, i]
         lower = want < current
-        cooling = lower & (in_place < config.cooldown_minutes)
+        cooling = lower & (since_needed < config.cooldown_minutes)
         small_step = lower & ((current - want) <= config.scale_down_hysteresis) & (want > floor)
         blocked = cooling | small_step
         new = np.where(blocked, current, want)
         held_cooldown[:, i] = cooling
         held_hysteresis[:, i] = small_step & ~cooling
-        changed = new != current
-        in_place = np.where(changed, 1, np.minimum(in_place + 1, _LONG_AGO))
+        needed_now = (new != current) | (want >= new)
+        since_needed = np.where(needed_now, 1, np.minimum(since_needed + 1, _LONG_AGO))
         current = new
         plan[:, i] = new
 
@@ -258,6 +250,8 @@ def plan_min_scale(
     if explain and plan_horizon:
         _explain(reasons, plan, previous.current, target, needed, capped, held_cooldown, held_hysteresis,
                  peak, peak_offset, config)
+    if return_state:
+        return plan, reasons, PlanState(current=current, minutes_since_needed=since_needed)
     return plan, reasons
 
 

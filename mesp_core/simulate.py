@@ -160,9 +160,8 @@ class ForecastFloorPolicy(Policy):
             sizing = step.forecast(self.quantile_forecaster, horizon, self.quantile)
         else:
             sizing = step.forecast(self.forecaster, horizon)
-        plan, _ = plan_min_scale(sizing, None, self._config, previous=self._state,
-                                 plan_horizon=step.steps, explain=False)
-        self._state = self._state.after(plan, step.steps)
+        plan, _, self._state = plan_min_scale(sizing, None, self._config, previous=self._state,
+                                              plan_horizon=step.steps, explain=False, return_state=True)
         return plan
 
 
