@@ -9,7 +9,8 @@ Model of one function, minute by minute (all functions and policies at once, vec
   once; new ones are ready ``lead_minutes`` after they were asked for, so the floor in force is
   ``F[m] = min(S[m], max(A[m-1], min S[m-lead .. m]))``.
 - Warm at the start of the minute: ``W[m] = max(F[m], R[m])``; cold starts ``max(0, d[m] - W[m])``;
-  alive ``A[m] = max(W[m], d[m])``; idle ``A[m] - d[m]`` instance-minutes.
+  alive ``A[m] = max(W[m], d[m])``. Instances held, or being started, for the floor cost too:
+  idle ``max(A[m], S[m]) - d[m]`` instance-minutes.
 
 Cold-start rate = cold starts / demanded instance-minutes (sum of d): the share of instance-minutes
 of real work that began on a cold instance. For a function that fits one instance this is the share
@@ -243,7 +244,8 @@ def replay_floors(demand: np.ndarray, floors: np.ndarray, start_minute: int, kee
     """The replay recurrence (see module doc) for settings `floors` int [P, n, span].
 
     `demand` is int [n, T] over the whole trace (minutes before `start_minute` warm the reactive
-    layer); returns (cold [P, n, span], idle [P, n, span], alive [P, n, span]).
+    layer); returns (cold, idle, held) each [P, n, span]: cold starts, idle instance-minutes and
+    instances held (alive or starting) per minute.
     """
     P, n, span = floors.shape
     reactive = _trailing_max(demand, keep_warm_minutes)
@@ -264,8 +266,9 @@ def replay_floors(demand: np.ndarray, floors: np.ndarray, start_minute: int, kee
         need = demand[None, :, m]
         cold[:, :, i] = np.maximum(need - warm, 0)
         alive = np.maximum(warm, need)
-        idle[:, :, i] = alive - need
-        alive_all[:, :, i] = alive
+        held = np.maximum(alive, setting)  # instances still starting for the floor cost as well
+        idle[:, :, i] = held - need
+        alive_all[:, :, i] = held
     return cold, idle, alive_all
 
 
