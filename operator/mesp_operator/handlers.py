@@ -1,0 +1,69 @@
+"""kopf registrations only. Each handler hands plain data to mesp_operator.reconcile / runtime.
+
+Knative Services and Revisions are only *indexed* (read from the watch stream): kopf adds no finalizer
+and no annotation to them. The loop and the deletion finalizer live on MESP's own MespPolicy objects.
+A fresh registry per run keeps several embedded operators (tests, benchmarks) independent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import kopf
+
+from mesp_operator import knative as kn
+from mesp_operator import runtime as rt
+from mesp_operator.errors import classify
+from mesp_operator.reconcile import GROUP, PLURAL, VERSION, PolicyObject
+
+
+def build_registry(connection: kopf.ConnectionInfo) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.login(registry=registry)
+    def login(**_):
+        return connection
+
+    @kopf.index(kn.GROUP, kn.VERSION, "services", registry=registry)
+    def knative_services(body, namespace, name, **_):
+        return {(namespace, name): kn.service_info(body)}
+
+    @kopf.index(kn.GROUP, kn.VERSION, "revisions", registry=registry)
+    def knative_revisions(body, namespace, name, **_):
+        return {(namespace, name): kn.revision_info(body)}
+
+    @kopf.index(GROUP, VERSION, PLURAL, registry=registry)
+    def mesp_policies(body, namespace, name, **_):
+        return {(namespace, name): PolicyObject.from_body(body)}
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    def policy_event(body, memo: kopf.Memo, **_):
+        # kopf calls this only once every index is fully listed, so the loop may start now.
+        memo.runtime.on_policy_event(body)
+
+    @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry)  # the finalizer sits on MESP's own object
+    async def policy_deleted(body, memo: kopf.Memo, logger, **_):
+        try:
+            message = await asyncio.to_thread(memo.runtime.reconciler.restore_policy, PolicyObject.from_body(body))
+        except Exception as exc:
+            info = classify(exc)
+            if info.retryable:
+                raise kopf.TemporaryError(f"restoring min-scale: {info.message}", delay=5) from exc
+            raise kopf.PermanentError(f"restoring min-scale: {info.message}") from exc
+        if message:
+            logger.info(message)
+
+    @kopf.on.startup(registry=registry)
+    async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_):
+        rt.configure_kopf(settings)
+
+    @kopf.on.startup(registry=registry)
+    async def start_loop(memo: kopf.Memo, mesp_policies: kopf.Index, knative_services: kopf.Index,
+                         knative_revisions: kopf.Index, **_):
+        memo.runtime.start_loop(mesp_policies, knative_services, knative_revisions)
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(memo: kopf.Memo, **_):
+        await memo.runtime.stop_loop()
+
+    return registry

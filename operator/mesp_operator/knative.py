@@ -1,0 +1,206 @@
+"""Reading Knative Services/Revisions and writing their min-scale, idempotently and conflict-safely.
+
+Only one annotation is ever written on a user's object: `autoscaling.knative.dev/min-scale` (or its old
+camelCase spelling when the object already uses that one: Knative rejects both at once). Revision mode
+annotates the latest ready Revision (propagated without a rollout since Knative 1.21); Template mode
+patches `spec.template.metadata.annotations`, which makes Knative create a new Revision each time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any, Mapping
+
+GROUP = "serving.knative.dev"
+VERSION = "v1"
+MIN_SCALE = "autoscaling.knative.dev/min-scale"
+MIN_SCALE_LEGACY = "autoscaling.knative.dev/minScale"
+MAX_SCALE = "autoscaling.knative.dev/max-scale"
+MAX_SCALE_LEGACY = "autoscaling.knative.dev/maxScale"
+TARGET = "autoscaling.knative.dev/target"
+SERVICE_LABEL = "serving.knative.dev/service"
+REVISION_ANNOTATIONS_MIN_VERSION = (1, 21)
+CONFLICT_RETRIES = 5
+
+
+def min_scale_key(annotations: Mapping[str, str] | None) -> str:
+    """The key to write: the legacy one only when the object already uses it (and not the new one)."""
+    annotations = annotations or {}
+    if MIN_SCALE_LEGACY in annotations and MIN_SCALE not in annotations:
+        return MIN_SCALE_LEGACY
+    return MIN_SCALE
+
+
+def read_scale(annotations: Mapping[str, str] | None, key: str, legacy: str) -> int | None:
+    annotations = annotations or {}
+    raw = annotations.get(key, annotations.get(legacy))
+    if raw is None:
+        return None
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        return None
+    return value if value >= 0 else None
+
+
+def read_min_scale(annotations) -> int | None:
+    return read_scale(annotations, MIN_SCALE, MIN_SCALE_LEGACY)
+
+
+def read_max_scale(annotations) -> int | None:
+    value = read_scale(annotations, MAX_SCALE, MAX_SCALE_LEGACY)
+    return value if value else None  # 0 means "no limit" in Knative
+
+
+@dataclasses.dataclass(frozen=True)
+class ServiceInfo:
+    namespace: str
+    name: str
+    template_annotations: dict
+    latest_ready_revision: str | None
+    container_concurrency: int | None
+    resource_version: str
+
+
+@dataclasses.dataclass(frozen=True)
+class RevisionInfo:
+    namespace: str
+    name: str
+    annotations: dict
+    service: str | None
+    resource_version: str
+
+
+def service_info(body: Mapping[str, Any]) -> ServiceInfo:
+    meta = body.get("metadata", {})
+    template = (body.get("spec") or {}).get("template") or {}
+    tmeta = template.get("metadata") or {}
+    tspec = template.get("spec") or {}
+    status = body.get("status") or {}
+    cc = tspec.get("containerConcurrency")
+    return ServiceInfo(
+        namespace=meta.get("namespace", ""),
+        name=meta.get("name", ""),
+        template_annotations=dict(tmeta.get("annotations") or {}),
+        latest_ready_revision=status.get("latestReadyRevisionName"),
+        container_concurrency=int(cc) if isinstance(cc, int) else None,
+        resource_version=str(meta.get("resourceVersion", "")),
+    )
+
+
+def revision_info(body: Mapping[str, Any]) -> RevisionInfo:
+    meta = body.get("metadata", {})
+    return RevisionInfo(
+        namespace=meta.get("namespace", ""),
+        name=meta.get("name", ""),
+        annotations=dict(meta.get("annotations") or {}),
+        service=(meta.get("labels") or {}).get(SERVICE_LABEL),
+        resource_version=str(meta.get("resourceVersion", "")),
+    )
+
+
+def parse_knative_version(text: str | None) -> tuple[int, int] | None:
+    """'v1.21.0' / '1.21' -> (1, 21); 'devel' (a build from main) counts as new enough."""
+    if not text:
+        return None
+    if text.strip().lower() == "devel":
+        return (99, 0)
+    m = re.match(r"v?(\d+)\.(\d+)", text.strip())
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+@dataclasses.dataclass(frozen=True)
+class WriteResult:
+    changed: bool
+    previous: str | None   # the value before this write (None: annotation absent)
+    key: str
+
+
+class KnativeClient:
+    """Thin, synchronous writer over the kubernetes client (called from worker threads)."""
+
+    def __init__(self, api_client):
+        from kubernetes import client
+
+        self.custom = client.CustomObjectsApi(api_client)
+        self.apiext = client.ApiextensionsV1Api(api_client)
+
+    def revision_annotations_supported(self) -> tuple[bool, str]:
+        """(supported, why) from the installed Revision CRD's version labels."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            crd = self.apiext.read_custom_resource_definition(f"revisions.{GROUP}")
+        except ApiException as exc:
+            return False, f"cannot read the Revision CRD ({exc.status}); assuming Knative < 1.21"
+        labels = crd.metadata.labels or {}
+        raw = labels.get("app.kubernetes.io/version") or labels.get("serving.knative.dev/release")
+        version = parse_knative_version(raw)
+        if version is None:
+            return False, f"Knative version unknown ({raw!r}); assuming < 1.21"
+        ok = version >= REVISION_ANNOTATIONS_MIN_VERSION
+        return ok, f"Knative {raw}: Revision annotations {'propagate' if ok else 'need a new Revision'}"
+
+    def get_service(self, namespace: str, name: str) -> dict:
+        return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "services", name)
+
+    def get_revision(self, namespace: str, name: str) -> dict:
+        return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "revisions", name)
+
+    def set_revision_min_scale(self, namespace: str, name: str, value: str | None,
+                               known: RevisionInfo | None = None) -> WriteResult:
+        """Set (or remove, value=None) min-scale on a Revision's own metadata."""
+
+        def current(body):
+            return (body.get("metadata") or {}).get("annotations") or {}
+
+        def patch(key, rv):
+            return {"metadata": {"resourceVersion": rv, "annotations": {key: value}}}
+
+        first = None if known is None else (known.annotations, known.resource_version)
+        return self._write(lambda: self.get_revision(namespace, name), current, patch,
+                           lambda body: self.custom.patch_namespaced_custom_object(
+                               GROUP, VERSION, namespace, "revisions", name, body),
+                           value, first)
+
+    def set_template_min_scale(self, namespace: str, name: str, value: str | None,
+                               known: ServiceInfo | None = None) -> WriteResult:
+        """Set (or remove) min-scale in a Service's revision template (Knative makes a new Revision)."""
+
+        def current(body):
+            return (((body.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("annotations") or {}
+
+        def patch(key, rv):
+            return {"metadata": {"resourceVersion": rv},
+                    "spec": {"template": {"metadata": {"annotations": {key: value}}}}}
+
+        first = None if known is None else (known.template_annotations, known.resource_version)
+        return self._write(lambda: self.get_service(namespace, name), current, patch,
+                           lambda body: self.custom.patch_namespaced_custom_object(
+                               GROUP, VERSION, namespace, "services", name, body),
+                           value, first)
+
+    @staticmethod
+    def _write(read, current_of, patch_of, send, value, first) -> WriteResult:
+        """Compare-and-set on resourceVersion; re-read and retry on 409; no-op when already equal."""
+        from kubernetes.client.exceptions import ApiException
+
+        attempt = 0
+        while True:
+            if first is not None and attempt == 0:
+                annotations, rv = first
+            else:
+                body = read()
+                annotations, rv = current_of(body), body["metadata"]["resourceVersion"]
+            key = min_scale_key(annotations)
+            previous = annotations.get(key)
+            if previous == value:
+                return WriteResult(False, previous, key)
+            try:
+                send(patch_of(key, rv))
+                return WriteResult(True, previous, key)
+            except ApiException as exc:
+                attempt += 1
+                if exc.status != 409 or attempt > CONFLICT_RETRIES:
+                    raise

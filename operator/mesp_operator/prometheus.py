@@ -1,0 +1,265 @@
+"""Per-minute invocation counts from Prometheus (prometheus-api-client), fetched in batches.
+
+One range query per loop returns the counts of every targeted Service at once (grouped by namespace and
+service labels); a policy's own PromQL override is one extra query. Results are cached per series and
+only the newest minutes are fetched on the next loop, so a 1,000-Service cluster costs a few small
+queries a minute, not 1,000 day-long ones.
+
+Timestamps: the value at minute t is the number of invocations in (t - 60 s, t]. Arrays are oldest first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import string
+from datetime import datetime, timezone
+from typing import Iterable, Mapping
+
+import numpy as np
+
+from mesp_operator.errors import MetricsError, PolicyError
+
+STEP_SECONDS = 60
+REFETCH_MINUTES = 2  # re-read the newest minutes each loop: late scrapes change them
+MAX_POINTS_PER_QUERY = 120_000  # keeps one JSON answer to a few MB
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """A cluster-wide query returning per-minute counts, one series per (namespace, service)."""
+
+    query: str               # may contain $selector (label matchers limiting namespaces)
+    namespace_label: str
+    service_label: str
+    description: str
+
+
+PRESETS: dict[str, Preset] = {
+    # Knative Serving <= 1.18 (OpenCensus): queue-proxy's request counter.
+    "knative-legacy": Preset(
+        query="sum by (namespace_name, service_name) (increase(revision_request_count{$selector}[1m]))",
+        namespace_label="namespace_name",
+        service_label="service_name",
+        description="Knative <= 1.18: revision_request_count (queue-proxy)",
+    ),
+    # Knative Serving >= 1.21 (OpenTelemetry): service names live on target_info, joined per scrape target.
+    "knative-otel": Preset(
+        query=(
+            "sum by (k8s_namespace_name, kn_service_name) ("
+            "increase(kn_serving_invocation_duration_seconds_count[1m])"
+            " * on (job, instance) group_left (k8s_namespace_name, kn_service_name)"
+            " max by (job, instance, k8s_namespace_name, kn_service_name) (target_info{$selector}))"
+        ),
+        namespace_label="k8s_namespace_name",
+        service_label="kn_service_name",
+        description="Knative >= 1.21: kn_serving_invocation_duration_seconds_count joined with target_info",
+    ),
+    # Knative Serving >= 1.19 (OpenTelemetry): the activator's series carry the names themselves.
+    "knative-otel-activator": Preset(
+        query=(
+            "sum by (k8s_namespace_name, kn_service_name) "
+            "(increase(kn_serving_invocation_duration_seconds_count{$selector}[1m]))"
+        ),
+        namespace_label="k8s_namespace_name",
+        service_label="kn_service_name",
+        description="Knative >= 1.19: series labelled kn_service_name/k8s_namespace_name directly",
+    ),
+}
+
+Key = tuple  # (namespace, service) for the batched query, (namespace, policy) for overrides
+
+
+def render_override(promql: str, namespace: str, service: str) -> str:
+    """A policy's own PromQL with $namespace and $service substituted."""
+    try:
+        return string.Template(promql).substitute(namespace=namespace, service=service)
+    except (KeyError, ValueError) as exc:
+        raise PolicyError(f"spec.promql: only $namespace and $service may be substituted ({exc})") from None
+
+
+def _selector(label: str, namespaces: Iterable[str]) -> str:
+    names = sorted(set(namespaces))
+    if not names:
+        return ""
+    return f'{label}=~"{"|".join(re.escape(n) for n in names)}"'
+
+
+def _aligned_end(now: float) -> int:
+    return int(now // STEP_SECONDS) * STEP_SECONDS
+
+
+class _SeriesCache:
+    """Per-key minute values of one query (float32 arrays aligned to the window) and how far they reach."""
+
+    def __init__(self):
+        self.first: int | None = None   # unix time of index 0
+        self.end: int | None = None     # newest minute fetched successfully
+        self.window = 0
+        self.data: dict[Key, np.ndarray] = {}
+
+    def range_to_fetch(self, first: int, last: int, window: int) -> tuple[int, int]:
+        if self.end is None or window != self.window or last < self.end or self.end < first:
+            self.first, self.end, self.window, self.data = None, None, window, {}  # gap or clock jump: start over
+            return first, last
+        return max(first, self.end - REFETCH_MINUTES * STEP_SECONDS), last
+
+    def merge(self, start: int, stop: int, fetched: Mapping[Key, np.ndarray], first: int) -> None:
+        w = self.window
+        if self.first is not None and first != self.first:
+            shift = (first - self.first) // STEP_SECONDS
+            for arr in self.data.values():
+                if shift >= w:
+                    arr[:] = 0.0
+                else:
+                    arr[: w - shift] = arr[shift:].copy()
+                    arr[w - shift:] = 0.0
+        self.first = first
+        lo, hi = (start - first) // STEP_SECONDS, (stop - first) // STEP_SECONDS + 1
+        for arr in self.data.values():  # the fetched range is authoritative: absent minutes had no requests
+            arr[lo:hi] = 0.0
+        for key, values in fetched.items():
+            arr = self.data.setdefault(key, np.zeros(w, dtype=np.float32))
+            arr[lo:hi] = values[lo:hi]
+        self.end = stop
+
+    def series(self, key: Key) -> np.ndarray:
+        arr = self.data.get(key)
+        return np.zeros(self.window, dtype=np.float32) if arr is None else arr.copy()
+
+
+@dataclasses.dataclass
+class FetchResult:
+    series: dict[Key, np.ndarray]            # per requested key, float32 [window], oldest first
+    errors: dict[Key, Exception]             # per key whose counts are unusable
+    end: int                                 # unix time of the newest minute
+
+
+class PrometheusSource:
+    """Batched, cached per-minute counts. `fetch` never raises for one bad series; it reports it."""
+
+    def __init__(self, url: str, *, timeout: float = 10.0, preset: str = "knative-legacy",
+                 promql: str | None = None, client=None):
+        from prometheus_api_client import PrometheusConnect
+        from urllib3.util.retry import Retry
+
+        if preset not in PRESETS:
+            raise ValueError(f"unknown metrics preset {preset!r}")
+        self.preset = PRESETS[preset]
+        self.query_template = promql or self.preset.query
+        self.timeout = timeout
+        # One quick retry only: the loop itself is the retry; a long backoff would stall every policy.
+        self.client = client or PrometheusConnect(
+            url=url, disable_ssl=True, timeout=timeout, method="POST",
+            retry=Retry(total=1, backoff_factor=0.1, status_forcelist=[502, 503, 504], allowed_methods=None),
+        )
+        self._batch_cache = _SeriesCache()
+        self._override_caches: dict[tuple[Key, str], _SeriesCache] = {}
+
+    # -- public -----------------------------------------------------------------------------------
+    def fetch(self, targets: Iterable[tuple[str, str]], overrides: Mapping[Key, str], *,
+              now: float, window_minutes: int) -> FetchResult:
+        """Counts for every (namespace, service) target and every override key (already rendered PromQL)."""
+        end = _aligned_end(now)
+        first = end - (window_minutes - 1) * STEP_SECONDS
+        targets = list(dict.fromkeys(targets))
+        series: dict[Key, np.ndarray] = {}
+        errors: dict[Key, Exception] = {}
+
+        if targets:
+            query = string.Template(self.query_template).safe_substitute(
+                selector=_selector(self.preset.namespace_label, (ns for ns, _ in targets)))
+            try:
+                self._refresh(self._batch_cache, query, first, end, window_minutes, self._batch_key,
+                              n_series=len(targets))
+            except Exception as exc:  # one failure marks every target of this batch
+                for key in targets:
+                    errors[key] = exc
+            else:
+                for key in targets:
+                    series[key] = self._batch_cache.series(key)
+
+        live = set()
+        for key, query in overrides.items():
+            cache = self._override_caches.setdefault((key, query), _SeriesCache())
+            live.add((key, query))
+            try:
+                self._refresh(cache, query, first, end, window_minutes, lambda metric, key=key: key, n_series=1)
+            except Exception as exc:
+                errors[key] = exc
+            else:
+                series[key] = cache.series(key)
+        for stale in set(self._override_caches) - live:  # policies deleted or queries changed
+            del self._override_caches[stale]
+        for key in errors:
+            series.pop(key, None)
+        return FetchResult(series=series, errors=errors, end=end)
+
+    # -- internals --------------------------------------------------------------------------------
+    def _batch_key(self, metric: Mapping[str, str]) -> Key:
+        return (metric.get(self.preset.namespace_label, ""), metric.get(self.preset.service_label, ""))
+
+    def _refresh(self, cache: _SeriesCache, query: str, first: int, end: int, window: int, key_of,
+                 n_series: int) -> None:
+        start, stop = cache.range_to_fetch(first, end, window)
+        # Chunk long ranges so one answer stays a few MB even for thousands of series.
+        chunk = max(10, min(window, MAX_POINTS_PER_QUERY // max(1, n_series))) * STEP_SECONDS
+        fetched: dict[Key, np.ndarray] = {}
+        t = start
+        while t <= stop:
+            t_end = min(stop, t + chunk - STEP_SECONDS)
+            self._parse_into(fetched, self._query_range(query, t, t_end), key_of, first, window)
+            t = t_end + STEP_SECONDS
+        cache.merge(start, stop, fetched, first)
+
+    def _query_range(self, query: str, start: int, end: int):
+        import requests
+        from prometheus_api_client.exceptions import PrometheusApiClientException
+
+        try:
+            return self.client.custom_query_range(
+                query=query,
+                start_time=datetime.fromtimestamp(start, tz=timezone.utc),
+                end_time=datetime.fromtimestamp(end, tz=timezone.utc),
+                step=str(STEP_SECONDS),
+                params={"timeout": f"{self.timeout:g}s"},
+            )
+        except requests.Timeout as exc:
+            raise MetricsError(f"Prometheus did not answer within {self.timeout:g}s", "PrometheusTimeout") from exc
+        except requests.RequestException as exc:
+            raise MetricsError(f"Prometheus unreachable: {_short(exc)}", "PrometheusUnavailable") from exc
+        except PrometheusApiClientException as exc:
+            text = str(exc)
+            if "HTTP Status Code 400" in text or "HTTP Status Code 422" in text:
+                raise PolicyError(f"PromQL rejected by Prometheus: {_short(text)}") from exc
+            raise MetricsError(f"Prometheus error: {_short(text)}", "PrometheusUnavailable") from exc
+        except (ValueError, KeyError, TypeError) as exc:  # body was not the JSON the API promises
+            raise MetricsError(f"Prometheus answered garbage: {_short(exc)}", "MetricsGarbage") from exc
+
+    @staticmethod
+    def _parse_into(out: dict[Key, np.ndarray], raw, key_of, first: int, window: int) -> None:
+        if not isinstance(raw, list):
+            raise MetricsError("Prometheus answered garbage: result is not a list of series", "MetricsGarbage")
+        for item in raw:
+            try:
+                key = key_of(item["metric"])
+                arr = out.get(key)
+                if arr is None:
+                    arr = out[key] = np.zeros(window, dtype=np.float32)
+                for ts, value in item["values"]:
+                    number = float(value)
+                    if math.isnan(number):  # e.g. increase() across a gap: no data, not an error
+                        continue
+                    if math.isinf(number) or number < 0:
+                        raise ValueError(f"count {value!r} at {ts} is not a non-negative number")
+                    idx = (int(round(float(ts))) - first) // STEP_SECONDS
+                    if 0 <= idx < window:
+                        arr[idx] += number
+            except (KeyError, TypeError, ValueError) as exc:
+                raise MetricsError(f"Prometheus answered garbage: {_short(exc)}", "MetricsGarbage") from exc
+
+
+def _short(exc, limit: int = 200) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
