@@ -78,3 +78,23 @@ Path passed to `mesp operator --model`, or empty for the artifact baked into the
 {{- include "mesp.modelMountPath" . }}
 {{- end }}
 {{- end }}
+
+{{/*
+PromQL presets of the operator (mesp_operator.prometheus.PRESETS), repeated here so the Grafana
+dashboard can plot the actual invocations the operator forecasts from. tests/unit/test_chart.py fails
+when the two copies differ.
+*/}}
+{{- define "mesp.presets" -}}
+knative-legacy:
+  query: 'sum by (namespace_name, service_name) (increase(revision_request_count{$selector}[1m]))'
+  namespaceLabel: namespace_name
+  serviceLabel: service_name
+knative-otel:
+  query: 'sum by (k8s_namespace_name, kn_service_name) (increase(kn_serving_invocation_duration_seconds_count[1m]) * on (job, instance) group_left (k8s_namespace_name, kn_service_name) max by (job, instance, k8s_namespace_name, kn_service_name) (target_info{$selector}))'
+  namespaceLabel: k8s_namespace_name
+  serviceLabel: kn_service_name
+knative-otel-activator:
+  query: 'sum by (k8s_namespace_name, kn_service_name) (increase(kn_serving_invocation_duration_seconds_count{$selector}[1m]))'
+  namespaceLabel: k8s_namespace_name
+  serviceLabel: kn_service_name
+{{- end }}
