@@ -287,7 +287,7 @@ def cmd_simulate(args) -> int:
     if args.plot:
         plot_tradeoff(report, args.plot)
         print(f"mesp: trade-off plot written to {args.plot}", file=sys.stderr)
-    _emit(args, report.to_json(), format_table(report))
+    _emit(args, report.to_dict(), format_table(report))
     return 0
 
 

@@ -134,13 +134,17 @@ class MespModel:
         scale = window_scale(prepared)
         pieces = []
         produced = 0
-        current = prepared
+        # Non-trainable floors read the true history (their periods may span days); networks
+        # see the fixed-width window they were trained on.
+        current = prepared if expert.trainable else rows
         while produced < horizon:
             step = np.asarray(expert.predict(current), dtype=np.float32)
             pieces.append(step)
             produced += step.shape[1]
             if produced < horizon:
-                current = np.concatenate([current, step], axis=1)[:, -expert.input_size :]
+                current = [np.concatenate([row, new]) for row, new in zip(current, step)]
+                if expert.trainable:
+                    current = np.stack(current)[:, -expert.input_size :]
         forecast = np.concatenate(pieces, axis=1)[:, :horizon]
         return np.clip(forecast, 0.0, None), scale
 

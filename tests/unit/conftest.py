@@ -1,0 +1,50 @@
+import numpy as np
+import pytest
+import torch
+
+from mesp_core.training import TrainConfig
+
+# A pipeline small enough for a unit test: every stage runs, each for a few seconds.
+TINY = TrainConfig(
+    k=3,
+    families=("dlinear", "nbeats"),
+    dense_trials=1,
+    dense_top_n=2,
+    scratch_trials=1,
+    trial_seconds=3.0,
+    cluster_seconds=1.5,
+    max_dense_windows=3000,
+    max_cluster_windows=1500,
+    min_cluster_windows=50,
+    stride=60,
+    threads=1,
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_trace():
+    from mesp_core.synthetic import generate_trace
+
+    return generate_trace(n_functions=80, days=2, seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tiny_trace):
+    from mesp_core.training import train
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("models") / "tiny"
+    train(tiny_trace, out, TINY, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_dir):
+    from mesp_core import load_model
+
+    return load_model(tiny_model_dir)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

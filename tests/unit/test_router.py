@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+
+from mesp_core.router import IDLE_CLUSTER, Router
+
+
+def _centroids(k=4, t=1440):
+    x = np.arange(t)
+    rows = [np.sin(2 * np.pi * x * (j + 1) / t + j) for j in range(k - 1)]
+    spike = np.zeros(t)
+    spike[600:620] = 1.0  # a once-a-day batch spike
+    rows.append(spike)
+    c = np.stack(rows)
+    return (c - c.mean(1, keepdims=True)) / c.std(1, keepdims=True)
+
+
+def test_a_segment_of_a_centroid_routes_to_it_at_any_phase_and_scale():
+    centroids = _centroids()
+    router = Router(centroids)
+    for k in range(len(centroids)):
+        for start in (0, 500, 1300):  # 1300 wraps past midnight
+            window = np.roll(np.tile(centroids[k], 2), -start)[:720] * 40 + 100
+            if np.ptp(window) < 1e-6:  # the spike centroid is flat away from its spike: that is idle
+                continue
+            clusters, dist = router.route([window])
+            assert clusters[0] == k
+            assert dist[0] < 0.05
+
+
+def test_routing_is_deterministic_and_batched_like_single_calls():
+    rng = np.random.default_rng(3)
+    router = Router(_centroids())
+    contexts = [rng.poisson(5, size=n).astype(np.float32) for n in (60, 300, 1440, 3000, 300)]
+    first = router.route(contexts)
+    second = router.route(contexts)
+    np.testing.assert_array_equal(first[0], second[0])
+    np.testing.assert_array_equal(first[1], second[1])
+    singles = [router.route([c]) for c in contexts]
+    np.testing.assert_array_equal(first[0], [s[0][0] for s in singles])
+    np.testing.assert_allclose(first[1], [s[1][0] for s in singles], atol=1e-5)
+
+
+def test_long_contexts_use_only_the_last_day():
+    centroids = _centroids()
+    router = Router(centroids)
+    noise = np.random.default_rng(0).poisson(50, size=2000).astype(np.float32)
+    day = np.tile(centroids[1], 1) * 10 + 50
+    assert router.route([np.concatenate([noise, day])])[0][0] == 1
+
+
+def test_idle_and_constant_windows_go_to_the_naive_floor():
+    router = Router(_centroids())
+    clusters, dist = router.route(np.stack([np.zeros(120), np.full(120, 7.0)]))
+    assert list(clusters) == [IDLE_CLUSTER, IDLE_CLUSTER]
+    assert list(dist) == [0.0, 0.0]
+
+
+def test_bad_centroids_and_contexts_are_rejected_clearly():
+    with pytest.raises(ValueError, match="centroids"):
+        Router(np.zeros((0, 1440)))
+    with pytest.raises(ValueError, match="resolution"):
+        Router(np.zeros((2, 1440)), resolution=7)
+    with pytest.raises(ValueError, match="2-D"):
+        Router(_centroids()).route(np.zeros(100))
