@@ -164,16 +164,22 @@ def _as_forecast(name: str, forecast, n_expected: int | None = None) -> np.ndarr
     return np.maximum(array, 0.0)
 
 
-def _window_max(values: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Forward max over [i, i + width) per column (truncated at the end) and the offset of the max."""
+def _window_max(values: np.ndarray, width: int) -> np.ndarray:
+    """Forward max over [i, i + width) per column, truncated at the end."""
+    peak = values.copy()
+    for k in range(1, min(width, values.shape[1])):
+        np.maximum(peak[:, :-k], values[:, k:], out=peak[:, :-k])
+    return peak
+
+
+def _window_argmax(values: np.ndarray, width: int) -> np.ndarray:
+    """Offset of the first maximum within [i, i + width) (for the reasons only)."""
     n, h = values.shape
     if h == 0:
-        return values.copy(), np.zeros((n, 0), dtype=np.int64)
+        return np.zeros((n, 0), dtype=np.int64)
     padded = np.concatenate([values, np.full((n, width - 1), -np.inf)], axis=1)
     windows = np.lib.stride_tricks.sliding_window_view(padded, width, axis=1)  # [n, h, width]
-    offset = np.argmax(windows, axis=2)
-    peak = np.take_along_axis(windows, offset[..., None], axis=2)[..., 0]
-    return peak, offset
+    return np.argmax(windows, axis=2)
 
 
 def plan_min_scale(
@@ -195,8 +201,8 @@ def plan_min_scale(
     hysteresis and cooldown); None starts from the user's floor with no cooldown pending.
 
     Returns (plan, reasons): reasons[k] lists (column, text) for every change of function k's plan
-    and for each start of a held decrease, capped value or floor. With explain=False the reason
-    lists are empty (the replay plans millions of minutes and does not need the text). With
+    and for each start of a held decrease, capped value or floor. With explain=False reasons is
+    an empty list (the replay plans millions of minutes and does not need the text). With
     return_state=True a third item is the PlanState after the last planned column, to pass as
     `previous` to the next planning step that starts right after it.
     """
@@ -217,8 +223,7 @@ def plan_min_scale(
         raise ValueError(f"previous state is for {previous.current.shape[0]} functions, forecast has {n}")
 
     sizing = upper if upper is not None else point
-    peak, peak_offset = _window_max(sizing, config.lookahead + 1)
-    peak, peak_offset = peak[:, :plan_horizon], peak_offset[:, :plan_horizon]
+    peak = _window_max(sizing, config.lookahead + 1)[:, :plan_horizon]
     needed = instances_for_demand(peak, config.capacity_per_instance, config.min_demand)
     floor = config.user_min_scale
     target = np.maximum(needed, floor)
@@ -246,7 +251,10 @@ def plan_min_scale(
         current = new
         plan[:, i] = new
 
-    reasons: list[list[tuple[int, str]]] = [[] for _ in range(n)]
+    reasons: list[list[tuple[int, str]]] = []
+    if explain:
+        reasons = [[] for _ in range(n)]
+        peak_offset = _window_argmax(sizing, config.lookahead + 1)[:, :plan_horizon]
     if explain and plan_horizon:
         _explain(reasons, plan, previous.current, target, needed, capped, held_cooldown, held_hysteresis,
                  peak, peak_offset, config)

@@ -195,7 +195,7 @@ def test_reason_names_the_peak_and_its_minute():
     assert reasons[0][0] == (1, "raise to 3 ahead of forecast peak 150/min at +4 min")
     assert reasons[0][1] == (5, "lower to user min-scale 0 (forecast peak 0.0/min over the next 4 min)")
     _, silent = plan_min_scale(forecast, None, PolicyConfig(), explain=False)
-    assert silent == [[]]
+    assert silent == []
 
 
 def test_plan_horizon_uses_the_look_ahead_past_it():
