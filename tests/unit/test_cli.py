@@ -1,0 +1,96 @@
+"""`mesp` as users run it: help texts, one-line errors with exit code 2, JSON figures."""
+
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mesp_core.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = ROOT / "tests" / "golden" / "model_v1"
+TINY_TRACE = ["--synthetic-functions", "80", "--synthetic-days", "2", "--seed", "1"]  # = conftest.tiny_trace
+COMMANDS = ["train", "cluster", "evaluate", "forecast", "extend", "simulate", "generate", "demo"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_explains_itself(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "--" in capsys.readouterr().out
+
+
+def _one_line_error(capsys, argv) -> str:
+    assert main(argv) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("mesp ")]
+    assert len(err) == 1 and "Traceback" not in err[0]
+    return err[0]
+
+
+def test_missing_trace_file(capsys, tmp_path):
+    line = _one_line_error(capsys, ["cluster", "--trace", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "c")])
+    assert "nope.csv" in line
+
+
+def test_malformed_trace_names_file_and_line(capsys, tmp_path):
+    bad = tmp_path / "invocations_per_function_md.anon.d01.csv"
+    header = "HashOwner,HashApp,HashFunction,Trigger," + ",".join(str(i) for i in range(1, 1441))
+    good = "o,a,f1,http," + ",".join("1" for _ in range(1440))
+    negative = "o,a,f2,http," + ",".join("-3" if i == 5 else "1" for i in range(1440))
+    bad.write_text("\n".join([header, good, negative]) + "\n")
+    line = _one_line_error(capsys, ["forecast", "--model", str(GOLDEN), "--trace", str(bad)])
+    assert f"{bad}:3" in line and "negative" in line
+
+
+def test_corrupt_model_is_one_line(capsys, tmp_path):
+    (tmp_path / "manifest.json").write_text("garbage")
+    line = _one_line_error(capsys, ["forecast", "--model", str(tmp_path), *TINY_TRACE])
+    assert "corrupt manifest" in line
+
+
+def test_forecast_json_on_stdout(capsys, tmp_path):
+    trace_dir = tmp_path / "trace"
+    assert main(["generate", "--out", str(trace_dir), "--functions", "12", "--days", "1", "--seed", "4", "--gzip"]) == 0
+    files = sorted(str(p) for p in trace_dir.iterdir())
+    with gzip.open(files[0], "rt") as handle:
+        assert handle.readline().startswith("HashOwner,HashApp,HashFunction,Trigger,1,2,3")
+    capsys.readouterr()
+    assert main(["forecast", "--model", str(GOLDEN), "--trace", *files, "--horizon", "15", "--json", "-"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert len(payload["functions"]) == 12
+    first = payload["functions"][0]
+    assert len(first["forecast"]) == 15 and len(first["p90"]) == 15 and "cluster" in first["route"]
+
+
+def test_cluster_command_writes_plot_and_labels(tmp_path, capsys):
+    out = tmp_path / "clusters"
+    assert main(["cluster", *TINY_TRACE, "--k", "3", "--out", str(out), "--json", str(out / "report.json")]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["k"] == 3 and len(report["clusters"]) == 3
+    assert (out / "clusters.png").stat().st_size > 10_000
+    assert len((out / "labels.csv").read_text().splitlines()) == 1 + 80 * 2
+
+
+def test_evaluate_and_simulate_on_held_out_functions(tiny_model_dir, tmp_path, capsys):
+    report = tmp_path / "evaluate.json"
+    assert main(["evaluate", "--model", str(tiny_model_dir), *TINY_TRACE, "--every", "120", "--json", str(report), "--plots", str(tmp_path)]) == 0
+    table = capsys.readouterr().out
+    assert "moe" in table and "seasonal_naive" in table
+    payload = json.loads(report.read_text())
+    assert payload["protocol"]["n_functions"] == 16 and set(payload["overall"]) >= {"moe", "seasonal_naive", "repeat_last_hour"}
+    assert (tmp_path / "forecasts.png").stat().st_size > 10_000
+    sim = tmp_path / "simulate.json"
+    assert main(["simulate", "--model", str(tiny_model_dir), *TINY_TRACE, "--start", "2500", "--replan-every", "10", "--json", str(sim), "--plot", str(tmp_path / "tradeoff.png")]) == 0
+    assert "knative" in capsys.readouterr().out.lower()
+    assert (tmp_path / "tradeoff.png").stat().st_size > 10_000
+
+
+def test_console_script_runs_out_of_process():
+    result = subprocess.run([sys.executable, "-m", "mesp_core.cli", "forecast", "--model", "/nonexistent/model", *TINY_TRACE],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("mesp forecast: error:")
