@@ -46,8 +46,10 @@ class HybridHistogramPolicy(Policy):
     fewer than `min_samples` idle times, a flat histogram (coefficient of variation of the bin counts
     at most `cv_threshold`), or more than `max_out_of_bounds` of the idle times beyond the range
     (where the paper switches to an ARIMA forecast of the next idle time, outside this baseline).
-    The number of instances kept is the demand of the last busy minute. Pre-warming is asked for
-    `lead_minutes` early so the instance is ready when the window opens.
+    The paper decides whether a function is loaded at all; with several instances per function the
+    number kept is the peak demand over the window's length before now (like fixed keep-alive,
+    which keeps the peak of its window), at least the last busy minute's demand. Pre-warming is
+    asked for `lead_minutes` early so the instance is ready when the window opens.
     """
 
     cadence = 1
@@ -135,11 +137,18 @@ class HybridHistogramPolicy(Policy):
         n = step.history.shape[0]
         out = np.zeros((n, step.steps), dtype=np.int64)
         known = self._last_busy >= 0
+        keep = self._last_demand.copy()
+        # Peak demand over each function's own window length before now (no more than the range).
+        reach = int(min(self._window_end.max(initial=1), step.t))
+        recent = demand_instances(step.history[:, step.t - reach:], self._capacity)
+        age = np.arange(reach, 0, -1)[None, :]  # minutes before now of each column
+        in_window = age <= self._window_end[:, None]
+        keep = np.maximum(keep, np.where(in_window, recent, 0).max(axis=1, initial=0))
         for i in range(step.steps):
             idle_minutes = step.t + i - self._last_busy - 1
             # Ask `lead` minutes before the window opens so the instance is ready at its start.
             on = known & (idle_minutes >= self._prewarm - self._lead) & (idle_minutes < self._window_end)
-            out[:, i] = np.where(on, self._last_demand, 0)
+            out[:, i] = np.where(on, keep, 0)
         return out
 
 

@@ -48,11 +48,11 @@ class PolicyConfig:
 
     capacity_per_instance: float = 60.0
     lead_minutes: int = 1
-    hold_minutes: int = 2
+    hold_minutes: int = 0
     user_min_scale: int = 0
     max_scale: int | None = None
     scale_down_hysteresis: int = 0
-    cooldown_minutes: int = 0
+    cooldown_minutes: int = 2
     quantile: float | None = 0.9
     min_demand: float = 0.5
 

@@ -178,6 +178,7 @@ class PolicyResult:
     cold_vs_default: float        # cold starts relative to the Knative default (1.0 = same)
     idle_vs_default: float
     p75_function_cold_rate: float  # 75th percentile over functions with demand (Shahrad et al.'s measure)
+    changes_per_hour: float       # min-scale changes per function-hour (each is an API write, or a revision)
     group: str | None = None
     quantile: float | None = None
 
@@ -364,6 +365,7 @@ def _report(names, named, reference, counts, demand, cold, idle, alive, floors, 
     function_demand = window_demand.sum(axis=1)
     active = function_demand > 0
     ref = names.index(reference)
+    changes = np.count_nonzero(np.diff(floors, axis=2), axis=(1, 2))
     ref_cold = int(per_function_cold[ref].sum())
     ref_idle = int(per_function_idle[ref].sum())
     results = []
@@ -383,6 +385,7 @@ def _report(names, named, reference, counts, demand, cold, idle, alive, floors, 
             cold_vs_default=_relative(cold_starts, ref_cold),
             idle_vs_default=_relative(idle_minutes, ref_idle),
             p75_function_cold_rate=float(np.percentile(rates, 75)) if rates.size else 0.0,
+            changes_per_hour=_ratio(changes[p], counts.shape[0] * (e - s) / 60.0),
             group=named[name].group,
             quantile=named[name].quantile,
         ))
@@ -411,12 +414,12 @@ def _relative(a, reference):
 def format_table(report: SimulationReport) -> str:
     """The comparison as a fixed-width text table."""
     header = ("policy", "cold starts", "cold rate", "vs default", "idle inst-min", "vs default",
-              "p75 fn cold")
+              "p75 fn cold", "changes/h")
     rows = []
     for r in report.results:
         rows.append((r.name, f"{r.cold_starts:,}", f"{100 * r.cold_start_rate:.2f}%",
                      _times(r.cold_vs_default), f"{r.idle_instance_minutes:,}", _times(r.idle_vs_default),
-                     f"{100 * r.p75_function_cold_rate:.1f}%"))
+                     f"{100 * r.p75_function_cold_rate:.1f}%", f"{r.changes_per_hour:.2f}"))
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))]
     lines.append("  ".join("-" * w for w in widths))
@@ -427,7 +430,7 @@ def format_table(report: SimulationReport) -> str:
     lines.append(f"{t['functions']} functions x {t['minutes']} minutes, {t['invocations']:,.0f} invocations, "
                  f"{t['demand_instance_minutes']:,} demanded instance-minutes; "
                  f"cold rate = cold starts / demanded instance-minutes; 'vs default' relative to "
-                 f"'{t['reference_policy']}'.")
+                 f"'{t['reference_policy']}'; changes/h = min-scale changes per function-hour.")
     return "\n".join(lines)
 
 

@@ -12,6 +12,11 @@ from mesp_core.policy import (
 )
 
 
+def undamped(**overrides):
+    """A config without cooldown (unless asked for) and a 2-minute hold, so each test isolates one rule."""
+    return PolicyConfig(**{"cooldown_minutes": 0, "hold_minutes": 2, **overrides})
+
+
 def spike(h=20, at=10, value=600.0, n=1):
     f = np.zeros((n, h))
     f[:, at] = value
@@ -37,7 +42,7 @@ def spike(h=20, at=10, value=600.0, n=1):
 )
 def test_capacity_rounding(demand, capacity, min_demand, expected):
     assert instances_for_demand(np.array([demand]), capacity, min_demand)[0] == expected
-    config = PolicyConfig(capacity_per_instance=capacity, min_demand=min_demand, lead_minutes=0, hold_minutes=0)
+    config = undamped(capacity_per_instance=capacity, min_demand=min_demand, lead_minutes=0, hold_minutes=0)
     plan, _ = plan_min_scale(np.full((1, 3), demand), None, config)
     assert plan.tolist() == [[expected] * 3]
 
@@ -55,7 +60,7 @@ def test_capacity_rounding(demand, capacity, min_demand, expected):
     ],
 )
 def test_floor_and_cap(user_min, max_scale, level, expected):
-    config = PolicyConfig(user_min_scale=user_min, max_scale=max_scale)
+    config = undamped(user_min_scale=user_min, max_scale=max_scale)
     plan, reasons = plan_min_scale(np.full((1, 6), level), None, config)
     assert plan.tolist() == [[expected] * 6]
     if max_scale is not None and level / 60 > max_scale:
@@ -74,7 +79,7 @@ def test_floor_and_cap(user_min, max_scale, level, expected):
     ],
 )
 def test_lead_time_raises_the_plan_early_enough(lead, hold, first_up):
-    config = PolicyConfig(lead_minutes=lead, hold_minutes=hold)
+    config = undamped(lead_minutes=lead, hold_minutes=hold)
     plan, reasons = plan_min_scale(spike(h=20, at=10), None, config)
     expected = np.zeros(20, dtype=int)
     expected[first_up:11] = 10
@@ -95,14 +100,14 @@ def test_lead_time_raises_the_plan_early_enough(lead, hold, first_up):
     ],
 )
 def test_scale_down_hysteresis(hysteresis, targets_per_min, expected):
-    config = PolicyConfig(lead_minutes=0, hold_minutes=0, scale_down_hysteresis=hysteresis)
+    config = undamped(lead_minutes=0, hold_minutes=0, scale_down_hysteresis=hysteresis)
     previous = PlanState(current=np.array([10]), minutes_since_needed=np.array([100]))
     plan, _ = plan_min_scale(np.array([targets_per_min], dtype=float), None, config, previous)
     assert plan[0].tolist() == expected
 
 
 def test_hysteresis_never_blocks_a_raise_and_respects_user_floor():
-    config = PolicyConfig(lead_minutes=0, hold_minutes=0, scale_down_hysteresis=3, user_min_scale=2)
+    config = undamped(lead_minutes=0, hold_minutes=0, scale_down_hysteresis=3, user_min_scale=2)
     previous = PlanState(current=np.array([4]), minutes_since_needed=np.array([100]))
     forecast = np.array([[0.0, 600.0, 540.0, 0.0]])
     plan, reasons = plan_min_scale(forecast, None, config, previous)
@@ -124,7 +129,7 @@ def test_hysteresis_never_blocks_a_raise_and_respects_user_floor():
     ],
 )
 def test_cooldown_delays_decreases_not_raises(cooldown, expected):
-    config = PolicyConfig(lead_minutes=0, hold_minutes=0, cooldown_minutes=cooldown)
+    config = undamped(lead_minutes=0, hold_minutes=0, cooldown_minutes=cooldown)
     forecast = np.zeros((1, 8))
     forecast[0, 1] = 150.0
     plan, reasons = plan_min_scale(forecast, None, config)
@@ -135,15 +140,15 @@ def test_cooldown_delays_decreases_not_raises(cooldown, expected):
 
 def test_flapping_forecast_is_damped_by_cooldown():
     forecast = np.tile([120.0, 0.0], 10)[None, :]
-    calm = PolicyConfig(lead_minutes=0, hold_minutes=0, cooldown_minutes=4)
-    raw = PolicyConfig(lead_minutes=0, hold_minutes=0)
+    calm = undamped(lead_minutes=0, hold_minutes=0, cooldown_minutes=4)
+    raw = undamped(lead_minutes=0, hold_minutes=0)
     changes = lambda p: int(np.count_nonzero(np.diff(p[0])))
     assert changes(plan_min_scale(forecast, None, raw)[0]) == 19
     assert changes(plan_min_scale(forecast, None, calm)[0]) == 0
 
 
 def test_previous_cooldown_carries_across_planning_steps():
-    config = PolicyConfig(lead_minutes=1, hold_minutes=1, cooldown_minutes=4, scale_down_hysteresis=1)
+    config = undamped(lead_minutes=1, hold_minutes=1, cooldown_minutes=4, scale_down_hysteresis=1)
     rng = np.random.default_rng(3)
     forecast = rng.choice([0.0, 30.0, 200.0, 700.0], size=(5, 40))
     whole, _ = plan_min_scale(forecast, None, config)
@@ -158,7 +163,7 @@ def test_previous_cooldown_carries_across_planning_steps():
 
 
 def test_upper_forecast_sizes_the_plan_and_rows_are_independent():
-    config = PolicyConfig(lead_minutes=0, hold_minutes=0)
+    config = undamped(lead_minutes=0, hold_minutes=0)
     point = np.array([[30.0, 30.0], [0.0, 0.0], [100.0, 100.0]])
     upper = np.array([[150.0, 30.0], [0.7, 0.0], [100.0, 100.0]])
     plan, _ = plan_min_scale(point, upper, config)
@@ -170,14 +175,14 @@ def test_upper_forecast_sizes_the_plan_and_rows_are_independent():
 
 @pytest.mark.parametrize("shape", [(0, 10), (3, 0), (0, 0)])
 def test_empty_forecasts(shape):
-    plan, reasons = plan_min_scale(np.zeros(shape), None, PolicyConfig())
+    plan, reasons = plan_min_scale(np.zeros(shape), None, undamped())
     assert plan.shape == shape
     assert plan.dtype.kind == "i"
     assert reasons == [[] for _ in range(shape[0])]
 
 
 def test_all_zero_forecast_goes_to_the_floor():
-    config = PolicyConfig(user_min_scale=1)
+    config = undamped(user_min_scale=1)
     plan, reasons = plan_min_scale(np.zeros((2, 5)), None, config)
     assert plan.tolist() == [[1] * 5, [1] * 5]
     assert reasons == [[], []]  # starts at the user's floor: nothing changes
@@ -191,23 +196,23 @@ def test_all_zero_forecast_goes_to_the_floor():
 def test_reason_names_the_peak_and_its_minute():
     forecast = np.zeros((1, 10))
     forecast[0, 4] = 150.0
-    plan, reasons = plan_min_scale(forecast, None, PolicyConfig(lead_minutes=1, hold_minutes=2))
+    plan, reasons = plan_min_scale(forecast, None, undamped(lead_minutes=1, hold_minutes=2))
     assert reasons[0][0] == (1, "raise to 3 ahead of forecast peak 150/min at +4 min")
     assert reasons[0][1] == (5, "lower to user min-scale 0 (forecast peak 0.0/min over the next 4 min)")
-    _, silent = plan_min_scale(forecast, None, PolicyConfig(), explain=False)
+    _, silent = plan_min_scale(forecast, None, undamped(), explain=False)
     assert silent == []
 
 
 def test_plan_horizon_uses_the_look_ahead_past_it():
     forecast = spike(h=12, at=8)
-    plan, _ = plan_min_scale(forecast, None, PolicyConfig(lead_minutes=2, hold_minutes=1), plan_horizon=5)
+    plan, _ = plan_min_scale(forecast, None, undamped(lead_minutes=2, hold_minutes=1), plan_horizon=5)
     assert plan.tolist() == [[0, 0, 0, 0, 0]]
-    plan, _ = plan_min_scale(forecast, None, PolicyConfig(lead_minutes=2, hold_minutes=2), plan_horizon=5)
+    plan, _ = plan_min_scale(forecast, None, undamped(lead_minutes=2, hold_minutes=2), plan_horizon=5)
     assert plan.tolist() == [[0, 0, 0, 0, 10]]
 
 
 def test_negative_model_output_counts_as_no_demand():
-    plan, _ = plan_min_scale(np.array([[-0.01, 60.0]]), None, PolicyConfig(lead_minutes=0, hold_minutes=0))
+    plan, _ = plan_min_scale(np.array([[-0.01, 60.0]]), None, undamped(lead_minutes=0, hold_minutes=0))
     assert plan.tolist() == [[0, 1]]
 
 
@@ -277,3 +282,13 @@ def test_capacity_from_concurrency(concurrency, duration_ms, utilization, expect
 def test_capacity_from_concurrency_errors(args, message):
     with pytest.raises(ValueError, match=message):
         capacity_from_concurrency(*args)
+
+
+def test_defaults_damp_a_short_dip_without_pre_warming_early():
+    # Defaults: no extra hold (pre-warm exactly `lead` ahead) and a 2-minute cooldown.
+    forecast = np.array([[0.0, 0.0, 0.0, 120.0, 0.0, 0.0, 120.0, 0.0, 0.0, 0.0]])
+    plan, reasons = plan_min_scale(forecast, None, PolicyConfig())
+    assert plan.tolist() == [[0, 0, 2, 2, 2, 2, 2, 2, 0, 0]]
+    assert (4, "hold 2 (cooldown 2 min; forecast needs 0)") in reasons[0]
+    assert (2, "raise to 2 ahead of forecast peak 120/min at +3 min") in reasons[0]
+    assert (8, "lower to user min-scale 0 (forecast peak 0.0/min over the next 2 min)") in reasons[0]

@@ -336,7 +336,7 @@ def test_run_replay_builds_the_standard_policy_set():
         ({"policies": {}}, "no policies"),
         ({"policies": {"x": object()}}, "not a mesp_core.simulate.Policy"),
         ({"policies": {"bad": ForecastFloorPolicy(lambda c, h: np.zeros((1, h)))}},
-         r"returned shape \(1, 4\), expected \[4, 4\]"),
+         r"returned shape \(1, 2\), expected \[4, 2\]"),
     ],
 )
 def test_bad_input_is_a_clear_error(kwargs, message):
