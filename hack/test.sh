@@ -47,7 +47,7 @@ if (( ${#missing[@]} )); then
   "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
   if (( added_policy )); then "${sudo[@]}" rm -f "$policy"; fi
 else
-  step "Debian packages present: etcd $(etcd --version 2>/dev/null | head -n1 | awk '{print $3}'), $(prometheus --version 2>&1 | head -n1 | awk '{print $1, $3}')"
+  step "Debian packages present: etcd $(etcd --version 2>/dev/null | head -n1 | awk '{print $3}'), prometheus $(prometheus --version 2>&1 | head -n1 | awk '{print $3}')"
 fi
 
 # --- 2. Go-built binaries (background; waited for before pytest) ------------------------------

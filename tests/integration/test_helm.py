@@ -1,4 +1,4 @@
-"""The chart against a real kube-apiserver (+ etcd), started here on 127.0.0.1 by hack/control-plane.py:
+"""The chart against the real kube-apiserver (+ etcd) that tests/integration/conftest.py starts on 127.0.0.1:
 `helm install/upgrade/uninstall` with the pinned helm, and a strict server-side dry-run of every object
 the chart and manifests/ can produce (schema, defaulting, admission, Pod Security "restricted").
 
@@ -8,7 +8,6 @@ test Pod is dry-run instead (hack/e2e-kind.sh runs `helm test` on kind).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import ssl
@@ -26,13 +25,6 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "mesp"
 MANIFESTS = REPO / "manifests"
-
-
-def _load_control_plane_module():
-    spec = importlib.util.spec_from_file_location("mesp_control_plane", REPO / "hack" / "control-plane.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # Only so ServiceMonitor objects can be dry-run: the Prometheus Operator's CRD is not vendored, so this
@@ -137,18 +129,12 @@ class Api:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """etcd + kube-apiserver on free loopback ports (no Prometheus: the chart does not need it)."""
-    cp_module = _load_control_plane_module()
-    cp = cp_module.ControlPlane(tmp_path_factory.mktemp("helm-control-plane"))
-    cp.start(prometheus=False)
-    try:
-        api = Api(cp.apiserver_url, cp.admin_token, cp.ca_file)
-        api.apply(SERVICE_MONITOR_CRD)
-        api.wait_established(SERVICE_MONITOR_CRD["metadata"]["name"])
-        yield cp, api
-    finally:
-        cp.stop()
+def cluster(control_plane):
+    """The session's etcd + kube-apiserver (tests/integration/conftest.py), plus the ServiceMonitor CRD."""
+    api = Api(control_plane.apiserver_url, control_plane.admin_token, control_plane.ca_file)
+    api.apply(SERVICE_MONITOR_CRD)
+    api.wait_established(SERVICE_MONITOR_CRD["metadata"]["name"])
+    return control_plane, api
 
 
 @pytest.fixture(scope="module")
