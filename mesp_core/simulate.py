@@ -560,7 +560,7 @@ def run_replay(model, counts, start_minute: int = 720, quantiles: Sequence[float
             raise ValueError(f"curve approach must be one of {sorted(APPROACH_LABELS)}, got {approach!r}")
     if context_minutes is None:
         manifest = getattr(model, "manifest", None) or {}
-        input_size = manifest.get("input_size") if isinstance(manifest, dict) else None
+        input_size = (manifest.get("input_size") or manifest.get("input_size_max")) if isinstance(manifest, dict) else None
         context_minutes = max(int(input_size or 0), 1440)
     policies = standard_policies(model, quantiles, curve_approaches, policy_config)
     return simulate(counts, policies, start_minute, end_minute, capacity_per_instance=capacity,
