@@ -13,9 +13,11 @@ on its own; several such undated files are *not* separate days: their rows are c
 functions of that one day (labelled e.g. ``"sample"`` or ``"sample+top10"``). Dated and undated
 files cannot be mixed in one read.
 
-Speed. Each file is parsed with pandas' C engine straight into float32 and validated with vectorised
-checks. Only if a check fails is the file scanned again line by line, to name the exact line(s); so
-well-formed full-size day files (~46,000 rows x 1444 columns) never pay for the slow path.
+Speed. Each file is parsed once with pandas' C engine and validated with vectorised checks. Only if
+a check fails is the file read a second time to name the exact line(s): field counts per line, then
+one pandas parse of the well-formed lines with the checks vectorised again. Well-formed full-size
+day files (~46,000 rows x 1444 columns) never pay for that second pass. Fields are never quoted in
+this layout; a quote character is taken literally.
 
 Errors. A malformed row (wrong column count, empty key, non-numeric / negative / non-finite count,
 duplicate key within a day) raises ``TraceFormatError("path:line: reason")`` with the 1-based line
@@ -255,7 +257,7 @@ def _read_header(path: Path, gz: bool) -> list[str]:
     first = first.lstrip("\ufeff").rstrip("\r\n")
     if not first.strip():
         raise TraceFormatError(path, 1, "file is empty (expected a header line)")
-    return next(csv.reader([first]))
+    return first.split(",")  # no quoting in this layout (see _parse_frame)
 
 
 def _describe_header(names: Sequence[str]) -> str:
@@ -285,121 +287,173 @@ class _FileRows:
         return self.lines
 
 
+def _read_text(path: Path, gz: bool) -> str:
+    """The whole file as text; a corrupt gzip stream or bad encoding names the line it reached."""
+    chunks: list[bytes] = []
+    try:
+        with (gzip_module.open(path, "rb") if gz else open(path, "rb")) as fh:
+            while True:
+                chunk = fh.read(1 << 24)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+    except (EOFError, OSError, zlib.error) as exc:
+        lines_read = sum(c.count(b"\n") for c in chunks)
+        raise _stream_error(path, gz, exc, lines_read + 1) from exc
+    data = b"".join(chunks)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise TraceFormatError(path, data.count(b"\n", 0, exc.start) + 1, "not UTF-8 text") from exc
+
+
 def _data_line_numbers(path: Path) -> np.ndarray:
     """File line numbers of the non-blank data rows (only needed to word an error)."""
-    gz = _is_gzip(path)
-    numbers = []
-    with _open_text(path, gz) as fh:
-        reader = csv.reader(fh)
-        next(reader, None)
-        for fields in reader:
-            if fields and any(f.strip() for f in fields):
-                numbers.append(reader.line_num)
-    return np.asarray(numbers, dtype=np.int64)
+    lines = _read_text(path, _is_gzip(path)).split("\n")
+    return np.asarray([i + 1 for i in range(1, len(lines)) if lines[i].strip()], dtype=np.int64)
+
+
+def _parse_frame(source, **kwargs) -> pd.DataFrame:
+    # Keys and trigger kept as text (a converter is cheaper than a dtype mapping, and a hash such as
+    # "1e8e9efa" must not become a number); counts left to the C parser's own int/float inference,
+    # about twice as fast as forcing float32 per column. Quotes are not used by the Azure layout
+    # and are taken literally, so a line's field count is simply its comma count + 1.
+    return pd.read_csv(
+        source,
+        engine="c",
+        na_filter=False,
+        quoting=csv.QUOTE_NONE,
+        converters={name: str for name in INVOCATION_COLUMNS[:4]},
+        encoding="utf-8",
+        **kwargs,
+    )
 
 
 def _fast_parse(path: Path, gz: bool):
     """pandas C-engine parse + vectorised checks; returns None if anything needs a closer look."""
-    dtypes = {name: str for name in INVOCATION_COLUMNS[:4]}
-    dtypes.update({name: np.float32 for name in MINUTE_COLUMNS})
     try:
         with warnings.catch_warnings():
             # pandas only *warns* when every row has extra fields; that must be an error here.
             warnings.simplefilter("error")
-            frame = pd.read_csv(
-                path,
-                engine="c",
-                header=0,
-                index_col=False,
-                na_filter=False,
-                dtype=dtypes,
-                compression="gzip" if gz else None,
-                encoding="utf-8",
-            )
-    except Exception:  # noqa: BLE001 - any parse failure is re-diagnosed line by line
+            frame = _parse_frame(path, header=0, compression="gzip" if gz else None)
+    except Exception:  # noqa: BLE001 - any parse failure is re-diagnosed by _diagnose_parse
         return None
-    if list(frame.columns) != list(INVOCATION_COLUMNS):
+    # pandas turns a first column into the index when every row has one field too many
+    if list(frame.columns) != list(INVOCATION_COLUMNS) or not isinstance(frame.index, pd.RangeIndex):
         return None
-    counts = frame.iloc[:, 4:].to_numpy(dtype=np.float32)
+    if any(dtype.kind not in "iuf" for dtype in frame.dtypes.iloc[4:]):
+        return None  # some count is not a number
+    # pandas keeps columns as rows internally: transpose and cast in one copy
+    counts = np.ascontiguousarray(frame.iloc[:, 4:].to_numpy(), dtype=np.float32)
     if counts.size and not (np.isfinite(counts).all() and (counts >= 0).all()):
         return None
     key_frame = frame.iloc[:, :3]
-    if (key_frame == "").to_numpy().any() or key_frame.duplicated().any():
+    if (key_frame.map(str.strip) == "").to_numpy().any() or key_frame.duplicated().any():
         return None
     keys = list(zip(*(key_frame[c].tolist() for c in KEY_COLUMNS)))
-    return keys, frame["Trigger"].tolist(), np.ascontiguousarray(counts)
+    return keys, frame["Trigger"].tolist(), counts
 
 
-def _row_problem(fields: list[str]) -> tuple[str | None, np.ndarray | None]:
-    """Check one split row; return (reason, None) or (None, float32 counts)."""
+def _first_true(mask: np.ndarray) -> np.ndarray:
+    """Column of the first True per row (rows are known to have one)."""
+    return np.argmax(mask, axis=1)
+
+
+def _diagnose_parse(path: Path, gz: bool, on_error: str) -> _FileRows:
+    """Parse a file the fast path objected to, naming the line of every bad row.
+
+    Field counts are checked per line (a comma count), the well-formed lines are parsed by pandas
+    in one go, and the checks run vectorised; only the bad cells are looked at one by one.
+    """
+    text = _read_text(path, gz)
+    lines = text.split("\n")
     expected = len(INVOCATION_COLUMNS)
-    if len(fields) != expected:
-        return f"expected {expected} columns, found {len(fields)}", None
-    for name, value in zip(KEY_COLUMNS, fields[:3]):
-        if not value.strip():
-            return f"empty {name}", None
-    raw = fields[4:]
-    try:
-        values = np.array(raw, dtype=np.float64)
-    except ValueError:
-        for col, text in zip(MINUTE_COLUMNS, raw):
-            try:
-                float(text)
-            except ValueError:
-                return f"non-numeric count {text!r} in column {col}", None
-        return "non-numeric count", None
-    bad = np.flatnonzero(~np.isfinite(values))
-    if bad.size:
-        col = bad[0]
-        return f"non-finite count {raw[col].strip()!r} in column {MINUTE_COLUMNS[col]}", None
-    bad = np.flatnonzero(values < 0)
-    if bad.size:
-        col = bad[0]
-        return f"negative count {raw[col].strip()} in column {MINUTE_COLUMNS[col]}", None
-    return None, values.astype(np.float32)
+    reasons: dict[int, str] = {}
+    good: list[str] = []
+    good_numbers: list[int] = []
+    for i in range(1, len(lines)):
+        line = lines[i]
+        if line.endswith("\r"):
+            line = line[:-1]
+        if not line.strip():
+            continue
+        n_fields = line.count(",") + 1
+        if n_fields != expected:
+            reasons[i + 1] = f"expected {expected} columns, found {n_fields}"
+        else:
+            good.append(line)
+            good_numbers.append(i + 1)
+    del lines, text
 
-
-def _slow_parse(path: Path, gz: bool, on_error: str) -> _FileRows:
-    """Line-by-line parse that names every bad line (used only after the fast path objected)."""
+    numbers = np.asarray(good_numbers, dtype=np.int64)
     keys: list[tuple[str, str, str]] = []
     triggers: list[str] = []
-    rows: list[np.ndarray] = []
-    lines: list[int] = []
-    problems: list[tuple[str, int, str]] = []
-    n_bad = 0
-    first_line_of: dict[tuple[str, str, str], int] = {}
-    line_no = 1
-    try:
-        with _open_text(path, gz) as fh:
-            reader = csv.reader(fh)
-            next(reader, None)
-            for fields in reader:
-                line_no = reader.line_num
-                if not fields or not any(f.strip() for f in fields):
-                    continue
-                reason, values = _row_problem(fields)
-                if reason is None:
-                    key = (fields[0], fields[1], fields[2])
-                    if key in first_line_of:
-                        reason = f"duplicate key {_short_key(key)} (first at line {first_line_of[key]})"
-                if reason is not None:
-                    if on_error == "raise":
-                        raise TraceFormatError(path, line_no, reason)
-                    n_bad += 1
-                    if len(problems) < MAX_LISTED_PROBLEMS:
-                        problems.append((str(path), line_no, reason))
-                    continue
-                first_line_of[key] = line_no
-                keys.append(key)
-                triggers.append(fields[3])
-                rows.append(values)
-                lines.append(line_no)
-    except csv.Error as exc:
-        raise TraceFormatError(path, line_no + 1, f"malformed CSV: {exc}") from exc
-    except _STREAM_ERRORS as exc:
-        raise _stream_error(path, gz, exc, line_no + 1) from exc
-    counts = np.stack(rows) if rows else np.zeros((0, MINUTES_PER_DAY), dtype=np.float32)
-    return _FileRows(path, keys, triggers, counts, np.asarray(lines, dtype=np.int64), problems, n_bad)
+    counts = np.zeros((0, MINUTES_PER_DAY), dtype=np.float32)
+    if good:
+        frame = _parse_frame(io.StringIO("\n".join(good)), header=None, names=list(INVOCATION_COLUMNS))
+        del good
+        if len(frame) != len(numbers):
+            raise TraceFormatError(path, None, "could not align parsed rows with file lines")
+        ok = np.ones(len(frame), dtype=bool)
+
+        def flag(r: int, reason: str) -> None:
+            # one reason per row: the first check that fails
+            if ok[r]:
+                reasons[int(numbers[r])] = reason
+                ok[r] = False
+
+        for name in KEY_COLUMNS:
+            for r in np.flatnonzero(frame[name].str.strip().eq("").to_numpy()):
+                flag(r, f"empty {name}")
+
+        block = frame.iloc[:, 4:]
+        values = np.empty(block.shape, dtype=np.float64)
+        is_number = np.array([dtype.kind in "iuf" for dtype in block.dtypes])
+        values[:, is_number] = block.iloc[:, np.flatnonzero(is_number)].to_numpy(dtype=np.float64)
+        for j in np.flatnonzero(~is_number):  # columns holding some non-number: those cells -> NaN
+            values[:, j] = pd.to_numeric(block.iloc[:, j].str.strip(), errors="coerce").to_numpy(dtype=np.float64)
+        not_finite = ~np.isfinite(values)
+        bad_rows = np.flatnonzero(not_finite.any(axis=1))
+        first_col = _first_true(not_finite[bad_rows]) if bad_rows.size else []
+        for r, j in zip(bad_rows, first_col):
+            raw = block.iat[r, j]
+            shown = raw.strip() if isinstance(raw, str) else str(raw)
+            try:
+                float(shown)
+                kind = "non-finite"
+            except ValueError:
+                kind = "non-numeric"
+            flag(r, f"{kind} count {shown!r} in column {MINUTE_COLUMNS[j]}")
+        negative = values < 0
+        bad_rows = np.flatnonzero(negative.any(axis=1))
+        if bad_rows.size:
+            for r, j in zip(bad_rows, _first_true(negative[bad_rows])):
+                flag(r, f"negative count {values[r, j]:.10g} in column {MINUTE_COLUMNS[j]}")
+
+        # duplicates among otherwise valid rows; the first occurrence is kept
+        valid = np.flatnonzero(ok)
+        key_frame = frame.iloc[valid, :3]
+        dup = key_frame.duplicated(keep="first").to_numpy()
+        if dup.any():
+            first_line: dict[tuple[str, str, str], int] = {}
+            for r, key in zip(valid, key_frame.itertuples(index=False, name=None)):
+                first_line.setdefault(key, int(numbers[r]))
+            for r in valid[dup]:
+                key = tuple(frame.iloc[r, :3])
+                flag(r, f"duplicate key {_short_key(key)} (first at line {first_line[key]})")
+
+        kept = np.flatnonzero(ok)
+        keys = list(frame.iloc[kept, :3].itertuples(index=False, name=None))
+        triggers = frame["Trigger"].iloc[kept].tolist()
+        counts = np.ascontiguousarray(values[kept], dtype=np.float32)
+        numbers = numbers[kept]
+
+    ordered = sorted(reasons.items())
+    if ordered and on_error == "raise":
+        line, reason = ordered[0]
+        raise TraceFormatError(path, line, reason)
+    problems = [(str(path), line, reason) for line, reason in ordered[:MAX_LISTED_PROBLEMS]]
+    return _FileRows(path, keys, triggers, counts, numbers, problems, len(ordered))
 
 
 def _short_key(key: tuple[str, str, str]) -> str:
@@ -420,7 +474,7 @@ def _read_invocation_file(path: Path, on_error: str) -> _FileRows:
     if fast is not None:
         keys, triggers, counts = fast
         return _FileRows(path, keys, triggers, counts, None, [], 0)
-    return _slow_parse(path, gz, on_error)
+    return _diagnose_parse(path, gz, on_error)
 
 
 def _day_label(path: Path) -> tuple[int | None, str]:
