@@ -636,10 +636,9 @@ def read_invocations(paths, on_error: str = "raise", progress: bool = False) -> 
     )
 
 
-def _format_row_values(values: np.ndarray) -> str:
-    if np.all(values == np.round(values)):
-        return ",".join(map(str, values.astype(np.int64).tolist()))
-    return ",".join(f"{v:.9g}" for v in values.tolist())
+# One %-format per row is about twice as fast as joining str() of each value.
+_INT_ROW_FORMAT = ",".join(["%d"] * MINUTES_PER_DAY)
+_FLOAT_ROW_FORMAT = ",".join(["%.9g"] * MINUTES_PER_DAY)  # 9 digits: exact for float32
 
 
 def write_invocations(trace: InvocationTrace, out_dir, gzip: bool = False) -> list[Path]:
@@ -675,12 +674,10 @@ def write_invocations(trace: InvocationTrace, out_dir, gzip: bool = False) -> li
             buffer: list[str] = []
             for f in rows:
                 owner, app, func = trace.keys[f]
-                values = block[f]
-                text = (
-                    ",".join(map(str, values.astype(np.int64).tolist()))
-                    if integral
-                    else _format_row_values(values)
-                )
+                if integral:
+                    text = _INT_ROW_FORMAT % tuple(block[f].astype(np.int64).tolist())
+                else:
+                    text = _FLOAT_ROW_FORMAT % tuple(block[f].astype(np.float64).tolist())
                 buffer.append(f"{owner},{app},{func},{trace.triggers[f]},{text}\n")
                 if len(buffer) >= 1024:
                     fh.write("".join(buffer))
