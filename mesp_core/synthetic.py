@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
-from scipy.signal import lfilter
 
 from mesp_core.constants import MINUTES_PER_DAY
 from mesp_core.trace import InvocationTrace
@@ -114,9 +113,10 @@ def _diurnal(rng, minutes: int, weekdays: np.ndarray, scale_hint: float) -> np.n
     day_factor = np.where(np.isin(weekdays[:n_days], _WEEKEND), weekend_factor, 1.0)
     day_factor = day_factor * rng.lognormal(0.0, 0.08, size=n_days)
     peak_rate = _log_uniform(rng, 0.2, 3000) * scale_hint
-    # a slowly varying AR(1) factor gives structure beyond the smooth profile (stationary, so
-    # long traces do not drift)
-    wobble = np.exp(lfilter([1.0], [1.0, -0.97], rng.normal(0, 0.03, size=minutes)))
+    # a slowly varying factor (random log-levels every 30 min, interpolated) gives structure beyond
+    # the smooth profile; it is stationary, so long traces do not drift
+    knots = np.arange(0, minutes + 30, 30)
+    wobble = np.exp(np.interp(np.arange(minutes), knots, rng.normal(0, 0.12, size=knots.size)))
     rate = peak_rate * profile * day_factor[day] * wobble
     return _gamma_poisson(rng, rate, shape=rng.uniform(4, 40))
 
