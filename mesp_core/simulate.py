@@ -62,6 +62,7 @@ class ReplaySettings:
     start_minute: int
     end_minute: int
     n_functions: int
+    plan_from: int  # first planning minute (lead minutes before start_minute, at least 1)
 
 
 class PlanningStep:
@@ -149,11 +150,17 @@ class ForecastFloorPolicy(Policy):
         self.group = group
         self._state: PlanState | None = None
         self._config = self.config
+        self.predicted: np.ndarray | None = None
 
     def reset(self, settings):
         self._config = replace(self.config, capacity_per_instance=settings.capacity_per_instance,
                                lead_minutes=settings.lead_minutes, quantile=self.quantile)
         self._state = PlanState.initial(settings.n_functions, self._config)
+        # The forecast each minute was sized from, made `lead` minutes ahead where the cadence
+        # allows (for the coverage of quantile forecasts); minutes from settings.plan_from on.
+        self._plan_from = settings.plan_from
+        self.predicted = np.full((settings.n_functions, settings.end_minute - settings.plan_from), np.nan,
+                                 dtype=np.float32)
 
     def plan(self, step):
         horizon = step.settings.horizon or step.steps + self._config.lookahead
@@ -163,6 +170,11 @@ class ForecastFloorPolicy(Policy):
             sizing = step.forecast(self.forecaster, horizon)
         plan, _, self._state = plan_min_scale(sizing, None, self._config, previous=self._state,
                                               plan_horizon=step.steps, explain=False, return_state=True)
+        lead = self._config.lead_minutes
+        offset = step.t - self._plan_from
+        for j in range(lead, min(lead + step.steps, sizing.shape[1])):
+            if offset + j < self.predicted.shape[1]:
+                self.predicted[:, offset + j] = sizing[:, j]
         return plan
 
 
@@ -179,6 +191,8 @@ class PolicyResult:
     idle_vs_default: float
     p75_function_cold_rate: float  # 75th percentile over functions with demand (Shahrad et al.'s measure)
     changes_per_hour: float       # min-scale changes per function-hour (each is an API write, or a revision)
+    coverage: float | None = None       # share of minutes with invocations <= the forecast sized from
+    coverage_busy: float | None = None  # the same over minutes with invocations only
     group: str | None = None
     quantile: float | None = None
 
@@ -316,13 +330,14 @@ def simulate(trace_counts, policies: Mapping[str, Policy], start_minute: int = 7
     settings = ReplaySettings(capacity_per_instance=float(capacity_per_instance),
                               keep_warm_minutes=keep_warm_minutes, lead_minutes=lead_minutes,
                               replan_every=replan_every, horizon=horizon, context_minutes=context_minutes,
-                              start_minute=start_minute, end_minute=end_minute, n_functions=n)
+                              start_minute=start_minute, end_minute=end_minute, n_functions=n,
+                              plan_from=max(1, start_minute - lead_minutes))
     for policy in named.values():
         policy.reset(settings)
 
     # Planning starts `lead` minutes early (the operator was already running), so floors asked for
     # at the start are ready when counting starts; those warm-up minutes are not counted.
-    plan_from = max(1, start_minute - lead_minutes)
+    plan_from = settings.plan_from
     warmup = start_minute - plan_from
     span = end_minute - plan_from
     floors = np.zeros((len(names), n, span), dtype=np.int64)
@@ -386,6 +401,7 @@ def _report(names, named, reference, counts, demand, cold, idle, alive, floors, 
             idle_vs_default=_relative(idle_minutes, ref_idle),
             p75_function_cold_rate=float(np.percentile(rates, 75)) if rates.size else 0.0,
             changes_per_hour=_ratio(changes[p], counts.shape[0] * (e - s) / 60.0),
+            **_coverage(named[name], counts, settings),
             group=named[name].group,
             quantile=named[name].quantile,
         ))
@@ -398,6 +414,21 @@ def _report(names, named, reference, counts, demand, cold, idle, alive, floors, 
     return SimulationReport(results=results, settings=settings_dict, totals=totals,
                             per_function_cold=per_function_cold, per_function_idle=per_function_idle,
                             recorded_settings=recorded)
+
+
+def _coverage(policy, counts, settings) -> dict:
+    """Empirical coverage of the forecast a policy sized from, `lead` minutes ahead."""
+    predicted = getattr(policy, "predicted", None)
+    if predicted is None:
+        return {}
+    s, e = settings.start_minute, settings.end_minute
+    predicted = predicted[:, s - settings.plan_from:]
+    actual = counts[:, s:e]
+    known = ~np.isnan(predicted)
+    covered = (actual <= predicted + 1e-6) & known
+    busy = known & (actual > 0)
+    return {"coverage": _ratio(int(covered.sum()), int(known.sum())),
+            "coverage_busy": _ratio(int((covered & busy).sum()), int(busy.sum()))}
 
 
 def _ratio(a, b):
@@ -414,12 +445,13 @@ def _relative(a, reference):
 def format_table(report: SimulationReport) -> str:
     """The comparison as a fixed-width text table."""
     header = ("policy", "cold starts", "cold rate", "vs default", "idle inst-min", "vs default",
-              "p75 fn cold", "changes/h")
+              "p75 fn cold", "changes/h", "fc coverage (busy)")
     rows = []
     for r in report.results:
         rows.append((r.name, f"{r.cold_starts:,}", f"{100 * r.cold_start_rate:.2f}%",
                      _times(r.cold_vs_default), f"{r.idle_instance_minutes:,}", _times(r.idle_vs_default),
-                     f"{100 * r.p75_function_cold_rate:.1f}%", f"{r.changes_per_hour:.2f}"))
+                     f"{100 * r.p75_function_cold_rate:.1f}%", f"{r.changes_per_hour:.2f}",
+                     "-" if r.coverage is None else f"{100 * r.coverage:.1f}% ({100 * r.coverage_busy:.1f}%)"))
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))]
     lines.append("  ".join("-" * w for w in widths))
@@ -430,7 +462,9 @@ def format_table(report: SimulationReport) -> str:
     lines.append(f"{t['functions']} functions x {t['minutes']} minutes, {t['invocations']:,.0f} invocations, "
                  f"{t['demand_instance_minutes']:,} demanded instance-minutes; "
                  f"cold rate = cold starts / demanded instance-minutes; 'vs default' relative to "
-                 f"'{t['reference_policy']}'; changes/h = min-scale changes per function-hour.")
+                 f"'{t['reference_policy']}'; changes/h = min-scale changes per function-hour; fc coverage = "
+                 f"share of minutes (with invocations) at or below the forecast sized from, {report.settings['lead_minutes']} "
+                 f"min ahead.")
     return "\n".join(lines)
 
 

@@ -128,7 +128,9 @@ def test_forecast_floor_removes_cold_starts_of_a_periodic_function():
                           progress=False)
         assert report.result(KNATIVE_DEFAULT).cold_starts == 3 * 50 * 2
         assert report.result("forecast").cold_starts == 0
+        assert report.result("forecast").coverage == report.result("forecast").coverage_busy == 1.0
         assert report.result("oracle").cold_starts == 0
+        assert report.result("oracle").coverage is None
         # Pre-warming costs only the lead time per spike, far less than keeping warm for 10 minutes.
         assert report.result("forecast").idle_instance_minutes == report.result("oracle").idle_instance_minutes
         assert report.result("forecast").idle_instance_minutes < report.result("ka10").idle_instance_minutes
@@ -266,6 +268,8 @@ def test_forecast_curve_moves_along_the_trade_off():
     cold = [report.result(f"q{q}").cold_starts for q in (0.1, 0.5, 0.9)]
     assert idle == sorted(idle) and idle[0] < idle[-1]
     assert cold == sorted(cold, reverse=True) and cold[0] > cold[-1]
+    coverage = [report.result(f"q{q}").coverage_busy for q in (0.1, 0.5, 0.9)]
+    assert coverage == sorted(coverage) and 0.0 < coverage[0] < coverage[-1] < 1.0
 
 
 def test_report_table_json_and_plot(tmp_path):
