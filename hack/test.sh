@@ -5,14 +5,15 @@
 #   2. Go-built binaries, cached by version in ~/.cache/mesp/bin: kube-apiserver
 #      (hack/build-kube-apiserver.sh, ~12 min cold on 2 cores) and helm (hack/install-helm.sh,
 #      ~4 min cold). They compile in the background while step 3 downloads.
-#   3. A virtualenv cached in ~/.cache/mesp/venv-<hash of pyproject.toml and python version>:
-#      torch first (a CPU wheel from $PIP_FIND_LINKS when one is there, else PyPI's default build),
-#      then the project with its [test] extras. Warm runs only re-point the editable install here.
+#   3. A virtualenv cached in ~/.cache/mesp/venv-py<python version>-torch<version>: torch first
+#      (a CPU wheel from $PIP_FIND_LINKS when one is there, else PyPI's default build, ~10 min cold),
+#      then the project editable with its [test] extras. Later runs only top it up when
+#      pyproject.toml changed and re-point it when the checkout moved (seconds).
 #   4. pytest; the integration tests start etcd, kube-apiserver and Prometheus on 127.0.0.1
 #      themselves and stop them afterwards. The run fails when no test ran (pytest exit 5) or when
 #      any integration test was skipped: on this machine they must all really run.
-# Environment: MESP_CACHE (default ~/.cache/mesp), PYTHON (default python3); extra arguments are
-# passed to pytest, e.g. `hack/test.sh tests/unit -x`.
+# Environment: MESP_CACHE (default ~/.cache/mesp), PYTHON (default python3). Arguments replace the
+# default selection (tests/), e.g. `hack/test.sh tests/unit -x`.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
@@ -70,23 +71,32 @@ trap cleanup EXIT
 # --- 3. Python environment -------------------------------------------------------------------------
 python="${PYTHON:-python3}"
 py_version="$("$python" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')"
-key="$( { cat pyproject.toml; echo "$py_version torch==$torch_version"; } | sha256sum | cut -c1-12)"
-venv="$cache/venv-$key"
+venv="$cache/venv-py$py_version-torch$torch_version"
+deps_key="$(sha256sum pyproject.toml | cut -c1-16)"
 if [[ ! -f "$venv/.complete" ]]; then
-  step "creating $venv (python $py_version; first time: downloads torch, several GB)"
+  step "creating $venv (first time: downloads torch and its libraries, several GB)"
   rm -rf "$venv"
   "$python" -m venv "$venv"
+  # torch first and pinned: pip prefers a CPU wheel from $PIP_FIND_LINKS when one is there.
   "$venv/bin/pip" install -q "torch==$torch_version"
   "$venv/bin/pip" install -q -e '.[test]'
+  echo "$deps_key" > "$venv/.deps"
   touch "$venv/.complete"
-  # Environments for older pyproject.toml versions are several GB each: keep only this one.
-  for old in "$cache"/venv-*; do
-    [[ "$old" == "$venv" ]] || rm -rf "$old"
-  done
+elif [[ "$(cat "$venv/.deps" 2>/dev/null)" != "$deps_key" ]]; then
+  step "pyproject.toml changed: updating $venv"
+  "$venv/bin/pip" install -q -e '.[test]'
+  echo "$deps_key" > "$venv/.deps"
+elif ! "$venv/bin/python" - "$repo" <<'PY'
+import sys
+import mesp_core, mesp_operator
+sys.exit(0 if all(m.__file__.startswith(sys.argv[1] + "/") for m in (mesp_core, mesp_operator)) else 1)
+PY
+then
+  # The cached environment points at another checkout (CI clones afresh): re-point it here.
+  step "re-pointing $venv at $repo"
+  "$venv/bin/pip" install -q --no-deps -e .
 else
   step "reusing $venv"
-  # The cached environment may point at another checkout (CI clones afresh): re-point it here.
-  "$venv/bin/pip" install -q --no-deps -e .
 fi
 export PATH="$venv/bin:$PATH"
 
@@ -103,7 +113,10 @@ step "binaries ready: $MESP_KUBE_APISERVER, $MESP_HELM"
 # --- 4. tests ------------------------------------------------------------------------------------
 step "running pytest -m 'not e2e'"
 set +e
-"$venv/bin/python" -m pytest tests -m "not e2e" -rs --junitxml="$junit" "$@"
+# Arguments (paths, -k, -x ...) replace the default selection of the whole tests/ tree.
+selection=("$@")
+(( ${#selection[@]} )) || selection=(tests)
+"$venv/bin/python" -m pytest -m "not e2e" -rs --junitxml="$junit" "${selection[@]}"
 status=$?
 set -e
 step "pytest exited with $status"
