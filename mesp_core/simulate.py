@@ -15,7 +15,10 @@ Model of one function, minute by minute (all functions and policies at once, vec
 Cold-start rate = cold starts / demanded instance-minutes (sum of d): the share of instance-minutes
 of real work that began on a cold instance. For a function that fits one instance this is the share
 of its busy minutes that started cold. Both cold starts and idle cost are also given relative to
-the Knative default (no floor), which every run includes.
+the Knative default (no floor), which every run includes. The report also counts min-scale
+changes per function-hour (API writes; revisions on the template path) and, for forecast floors,
+the empirical coverage of the forecast they were sized from (how often the actual count stayed at
+or below it), which is how a quantile setting is checked against what it promises.
 
 No policy sees the future: at planning minute t a policy receives the counts of minutes < t only
 (a read-only view), except policies that declare ``sees_future`` (the oracle lower bound).
@@ -341,7 +344,7 @@ def simulate(trace_counts, policies: Mapping[str, Policy], start_minute: int = 7
     warmup = start_minute - plan_from
     span = end_minute - plan_from
     floors = np.zeros((len(names), n, span), dtype=np.int64)
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # plain (not .auto): no notebook/ipywidgets probing in the CLI
 
     for t in tqdm(range(plan_from, end_minute), desc="replay", unit="min", disable=not progress,
                   leave=False):
