@@ -430,8 +430,9 @@ def _coverage(policy, counts, settings) -> dict:
     known = ~np.isnan(predicted)
     covered = (actual <= predicted + 1e-6) & known
     busy = known & (actual > 0)
-    return {"coverage": _ratio(int(covered.sum()), int(known.sum())),
-            "coverage_busy": _ratio(int((covered & busy).sum()), int(busy.sum()))}
+    n_known, n_busy = int(known.sum()), int(busy.sum())
+    return {"coverage": _ratio(int(covered.sum()), n_known) if n_known else None,
+            "coverage_busy": _ratio(int((covered & busy).sum()), n_busy) if n_busy else None}
 
 
 def _ratio(a, b):
@@ -454,7 +455,7 @@ def format_table(report: SimulationReport) -> str:
         rows.append((r.name, f"{r.cold_starts:,}", f"{100 * r.cold_start_rate:.2f}%",
                      _times(r.cold_vs_default), f"{r.idle_instance_minutes:,}", _times(r.idle_vs_default),
                      f"{100 * r.p75_function_cold_rate:.1f}%", f"{r.changes_per_hour:.2f}",
-                     "-" if r.coverage is None else f"{100 * r.coverage:.1f}% ({100 * r.coverage_busy:.1f}%)"))
+                     _coverage_text(r)))
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))]
     lines.append("  ".join("-" * w for w in widths))
@@ -469,6 +470,13 @@ def format_table(report: SimulationReport) -> str:
                  f"share of minutes (with invocations) at or below the forecast sized from, {report.settings['lead_minutes']} "
                  f"min ahead.")
     return "\n".join(lines)
+
+
+def _coverage_text(r: PolicyResult) -> str:
+    if r.coverage is None:
+        return "-"
+    busy = "-" if r.coverage_busy is None else f"{100 * r.coverage_busy:.1f}%"
+    return f"{100 * r.coverage:.1f}% ({busy})"
 
 
 def _times(x: float) -> str:

@@ -367,3 +367,17 @@ def test_bad_input_is_a_clear_error(kwargs, message):
 def test_bad_policy_arguments(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+@pytest.mark.parametrize("shape, start", [((0, 100), 50), ((1, 2), 1), ((3, 100), 99)])
+def test_empty_and_idle_traces_give_zeros_not_errors(shape, start):
+    zeros = lambda contexts, horizon: np.zeros((np.asarray(contexts).shape[0], horizon))
+    policies = {"ka": FixedKeepAlivePolicy(10), "hybrid": HybridHistogramPolicy(),
+                "forecast": ForecastFloorPolicy(zeros), "oracle": OraclePolicy()}
+    report = simulate(np.zeros(shape), policies, start_minute=start, progress=False)
+    for r in report.results:
+        assert (r.cold_starts, r.idle_instance_minutes, r.cold_start_rate) == (0, 0, 0.0)
+        assert r.cold_vs_default == r.idle_vs_default == 1.0
+        assert r.coverage_busy is None
+    json.loads(report.to_json())
+    assert "forecast" in format_table(report)
