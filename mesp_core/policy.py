@@ -149,6 +149,18 @@ class PlanState:
             minutes_since_needed=np.full(n, _LONG_AGO, dtype=np.int64),
         )
 
+    @classmethod
+    def single(cls, current: int, minutes_since_needed: int) -> "PlanState":
+        """The state of one function, e.g. as the operator keeps it in a resource's status."""
+        _check_int("current", current, low=0)
+        _check_int("minutes_since_needed", minutes_since_needed, low=1)
+        return cls(current=np.array([current], dtype=np.int64),
+                   minutes_since_needed=np.array([min(minutes_since_needed, _LONG_AGO)], dtype=np.int64))
+
+    def for_function(self, k: int) -> dict:
+        """JSON-able state of function k (inverse of PlanState.single)."""
+        return {"current": int(self.current[k]), "minutes_since_needed": int(self.minutes_since_needed[k])}
+
 
 def _as_forecast(name: str, forecast, n_expected: int | None = None) -> np.ndarray:
     array = np.asarray(forecast, dtype=np.float64)

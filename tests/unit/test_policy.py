@@ -292,3 +292,18 @@ def test_defaults_damp_a_short_dip_without_pre_warming_early():
     assert (4, "hold 2 (cooldown 2 min; forecast needs 0)") in reasons[0]
     assert (2, "raise to 2 ahead of forecast peak 120/min at +3 min") in reasons[0]
     assert (8, "lower to user min-scale 0 (forecast peak 0.0/min over the next 2 min)") in reasons[0]
+
+
+def test_single_function_state_round_trip_as_an_operator_would_keep_it():
+    config = undamped(lead_minutes=0, hold_minutes=0, cooldown_minutes=3)
+    forecast = np.array([[180.0, 0.0, 0.0, 0.0, 0.0]])
+    _, _, state = plan_min_scale(forecast[:, :2], None, config, plan_horizon=2, return_state=True)
+    kept = state.for_function(0)
+    assert kept == {"current": 3, "minutes_since_needed": 2}
+    # Next reconcile: rebuilt from the stored status, the cooldown continues where it stopped.
+    plan, reasons, _ = plan_min_scale(forecast[:, 2:], None, config, PlanState.single(**kept),
+                                      return_state=True)
+    assert plan.tolist() == [[3, 0, 0]]
+    assert reasons[0][0] == (0, "hold 3 (cooldown 3 min; forecast needs 0)")
+    with pytest.raises(ValueError, match="minutes_since_needed must be >= 1"):
+        PlanState.single(2, 0)
