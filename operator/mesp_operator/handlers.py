@@ -20,28 +20,28 @@ from mesp_operator.reconcile import GROUP, PLURAL, VERSION, PolicyObject
 def build_registry(connection: kopf.ConnectionInfo) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
-    @kopf.on.login(registry=registry)
+    @kopf.on.login(registry=registry, id="login")
     def login(**_):
         return connection
 
-    @kopf.index(kn.GROUP, kn.VERSION, "services", registry=registry)
+    @kopf.index(kn.GROUP, kn.VERSION, "services", registry=registry, id="knative_services")
     def knative_services(body, namespace, name, **_):
         return {(namespace, name): kn.service_info(body)}
 
-    @kopf.index(kn.GROUP, kn.VERSION, "revisions", registry=registry)
+    @kopf.index(kn.GROUP, kn.VERSION, "revisions", registry=registry, id="knative_revisions")
     def knative_revisions(body, namespace, name, **_):
         return {(namespace, name): kn.revision_info(body)}
 
-    @kopf.index(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.index(GROUP, VERSION, PLURAL, registry=registry, id="mesp_policies")
     def mesp_policies(body, namespace, name, **_):
         return {(namespace, name): PolicyObject.from_body(body)}
 
-    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry, id="policy_event")
     def policy_event(body, memo: kopf.Memo, **_):
         # kopf calls this only once every index is fully listed, so the loop may start now.
         memo.runtime.on_policy_event(body)
 
-    @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry)  # the finalizer sits on MESP's own object
+    @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, id="restore_on_delete")  # the finalizer sits on MESP's own object
     async def policy_deleted(body, memo: kopf.Memo, logger, **_):
         try:
             message = await asyncio.to_thread(memo.runtime.reconciler.restore_policy, PolicyObject.from_body(body))
@@ -53,16 +53,16 @@ def build_registry(connection: kopf.ConnectionInfo) -> kopf.OperatorRegistry:
         if message:
             logger.info(message)
 
-    @kopf.on.startup(registry=registry)
+    @kopf.on.startup(registry=registry, id="configure")
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_):
         rt.configure_kopf(settings)
 
-    @kopf.on.startup(registry=registry)
+    @kopf.on.startup(registry=registry, id="start_loop")
     async def start_loop(memo: kopf.Memo, mesp_policies: kopf.Index, knative_services: kopf.Index,
                          knative_revisions: kopf.Index, **_):
         memo.runtime.start_loop(mesp_policies, knative_services, knative_revisions)
 
-    @kopf.on.cleanup(registry=registry)
+    @kopf.on.cleanup(registry=registry, id="stop_loop")
     async def cleanup(memo: kopf.Memo, **_):
         await memo.runtime.stop_loop()
 

@@ -68,6 +68,7 @@ PRESETS: dict[str, Preset] = {
     ),
 }
 
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 Key = tuple  # (namespace, service) for the batched query, (namespace, policy) for overrides
 
 
@@ -80,10 +81,11 @@ def render_override(promql: str, namespace: str, service: str) -> str:
 
 
 def _selector(label: str, namespaces: Iterable[str]) -> str:
-    names = sorted(set(namespaces))
+    # Namespace names are DNS labels ([a-z0-9-]), which need no escaping in a PromQL regex.
+    names = sorted({n for n in namespaces if _DNS_LABEL.fullmatch(n)})
     if not names:
         return ""
-    return f'{label}=~"{"|".join(re.escape(n) for n in names)}"'
+    return f'{label}=~"{"|".join(names)}"'
 
 
 def _aligned_end(now: float) -> int:
@@ -174,6 +176,8 @@ class PrometheusSource:
                 self._refresh(self._batch_cache, query, first, end, window_minutes, self._batch_key,
                               n_series=len(targets))
             except Exception as exc:  # one failure marks every target of this batch
+                if isinstance(exc, PolicyError):  # the cluster-wide query is the operator's, not a policy's
+                    exc = MetricsError(f"the operator's PromQL was rejected: {exc}", "QueryRejected")
                 for key in targets:
                     errors[key] = exc
             else:

@@ -246,6 +246,9 @@ class PolicyMemory:
     forecast_next: float | None = None
     forecast_peak: float | None = None
     route: dict | None = None
+    state_minute: int | None = None       # plan_start of the last fresh plan
+    state_in: Any = None                  # mesp_core.policy.PlanState entering that minute
+    state_out: Any = None                 # ... and after it
     reported: dict = dataclasses.field(default_factory=dict)   # condition type -> reason last told by Event
     invalid_generation: int | None = None
 
@@ -311,7 +314,51 @@ def _parse_time(text) -> float | None:
         return None
 
 
+def damp_template_change(current: int, wanted: int, floor: int, cap: int, minutes_since_change: float,
+                         cooldown: int, hysteresis: int) -> tuple[int, str]:
+    """What to write into a Service template, where every change is a rollout (a new Revision).
+
+    Raises are applied with `hysteresis` instances of headroom, so the next small rises need no new
+    Revision; a raise of at most `hysteresis` waits for the cooldown. Decreases wait for the cooldown
+    and must exceed the hysteresis (unless they go down to the user's floor).
+    """
+    wanted = min(max(wanted, floor), cap)
+    if wanted > current:
+        if wanted - current <= hysteresis and minutes_since_change < cooldown:
+            return current, f"hold {current}: raise to {wanted} is within the hysteresis during the cooldown"
+        target = min(wanted + hysteresis, cap)
+        return target, f"raise to {target} ({wanted} + {target - wanted} headroom)"
+    if wanted < current:
+        if minutes_since_change < cooldown:
+            return current, f"hold {current}: template cooldown ({minutes_since_change:.0f}/{cooldown} min)"
+        if current - wanted <= hysteresis and wanted > floor:
+            return current, f"hold {current}: decrease to {wanted} is within the hysteresis"
+        return wanted, f"lower to {wanted}"
+    return current, f"keep {current}"
+
+
 # ---------------------------------------------------------------------------------------------- loop
+def model_context_minutes(manifest: Mapping[str, Any] | None) -> int:
+    """History the model can use: the widest expert input in the artifact, at least one day
+    (the router compares daily shapes; a daily seasonal expert needs more)."""
+    widest = 1440
+
+    def visit(node):
+        nonlocal widest
+        if isinstance(node, Mapping):
+            size = node.get("input_size")
+            if isinstance(size, int) and not isinstance(size, bool):
+                widest = max(widest, size)
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+
+    visit(manifest or {})
+    return min(widest, 14 * 1440)
+
+
 class Reconciler:
     """Runs the batched loop. `model` follows mesp_core's model interface (forecast, forecast_quantile,
     explain_routes); `clock` is injectable so tests can walk through a backfilled day."""
@@ -332,8 +379,7 @@ class Reconciler:
                                                           thread_name_prefix="mesp-write")
         self._support: tuple[bool, str] | None = None
         self._support_checked = 0.0
-        manifest = getattr(model, "manifest", {}) or {}
-        self.context_minutes = int(settings.context_minutes or max(int(manifest.get("input_size", 0) or 0), 120))
+        self.context_minutes = int(settings.context_minutes or model_context_minutes(getattr(model, "manifest", {})))
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
@@ -489,7 +535,7 @@ class Reconciler:
         o.reasons = [f"no usable plan ({reason}): falling back to the user's floor {o.floor}"]
 
     def _forecast_and_plan(self, fresh: list[tuple[Outcome, np.ndarray]], end: int, now: float) -> None:
-        from mesp_core.policy import PlanState, PolicyConfig, plan_min_scale
+        from mesp_core.policy import PolicyConfig, plan_min_scale
 
         configs = []
         for o, _ in fresh:
@@ -533,12 +579,13 @@ class Reconciler:
         plan_start = end  # column 0: the minute that starts at the newest complete minute's end
         for i, ((o, _), config) in enumerate(zip(fresh, configs)):
             memory = self.memory[o.policy.uid]
-            current = self._current_value(o)
-            in_place = 10**9 if memory.changed_at is None else max(1, int((now - memory.changed_at) // 60))
-            previous = PlanState(current=np.array([current], dtype=np.int64),
-                                 minutes_in_place=np.array([in_place], dtype=np.int64))
+            previous = self._previous_state(o, memory, plan_start, now)
             up = None if upper[i] is None else upper[i][None, :]
             plan, reasons = plan_min_scale(point[i][None, :], up, config, previous, plan_horizon=o.spec.horizon)
+            # The state after the first minute carries hysteresis/cooldown into the next loop.
+            _, _, after_first = plan_min_scale(point[i][None, :], up, config, previous, plan_horizon=1,
+                                               explain=False, return_state=True)
+            memory.state_minute, memory.state_in, memory.state_out = plan_start, previous, after_first
             o.plan = [int(v) for v in plan[0]]
             o.plan_start = plan_start
             o.value = o.plan[0]
@@ -555,14 +602,22 @@ class Reconciler:
             self.metrics.set_expert(o.policy.namespace, o.policy.name, str(memory.route["cluster"]),
                                     str(memory.route["expert"]))
 
-    def _current_value(self, o: Outcome) -> int:
+    def _previous_state(self, o: Outcome, memory: PolicyMemory, plan_start: int, now: float):
+        """The policy's PlanState entering minute `plan_start` (see mesp_core.policy.PlanState)."""
+        from mesp_core.policy import PlanState
+
+        if memory.state_minute == plan_start and memory.state_in is not None:  # same minute planned again
+            return memory.state_in
+        if memory.state_minute is not None and memory.state_out is not None and plan_start > memory.state_minute:
+            skipped = (plan_start - memory.state_minute) // STEP_SECONDS - 1  # loops missed in between
+            return PlanState(current=memory.state_out.current.copy(),
+                             minutes_since_needed=memory.state_out.minutes_since_needed + max(skipped, 0))
+        # First plan since start-up: continue from what is applied, aged by its last change.
         applied = o.policy.status.get("appliedMinScale")
-        if o.spec.mode == "Active" and isinstance(applied, int):
-            return max(applied, o.floor)
-        memory = self.memory[o.policy.uid]
-        if o.spec.mode == "ForecastOnly" and memory.plan and memory.plan_start is not None:
-            return max(memory.plan[0], o.floor)
-        return o.floor
+        current = applied if o.spec.mode == "Active" and isinstance(applied, int) else o.floor
+        since = 10**9 if memory.changed_at is None else max(1, int((now - memory.changed_at) // 60))
+        return PlanState(current=np.array([max(current, o.floor)], dtype=np.int64),
+                         minutes_since_needed=np.array([since], dtype=np.int64))
 
     # -- actuation --------------------------------------------------------------------------------
     def _actuation_for(self, spec: PolicySpec) -> tuple[str, str]:
@@ -676,6 +731,13 @@ class Reconciler:
 
         value = o.value if o.value is not None else o.floor
         value = min(max(value, o.floor), o.cap)
+        if actuation == "Template":
+            current_value = kn.read_min_scale({key: current} if current is not None else {})
+            since = math.inf if memory.changed_at is None else (now - memory.changed_at) / 60.0
+            value, why = damp_template_change(current_value if current_value is not None else o.floor, value,
+                                              o.floor, o.cap, since, o.spec.template_cooldown,
+                                              o.spec.template_hysteresis)
+            o.reasons = [why] + o.reasons[:2]
         if actuation == "Revision":
             result = self.knative.set_revision_min_scale(policy.namespace, name, str(value), known=known)
         else:

@@ -19,6 +19,9 @@ def configure_kopf(settings) -> None:
     """kopf's own settings: everything it stores goes into MESP's annotations, never into status."""
     import kopf
 
+    # No namespace/CRD watching: the resources come from API discovery at start-up, so the operator
+    # needs no cluster-wide read of namespaces or CRDs (Knative installed later needs a restart).
+    settings.scanning.disabled = True
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="mesp.dev")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(

@@ -1,0 +1,124 @@
+"""Small helpers over the kubernetes client for the integration tests (no kubectl on this machine)."""
+
+from __future__ import annotations
+
+import time
+
+from kubernetes import client, utils
+from kubernetes.client.exceptions import ApiException
+
+KN = ("serving.knative.dev", "v1")
+MESP = ("mesp.dev", "v1alpha1")
+MIN_SCALE = "autoscaling.knative.dev/min-scale"
+
+
+def create(api_client, doc: dict) -> None:
+    """Create one object; an existing one is left as it is (session fixtures may run twice)."""
+    try:
+        utils.create_from_dict(api_client, doc)
+    except utils.FailToCreateError as exc:
+        if not all(getattr(e, "status", None) == 409 for e in exc.api_exceptions):
+            raise
+
+
+def wait_crds_established(api_client, names, timeout: float = 30.0) -> None:
+    api = client.ApiextensionsV1Api(api_client)
+    deadline = time.monotonic() + timeout
+    pending = set(names)
+    while pending and time.monotonic() < deadline:
+        for name in list(pending):
+            crd = api.read_custom_resource_definition(name)
+            if any(c.type == "Established" and c.status == "True" for c in (crd.status.conditions or [])):
+                pending.discard(name)
+        time.sleep(0.2)
+    assert not pending, f"CRDs not established: {pending}"
+
+
+def custom(api_client) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(api_client)
+
+
+def create_knative_service(api_client, namespace: str, name: str, annotations: dict | None = None,
+                           container_concurrency: int | None = None, revision: str | None = None) -> dict:
+    """A Knative Service plus the Revision Knative would create for it, marked ready (no Knative
+    controller runs here, so the test plays its part: Revision object and Service status)."""
+    revision = revision or f"{name}-00001"
+    template_spec = {"containers": [{"image": "registry.example/fn:1"}]}
+    if container_concurrency is not None:
+        template_spec["containerConcurrency"] = container_concurrency
+    template = {"metadata": {"annotations": dict(annotations or {})}, "spec": template_spec}
+    api = custom(api_client)
+    api.create_namespaced_custom_object(*KN, namespace, "services", {
+        "apiVersion": "serving.knative.dev/v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": namespace}, "spec": {"template": template}})
+    api.create_namespaced_custom_object(*KN, namespace, "revisions", {
+        "apiVersion": "serving.knative.dev/v1", "kind": "Revision",
+        "metadata": {"name": revision, "namespace": namespace, "annotations": dict(annotations or {}),
+                     "labels": {"serving.knative.dev/service": name, "serving.knative.dev/configuration": name}},
+        "spec": template_spec})
+    ready = [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}]
+    api.patch_namespaced_custom_object_status(*KN, namespace, "revisions", revision, {"status": {"conditions": ready}})
+    api.patch_namespaced_custom_object_status(*KN, namespace, "services", name, {"status": {
+        "latestReadyRevisionName": revision, "latestCreatedRevisionName": revision, "conditions": ready}})
+    return get_service(api_client, namespace, name)
+
+
+def get_service(api_client, namespace, name) -> dict:
+    return custom(api_client).get_namespaced_custom_object(*KN, namespace, "services", name)
+
+
+def get_revision(api_client, namespace, name) -> dict:
+    return custom(api_client).get_namespaced_custom_object(*KN, namespace, "revisions", name)
+
+
+def revision_min_scale(api_client, namespace, name) -> str | None:
+    return (get_revision(api_client, namespace, name)["metadata"].get("annotations") or {}).get(MIN_SCALE)
+
+
+def template_min_scale(api_client, namespace, name) -> str | None:
+    tmeta = get_service(api_client, namespace, name)["spec"]["template"].get("metadata") or {}
+    return (tmeta.get("annotations") or {}).get(MIN_SCALE)
+
+
+def create_policy(api_client, namespace: str, name: str, spec: dict) -> dict:
+    return custom(api_client).create_namespaced_custom_object(*MESP, namespace, "mesppolicies", {
+        "apiVersion": "mesp.dev/v1alpha1", "kind": "MespPolicy",
+        "metadata": {"name": name, "namespace": namespace}, "spec": spec})
+
+
+def get_policy(api_client, namespace, name) -> dict | None:
+    try:
+        return custom(api_client).get_namespaced_custom_object(*MESP, namespace, "mesppolicies", name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def patch_policy_spec(api_client, namespace, name, spec: dict) -> dict:
+    return custom(api_client).patch_namespaced_custom_object(*MESP, namespace, "mesppolicies", name, {"spec": spec})
+
+
+def delete_policy(api_client, namespace, name) -> None:
+    custom(api_client).delete_namespaced_custom_object(*MESP, namespace, "mesppolicies", name)
+
+
+def status(api_client, namespace, name) -> dict:
+    policy = get_policy(api_client, namespace, name)
+    return (policy or {}).get("status") or {}
+
+
+def condition(api_client, namespace, name, type_: str) -> dict | None:
+    for c in status(api_client, namespace, name).get("conditions") or []:
+        if c.get("type") == type_:
+            return c
+    return None
+
+
+def events(api_client, namespace, involved_name: str | None = None) -> list:
+    items = client.CoreV1Api(api_client).list_namespaced_event(namespace).items
+    return [e for e in items if involved_name is None or e.involved_object.name == involved_name]
+
+
+def event_reasons(api_client, namespace, involved_name: str) -> list[str]:
+    return [e.reason for e in events(api_client, namespace, involved_name)]

@@ -1,0 +1,62 @@
+"""The metric source against a real Prometheus holding real trace rows (backfilled by promtool)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mesp_operator.errors import MetricsError, PolicyError
+from mesp_operator.prometheus import PrometheusSource
+
+
+def expected_window(history, row: str, end: int, minutes: int) -> np.ndarray:
+    counts = history.counts(row)
+    last = (end - history.start) // 60 - 1  # index of the minute ending at `end`
+    return counts[last - minutes + 1: last + 1]
+
+
+@pytest.mark.parametrize("preset,target", [("knative-legacy", ("it-presets", "legacy-svc")),
+                                           ("knative-otel", ("it-presets", "otel-svc"))])
+def test_presets_return_the_real_per_minute_counts(control_plane, history, preset, target):
+    source = PrometheusSource(control_plane.prometheus_url, timeout=5, preset=preset)
+    now = history.peak_time("a") + 30
+    result = source.fetch([target], {}, now=now, window_minutes=240)
+    assert not result.errors, result.errors
+    got = result.series[target]
+    want = expected_window(history, "a", result.end, 240)
+    assert got.shape == (240,)
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=0.05)
+    assert want.max() > 300  # the window really contains the peak
+
+
+def test_incremental_fetch_matches_a_fresh_one(control_plane, history):
+    target = ("it-presets", "legacy-svc")
+    cached = PrometheusSource(control_plane.prometheus_url, timeout=5)
+    start = history.peak_time("a") - 3600
+    for step in range(0, 20 * 60, 180):  # twenty minutes of loops, three minutes apart
+        result = cached.fetch([target], {}, now=start + step, window_minutes=120)
+    fresh = PrometheusSource(control_plane.prometheus_url, timeout=5).fetch(
+        [target], {}, now=start + step, window_minutes=120)
+    np.testing.assert_allclose(result.series[target], fresh.series[target])
+    np.testing.assert_allclose(result.series[target], expected_window(history, "a", result.end, 120),
+                               rtol=1e-3, atol=0.05)
+
+
+def test_unknown_service_is_zeros_and_bad_override_is_a_policy_error(control_plane, history):
+    source = PrometheusSource(control_plane.prometheus_url, timeout=5)
+    now = history.peak_time("a")
+    result = source.fetch([("it-presets", "no-such-svc")],
+                          {("it-presets", "broken"): "sum(rate(revision_request_count[1m]"},
+                          now=now, window_minutes=60)
+    assert not result.series[("it-presets", "no-such-svc")].any()
+    assert isinstance(result.errors[("it-presets", "broken")], PolicyError)
+
+
+def test_unreachable_prometheus_is_a_metrics_error(history):
+    from conftest import control_plane_module
+
+    port = control_plane_module.free_port()  # nothing listens there
+    source = PrometheusSource(f"http://127.0.0.1:{port}", timeout=1)
+    result = source.fetch([("ns", "svc")], {}, now=history.end, window_minutes=60)
+    error = result.errors[("ns", "svc")]
+    assert isinstance(error, MetricsError) and error.reason == "PrometheusUnavailable"
