@@ -557,9 +557,9 @@ def sbd_to_centroids(X, centroids, dtype=None) -> np.ndarray:
     return dist.double().numpy()
 
 
-def aligned_members(X, centroid) -> tuple[np.ndarray, np.ndarray]:
-    """Z-normalised rows of X shifted onto `centroid` by their best SBD lag (zero-filled), and
-    their SBD to it: what K-Shape's shape extraction sees, for plots and inspection."""
+def aligned_members(X, centroid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Z-normalised rows of X shifted onto `centroid` by their best SBD lag (zero-filled), their
+    SBD to it and the lags (aligned[i, t] = x_i[t + lag_i]): what shape extraction sees."""
     X = znormalize(_as_series_matrix(X)).astype(np.float64)
     c = _as_series_matrix(np.asarray(centroid, dtype=np.float64).reshape(1, -1), "centroid")
     if X.shape[1] != c.shape[1]:
@@ -570,7 +570,7 @@ def aligned_members(X, centroid) -> tuple[np.ndarray, np.ndarray]:
         rows = torch.arange(sbd.n)
         dist, lag = sbd.pairs(rows, torch.zeros(sbd.n, dtype=torch.long), Cfc, cnorms)
         aligned = sbd.aligned(rows, lag)
-    return aligned.numpy(), dist.numpy()
+    return aligned.numpy(), dist.numpy(), lag.numpy()
 
 
 # --------------------------------------------------------------------------- choosing K
@@ -754,8 +754,9 @@ def describe_centroid(centroid_1440, member_raw_days=None) -> dict:
     excess = np.clip(z, 0, None)
     top = np.sort(excess)[::-1][: max(1, T // 100)]
     spike_share = float(top.sum() / max(excess.sum(), 1e-12))
-    spike_minute = int(np.argmax(z))
-    while spike_minute > 0 and z[spike_minute - 1] >= 0.5 * z[int(np.argmax(z))]:
+    # K-Shape centroids sit at an arbitrary phase: clock times come from the members' profile.
+    spike_minute = int(np.argmax(profile))
+    while spike_minute > 0 and profile[spike_minute - 1] >= 0.5 * profile[int(np.argmax(profile))]:
         spike_minute -= 1  # report when the spike starts, not its noisiest minute
 
     if period is not None and period <= 120 and strength >= 0.3:

@@ -9,8 +9,12 @@ import numpy as np
 
 
 def plot_clusters(result, days_raw, path, members_per_cluster: int = 8) -> Path:
-    """One PNG with a panel per cluster: members (z-normalised, shifted onto the centroid by
-    their best SBD lag, light grey) and the centroid (bold), titled with id, size, description."""
+    """One PNG with a panel per cluster: a few members (z-normalised, clock time, light grey) and
+    the centroid (bold), titled with id, size and description.
+
+    K-Shape centroids have an arbitrary phase, so each is drawn rolled to the clock time of its
+    most typical member (smallest SBD). Short-period timer clusters are zoomed in, since a whole
+    day of 5-minute spikes is a solid block."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -30,36 +34,47 @@ def plot_clusters(result, days_raw, path, members_per_cluster: int = 8) -> Path:
     k = int(result.k)
     cols = min(4, max(1, k))
     rows = max(1, math.ceil(k / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.9 * rows), squeeze=False, sharex=True)
-    hours = np.arange(days.shape[1]) / 60.0
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.9 * rows), squeeze=False)
+    minutes = days.shape[1]
+    hours = np.arange(minutes) / 60.0  # x axis in hours, or minutes for zoomed timer panels
     for c in range(rows * cols):
         ax = axes[c // cols][c % cols]
         if c >= k:
             ax.axis("off")
             continue
-        centroid = np.asarray(result.centroids[c], dtype=np.float64)
+        centroid = znormalize(np.asarray(result.centroids[c], dtype=np.float64)[None])[0]
         members = np.flatnonzero(labels == c)
-        if len(members) and members_per_cluster:
-            aligned, dist = aligned_members(days[members], centroid)
-            # evenly spread over the distance ranking: typical and atypical members alike
+        description = result.descriptions[c] if c < len(result.descriptions) else {}
+        period = description.get("period_minutes")
+        zoom, span, x = "", minutes, hours
+        if description.get("kind") == "timer" and period and period <= 60:
+            span = max(60, 6 * int(period))
+            zoom, x = f" (first {span} min)", np.arange(minutes)
+        if len(members):
+            _, dist, lags = aligned_members(days[members], centroid)
             order = np.argsort(dist, kind="stable")
-            pick = order[np.unique(np.linspace(0, len(order) - 1, min(members_per_cluster, len(order))).round().astype(int))]
-            for row in aligned[pick]:
-                ax.plot(hours, row, color="0.75", linewidth=0.6)
-        ax.plot(hours, znormalize(centroid[None])[0], color="tab:blue", linewidth=1.8)
-        description = result.descriptions[c]["label"] if c < len(result.descriptions) else ""
-        ax.set_title(f"cluster {c} · {len(members)} days\n{description}", fontsize=9)
-        ax.set_xlim(0, 24)
-        ax.set_xticks(range(0, 25, 6))
+            centroid = np.roll(centroid, int(lags[order[0]]))
+            if members_per_cluster:
+                # evenly spread over the distance ranking: typical and atypical members alike
+                pick = order[np.unique(np.linspace(0, len(order) - 1, min(members_per_cluster, len(order))).round().astype(int))]
+                for row in znormalize(days[members[pick]]):
+                    ax.plot(x, row, color="0.78", linewidth=0.6)
+        ax.plot(x, centroid, color="tab:blue", linewidth=1.6)
+        if zoom:
+            ax.set_xlim(0, span)
+            ax.set_xlabel("minute of day", fontsize=8)
+        else:
+            ax.set_xlim(0, minutes / 60.0)
+            ax.set_xticks(range(0, int(minutes / 60) + 1, 6))
+            ax.set_xlabel("hour of day", fontsize=8)
+        ax.set_title(f"cluster {c} · {len(members)} days\n{description.get('label', '')}{zoom}", fontsize=9)
         ax.tick_params(labelsize=7)
         if c % cols == 0:
             ax.set_ylabel("z-score", fontsize=8)
-        if c // cols == rows - 1:
-            ax.set_xlabel("hour of day", fontsize=8)
     idle = int((labels == -1).sum())
     fig.suptitle(
         f"K-Shape clusters of daily patterns (K={k}; {idle} idle/flat days not shown)\n"
-        "grey: members shifted onto the centroid by their best lag; blue: centroid",
+        "grey: member days (z-normalised); blue: centroid, placed at its most typical member's time",
         fontsize=10,
     )
     fig.tight_layout()

@@ -131,8 +131,9 @@ def test_sbd_to_centroids_matches_brute_force_and_is_shift_tolerant():
     shifted = np.roll(pulse, 37)
     # only the zero-padded baseline differs after the best shift
     assert sbd_to_centroids(shifted[None], pulse[None])[0, 0] < 0.2 * sbd_to_centroids(-pulse[None], pulse[None])[0, 0]
-    aligned, d = aligned_members(np.stack([shifted, pulse]), pulse)
+    aligned, d, lags = aligned_members(np.stack([shifted, pulse]), pulse)
     assert np.argmax(aligned[0]) == 50 and d[1] < 1e-12
+    np.testing.assert_array_equal(lags, [37, 0])
     np.testing.assert_allclose(aligned[1], znormalize(pulse[None])[0], atol=1e-12)
 
 
