@@ -23,7 +23,8 @@ from mesp_core.trace import (
     write_invocations,
 )
 
-SHARED = Path("/work/shared/data/azure2019")
+# ../shared sits beside the checkout (CI too); the sample is test data only, never packaged.
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "azure2019"
 SAMPLE = SHARED / "invocations_per_function_md.sample.csv.gz"
 ORIGINAL = SHARED / "original-schema"
 needs_shared_data = pytest.mark.skipif(
