@@ -114,13 +114,13 @@ def main(argv=None) -> int:
         print(
             f"ours     n={args.n:>7} K={args.k}: {seconds:7.1f}s wall, {model.cpu_seconds_:.1f}s CPU (load average {load_average()})  "
             f"iterations={model.n_iter_}  inertia={model.inertia_:.5f}  "
-            f"SBD pairs computed {model.pairs_computed_:,} of {full:,} without pruning  peak RSS {peak_rss_mb():.0f} MB",
+            f"SBD pairs computed {model.pairs_computed_:,} of {full:,} without pruning  time in {model.seconds_}  peak RSS {peak_rss_mb():.0f} MB",
             flush=True,
         )
         report["ours_full"] = {"n": args.n, "seconds": round(seconds, 2), "cpu_seconds": round(model.cpu_seconds_, 1),
                                "load_average": load_average(), "n_iter": int(model.n_iter_),
                                "inertia": float(model.inertia_), "pairs_computed": int(model.pairs_computed_),
-                               "pairs_without_pruning": int(full), "peak_rss_mb": round(peak_rss_mb())}
+                               "pairs_without_pruning": int(full), "seconds_by_step": model.seconds_, "peak_rss_mb": round(peak_rss_mb())}
         del X, model
 
     if args.tslearn_n:

@@ -280,3 +280,17 @@ def test_plot_clusters_writes_a_png(tmp_path):
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
     with pytest.raises(ValueError, match="one row per label"):
         plot_clusters(result, days[:5], tmp_path / "bad.png")
+
+
+def test_iterative_top_eigenvector_matches_eigh():
+    import torch
+
+    from mesp_core.clustering import _top_eigvec_iterative
+
+    rng = np.random.RandomState(0)
+    A = rng.randn(400, 300) + np.linspace(0, 3, 300)  # a dominant direction plus noise
+    M = torch.from_numpy(A.T @ A)
+    exact = torch.linalg.eigh(M)[1][:, -1]
+    for warm in (None, exact + 0.1 * torch.from_numpy(rng.randn(300))):
+        v = _top_eigvec_iterative(M, warm, tol=1e-11)
+        assert abs(float(v @ exact)) == pytest.approx(1.0, abs=1e-12)
