@@ -45,6 +45,7 @@ PointForecaster = Callable[[object, int], np.ndarray]
 QuantileForecaster = Callable[[object, int, float], np.ndarray]
 
 KNATIVE_DEFAULT = "knative default"
+_REPLAY_BLOCK = 512  # functions replayed at once after planning
 
 
 def demand_instances(counts: np.ndarray, capacity_per_instance: float) -> np.ndarray:
@@ -189,7 +190,7 @@ class PolicyResult:
     cold_minutes: int             # minutes with at least one cold start
     cold_minute_rate: float       # cold_minutes / minutes with demand
     idle_instance_minutes: int
-    warm_instance_minutes: int
+    warm_instance_minutes: int    # instance-minutes held (alive or starting for the floor)
     cold_vs_default: float        # cold starts relative to the Knative default (1.0 = same)
     idle_vs_default: float
     p75_function_cold_rate: float  # 75th percentile over functions with demand (Shahrad et al.'s measure)
@@ -343,7 +344,7 @@ def simulate(trace_counts, policies: Mapping[str, Policy], start_minute: int = 7
     plan_from = settings.plan_from
     warmup = start_minute - plan_from
     span = end_minute - plan_from
-    floors = np.zeros((len(names), n, span), dtype=np.int64)
+    floors = np.zeros((len(names), n, span), dtype=np.int32)
     from tqdm import tqdm  # plain (not .auto): no notebook/ipywidgets probing in the CLI
 
     for t in tqdm(range(plan_from, end_minute), desc="replay", unit="min", disable=not progress,
@@ -366,20 +367,28 @@ def simulate(trace_counts, policies: Mapping[str, Policy], start_minute: int = 7
             floors[p, :, t - plan_from: t - plan_from + steps] = planned
 
     demand = demand_instances(counts, capacity_per_instance)
-    cold, idle, alive = replay_floors(demand, floors, plan_from, keep_warm_minutes, lead_minutes)
-    cold, idle, alive, floors = (a[:, :, warmup:] for a in (cold, idle, alive, floors))
-    return _report(names, named, reference, counts, demand, cold, idle, alive, floors, settings,
+    # Replayed in blocks of functions so per-minute arrays stay small on big traces.
+    sums = {key: np.zeros((len(names), n), dtype=np.int64) for key in ("cold", "idle", "held", "cold_minutes")}
+    for lo in range(0, n, _REPLAY_BLOCK):
+        rows = slice(lo, lo + _REPLAY_BLOCK)
+        cold, idle, held = replay_floors(demand[rows], floors[:, rows], plan_from, keep_warm_minutes,
+                                         lead_minutes)
+        cold, idle, held = (a[:, :, warmup:] for a in (cold, idle, held))
+        sums["cold"][:, rows] = cold.sum(axis=2)
+        sums["idle"][:, rows] = idle.sum(axis=2)
+        sums["held"][:, rows] = held.sum(axis=2)
+        sums["cold_minutes"][:, rows] = np.count_nonzero(cold, axis=2)
+    return _report(names, named, reference, counts, demand, sums, floors[:, :, warmup:], settings,
                    record_settings)
 
 
-def _report(names, named, reference, counts, demand, cold, idle, alive, floors, settings, record):
+def _report(names, named, reference, counts, demand, sums, floors, settings, record):
     s, e = settings.start_minute, settings.end_minute
     window_demand = demand[:, s:e]
     demand_minutes = int(window_demand.sum())
-    busy = window_demand > 0
-    busy_minutes = int(busy.sum())
-    per_function_cold = cold.sum(axis=2)
-    per_function_idle = idle.sum(axis=2)
+    busy_minutes = int(np.count_nonzero(window_demand))
+    per_function_cold = sums["cold"]
+    per_function_idle = sums["idle"]
     function_demand = window_demand.sum(axis=1)
     active = function_demand > 0
     ref = names.index(reference)
@@ -390,7 +399,7 @@ def _report(names, named, reference, counts, demand, cold, idle, alive, floors, 
     for p, name in enumerate(names):
         cold_starts = int(per_function_cold[p].sum())
         idle_minutes = int(per_function_idle[p].sum())
-        cold_minutes = int(((cold[p] > 0) & busy).sum())
+        cold_minutes = int(sums["cold_minutes"][p].sum())
         rates = per_function_cold[p][active] / function_demand[active]
         results.append(PolicyResult(
             name=name,
@@ -399,7 +408,7 @@ def _report(names, named, reference, counts, demand, cold, idle, alive, floors, 
             cold_minutes=cold_minutes,
             cold_minute_rate=_ratio(cold_minutes, busy_minutes),
             idle_instance_minutes=idle_minutes,
-            warm_instance_minutes=int(alive[p].sum()),
+            warm_instance_minutes=int(sums["held"][p].sum()),
             cold_vs_default=_relative(cold_starts, ref_cold),
             idle_vs_default=_relative(idle_minutes, ref_idle),
             p75_function_cold_rate=float(np.percentile(rates, 75)) if rates.size else 0.0,
