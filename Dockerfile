@@ -28,6 +28,8 @@ RUN pip install . \
 # --- runtime ----------------------------------------------------------------------------------------
 FROM python:${PYTHON_VERSION}-slim
 # Fixed non-root IDs, matching the chart's podSecurityContext (runAsUser/runAsGroup 10001).
+# The chart mounts the root filesystem read-only with an emptyDir at /tmp: HOME and numba's JIT
+# cache (tslearn) point there.
 RUN groupadd --system --gid 10001 mesp \
  && useradd --system --uid 10001 --gid mesp --home-dir /tmp --no-create-home --shell /usr/sbin/nologin mesp
 COPY --from=build /opt/mesp /opt/mesp
@@ -35,7 +37,8 @@ ENV PATH=/opt/mesp/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HOME=/tmp \
-    OMP_NUM_THREADS=1
+    OMP_NUM_THREADS=1 \
+    NUMBA_CACHE_DIR=/tmp/numba-cache
 USER 10001:10001
 # 9102: /metrics, 8081: kopf's /healthz (the chart's defaults).
 EXPOSE 9102 8081
