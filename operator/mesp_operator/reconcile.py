@@ -261,6 +261,15 @@ class PolicyMemory:
         if isinstance(plan, list) and all(isinstance(v, int) for v in plan) and start and computed:
             memory.plan, memory.plan_start, memory.planned_at = list(plan), int(start), computed
         memory.changed_at = _parse_time(status.get("lastChange"))
+        kept = status.get("planState")
+        if isinstance(kept, dict) and _parse_time(kept.get("minute")):
+            try:
+                from mesp_core.policy import PlanState
+
+                memory.state_out = PlanState.single(int(kept["current"]), int(kept["minutesSinceNeeded"]))
+                memory.state_minute = int(_parse_time(kept["minute"]))
+            except (KeyError, TypeError, ValueError):
+                memory.state_out = memory.state_minute = None
         memory.route = status.get("route") if isinstance(status.get("route"), dict) else None
         for cond in status.get("conditions") or []:
             if isinstance(cond, dict) and cond.get("status") == "False":
@@ -842,6 +851,11 @@ class Reconciler:
             "maxScale": o.cap,
             "capacityPerInstance": None if o.capacity is None else round(o.capacity, 3),
             "lastChange": _iso(memory.changed_at),
+            # Hysteresis/cooldown state after the first planned minute: a restarted operator continues from it.
+            "planState": None if memory.state_out is None else {
+                "minute": _iso(memory.state_minute),
+                "current": int(memory.state_out.current[0]),
+                "minutesSinceNeeded": int(memory.state_out.minutes_since_needed[0])},
             "lastUpdate": _iso(now),
         }
         return status

@@ -1,0 +1,138 @@
+"""Safety on a real API server: restore on delete/Off, Prometheus outage, malformed policies."""
+
+from __future__ import annotations
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+import kube_helpers as kh
+from conftest import SimClock, wait_for
+
+ORIGINAL = "mesp.dev/original-min-scale"
+FINALIZER = "mesp.dev/restore-min-scale"
+
+
+def test_delete_and_off_give_back_the_users_own_min_scale(admin_client, make_namespace, run_operator, history):
+    ns = make_namespace("it-restore")
+    kh.create_knative_service(admin_client, ns, "with-floor", annotations={kh.MIN_SCALE: "2"})
+    kh.create_knative_service(admin_client, ns, "no-floor")
+    for name in ("with-floor", "no-floor"):
+        kh.create_policy(admin_client, ns, name, {"service": name, "mode": "Active", "actuation": "Revision",
+                                                  "capacityPerInstance": 50})
+    clock = SimClock(start=history.peak_time("a") - 20 * 60, speed=60)
+    run_operator(ns, clock=clock)
+
+    wait_for(lambda: int(kh.revision_min_scale(admin_client, ns, "with-floor-00001") or 0) > 2, 60,
+             message="with-floor raised above the user's 2")
+    wait_for(lambda: kh.revision_min_scale(admin_client, ns, "no-floor-00001") is not None, 60,
+             message="no-floor given a min-scale")
+    wait_for(lambda: kh.status(admin_client, ns, "with-floor").get("appliedMinScale"), 30, message="status written")
+    policy = kh.get_policy(admin_client, ns, "with-floor")
+    assert FINALIZER in policy["metadata"]["finalizers"]
+    assert '"value": "2"' in policy["metadata"]["annotations"][ORIGINAL]
+    assert policy["status"]["originalMinScale"] == "2" and policy["status"]["userFloor"] == 2
+
+    # Deleting the policy gives the Revision its own value back, then the finalizer lets go.
+    kh.delete_policy(admin_client, ns, "with-floor")
+    wait_for(lambda: kh.get_policy(admin_client, ns, "with-floor") is None, 60, message="policy deleted")
+    assert kh.revision_min_scale(admin_client, ns, "with-floor-00001") == "2"
+
+    # Mode Off removes what MESP added (there was no annotation before) and keeps the policy.
+    kh.patch_policy_spec(admin_client, ns, "no-floor", {"mode": "Off"})
+    wait_for(lambda: kh.revision_min_scale(admin_client, ns, "no-floor-00001") is None, 60,
+             message="no-floor annotation removed")
+    wait_for(lambda: (kh.condition(admin_client, ns, "no-floor", "Ready") or {}).get("reason") == "Off", 30,
+             message="Ready reason Off")
+    policy = kh.get_policy(admin_client, ns, "no-floor")
+    assert ORIGINAL not in (policy["metadata"].get("annotations") or {})
+    assert policy["status"].get("appliedMinScale") is None
+    assert "MinScaleRestored" in kh.event_reasons(admin_client, ns, "no-floor")
+    clock.sleep_until(clock() + 5 * 60)  # several more loops: Off stays off
+    assert kh.revision_min_scale(admin_client, ns, "no-floor-00001") is None
+    revision = kh.get_revision(admin_client, ns, "no-floor-00001")
+    assert not revision["metadata"].get("annotations") and not revision["metadata"].get("finalizers")
+
+
+def test_prometheus_outage_holds_the_plan_then_falls_back_and_recovers(
+        admin_client, make_namespace, run_operator, history, control_plane):
+    ns = make_namespace("it-outage")
+    kh.create_knative_service(admin_client, ns, "outage-svc", annotations={kh.MIN_SCALE: "1"})
+    kh.create_policy(admin_client, ns, "outage", {"service": "outage-svc", "mode": "Active", "actuation": "Revision",
+                                                  "capacityPerInstance": 100, "horizonMinutes": 60})
+    stale_minutes = 8
+    clock = SimClock(start=history.peak_time("a") - 25 * 60, speed=60)
+    run_operator(ns, clock=clock, stale_plan_seconds=stale_minutes * 60.0, prometheus_timeout_seconds=1.0)
+    status = lambda: kh.status(admin_client, ns, "outage")  # noqa: E731
+    wait_for(lambda: status().get("planSource") == "fresh" and (status().get("appliedMinScale") or 0) >= 3, 60,
+             message="a fresh plan above the floor")
+    try:
+        control_plane.stop_prometheus(kill=True)
+        killed_at = clock()
+        held = wait_for(lambda: status() if status().get("planSource") == "held" else None, 30,
+                        message="plan held while Prometheus is down")
+        metrics_condition = kh.condition(admin_client, ns, "outage", "MetricsAvailable")
+        assert metrics_condition["status"] == "False" and metrics_condition["reason"] == "PrometheusUnavailable"
+        assert held["appliedMinScale"] >= 2, held  # still the plan, not the floor
+        wait_for(lambda: status().get("planSource") == "floor", 60, message="fallback to the user's floor")
+        assert clock() - killed_at >= stale_minutes * 60 - 60
+        wait_for(lambda: kh.revision_min_scale(admin_client, ns, "outage-svc-00001") == "1", 30,
+                 message="Revision back at the user's floor")
+        assert "PrometheusUnavailable" in kh.event_reasons(admin_client, ns, "outage")
+    finally:
+        if "prometheus" not in control_plane.processes:
+            control_plane.start_prometheus()
+    wait_for(lambda: status().get("planSource") == "fresh", 60, message="recovery after Prometheus returns")
+    assert kh.condition(admin_client, ns, "outage", "MetricsAvailable")["status"] == "True"
+    wait_for(lambda: "MetricsAvailableRecovered" in kh.event_reasons(admin_client, ns, "outage"), 20,
+             message="recovery Event")
+
+
+@pytest.mark.parametrize("spec,field", [
+    ({"mode": "Active"}, "spec.service"),
+    ({"service": "good-svc", "mode": "Sometimes"}, "spec.mode"),
+    ({"service": "good-svc", "quantile": 1.5}, "spec.quantile"),
+    ({"service": "good-svc", "minScale": 5, "maxScale": 2}, "minScale must not exceed maxScale"),
+    ({"service": "Not_A_Name"}, "spec.service"),
+    ({"service": "good-svc", "horizonMinutes": 0}, "spec.horizonMinutes"),
+    ({"service": "good-svc", "actuation": "Pods"}, "spec.actuation"),
+])
+def test_schema_rejects_malformed_policies(admin_client, make_namespace, spec, field):
+    ns = make_namespace("it-bad")
+    with pytest.raises(ApiException) as info:
+        kh.create_policy(admin_client, ns, "rejected", spec)
+    assert info.value.status == 422 and field in info.value.body
+
+
+def test_bad_policies_are_reported_and_good_ones_keep_working(admin_client, make_namespace, run_operator, history):
+    ns = make_namespace("it-bad")
+    kh.create_knative_service(admin_client, ns, "good-svc")
+    kh.create_knative_service(admin_client, ns, "override-svc")
+    good_query = ('sum(increase(revision_request_count{namespace_name="$namespace",'
+                  'service_name="$service"}[1m]))')
+    policies = {
+        "missing-service": {"service": "does-not-exist", "mode": "Active"},
+        "bad-promql": {"service": "override-svc", "mode": "Active", "promql": "sum(rate(revision_request_count[1m]"},
+        "bad-placeholder": {"service": "override-svc", "mode": "Active", "promql": 'sum(x{a="$nope"})'},
+        "good": {"service": "good-svc", "mode": "ForecastOnly", "horizonMinutes": 15},
+        "good-override": {"service": "override-svc", "mode": "Active", "actuation": "Revision",
+                          "capacityPerInstance": 100, "promql": good_query},
+    }
+    for name, spec in policies.items():
+        kh.create_policy(admin_client, ns, name, spec)
+    clock = SimClock(start=history.peak_time("b") - 10 * 60, speed=60)
+    run_operator(ns, clock=clock)
+
+    def ready(name):
+        return kh.condition(admin_client, ns, name, "Ready") or {}
+
+    wait_for(lambda: ready("good").get("status") == "True", 60, message="good policy planned")
+    wait_for(lambda: kh.status(admin_client, ns, "good-override").get("appliedMinScale"), 60,
+             message="good override policy actuated")
+    assert ready("missing-service")["reason"] == "ServiceNotFound"
+    assert ready("bad-promql")["reason"] == "InvalidSpec" and "PromQL" in ready("bad-promql")["message"]
+    assert ready("bad-placeholder")["reason"] == "InvalidSpec" and "$namespace" in ready("bad-placeholder")["message"]
+    assert len(kh.status(admin_client, ns, "good")["plan"]) == 15
+    assert "InvalidSpec" in kh.event_reasons(admin_client, ns, "bad-promql")
+    # The bad ones touched nothing; the override policy's counts came from its own query.
+    assert kh.revision_min_scale(admin_client, ns, "good-svc-00001") is None
+    assert int(kh.revision_min_scale(admin_client, ns, "override-svc-00001")) >= 1
