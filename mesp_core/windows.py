@@ -88,10 +88,12 @@ def validate_counts(values: np.ndarray, what: str) -> None:
 
 
 def _as_float_1d(row, what: str) -> np.ndarray:
-    try:
-        arr = np.asarray(row, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{what} is not numeric: {exc}") from None
+    arr = np.asarray(row)
+    if arr.dtype.kind != "f":  # float32/float64 rows are used as they are (no copy)
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{what} is not numeric: {exc}") from None
     if arr.ndim != 1:
         raise ValueError(f"{what} must be 1-D, got shape {arr.shape}")
     return arr

@@ -126,6 +126,11 @@ class Expert(ABC):
             raise ValueError(f"{what} has no windows")
         if windows.horizon != self.horizon:
             raise ValueError(f"{what} targets cover {windows.horizon} minutes but the expert forecasts {self.horizon}")
+        if windows.input_size < self.input_size:
+            raise ValueError(
+                f"{what} windows hold {windows.input_size} minutes of context but the expert needs "
+                f"input_size {self.input_size}; build the windows with input_size >= {self.input_size}"
+            )
         x = prepare_contexts(windows.x, self.input_size)  # validates, and cuts wider windows
         y = windows.y
         if not np.isfinite(y).all() or (y < 0).any():

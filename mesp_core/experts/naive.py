@@ -17,7 +17,7 @@ import numpy as np
 
 from mesp_core.constants import DEFAULT_HORIZON
 from mesp_core.experts.base import Expert, _positive_int
-from mesp_core.windows import WindowSet, prepare_contexts
+from mesp_core.windows import WindowSet, _as_float_1d, prepare_contexts, validate_counts
 
 __all__ = ["SeasonalNaive", "RepeatLastHour", "detect_periods", "DEFAULT_PERIOD_CANDIDATES", "APERIODIC"]
 
@@ -61,7 +61,12 @@ def _period_errors(
     """Expected squared error per option, [n, len(candidates) + 1] (last column: recent mean); inf = too short."""
     n_rows, width = x.shape
     cand = list(candidates)
-    short_max = max([horizon + mean_window - 1] + [int(_lags_for(p, horizon).max()) for p in cand if p < horizon])
+    # Lags up to a quarter day come from one FFT over the recent span; longer ones are computed directly.
+    short_max = max(
+        [horizon + mean_window - 1]
+        + [int(_lags_for(p, horizon).max()) for p in cand if p < horizon]
+        + [p for p in cand if p <= _FFT_SPAN // 4]
+    )
     span = min(width, _FFT_SPAN)
     span_len = np.minimum(lengths, span)
     xf = x[:, width - span :]
@@ -125,33 +130,53 @@ def _long_lag_sq_diff(x: np.ndarray, lengths: np.ndarray, lag: int, rows: np.nda
 
 
 def _right_aligned(contexts, input_size: int, lengths) -> tuple[np.ndarray, np.ndarray]:
-    """Contexts cut to at most ``input_size`` minutes, zeroed left of each true length, and those lengths.
+    """Contexts cut to at most ``input_size`` minutes, right-aligned with zeros before each true start.
 
     The width is the longest true length (capped at ``input_size``): padding beyond it carries no
     information for the period search and would only cost time.
     """
     if isinstance(contexts, np.ndarray) and contexts.ndim == 2:
-        true_len = np.full(contexts.shape[0], contexts.shape[1], dtype=np.int64)
-    elif isinstance(contexts, np.ndarray) and contexts.ndim != 1:
-        true_len = None  # prepare_contexts reports the bad shape
-    else:
-        contexts = list(contexts)
-        true_len = np.array([np.shape(c)[0] if np.ndim(c) == 1 else 0 for c in contexts], dtype=np.int64)
+        arr = prepare_contexts(contexts, min(input_size, contexts.shape[1]))  # validates
+        true_len = np.full(arr.shape[0], contexts.shape[1], dtype=np.int64)
+        if lengths is not None:
+            true_len = _check_lengths(lengths, true_len)
+        width = arr.shape[1] if true_len.size == 0 else int(min(arr.shape[1], true_len.max()))
+        x = np.ascontiguousarray(arr[:, arr.shape[1] - width :])
+        length = np.minimum(true_len, width)
+        short = np.flatnonzero(length < width)
+        if short.size:
+            x[short] = np.where(np.arange(width)[None, :] < (width - length[short])[:, None], 0.0, x[short])
+        return x, length
+    if isinstance(contexts, np.ndarray) and contexts.dtype != object:
+        prepare_contexts(contexts, input_size)  # raises the shape error
+    if isinstance(contexts, (str, bytes)) or not hasattr(contexts, "__iter__"):
+        prepare_contexts(contexts, input_size)
+    rows = [_as_float_1d(row, f"context {i}") for i, row in enumerate(contexts)]
+    true_len = np.array([r.shape[0] for r in rows], dtype=np.int64)
+    if (true_len == 0).any():
+        raise ValueError(f"context {int(np.argmax(true_len == 0))} has 0 minutes; at least 1 are needed")
+    if rows:
+        joined = np.concatenate(rows)
+        if not np.isfinite(joined).all() or (joined < 0).any():
+            for i, row in enumerate(rows):
+                validate_counts(row, f"context {i}")
     if lengths is not None:
-        n_rows = len(contexts)
-        lengths = np.asarray(lengths)
-        if lengths.shape != (n_rows,) or not np.issubdtype(lengths.dtype, np.integer) or (lengths < 1).any():
-            raise ValueError(f"lengths must be {n_rows} positive integers (one per context)")
-        if true_len is not None and (lengths > true_len).any():
-            raise ValueError("lengths exceed the contexts' widths")
-        true_len = lengths.astype(np.int64)
-    width = input_size if true_len is None or true_len.size == 0 else int(min(input_size, true_len.max()))
-    x = prepare_contexts(contexts, max(width, 1))
+        true_len = _check_lengths(lengths, true_len)
+    width = int(min(input_size, true_len.max())) if rows else 1
+    x = np.zeros((len(rows), width), dtype=np.float32)
     length = np.minimum(true_len, width)
-    short = np.flatnonzero(length < width)
-    if short.size:
-        x[short] = np.where(np.arange(width)[None, :] < (width - length[short])[:, None], 0.0, x[short])
+    for i, row in enumerate(rows):
+        x[i, width - length[i] :] = row[row.shape[0] - length[i] :]
     return x, length
+
+
+def _check_lengths(lengths, widths: np.ndarray) -> np.ndarray:
+    lengths = np.asarray(lengths)
+    if lengths.shape != widths.shape or not np.issubdtype(lengths.dtype, np.integer) or (lengths < 1).any():
+        raise ValueError(f"lengths must be {widths.shape[0]} positive integers (one per context)")
+    if (lengths > widths).any():
+        raise ValueError("lengths exceed the contexts' widths")
+    return lengths.astype(np.int64)
 
 
 class _NonTrainable(Expert):

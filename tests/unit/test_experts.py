@@ -170,6 +170,12 @@ def test_fit_accepts_wider_windows_and_cuts_them(windows):
     assert expert.predict(wide.x).shape == (len(wide), HORIZON)
 
 
+def test_progress_bar_reports_epochs(windows, capsys):
+    train, val = windows
+    tiny("dlinear").fit(train, val, progress="cluster 3")
+    assert "cluster 3" in capsys.readouterr().err
+
+
 def test_dlinear_beats_repeat_last_hour_on_noisy_periodic_signal():
     # Period 45: repeating the last hour is out of phase, a trained model is not.
     series = periodic_series(n_series=16, length=1500, period=45, noise=1.0, seed=5)
@@ -264,6 +270,8 @@ def test_mismatched_state_is_rejected():
 
 def test_fit_rejects_bad_windows(windows):
     train, _ = windows
+    with pytest.raises(ValueError, match="needs input_size 240"):
+        tiny("dlinear", input_size=240).fit(train)
     with pytest.raises(ValueError, match="forecasts 30"):
         tiny("dlinear", horizon=30).fit(train)
     with pytest.raises(ValueError, match="WindowSet"):
