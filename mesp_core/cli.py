@@ -404,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--capacity", type=float, default=60.0, help="invocations per minute one instance serves (default 60)")
     p.add_argument("--replan-every", type=int, default=1, help="minutes between plans (default 1, as the operator)")
     p.add_argument("--lead", type=int, default=1, help="minutes an instance needs to become ready (default 1)")
-    p.add_argument("--horizon", type=int, default=10, help="forecast horizon used for planning (default 10)")
+    p.add_argument("--horizon", type=int, help="forecast horizon used for planning (default: replan interval + lead time)")
     p.add_argument("--all-functions", action="store_true", help="also replay functions the model was trained on")
     p.add_argument("--plot", metavar="PNG", help="write the cold-start vs idle trade-off plot")
     _add_json(p)

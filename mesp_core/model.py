@@ -150,28 +150,28 @@ class MespModel:
 
     def forecast(self, context, horizon: int = DEFAULT_HORIZON, approach: str = "moe") -> np.ndarray:
         """Per-minute invocation forecast [n, horizon], non-negative floats."""
-        return self._forecast(context, horizon, approach, quantile=None)
+        return self.forecast_distribution(context, horizon, approach).point
 
     def forecast_quantile(
         self, context, horizon: int = DEFAULT_HORIZON, q: float = 0.9, approach: str = "moe"
     ) -> np.ndarray:
         """Upper (or lower) quantile forecast from the expert's validation residuals."""
-        if not 0.0 < q < 1.0:
-            raise ValueError(f"quantile must be in (0, 1), got {q}")
-        return self._forecast(context, horizon, approach, quantile=q)
+        return self.forecast_distribution(context, horizon, approach).quantile(q)
 
-    def _forecast(self, context, horizon: int, approach: str, quantile: float | None) -> np.ndarray:
+    def forecast_distribution(self, context, horizon: int = DEFAULT_HORIZON, approach: str = "moe") -> "ForecastDistribution":
+        """Point forecast plus what any quantile needs, computed once (the replay sweeps quantiles)."""
         if int(horizon) != horizon or horizon < 1:
             raise ValueError(f"horizon must be a positive integer, got {horizon}")
+        horizon = int(horizon)
         rows = validate_contexts(context)
-        out = np.zeros((len(rows), int(horizon)), dtype=np.float32)
+        point = np.zeros((len(rows), horizon), dtype=np.float32)
+        scale = np.zeros(len(rows), dtype=np.float32)
+        groups = []
         with torch.inference_mode():
             for expert, key, members in self._experts_for(rows, approach):
-                point, scale = self._predict(expert, [rows[i] for i in members], int(horizon))
-                if quantile is not None:
-                    point = point + scale[:, None] * self._residual_quantile(key, quantile, int(horizon))
-                out[members] = np.clip(point, 0.0, None)
-        return out
+                point[members], scale[members] = self._predict(expert, [rows[i] for i in members], horizon)
+                groups.append((key, members))
+        return ForecastDistribution(self, point, scale, groups)
 
     def _residual_quantile(self, key: str, q: float, horizon: int) -> np.ndarray:
         """Residual quantile per lead step in window-scale units, interpolated between stored levels
@@ -201,10 +201,31 @@ class MespModel:
         from mesp_core.policy import PolicyConfig, plan_min_scale
 
         config = PolicyConfig(capacity_per_instance=capacity_per_instance, lead_minutes=lead_minutes, **policy)
-        point = self.forecast(context, horizon, approach)
-        upper = self.forecast_quantile(context, horizon, q=config.quantile, approach=approach)
-        plan, _reasons = plan_min_scale(point, upper, config)
+        # The last plan minutes are sized over [i, i + lead + hold]: forecast that much further.
+        distribution = self.forecast_distribution(context, horizon + config.lookahead, approach)
+        upper = distribution.point if config.quantile is None else distribution.quantile(config.quantile)
+        plan, _reasons = plan_min_scale(distribution.point, upper, config, plan_horizon=horizon, explain=False)
         return plan
+
+
+class ForecastDistribution:
+    """A batch's point forecast and, per row, the residual table that turns it into quantiles."""
+
+    def __init__(self, model: MespModel, point: np.ndarray, scale: np.ndarray, groups: list[tuple[str, np.ndarray]]):
+        self.point = np.clip(point, 0.0, None)
+        self._model = model
+        self._scale = scale
+        self._groups = groups
+
+    def quantile(self, q: float) -> np.ndarray:
+        if not 0.0 < q < 1.0:
+            raise ValueError(f"quantile must be in (0, 1), got {q}")
+        out = self.point.copy()
+        horizon = out.shape[1]
+        for key, members in self._groups:
+            residual = self._model._residual_quantile(key, q, horizon)
+            out[members] = self.point[members] + self._scale[members, None] * residual[None, :]
+        return np.clip(out, 0.0, None)
 
 
 def load_model(path: str | os.PathLike) -> MespModel:

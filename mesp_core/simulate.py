@@ -539,14 +539,29 @@ def plot_tradeoff(report: SimulationReport, path) -> None:
 
 
 class ModelForecaster:
-    """Adapter from a loaded MESP model (mesp_core.load_model) to the forecaster protocol."""
+    """Adapter from a loaded MESP model (mesp_core.load_model) to the forecaster protocol.
 
-    def __init__(self, model, approach: str):
+    The point and quantile adapters of one approach share the model's forecast of the last
+    contexts they saw, so a quantile sweep costs one forward pass per planning step, not one per q.
+    """
+
+    def __init__(self, model, approach: str, shared: dict | None = None):
         self.model = model
         self.approach = approach
+        self._shared = {} if shared is None else shared
+
+    def _distribution(self, contexts, horizon: int):
+        array = np.asarray(contexts)
+        key = (array.__array_interface__["data"][0], array.shape, array.strides, horizon)
+        if self._shared.get("key") != key:
+            self._shared["key"] = key
+            self._shared["value"] = self.model.forecast_distribution(array, horizon, approach=self.approach)
+        return self._shared["value"]
 
     def __call__(self, contexts, horizon: int) -> np.ndarray:
-        return self.model.forecast(contexts, horizon=horizon, approach=self.approach)
+        if not hasattr(self.model, "forecast_distribution"):
+            return self.model.forecast(contexts, horizon=horizon, approach=self.approach)
+        return self._distribution(contexts, horizon).point
 
     def __repr__(self):
         return f"ModelForecaster(approach={self.approach!r})"
@@ -554,7 +569,9 @@ class ModelForecaster:
 
 class ModelQuantileForecaster(ModelForecaster):
     def __call__(self, contexts, horizon: int, q: float) -> np.ndarray:
-        return self.model.forecast_quantile(contexts, horizon, q=q, approach=self.approach)
+        if not hasattr(self.model, "forecast_distribution"):
+            return self.model.forecast_quantile(contexts, horizon, q=q, approach=self.approach)
+        return self._distribution(contexts, horizon).quantile(q)
 
     def __repr__(self):
         return f"ModelQuantileForecaster(approach={self.approach!r})"
@@ -564,7 +581,8 @@ def model_forecasters(model, approach: str) -> tuple[PointForecaster, QuantileFo
     """(point, quantile) forecasters for one approach ("moe", "dense" or "naive") of a loaded model."""
     if approach not in ("moe", "dense", "naive"):
         raise ValueError(f"approach must be 'moe', 'dense' or 'naive', got {approach!r}")
-    return ModelForecaster(model, approach), ModelQuantileForecaster(model, approach)
+    shared: dict = {}
+    return ModelForecaster(model, approach, shared), ModelQuantileForecaster(model, approach, shared)
 
 
 APPROACH_LABELS = {"naive": "seasonal naive", "dense": "dense", "moe": "MESP MoE"}
