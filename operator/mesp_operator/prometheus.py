@@ -154,7 +154,7 @@ class PrometheusSource:
         # One quick retry only: the loop itself is the retry; a long backoff would stall every policy.
         self.client = client or PrometheusConnect(
             url=url, disable_ssl=True, timeout=timeout, method="POST",
-            retry=Retry(total=1, backoff_factor=0.1, status_forcelist=[502, 503, 504], allowed_methods=None),
+            retry=Retry(total=1, read=False, backoff_factor=0.1, status_forcelist=[502, 503, 504], allowed_methods=None),
         )
         self._batch_cache = _SeriesCache()
         self._override_caches: dict[tuple[Key, str], _SeriesCache] = {}
@@ -229,6 +229,9 @@ class PrometheusSource:
                 step=str(STEP_SECONDS),
                 params={"timeout": f"{self.timeout:g}s"},
             )
+        except (requests.exceptions.JSONDecodeError, ValueError, KeyError, TypeError) as exc:
+            # Not the JSON the API promises (requests' JSON error is also a RequestException: check first).
+            raise MetricsError(f"Prometheus answered garbage: {_short(exc)}", "MetricsGarbage") from exc
         except requests.Timeout as exc:
             raise MetricsError(f"Prometheus did not answer within {self.timeout:g}s", "PrometheusTimeout") from exc
         except requests.RequestException as exc:
@@ -238,8 +241,6 @@ class PrometheusSource:
             if "HTTP Status Code 400" in text or "HTTP Status Code 422" in text:
                 raise PolicyError(f"PromQL rejected by Prometheus: {_short(text)}") from exc
             raise MetricsError(f"Prometheus error: {_short(text)}", "PrometheusUnavailable") from exc
-        except (ValueError, KeyError, TypeError) as exc:  # body was not the JSON the API promises
-            raise MetricsError(f"Prometheus answered garbage: {_short(exc)}", "MetricsGarbage") from exc
 
     @staticmethod
     def _parse_into(out: dict[Key, np.ndarray], raw, key_of, first: int, window: int) -> None:

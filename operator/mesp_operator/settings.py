@@ -75,7 +75,8 @@ def _parser() -> argparse.ArgumentParser:
       "drop after a change, also the look-ahead one raise covers (default 600; rounded up to whole minutes)")
     a("--template-hysteresis", type=int, help="default minimum decrease of the template floor (default 1)")
     a("--write-concurrency", type=int, help="parallel API writes per loop (default 8)")
-    a("--namespace", dest="namespaces", action="append", help="watch only this namespace (repeatable; default: all)")
+    a("--namespace", dest="namespaces", action="append",
+      help="watch only this namespace (repeatable; env: comma-separated MESP_NAMESPACE; default: all)")
     a("--metrics-port", type=int, help="port of the operator's /metrics (default 9102, 0 disables)")
     a("--metrics-address", help="bind address of /metrics (default 0.0.0.0)")
     a("--liveness-endpoint", help="kopf liveness endpoint, e.g. http://0.0.0.0:8081/healthz")
@@ -84,8 +85,12 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+# Environment names follow the flags (--model -> MESP_MODEL, --namespace -> MESP_NAMESPACE).
+_ENV_NAMES = {"model_path": "MODEL", "namespaces": "NAMESPACE"}
+
+
 def _env_value(env: Mapping[str, str], name: str):
-    raw = env.get(_ENV_PREFIX + name.upper())
+    raw = env.get(_ENV_PREFIX + _ENV_NAMES.get(name, name.upper()))
     if raw is None or raw == "":
         return None
     return raw
@@ -134,7 +139,7 @@ def _convert_env(name: str, raw: str, field: dataclasses.Field):
             return float(raw)
         return raw
     except ValueError:
-        raise SettingsError(f"{_ENV_PREFIX}{name.upper()}={raw!r} is not a valid value") from None
+        raise SettingsError(f"{_ENV_PREFIX}{_ENV_NAMES.get(name, name.upper())}={raw!r} is not a valid value") from None
 
 
 def _coerce(values: dict) -> dict:

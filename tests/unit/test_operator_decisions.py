@@ -1,0 +1,152 @@
+"""Pure decisions of the operator: spec validation, template damping, Knative annotation handling,
+error classification, context length."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from mesp_operator import knative as kn
+from mesp_operator.errors import MetricsError, PolicyError, classify
+from mesp_operator.reconcile import (OriginalRecord, PolicyObject, damp_template_change, model_context_minutes,
+                                     parse_spec)
+from mesp_operator.settings import OperatorSettings
+
+SETTINGS = OperatorSettings()
+
+
+def test_spec_defaults():
+    spec = parse_spec({"service": "fn"}, SETTINGS)
+    assert (spec.mode, spec.actuation, spec.horizon, spec.lead, spec.quantile, spec.approach) == \
+        ("ForecastOnly", "Auto", 60, 2, 0.9, "moe")
+    assert spec.template_cooldown == SETTINGS.template_cooldown_minutes
+    assert spec.capacity is None and spec.min_scale is None
+
+
+@pytest.mark.parametrize("spec,message", [
+    ({}, "spec.service must name a Knative Service"),
+    ({"service": "fn", "mode": "On"}, "spec.mode must be one of Off, ForecastOnly, Active, got 'On'"),
+    ({"service": "fn", "actuation": "Pods"}, "spec.actuation must be one of Auto, Revision, Template"),
+    ({"service": "fn", "quantile": 1.0}, "spec.quantile must be in (0.0, 0.999], got 1.0"),
+    ({"service": "fn", "quantile": "high"}, "spec.quantile must be a number, got 'high'"),
+    ({"service": "fn", "horizonMinutes": 2.5}, "spec.horizonMinutes must be an integer, got 2.5"),
+    ({"service": "fn", "minScale": 4, "maxScale": 3}, "spec.minScale (4) must not exceed spec.maxScale (3)"),
+    ({"service": "fn", "capacityPerInstance": 0}, "spec.capacityPerInstance must be in (0.0,"),
+    ({"service": "fn", "scaleDown": {"cooldownMinutes": -1}}, "spec.scaleDown.cooldownMinutes must be in [0, 1440]"),
+    ({"service": "fn", "promql": "  "}, "spec.promql must be a non-empty PromQL string"),
+])
+def test_bad_specs_are_named_precisely(spec, message):
+    with pytest.raises(PolicyError) as info:
+        parse_spec(spec, SETTINGS)
+    assert str(info.value).startswith(message)
+
+
+# current, wanted, floor, cap, minutes since change, cooldown, hysteresis -> value written
+DAMPING = [
+    (1, 5, 1, 50, 0, 10, 2, 7),     # a real raise goes out at once, with headroom
+    (1, 5, 1, 6, 0, 10, 2, 6),      # ... never above the cap
+    (5, 6, 1, 50, 3, 10, 2, 5),     # a small raise during the cooldown waits
+    (5, 6, 1, 50, 12, 10, 2, 8),    # ... and goes out once the cooldown is over
+    (8, 3, 1, 50, 4, 10, 2, 8),     # decreases wait for the cooldown
+    (8, 7, 1, 50, 40, 10, 2, 8),    # ... and must exceed the hysteresis
+    (8, 3, 1, 50, 40, 10, 2, 3),
+    (3, 1, 1, 50, 40, 10, 5, 1),    # back to the floor is always allowed after the cooldown
+    (4, 0, 2, 50, 40, 10, 0, 2),    # never below the floor
+    (4, 4, 1, 50, 0, 10, 2, 4),
+]
+
+
+@pytest.mark.parametrize("current,wanted,floor,cap,since,cooldown,hysteresis,expected", DAMPING)
+def test_template_damping(current, wanted, floor, cap, since, cooldown, hysteresis, expected):
+    value, reason = damp_template_change(current, wanted, floor, cap, since, cooldown, hysteresis)
+    assert value == expected, reason
+    assert floor <= value <= cap
+
+
+def test_template_damping_bounds_rollouts_over_a_day_of_noisy_wants():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    wants = np.clip(np.round(10 + 5 * np.sin(np.arange(1440) / 90) + rng.normal(0, 1.5, 1440)), 1, 40).astype(int)
+    current, last_change, changes = 1, -10**6, 0
+    for minute, want in enumerate(wants):
+        value, _ = damp_template_change(current, int(want), 1, 40, minute - last_change, 15, 2)
+        if value < current:
+            assert minute - last_change >= 15, "a decrease inside the cooldown"
+        if value != current:
+            assert abs(value - current) > 2 or minute - last_change >= 15, "a small change inside the cooldown"
+            current, last_change, changes = value, minute, changes + 1
+        assert value >= want or want - value <= 2  # never far below what is wanted
+    undamped = int(np.count_nonzero(np.diff(wants)))
+    assert changes < undamped / 5
+
+
+def test_min_scale_key_keeps_the_spelling_in_use():
+    assert kn.min_scale_key({}) == kn.MIN_SCALE
+    assert kn.min_scale_key({kn.MIN_SCALE_LEGACY: "2"}) == kn.MIN_SCALE_LEGACY
+    assert kn.min_scale_key({kn.MIN_SCALE_LEGACY: "2", kn.MIN_SCALE: "3"}) == kn.MIN_SCALE
+    assert kn.read_min_scale({kn.MIN_SCALE_LEGACY: "4"}) == 4
+    assert kn.read_min_scale({kn.MIN_SCALE: "x"}) is None
+    assert kn.read_max_scale({kn.MAX_SCALE: "0"}) is None  # 0 = unlimited in Knative
+
+
+@pytest.mark.parametrize("text,version", [("v1.21.0", (1, 21)), ("1.18", (1, 18)), ("devel", (99, 0)),
+                                          ("", None), ("nightly", None)])
+def test_knative_version_labels(text, version):
+    assert kn.parse_knative_version(text) == version
+
+
+def test_views_of_knative_objects():
+    body = {"metadata": {"namespace": "ns", "name": "fn", "resourceVersion": "7"},
+            "spec": {"template": {"metadata": {"annotations": {kn.MIN_SCALE: "1"}},
+                                  "spec": {"containerConcurrency": 10, "containers": [{}]}}},
+            "status": {"latestReadyRevisionName": "fn-00002"}}
+    info = kn.service_info(body)
+    assert (info.latest_ready_revision, info.container_concurrency, info.template_annotations) == \
+        ("fn-00002", 10, {kn.MIN_SCALE: "1"})
+    rev = kn.revision_info({"metadata": {"namespace": "ns", "name": "fn-00002", "resourceVersion": "9",
+                                         "labels": {kn.SERVICE_LABEL: "fn"}}})
+    assert rev.service == "fn" and rev.annotations == {}
+
+
+def test_original_record_round_trip_and_garbage():
+    record = OriginalRecord("Revision", "fn-00001", kn.MIN_SCALE, None)
+    restored = OriginalRecord.from_annotations({"mesp.dev/original-min-scale": record.to_json()})
+    assert restored == record
+    assert OriginalRecord.from_annotations({"mesp.dev/original-min-scale": "{not json"}) is None
+    policy = PolicyObject.from_body({"metadata": {"namespace": "a", "name": "p", "uid": "u", "generation": 3,
+                                                  "deletionTimestamp": "2026-01-01T00:00:00Z"},
+                                     "spec": {"service": "fn"}})
+    assert policy.deleting and policy.generation == 3 and policy.key == ("a", "p")
+
+
+@pytest.mark.parametrize("exc,kind,retryable", [
+    (ApiException(status=409, reason="Conflict"), "api_conflict", True),
+    (ApiException(status=503, reason="Unavailable"), "api_server", True),
+    (ApiException(status=429, reason="Too Many"), "api_server", True),
+    (ApiException(status=403, reason="Forbidden"), "api_forbidden", False),
+    (ApiException(status=422, reason="Invalid"), "api_rejected", False),
+    (MetricsError("down"), "prometheus", True),
+    (PolicyError("bad"), "policy_invalid", False),
+    (TimeoutError("slow"), "timeout", True),
+    (ConnectionRefusedError("no"), "connection", True),
+])
+def test_errors_are_classified_in_one_place(exc, kind, retryable):
+    info = classify(exc)
+    assert (info.kind, info.retryable) == (kind, retryable)
+    assert "\n" not in info.message
+
+
+def test_api_error_message_comes_from_the_status_body():
+    exc = ApiException(status=422, reason="Invalid")
+    exc.body = json.dumps({"message": "spec.mode: Unsupported value"})
+    assert classify(exc).message == "API 422: spec.mode: Unsupported value"
+
+
+def test_context_covers_the_widest_expert_and_at_least_a_day():
+    assert model_context_minutes({}) == 1440
+    manifest = {"clusters": [{"expert": {"config": {"input_size": 240}}}],
+                "naive": {"config": {"input_size": 2880}}}
+    assert model_context_minutes(manifest) == 2880
