@@ -68,36 +68,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# --- 3. Python environment -------------------------------------------------------------------------
-python="${PYTHON:-python3}"
-py_version="$("$python" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')"
-venv="$cache/venv-py$py_version-torch$torch_version"
-deps_key="$(sha256sum pyproject.toml | cut -c1-16)"
-if [[ ! -f "$venv/.complete" ]]; then
-  step "creating $venv (first time: downloads torch and its libraries, several GB)"
-  rm -rf "$venv"
-  "$python" -m venv "$venv"
-  # torch first and pinned: pip prefers a CPU wheel from $PIP_FIND_LINKS when one is there.
-  "$venv/bin/pip" install -q "torch==$torch_version"
-  "$venv/bin/pip" install -q -e '.[test]'
-  echo "$deps_key" > "$venv/.deps"
-  touch "$venv/.complete"
-elif [[ "$(cat "$venv/.deps" 2>/dev/null)" != "$deps_key" ]]; then
-  step "pyproject.toml changed: updating $venv"
-  "$venv/bin/pip" install -q -e '.[test]'
-  echo "$deps_key" > "$venv/.deps"
-elif ! "$venv/bin/python" - "$repo" <<'PY'
-import sys
-import mesp_core, mesp_operator
-sys.exit(0 if all(m.__file__.startswith(sys.argv[1] + "/") for m in (mesp_core, mesp_operator)) else 1)
-PY
-then
-  # The cached environment points at another checkout (CI clones afresh): re-point it here.
-  step "re-pointing $venv at $repo"
-  "$venv/bin/pip" install -q --no-deps -e .
-else
-  step "reusing $venv"
-fi
+# --- 3. Python environment (hack/venv.sh: cached, topped up when pyproject.toml changes) ---------
+venv="$(bash hack/venv.sh)"
 export PATH="$venv/bin:$PATH"
 
 if ! wait "$bin_pid"; then
