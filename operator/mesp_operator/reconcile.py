@@ -305,6 +305,7 @@ class LoopReport:
     actuated: int = 0
     failed: int = 0
     duration: float = 0.0
+    phases: dict = dataclasses.field(default_factory=dict)   # seconds per phase: fetch, model, plan, write
     states: dict = dataclasses.field(default_factory=dict)
 
 
@@ -388,6 +389,7 @@ class Reconciler:
                                                           thread_name_prefix="mesp-write")
         self._support: tuple[bool, str] | None = None
         self._support_checked = 0.0
+        self._phases: dict = {}
         self.context_minutes = int(settings.context_minutes or model_context_minutes(getattr(model, "manifest", {})))
 
     def close(self) -> None:
@@ -423,9 +425,11 @@ class Reconciler:
                 continue
             planning.append(outcome)
 
-        self._plan(planning, revisions, now)
-        futures = [self.pool.submit(self._settle, o, revisions, now) for o in outcomes]
         report = LoopReport(policies=len(outcomes))
+        self._phases = report.phases
+        self._plan(planning, revisions, now)
+        write_started = time.monotonic()
+        futures = [self.pool.submit(self._settle, o, revisions, now) for o in outcomes]
         for outcome, future in zip(outcomes, futures):
             try:
                 state = future.result()
@@ -437,6 +441,7 @@ class Reconciler:
             report.planned += outcome.plan_source == "fresh"
             report.actuated += state == "Actuated"
             report.failed += state in ("Error", "InvalidSpec")
+        report.phases["write"] = time.monotonic() - write_started
         self._forget_deleted({p.uid for p in policies}, {p.key for p in policies})
         report.duration = time.monotonic() - started
         self.metrics.loop_duration.observe(report.duration)
@@ -496,7 +501,9 @@ class Reconciler:
             else:
                 targets.append((o.policy.namespace, o.spec.service))
         planning = [o for o in planning if o.spec is not None]
+        t = time.monotonic()
         fetch = self.source.fetch(targets, overrides, now=now, window_minutes=self.context_minutes)
+        self._phases["fetch"] = time.monotonic() - t
         self.metrics.metrics_available.set(0 if fetch.errors and len(fetch.errors) >= len(planning) else 1)
 
         fresh: list[tuple[Outcome, np.ndarray]] = []
@@ -544,7 +551,7 @@ class Reconciler:
         o.reasons = [f"no usable plan ({reason}): falling back to the user's floor {o.floor}"]
 
     def _forecast_and_plan(self, fresh: list[tuple[Outcome, np.ndarray]], end: int, now: float) -> None:
-        from mesp_core.policy import PolicyConfig, plan_min_scale
+        from mesp_core.policy import PlanState, PolicyConfig, plan_min_scale
 
         configs = []
         for o, _ in fresh:
@@ -562,6 +569,7 @@ class Reconciler:
                 quantile=o.spec.quantile,
             ))
         contexts = np.stack([series for _, series in fresh]).astype(np.float32)
+        t = time.monotonic()
         routes = self.model.explain_routes(contexts)
         # One model run per (approach, forecast length); then one quantile pass per distinct quantile.
         groups: dict[tuple[str, int], list[int]] = {}
@@ -585,21 +593,37 @@ class Reconciler:
                 for r, j in enumerate(rows):
                     upper[members[j]] = quant[r]
 
+        self._phases["model"] = time.monotonic() - t
+        t = time.monotonic()
         plan_start = end  # column 0: the minute that starts at the newest complete minute's end
+        # Policies with the same knobs (and horizon) are planned together: one vectorised call each.
+        by_config: dict[tuple, list[int]] = {}
+        for i, ((o, _), config) in enumerate(zip(fresh, configs)):
+            by_config.setdefault((config, o.spec.horizon, upper[i] is None), []).append(i)
+        for (config, horizon, no_upper), members in by_config.items():
+            states = [self._previous_state(fresh[i][0], self.memory[fresh[i][0].policy.uid], plan_start, now)
+                      for i in members]
+            previous = PlanState(current=np.concatenate([st.current for st in states]),
+                                 minutes_since_needed=np.concatenate([st.minutes_since_needed for st in states]))
+            points = np.stack([point[i] for i in members])
+            uppers = None if no_upper else np.stack([upper[i] for i in members])
+            plans, reasons = plan_min_scale(points, uppers, config, previous, plan_horizon=horizon)
+            # The state after the first minute carries hysteresis/cooldown into the next loop.
+            _, _, after_first = plan_min_scale(points, uppers, config, previous, plan_horizon=1, explain=False,
+                                               return_state=True)
+            for row, i in enumerate(members):
+                o = fresh[i][0]
+                memory = self.memory[o.policy.uid]
+                memory.state_minute, memory.state_in = plan_start, states[row]
+                memory.state_out = PlanState.single(int(after_first.current[row]),
+                                                    int(after_first.minutes_since_needed[row]))
+                o.plan = [int(v) for v in plans[row]]
+                o.reasons = [text for _, text in reasons[row][:3]]
         for i, ((o, _), config) in enumerate(zip(fresh, configs)):
             memory = self.memory[o.policy.uid]
-            previous = self._previous_state(o, memory, plan_start, now)
-            up = None if upper[i] is None else upper[i][None, :]
-            plan, reasons = plan_min_scale(point[i][None, :], up, config, previous, plan_horizon=o.spec.horizon)
-            # The state after the first minute carries hysteresis/cooldown into the next loop.
-            _, _, after_first = plan_min_scale(point[i][None, :], up, config, previous, plan_horizon=1,
-                                               explain=False, return_state=True)
-            memory.state_minute, memory.state_in, memory.state_out = plan_start, previous, after_first
-            o.plan = [int(v) for v in plan[0]]
             o.plan_start = plan_start
             o.value = o.plan[0]
             o.plan_source = "fresh"
-            o.reasons = [text for _, text in reasons[0][:3]]
             sizing = upper[i] if upper[i] is not None else point[i]
             memory.plan, memory.plan_start, memory.planned_at = o.plan, plan_start, now
             memory.forecast_next = float(sizing[0])
@@ -610,6 +634,7 @@ class Reconciler:
             self.metrics.forecast_peak.labels(*o.policy.key).set(memory.forecast_peak)
             self.metrics.set_expert(o.policy.namespace, o.policy.name, str(memory.route["cluster"]),
                                     str(memory.route["expert"]))
+        self._phases["plan"] = time.monotonic() - t
 
     def _previous_state(self, o: Outcome, memory: PolicyMemory, plan_start: int, now: float):
         """The policy's PlanState entering minute `plan_start` (see mesp_core.policy.PlanState)."""

@@ -27,6 +27,9 @@ def configure_kopf(settings) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="mesp.dev", key="last-handled-configuration")
     settings.posting.level = logging.WARNING  # the loop posts its own, more useful Events
+    # Bounded concurrency of kopf's per-object work (finalizers on thousands of new policies at once
+    # would otherwise burst past the API server's in-flight limits and come back as 429s).
+    settings.batching.worker_limit = 16
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
 
@@ -76,8 +79,9 @@ class Runtime:
                     self.reconciler.run_once, policy_views, service_views, revision_views)
                 self.loops += 1
                 r = self.last_report
-                log.info("loop %d: %d policies, %d planned, %d actuated, %d failed in %.2fs",
-                         self.loops, r.policies, r.planned, r.actuated, r.failed, r.duration)
+                log.info("loop %d: %d policies, %d planned, %d actuated, %d failed in %.2fs (%s)",
+                         self.loops, r.policies, r.planned, r.actuated, r.failed, r.duration,
+                         ", ".join(f"{k} {v:.2f}s" for k, v in r.phases.items()))
             except Exception as exc:  # the loop must survive anything a single run throws
                 info = classify(exc)
                 self.reconciler.metrics.errors.labels(info.kind).inc()
