@@ -224,7 +224,7 @@ class _SBD:
                 sel = order[s : min(s + step, start + count)]
                 r = rows[sel]
                 with _parallel(len(r) * self.L):
-                    cc = torch.fft.irfft(self.spectra(r) * Cfc[k], n=self.L, dim=1)
+                    cc = torch.fft.irfft(self.spectra(r).mul_(Cfc[k]), n=self.L, dim=1)
                     if self.L - self.T + 1 > self.T:  # indices T..L-T hold no valid lag
                         cc[:, self.T : self.L - self.T + 1] = -math.inf
                     best, arg = cc.max(dim=1)
@@ -269,20 +269,28 @@ class _SBD:
         """Members shifted onto their centroid: out[i, t] = X[rows[i], t + lags[i]], zero outside."""
         T = self.T
         out = torch.empty((len(rows), T), dtype=self.dtype)
-        for s in range(0, len(rows), 4096):
-            with _parallel(min(4096, len(rows) - s) * T):
-                block = torch.nn.functional.pad(self.X[rows[s : s + 4096]], (T, T))
-                windows = block.unfold(1, T, 1)  # [m, 2T+1, T] view: window o starts at o - T
-                idx = torch.arange(len(windows))
-                out[s : s + 4096] = windows[idx, T + lags[s : s + 4096]]
+        step = 4096
+        # zero borders written once; each chunk only copies its rows into the middle third
+        buffer = torch.zeros((min(step, max(1, len(rows))), 3 * T), dtype=self.dtype)
+        for s in range(0, len(rows), step):
+            r = rows[s : s + step]
+            with _parallel(len(r) * T):
+                buffer[: len(r), T : 2 * T].copy_(self.X[r])
+                windows = buffer[: len(r)].unfold(1, T, 1)  # [m, 2T+1, T] view: window o starts at o - T
+                out[s : s + step] = windows[torch.arange(len(r)), T + lags[s : s + step]]
         return out
 
 
 # --------------------------------------------------------------------------- shape extraction
 
 
-def _top_eigvec_iterative(M: torch.Tensor, warm: torch.Tensor | None, tol: float, max_passes: int = 3000):
-    """Top eigenvector of a symmetric PSD matrix by block subspace iteration with Rayleigh-Ritz."""
+def _top_eigvec_iterative(M: torch.Tensor, warm: torch.Tensor | None, tol: float, max_passes: int = 150):
+    """Top eigenvector of a symmetric PSD matrix by block subspace iteration with Rayleigh-Ritz.
+
+    Converges in a few passes when the top eigenvalue stands out (any cluster with a shape).
+    When it does not (a cluster of pure noise, whose top eigenvalues nearly coincide) the
+    eigenvector is ill-defined for any solver, tslearn's eigh included; after `max_passes` the
+    best Ritz vector (Rayleigh quotient within rounding of the top eigenvalue) is returned."""
     N = M.shape[0]
     block = min(8, N)
     gen = torch.Generator().manual_seed(0)  # deterministic fill for the extra block vectors
@@ -298,7 +306,7 @@ def _top_eigvec_iterative(M: torch.Tensor, warm: torch.Tensor | None, tol: float
         V, W, top = V @ U, W @ U, theta[-1]
         residual = torch.linalg.vector_norm(W[:, 0] - top * V[:, 0])
         if top <= 0 or residual <= tol * top:
-            break
+            return V[:, 0]
         V, _ = torch.linalg.qr(W)
     return V[:, 0]
 
@@ -309,26 +317,20 @@ def _top_eigvec(M: torch.Tensor, warm: torch.Tensor | None, tol: float) -> torch
     return _top_eigvec_iterative(M, warm, tol=tol)
 
 
-def _extract_shape(aligned: torch.Tensor, reference: np.ndarray) -> np.ndarray:
+def _centred(aligned: torch.Tensor) -> torch.Tensor:
+    return aligned - aligned.mean(dim=1, keepdim=True)
+
+
+def _extract_shape(aligned: torch.Tensor, scatter: torch.Tensor, reference: np.ndarray) -> np.ndarray:
     """tslearn's shape extraction: top eigenvector of Q^T (Xp^T Xp) Q, sign closer to the members.
 
-    Q^T S Q = Yc^T Yc with Yc the row-centred aligned members, so for fewer members than time
-    steps the eigenvector comes from the small Gram matrix Yc Yc^T (same eigenvalues)."""
+    `scatter` is Q^T S Q = Yc^T Yc (Yc: the row-centred aligned members), float64 [T, T]."""
     m, T = aligned.shape
     dtype = aligned.dtype
-    # the Gram matrix carries the data's rounding: solving far below it buys nothing
+    # the scatter matrix carries the data's rounding: solving far below it buys nothing
     tol = 1e-11 if dtype == torch.float64 else 1e-6
     ref = torch.from_numpy(np.asarray(reference, dtype=np.float64))
-    with _parallel(m * T * min(m, T) // 64):
-        centred = aligned - aligned.mean(dim=1, keepdim=True)
-        gram = (centred @ centred.T if m < T else centred.T @ centred).double()
-    if m < T:
-        warm = (centred @ ref.to(dtype)).double() if m > _EXACT_EIGH_MAX else None
-        u = _top_eigvec(gram, warm, tol)
-        mu = (centred.T @ u.to(dtype)).double()
-        mu = mu / torch.linalg.vector_norm(mu)
-    else:
-        mu = _top_eigvec(gram, ref - ref.mean(), tol)
+    mu = _top_eigvec(scatter, ref - ref.mean(), tol)
     # Both mu and -mu are eigenvectors: keep the one with the smaller summed distance to members.
     with _parallel(m * T):
         proj = (aligned @ mu.to(dtype)).double()
@@ -338,6 +340,41 @@ def _extract_shape(aligned: torch.Tensor, reference: np.ndarray) -> np.ndarray:
     if minus < plus:
         mu = -mu
     return mu.numpy()
+
+
+class _Scatter:
+    """Per-cluster Yc^T Yc, kept up to date by adding and removing only the members whose
+    cluster or lag changed since the last iteration (late iterations change a few percent)."""
+
+    def __init__(self, K: int, T: int):
+        self.S = torch.zeros((K, T, T), dtype=torch.float64)
+        self.labels: np.ndarray | None = None
+        self.lags: torch.Tensor | None = None
+
+    def _accumulate(self, sbd: _SBD, rows: torch.Tensor, labels: np.ndarray, lags: torch.Tensor, sign: float):
+        for k in np.unique(labels):
+            sel = torch.from_numpy(np.flatnonzero(labels == k))
+            for s in range(0, len(sel), 4096):
+                part = sel[s : s + 4096]
+                Y = _centred(sbd.aligned(rows[part], lags[part]))
+                with _parallel(len(part) * sbd.T * sbd.T // 64):
+                    self.S[k] += sign * (Y.T @ Y).double()
+
+    def update(self, sbd: _SBD, labels: np.ndarray, lags: torch.Tensor):
+        rows = torch.arange(sbd.n)
+        if self.labels is None:
+            changed = np.ones(sbd.n, dtype=bool)
+        else:
+            changed = (labels != self.labels) | (lags != self.lags).numpy()
+        if changed.mean() > 0.5:  # cheaper (and rounding-free) to rebuild
+            self.S.zero_()
+            self._accumulate(sbd, rows, labels, lags, 1.0)
+        elif changed.any():
+            idx = np.flatnonzero(changed)
+            t_idx = torch.from_numpy(idx)
+            self._accumulate(sbd, rows[t_idx], self.labels[idx], self.lags[t_idx], -1.0)
+            self._accumulate(sbd, rows[t_idx], labels[idx], lags[t_idx], 1.0)
+        self.labels, self.lags = labels.copy(), lags.clone()
 
 
 # --------------------------------------------------------------------------- K-Shape
@@ -443,12 +480,13 @@ class KShape:
         self._pairs_computed += sbd.n + len(cand_rows)
         return _Assignment(labels.numpy(), lags[rows, labels], inertia, bounds)
 
-    def _update(self, sbd: _SBD, centroids: np.ndarray, assignment: _Assignment) -> np.ndarray:
+    def _update(self, sbd: _SBD, centroids: np.ndarray, assignment: _Assignment, scatter: _Scatter) -> np.ndarray:
+        scatter.update(sbd, assignment.labels, assignment.lags)
         new = np.empty_like(centroids)
         for k in range(len(centroids)):
             members = torch.from_numpy(np.flatnonzero(assignment.labels == k))
             aligned = sbd.aligned(members, assignment.lags[members])
-            new[k] = _extract_shape(aligned, centroids[k])
+            new[k] = _extract_shape(aligned, scatter.S[k], centroids[k])
         return znormalize(new).astype(np.float64)
 
     def _fit_one_init(self, sbd: _SBD, X: np.ndarray, init: np.ndarray | None, rs: np.random.RandomState):
@@ -456,6 +494,7 @@ class KShape:
             centroids = init.copy()
         else:
             centroids = X[rs.choice(X.shape[0], self.n_clusters, replace=False)].astype(np.float64)
+        scatter = _Scatter(len(centroids), sbd.T)
         clock = time.perf_counter()
         assignment = self._assign(sbd, centroids, None, None)
         self._seconds["assign"] += time.perf_counter() - clock
@@ -464,7 +503,7 @@ class KShape:
         for it in range(self.max_iter):
             old_centroids, old_assignment = centroids, assignment
             clock = time.perf_counter()
-            centroids = self._update(sbd, centroids, assignment)
+            centroids = self._update(sbd, centroids, assignment, scatter)
             drift = _unit_drift(old_centroids, centroids)
             self._seconds["update"] += time.perf_counter() - clock
             clock = time.perf_counter()
