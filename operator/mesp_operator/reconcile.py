@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import threading
 import json
 import logging
 import math
@@ -390,6 +391,10 @@ class Reconciler:
         self._support: tuple[bool, str] | None = None
         self._support_checked = 0.0
         self._phases: dict = {}
+        # One lock per policy: a deletion's restore and a loop's write never interleave.
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self._deleted: set[str] = set()
         self.context_minutes = int(settings.context_minutes or model_context_minutes(getattr(model, "manifest", {})))
 
     def close(self) -> None:
@@ -453,6 +458,10 @@ class Reconciler:
     def _forget_deleted(self, live_uids: set[str], live_keys: set) -> None:
         for uid in set(self.memory) - live_uids:
             del self.memory[uid]
+        with self._locks_guard:
+            for uid in set(self._locks) - live_uids:
+                del self._locks[uid]
+            self._deleted &= live_uids
         for key in self.metrics.known_policies() - live_keys:
             self.metrics.forget_policy(*key)
 
@@ -671,7 +680,17 @@ class Reconciler:
         supported, why = self._support
         return ("Revision" if supported else "Template"), f"Auto: {why}"
 
+    def _lock(self, uid: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(uid, threading.Lock())
+
     def _settle(self, o: Outcome, revisions, now: float) -> str:
+        with self._lock(o.policy.uid):
+            if o.policy.uid in self._deleted:  # deleted while this loop ran: its restore already happened
+                return "Deleted"
+            return self._settle_locked(o, revisions, now)
+
+    def _settle_locked(self, o: Outcome, revisions, now: float) -> str:
         """Apply one policy's decision and write its status; every error ends up in status."""
         policy, memory = o.policy, self.memory[o.policy.uid]
         state = "Waiting"
@@ -815,15 +834,22 @@ class Reconciler:
 
     def restore_policy(self, policy: PolicyObject) -> str | None:
         """For deletion: restore whatever the policy changed. Raises on retryable API errors."""
-        record = OriginalRecord.from_annotations(policy.annotations)
-        self.memory.pop(policy.uid, None)
-        self.metrics.forget_policy(*policy.key)
-        if record is None:
-            return None
-        applied = policy.status.get("appliedMinScale")
-        msg = self._restore(policy, record, applied if isinstance(applied, int) else None)
-        self.metrics.actuations.labels("restore").inc()
-        return msg
+        with self._lock(policy.uid):
+            self._deleted.add(policy.uid)
+            # The watched body may predate the loop's last write: read the policy as it is now.
+            try:
+                policy = self.store.get(policy.namespace, policy.name)
+            except Exception as exc:
+                if classify(exc).kind != "api_not_found":
+                    raise
+            record = OriginalRecord.from_annotations(policy.annotations)
+            self.metrics.forget_policy(*policy.key)
+            if record is None:
+                return None
+            applied = policy.status.get("appliedMinScale")
+            msg = self._restore(policy, record, applied if isinstance(applied, int) else None)
+            self.metrics.actuations.labels("restore").inc()
+            return msg
 
     # -- reporting --------------------------------------------------------------------------------
     def _report_transitions(self, o: Outcome, memory: PolicyMemory) -> None:

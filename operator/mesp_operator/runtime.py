@@ -27,9 +27,8 @@ def configure_kopf(settings) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="mesp.dev", key="last-handled-configuration")
     settings.posting.level = logging.WARNING  # the loop posts its own, more useful Events
-    # Bounded concurrency of kopf's per-object work (finalizers on thousands of new policies at once
-    # would otherwise burst past the API server's in-flight limits and come back as 429s).
-    settings.batching.worker_limit = 16
+    # No settings.batching.worker_limit: with indexes, every object's worker must index it before any
+    # handler runs, so a limit below the object count would deadlock start-up. kopf retries 429s.
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
 

@@ -111,6 +111,7 @@ SERIES = {
     ("it-bad", "good-svc"): "b",
     ("it-bad", "override-svc"): "b",
     ("it-presets", "legacy-svc"): "a",
+    ("it-rollout", "roll-svc"): "a",
 }
 # One series in the OpenTelemetry-era layout (names on target_info), for the knative-otel preset.
 OTEL_SERIES = {("it-presets", "otel-svc"): "a"}

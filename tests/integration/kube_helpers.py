@@ -63,6 +63,23 @@ def create_knative_service(api_client, namespace: str, name: str, annotations: d
     return get_service(api_client, namespace, name)
 
 
+def roll_out(api_client, namespace: str, service: str, revision: str) -> None:
+    """What Knative does on a new template: a new Revision (annotations copied from the template)
+    that becomes the latest ready one."""
+    api = custom(api_client)
+    svc = get_service(api_client, namespace, service)
+    template = svc["spec"]["template"]
+    api.create_namespaced_custom_object(*KN, namespace, "revisions", {
+        "apiVersion": "serving.knative.dev/v1", "kind": "Revision",
+        "metadata": {"name": revision, "namespace": namespace,
+                     "annotations": dict((template.get("metadata") or {}).get("annotations") or {}),
+                     "labels": {"serving.knative.dev/service": service,
+                                "serving.knative.dev/configuration": service}},
+        "spec": template["spec"]})
+    api.patch_namespaced_custom_object_status(*KN, namespace, "services", service, {"status": {
+        "latestReadyRevisionName": revision, "latestCreatedRevisionName": revision}})
+
+
 def get_service(api_client, namespace, name) -> dict:
     return custom(api_client).get_namespaced_custom_object(*KN, namespace, "services", name)
 

@@ -136,3 +136,21 @@ def test_bad_policies_are_reported_and_good_ones_keep_working(admin_client, make
     # The bad ones touched nothing; the override policy's counts came from its own query.
     assert kh.revision_min_scale(admin_client, ns, "good-svc-00001") is None
     assert int(kh.revision_min_scale(admin_client, ns, "override-svc-00001")) >= 1
+
+
+def test_a_new_ready_revision_takes_over_and_the_old_one_gets_its_value_back(
+        admin_client, make_namespace, run_operator, history):
+    ns = make_namespace("it-rollout")
+    kh.create_knative_service(admin_client, ns, "roll-svc", annotations={kh.MIN_SCALE: "1"})
+    kh.create_policy(admin_client, ns, "roll", {"service": "roll-svc", "mode": "Active", "actuation": "Revision",
+                                                "capacityPerInstance": 50})
+    run_operator(ns, clock=SimClock(start=history.peak_time("a") - 20 * 60, speed=60))
+    wait_for(lambda: int(kh.revision_min_scale(admin_client, ns, "roll-svc-00001") or 0) > 1, 60,
+             message="first Revision raised")
+    kh.roll_out(admin_client, ns, "roll-svc", "roll-svc-00002")
+    wait_for(lambda: int(kh.revision_min_scale(admin_client, ns, "roll-svc-00002") or 0) > 1, 60,
+             message="new Revision raised")
+    wait_for(lambda: kh.revision_min_scale(admin_client, ns, "roll-svc-00001") == "1", 30,
+             message="old Revision back at its own value")
+    record = kh.get_policy(admin_client, ns, "roll")["metadata"]["annotations"][ORIGINAL]
+    assert '"name": "roll-svc-00002"' in record and '"value": "1"' in record
