@@ -4,10 +4,11 @@
 SBD assignment, shape extraction via the top eigenvector of Q^T S Q, sign choice, z-normalised
 centroids, the inertia stopping rule with roll-back, empty-cluster retries), but computes it in
 batches: one zero-padded rFFT per series (kept), cross-correlations for many (series, centroid)
-pairs per inverse FFT call, all members of a cluster shift-aligned in one gather, and the
-eigenvector from the smaller of the two Gram matrices. Assignment skips (series, centroid) pairs
-that provably cannot win: a phase-free spectral bound and the centroid drift since the last
-iteration bound their correlation from above, so results equal the full computation.
+pairs per inverse FFT call, members shift-aligned in one gather, per-cluster scatter matrices
+updated only for members whose cluster or lag changed, and the eigenvector by warm-started
+subspace iteration. Assignment skips (series, centroid) pairs that provably cannot win: a
+phase-free spectral bound and the centroid drift since the last iteration bound their
+correlation from above, so labels equal the full computation.
 
 `cluster_days` is the entry point for daily patterns: it sets idle/constant days aside (label -1),
 picks K by silhouette when not given, fits K-Shape and describes each cluster in words.
@@ -36,6 +37,7 @@ _PRUNE_MARGIN = {torch.float32: 1e-4, torch.float64: 1e-9}
 # Exact eigendecomposition up to this matrix size; above it, warm-started subspace iteration
 # (eigh is O(N^3): 0.1 s at N=375 and 3 s at N=1440 on one core, against a few ms here).
 _EXACT_EIGH_MAX = 128
+_EXACT_GRAM_EIGH_MAX = 512  # member-side Gram matrices: eigh of 512x512 takes ~20 ms
 # Work is split in two: small torch ops (per-cluster vectors, 8-column blocks, tiny eigh) run on
 # one thread, where thread-pool hand-offs would cost more than they save (badly so on shared
 # cores); only big batched ops (inverse-FFT batches, Gram and bound matrix products) use the
@@ -311,12 +313,6 @@ def _top_eigvec_iterative(M: torch.Tensor, warm: torch.Tensor | None, tol: float
     return V[:, 0]
 
 
-def _top_eigvec(M: torch.Tensor, warm: torch.Tensor | None, tol: float) -> torch.Tensor:
-    if M.shape[0] <= _EXACT_EIGH_MAX:
-        return torch.linalg.eigh(M)[1][:, -1]
-    return _top_eigvec_iterative(M, warm, tol=tol)
-
-
 def _centred(aligned: torch.Tensor) -> torch.Tensor:
     return aligned - aligned.mean(dim=1, keepdim=True)
 
@@ -324,13 +320,28 @@ def _centred(aligned: torch.Tensor) -> torch.Tensor:
 def _extract_shape(aligned: torch.Tensor, scatter: torch.Tensor, reference: np.ndarray) -> np.ndarray:
     """tslearn's shape extraction: top eigenvector of Q^T (Xp^T Xp) Q, sign closer to the members.
 
-    `scatter` is Q^T S Q = Yc^T Yc (Yc: the row-centred aligned members), float64 [T, T]."""
+    `scatter` is Q^T S Q = Yc^T Yc (Yc: the row-centred aligned members), float64 [T, T]. With
+    fewer members than time steps the small Gram matrix Yc Yc^T (same top eigenvalue) is used."""
     m, T = aligned.shape
     dtype = aligned.dtype
-    # the scatter matrix carries the data's rounding: solving far below it buys nothing
-    tol = 1e-11 if dtype == torch.float64 else 1e-6
+    # the matrices carry the data's rounding: solving far below it buys nothing; float32 fits
+    # cap the passes (clusters with a shape converge well within them, see _top_eigvec_iterative)
+    tol, passes = (1e-11, 150) if dtype == torch.float64 else (1e-6, 30)
     ref = torch.from_numpy(np.asarray(reference, dtype=np.float64))
-    mu = _top_eigvec(scatter, ref - ref.mean(), tol)
+    if m < T:
+        centred = _centred(aligned)
+        with _parallel(m * m * T // 64):
+            gram = (centred @ centred.T).double()
+        if m <= _EXACT_GRAM_EIGH_MAX:
+            u = torch.linalg.eigh(gram)[1][:, -1]
+        else:
+            u = _top_eigvec_iterative(gram, (centred @ ref.to(dtype)).double(), tol, passes)
+        mu = (centred.T @ u.to(dtype)).double()
+        mu = mu / torch.linalg.vector_norm(mu)
+    elif T <= _EXACT_EIGH_MAX:
+        mu = torch.linalg.eigh(scatter)[1][:, -1]
+    else:
+        mu = _top_eigvec_iterative(scatter, ref - ref.mean(), tol, passes)
     # Both mu and -mu are eigenvectors: keep the one with the smaller summed distance to members.
     with _parallel(m * T):
         proj = (aligned @ mu.to(dtype)).double()
@@ -528,6 +539,11 @@ class KShape:
         n, T = X.shape
         init = self._check_params(n, T)
         dtype = self._torch_dtype(n, T)
+        if self.n_clusters * T * T * 8 > 4 << 30:
+            raise ValueError(
+                f"series of length {T} need {self.n_clusters} scatter matrices of {T}x{T}: over 4 GiB; "
+                "resample the series or use fewer clusters"
+            )
         with _serial():
             return self._fit(X, init, dtype)
 
@@ -689,7 +705,7 @@ def choose_k(X, k_range=range(3, 13), sample=2000, random_state=0, progress=Fals
 
         iterator = tqdm(ks, desc="choosing K (silhouette)", unit="k")
     for k in iterator:
-        model = KShape(k, max_iter=max_iter, random_state=random_state, n_init=2)
+        model = KShape(k, max_iter=max_iter, random_state=random_state, n_init=1)
         try:
             labels = model.fit(Xl).labels_
         except EmptyClusterError:
