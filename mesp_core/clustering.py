@@ -371,6 +371,9 @@ class _Scatter:
                 with _parallel(len(part) * sbd.T * sbd.T // 64):
                     self.S[k] += sign * (Y.T @ Y).double()
 
+    def reset(self):
+        self.labels = self.lags = None  # rebuilt from scratch when next needed
+
     def update(self, sbd: _SBD, labels: np.ndarray, lags: torch.Tensor):
         rows = torch.arange(sbd.n)
         if self.labels is None:
@@ -492,7 +495,11 @@ class KShape:
         return _Assignment(labels.numpy(), lags[rows, labels], inertia, bounds)
 
     def _update(self, sbd: _SBD, centroids: np.ndarray, assignment: _Assignment, scatter: _Scatter) -> np.ndarray:
-        scatter.update(sbd, assignment.labels, assignment.lags)
+        sizes = np.bincount(assignment.labels, minlength=len(centroids))
+        if sizes.max() >= sbd.T:  # only large clusters read the scatter matrices
+            scatter.update(sbd, assignment.labels, assignment.lags)
+        else:
+            scatter.reset()
         new = np.empty_like(centroids)
         for k in range(len(centroids)):
             members = torch.from_numpy(np.flatnonzero(assignment.labels == k))
