@@ -182,7 +182,6 @@ class ControlPlane:
                 "--service-account-signing-key-file", str(sa_key),
                 "--service-cluster-ip-range", "10.96.0.0/16",
                 "--disable-admission-plugins", "ServiceAccount",
-                "--enable-priority-and-fairness=false",
                 "--event-ttl", "1h", "--v", "1"]
         self.processes["kube-apiserver"] = Process("kube-apiserver", argv, self.workdir / "kube-apiserver.log",
                                                    self.detach)

@@ -8,6 +8,7 @@ A fresh registry per run keeps several embedded operators (tests, benchmarks) in
 from __future__ import annotations
 
 import asyncio
+from typing import Callable
 
 import kopf
 
@@ -17,12 +18,12 @@ from mesp_operator.errors import classify
 from mesp_operator.reconcile import GROUP, PLURAL, VERSION, PolicyObject
 
 
-def build_registry(connection: kopf.ConnectionInfo) -> kopf.OperatorRegistry:
+def build_registry(connection: Callable[[], kopf.ConnectionInfo]) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
-    @kopf.on.login(registry=registry, id="login")
+    @kopf.on.login(registry=registry, id="login")  # called again by kopf when a token stops working
     def login(**_):
-        return connection
+        return connection()
 
     @kopf.index(kn.GROUP, kn.VERSION, "services", registry=registry, id="knative_services")
     def knative_services(body, namespace, name, **_):

@@ -62,6 +62,8 @@ def _connection_info(api_client):
     import kopf
 
     cfg = api_client.configuration
+    if cfg.refresh_api_key_hook is not None:  # in-cluster: the projected token file is rotated by the kubelet
+        cfg.refresh_api_key_hook(cfg)
     token = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken")
     scheme = "Bearer"
     if token and " " in token:
@@ -112,7 +114,7 @@ async def operate(settings: OperatorSettings, *, model=None, model_description: 
     if settings.metrics_port:
         server, _thread = metrics.serve(settings.metrics_port, settings.metrics_address)
 
-    registry = build_registry(_connection_info(api_client))
+    registry = build_registry(lambda: _connection_info(api_client))
     try:
         await kopf.operator(
             registry=registry,
