@@ -1,6 +1,7 @@
 """Forecasting experts behind one base class, and the registry that rebuilds them from configs.
 
-Non-trainable: ``seasonal_naive`` (the floor and fallback), ``repeat_last_hour``.
+Non-trainable: ``seasonal_naive`` (the floor and fallback), ``repeat_last_hour``, ``blend`` (a fixed
+convex mix of other experts, chosen on validation windows).
 Trainable (torch, one shared training loop in ``TorchExpert``): ``dlinear``, ``nbeats``, ``lstm``,
 ``patchtst``.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from mesp_core.experts.base import Expert, TorchExpert
+from mesp_core.experts.blend import Blend
 from mesp_core.experts.dlinear import DLinear
 from mesp_core.experts.lstm import LSTMExpert
 from mesp_core.experts.naive import APERIODIC, RepeatLastHour, SeasonalNaive, detect_periods
@@ -20,6 +22,7 @@ from mesp_core.windows import WindowSet, make_windows, prepare_contexts
 __all__ = [
     "Expert",
     "TorchExpert",
+    "Blend",
     "SeasonalNaive",
     "RepeatLastHour",
     "DLinear",
@@ -37,7 +40,7 @@ __all__ = [
 ]
 
 EXPERT_FAMILIES: dict[str, type[Expert]] = {
-    cls.family: cls for cls in (SeasonalNaive, RepeatLastHour, DLinear, NBeats, LSTMExpert, PatchTST)
+    cls.family: cls for cls in (SeasonalNaive, RepeatLastHour, DLinear, NBeats, LSTMExpert, PatchTST, Blend)
 }
 TRAINABLE_FAMILIES: tuple[str, ...] = tuple(name for name, cls in EXPERT_FAMILIES.items() if cls.trainable)
 

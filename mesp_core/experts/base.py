@@ -152,6 +152,9 @@ def _jsonable(value):
     return value
 
 
+LOSS_WEIGHT_POWER = {"none": 0.0, "sqrt_scale": 0.5, "scale": 1.0}
+
+
 class TorchExpert(Expert):
     """Shared training and inference for neural experts; subclasses implement ``build_module``."""
 
@@ -165,6 +168,9 @@ class TorchExpert(Expert):
         "patience": 3,
         "weight_decay": 0.0,
         "seed": 0,
+        # Per-window loss weight: scale**p with p = 0 ("none"), 0.5 ("sqrt_scale") or 1 ("scale").
+        # "scale" makes the loss a WAPE (busy functions count by their volume).
+        "loss_weight": "none",
     }
     # Architecture hyper-parameters, per family.
     ARCH_DEFAULTS: ClassVar[dict[str, Any]] = {}
@@ -198,6 +204,8 @@ class TorchExpert(Expert):
             raise ValueError(f"lr must be > 0, got {hp['lr']}")
         if not (hp["weight_decay"] >= 0 and math.isfinite(hp["weight_decay"])):
             raise ValueError(f"weight_decay must be >= 0, got {hp['weight_decay']}")
+        if hp["loss_weight"] not in LOSS_WEIGHT_POWER:
+            raise ValueError(f"loss_weight must be one of {sorted(LOSS_WEIGHT_POWER)}, got {hp['loss_weight']!r}")
         if "dropout" in hp:
             d = hp["dropout"]
             if isinstance(d, bool) or not isinstance(d, (int, float, np.floating)) or not 0.0 <= float(d) < 1.0:
@@ -271,10 +279,12 @@ class TorchExpert(Expert):
         scale = self._scale(x)
         xs = torch.from_numpy(x / scale)
         ys = torch.from_numpy(y / scale)
+        ws = self._loss_weights(scale)
         if val is not None:
             vscale = self._scale(xv)
             xvs = torch.from_numpy(xv / vscale)
             yvs = torch.from_numpy(yv / vscale)
+            wvs = self._loss_weights(vscale)
 
         n = xs.shape[0]
         batch = min(hp["batch_size"], n)
@@ -288,7 +298,7 @@ class TorchExpert(Expert):
             torch.manual_seed(hp["seed"])
             shuffle = torch.Generator().manual_seed(hp["seed"])
             optimizer = torch.optim.Adam(self.module.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
-            best_val = self._loss(xvs, yvs) if val is not None else math.inf
+            best_val = self._loss(xvs, yvs, wvs) if val is not None else math.inf
             report["initial_val_loss"] = best_val if val is not None else None
             best_state = self._copy_state() if val is not None else None
             bad_epochs = 0
@@ -312,7 +322,7 @@ class TorchExpert(Expert):
                             break
                         idx = order[step * batch : (step + 1) * batch]
                         optimizer.zero_grad(set_to_none=True)
-                        loss = torch.nn.functional.l1_loss(self.module(xs[idx]), ys[idx])
+                        loss = _weighted_l1(self.module(xs[idx]), ys[idx], ws[idx])
                         loss.backward()
                         optimizer.step()
                         total += loss.detach().item() * idx.shape[0]
@@ -323,7 +333,7 @@ class TorchExpert(Expert):
                     report["epochs"] = epoch + 1
                     report["train_loss"] = total / seen
                     if val is not None:
-                        val_loss = self._loss(xvs, yvs)
+                        val_loss = self._loss(xvs, yvs, wvs)
                         report["val_loss"] = val_loss
                         if val_loss < best_val - 1e-6 * abs(best_val):
                             best_val, best_state, bad_epochs = val_loss, self._copy_state(), 0
@@ -371,9 +381,12 @@ class TorchExpert(Expert):
                 outs.append(self.module(xs[start : start + self.predict_batch_size]))
         return torch.cat(outs) if outs else torch.zeros((0, self.horizon))
 
-    def _loss(self, xs: torch.Tensor, ys: torch.Tensor) -> float:
-        pred = self._forward_batches(xs)
-        return float(torch.nn.functional.l1_loss(pred, ys))
+    def _loss(self, xs: torch.Tensor, ys: torch.Tensor, weights: torch.Tensor) -> float:
+        return float(_weighted_l1(self._forward_batches(xs), ys, weights))
+
+    def _loss_weights(self, scale: np.ndarray) -> torch.Tensor:
+        power = LOSS_WEIGHT_POWER[self.hyperparams["loss_weight"]]
+        return torch.from_numpy((scale[:, 0].astype(np.float64) ** power).astype(np.float32))
 
     # ---- inference -----------------------------------------------------------------------------
     def predict(self, contexts) -> np.ndarray:
@@ -383,3 +396,9 @@ class TorchExpert(Expert):
         scale = self._scale(x)
         out = self._forward_batches(torch.from_numpy(x / scale)).numpy()
         return np.maximum(out * scale, 0.0).astype(np.float32, copy=False)
+
+
+def _weighted_l1(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error of scaled forecasts, windows weighted (weights are per window)."""
+    per_window = (pred - target).abs().mean(dim=1)
+    return (per_window * weights).sum() / weights.sum().clamp_min(1e-12)

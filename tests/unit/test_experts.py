@@ -65,15 +65,19 @@ def tiny(family, **extra):
     return build_expert({"family": family, "input_size": INPUT, "horizon": HORIZON, "max_epochs": 2, **TINY[family], **extra})
 
 
+# A blend is built from other experts, so the generic per-family tests below cover the others.
+STANDALONE = sorted(set(EXPERT_FAMILIES) - {"blend"})
+
+
 def test_registry_names_every_family():
-    assert set(EXPERT_FAMILIES) == {"seasonal_naive", "repeat_last_hour", "dlinear", "nbeats", "lstm", "patchtst"}
+    assert set(EXPERT_FAMILIES) == {"seasonal_naive", "repeat_last_hour", "dlinear", "nbeats", "lstm", "patchtst", "blend"}
     assert set(TRAINABLE_FAMILIES) == {"dlinear", "nbeats", "lstm", "patchtst"}
     for name, cls in EXPERT_FAMILIES.items():
         assert issubclass(cls, Expert) and cls.family == name
         assert cls.trainable == issubclass(cls, TorchExpert)
 
 
-@pytest.mark.parametrize("family", sorted(EXPERT_FAMILIES))
+@pytest.mark.parametrize("family", STANDALONE)
 def test_fit_predict_shapes_and_non_negative(family, windows):
     train, val = windows
     expert = tiny(family) if family in TINY else build_expert({"family": family})
@@ -91,7 +95,7 @@ def test_fit_predict_shapes_and_non_negative(family, windows):
         assert expert.fit_report_["epochs"] == 2 and expert.fit_report_["steps"] > 0
 
 
-@pytest.mark.parametrize("family", sorted(EXPERT_FAMILIES))
+@pytest.mark.parametrize("family", STANDALONE)
 def test_round_trip_through_safetensors_predicts_identically(family, windows):
     train, val = windows
     expert = tiny(family, seed=3) if family in TINY else build_expert({"family": family})
@@ -160,7 +164,7 @@ def test_early_stopping_keeps_the_best_validation_weights(windows):
 
 def _scaled(expert, ws):
     scale = expert._scale(ws.x)
-    return torch.from_numpy(ws.x / scale), torch.from_numpy(ws.y / scale)
+    return torch.from_numpy(ws.x / scale), torch.from_numpy(ws.y / scale), expert._loss_weights(scale)
 
 
 def test_fit_accepts_wider_windows_and_cuts_them(windows):
@@ -278,3 +282,32 @@ def test_fit_rejects_bad_windows(windows):
         tiny("dlinear").fit(train.x)
     with pytest.raises(ValueError, match="max_seconds"):
         tiny("dlinear").fit(train, max_seconds=-1)
+
+
+def test_blend_mixes_its_members_and_round_trips_through_safetensors(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from mesp_core.experts import Blend, build_expert
+
+    rng = np.random.default_rng(0)
+    contexts = [rng.poisson(20, size=n).astype(np.float32) for n in (90, 300, 1500)]
+    naive = build_expert({"family": "seasonal_naive", "horizon": 30})
+    net = build_expert({"family": "dlinear", "horizon": 30, "input_size": 120, "seed": 3})
+    blend = Blend(horizon=30, members=[naive, net], weights=[0.25, 0.75])
+    expected = 0.25 * naive.predict(contexts) + 0.75 * net.predict(contexts)
+    np.testing.assert_allclose(blend.predict(contexts), np.maximum(expected, 0), rtol=1e-5, atol=1e-4)
+    save_file(blend.state_dict(), str(tmp_path / "b.safetensors"))
+    again = build_expert(blend.config(), load_file(str(tmp_path / "b.safetensors")))
+    np.testing.assert_array_equal(again.predict(contexts), blend.predict(contexts))
+    with pytest.raises(ValueError, match="sum to 1"):
+        Blend(horizon=30, members=[naive, net], weights=[0.5, 0.7])
+    with pytest.raises(ValueError, match="members it does not have"):
+        build_expert(blend.config(), {**blend.state_dict(), "m7.x": blend.state_dict()[next(iter(blend.state_dict()))]})
+
+
+def test_scale_weighted_loss_is_a_valid_hyperparameter_and_bad_values_are_refused():
+    from mesp_core.experts import build_expert
+
+    assert build_expert({"family": "dlinear", "loss_weight": "scale"}).config()["loss_weight"] == "scale"
+    with pytest.raises(ValueError, match="loss_weight"):
+        build_expert({"family": "dlinear", "loss_weight": "volume"})
