@@ -348,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, help="number of clusters (default: chosen by silhouette)")
     p.add_argument("--families", nargs="+", default=["dlinear", "nbeats", "lstm", "patchtst"], help="trainable candidate families")
     p.add_argument("--trials", type=int, default=3, help="Optuna trials per family for the dense baseline (default 3)")
-    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: these networks are small)")
     p.add_argument("--quick", action="store_true", help="small time budget (demo/tests): same pipeline, fewer windows and shorter trials")
     p.add_argument("--plots", metavar="DIR", help="write centroid plots to DIR")
     p.add_argument("--quiet", action="store_true", help="no progress output")

@@ -34,9 +34,14 @@ def validate_contexts(context, min_length: int = MIN_CONTEXT) -> list[np.ndarray
     return rows
 
 
+# Residual quantiles are stored in units of the mean level of the last SCALE_MINUTES minutes, the
+# same for every expert, so an upper forecast is point + level * residual quantile.
+SCALE_MINUTES = 240
+
+
 def window_scale(prepared: np.ndarray) -> np.ndarray:
-    """The per-window scale the torch experts use; residual quantiles are stored in its units."""
-    return np.abs(prepared).mean(axis=1) + 1.0
+    """Mean level (+1, so idle windows keep unit scale) of the last SCALE_MINUTES minutes."""
+    return np.abs(prepared[:, -SCALE_MINUTES:]).mean(axis=1) + 1.0
 
 
 class MespModel:
@@ -130,8 +135,8 @@ class MespModel:
         expert forward on its own output when horizon exceeds what it was trained for."""
         from mesp_core.windows import prepare_contexts
 
-        prepared = prepare_contexts(rows, expert.input_size)
-        scale = window_scale(prepared)
+        prepared = prepare_contexts(rows, expert.input_size) if expert.trainable else None
+        scale = window_scale(prepare_contexts(rows, SCALE_MINUTES))
         pieces = []
         produced = 0
         # Non-trainable floors read the true history (their periods may span days); networks

@@ -81,3 +81,64 @@ def plot_clusters(result, days_raw, path, members_per_cluster: int = 8) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+    return path
+
+
+def plot_router_centroids(model, path) -> Path:
+    """The router's K centroids (one row each, z-normalised daily shape) with their experts."""
+    plt = _pyplot()
+    centroids = model.router.full_centroids
+    k = len(centroids)
+    fig, axes = plt.subplots(k, 1, figsize=(10, 1.6 * k + 0.6), sharex=True, squeeze=False)
+    hours = np.arange(centroids.shape[1]) / 60.0
+    for c, ax in enumerate(axes[:, 0]):
+        ax.plot(hours, centroids[c], color="#1f4e79", linewidth=1.0)
+        ax.set_ylabel(f"{c}", rotation=0, labelpad=12)
+        ax.set_title(f"cluster {c}: {model.describe_cluster(c)} — expert {model.expert_name(c)}", fontsize=9, loc="left")
+        ax.set_yticks([])
+    axes[-1, 0].set_xlabel("hour of day")
+    axes[-1, 0].set_xticks(range(0, 25, 3))
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_backtest_samples(result, path) -> Path:
+    """Forecast vs actual for one held-out function per cluster at the middle origin."""
+    plt = _pyplot()
+    items = result.samples.get("items", [])
+    if not items:
+        raise ValueError("the backtest kept no samples to plot")
+    fig, axes = plt.subplots(len(items), 1, figsize=(10, 2.2 * len(items) + 0.5), squeeze=False)
+    colours = {"moe": "#c0392b", "seasonal_naive": "#7f8c8d", "repeat_last_hour": "#bdc3c7"}
+    for item, ax in zip(items, axes[:, 0]):
+        context, actual = np.asarray(item["context"]), np.asarray(item["actual"])
+        past = np.arange(-len(context), 0)
+        future = np.arange(len(actual))
+        ax.plot(past, context, color="black", linewidth=0.8, label="history")
+        ax.plot(future, actual, color="black", linewidth=1.4, label="actual")
+        for name, values in item["forecasts"].items():
+            ax.plot(future, values, linewidth=1.2 if name == "moe" else 0.9,
+                    color=colours.get(name), linestyle="-" if name == "moe" else "--", label=name)
+        ax.axvline(0, color="#999999", linewidth=0.6)
+        ax.set_title(f"held-out function {item['function']}, cluster {item['cluster']}", fontsize=9, loc="left")
+        ax.set_ylabel("invocations/min", fontsize=8)
+    axes[0, 0].legend(fontsize=7, ncol=4, loc="upper left")
+    axes[-1, 0].set_xlabel(f"minutes from the forecast origin (minute {result.samples.get('origin')} of the trace)")
+    fig.tight_layout()
+    return _save(fig, path)

@@ -33,7 +33,7 @@ from mesp_core import __version__
 from mesp_core.artifact import commit_output_dir, prepare_output_dir, save_tensors, write_manifest
 from mesp_core.constants import DEFAULT_HORIZON, MIN_CONTEXT, MINUTES_PER_DAY
 from mesp_core.metrics import wape
-from mesp_core.model import NAIVE_KEY, window_scale
+from mesp_core.model import NAIVE_KEY, SCALE_MINUTES, window_scale
 from mesp_core.router import IDLE_CLUSTER, Router
 
 log = logging.getLogger("mesp.training")
@@ -65,8 +65,10 @@ class TrainConfig:
     test_fraction: float = 0.2
     val_fraction: float = 0.2
     metric: str = "wape"
+    loss_weight: str = "sqrt_scale"  # networks' per-window loss weight (see TorchExpert)
+    blend_weights: tuple[float, ...] = (0.25, 0.5, 0.75)  # mixes of a cluster's two best tried
     seed: int = 0
-    threads: int = 2
+    threads: int = 1  # small networks: a second thread costs more in sync than it gains
 
     def validate(self) -> "TrainConfig":
         if self.k is not None and self.k < 1:
@@ -75,6 +77,8 @@ class TrainConfig:
             raise ValueError(f"need 2 <= k_min <= k_max, got {self.k_min}..{self.k_max}")
         if not 0.0 <= self.test_fraction < 1.0 or not 0.0 < self.val_fraction < 1.0:
             raise ValueError("test_fraction must be in [0, 1) and val_fraction in (0, 1)")
+        if self.input_size_max < SCALE_MINUTES:
+            raise ValueError(f"input_size_max must be >= {SCALE_MINUTES}")
         if self.metric != "wape":
             raise ValueError("only metric 'wape' is supported for selection")
         from mesp_core.experts import EXPERT_FAMILIES
@@ -123,21 +127,27 @@ def key_digest(key: tuple[str, str, str]) -> str:
     return hashlib.sha256("|".join(key).encode()).hexdigest()[:16]
 
 
-def predict_windows(expert, windows) -> np.ndarray:
+def predict_windows(expert, windows, series=None) -> np.ndarray:
+    """Forecasts for windows. Non-trainable experts (the naive floors, blends) read the window's full
+    history from `series`, as they do online; networks read the fixed-width window they train on."""
+    if not expert.trainable and series is not None:
+        contexts = [series[s][:o] for s, o in zip(windows.series, windows.origin)]
+    else:
+        contexts = windows.x[:, -expert.input_size :]
     with torch.inference_mode():
-        return np.clip(np.asarray(expert.predict(windows.x[:, -expert.input_size :]), np.float32), 0, None)
+        return np.clip(np.asarray(expert.predict(contexts), np.float32), 0, None)
 
 
-def score(expert, windows) -> float:
+def score(expert, windows, series=None) -> float:
     if len(windows) == 0:
         return math.inf
-    return float(wape(windows.y, predict_windows(expert, windows)))
+    return float(wape(windows.y, predict_windows(expert, windows, series)))
 
 
-def residual_quantiles(expert, windows, levels=QUANTILE_LEVELS) -> np.ndarray:
+def residual_quantiles(expert, windows, series=None, levels=QUANTILE_LEVELS) -> np.ndarray:
     """[n_levels, horizon] quantiles of (actual - forecast) / window scale."""
-    prediction = predict_windows(expert, windows)
-    scale = window_scale(windows.x[:, -expert.input_size :])
+    prediction = predict_windows(expert, windows, series)
+    scale = window_scale(windows.x[:, -SCALE_MINUTES:])
     residual = (windows.y - prediction) / scale[:, None]
     return np.quantile(residual, levels, axis=0).astype(np.float32)
 
@@ -148,10 +158,10 @@ def route_windows(router: Router, series: list[np.ndarray], windows) -> tuple[np
     return router.route(contexts)
 
 
-def _fit_candidate(family: str, params: dict, horizon: int, train, val, seconds: float, seed: int, init_from=None):
+def _fit_candidate(family: str, params: dict, horizon: int, train, val, seconds: float, seed: int, init_from=None, loss_weight="none"):
     from mesp_core.experts import EXPERT_FAMILIES
 
-    expert = EXPERT_FAMILIES[family](horizon=horizon, seed=seed, **params)
+    expert = EXPERT_FAMILIES[family](horizon=horizon, seed=seed, **{"loss_weight": loss_weight, **params})
     expert.fit(train, val, max_seconds=seconds, init_from=init_from)
     return expert
 
@@ -170,7 +180,7 @@ def tune_family(family: str, train, val, config: TrainConfig, n_trials: int, sec
     def objective(trial):
         params = cls.search_space(trial)
         params = {k: v for k, v in params.items() if k != "input_size" or v <= config.input_size_max}
-        expert = _fit_candidate(family, params, config.horizon, train, val, seconds, config.seed + trial.number)
+        expert = _fit_candidate(family, params, config.horizon, train, val, seconds, config.seed + trial.number, loss_weight=config.loss_weight)
         value = score(expert, val)
         trials.append({"trial": trial.number, "params": params, "val_wape": value})
         if value < best["score"]:
@@ -185,15 +195,16 @@ def tune_family(family: str, train, val, config: TrainConfig, n_trials: int, sec
     return best["expert"], best["score"], trials
 
 
-def select_expert(c_train, c_val, baselines: dict, dense_models: dict, top_families, config: TrainConfig, seed: int):
+def select_expert(c_train, c_val, baselines: dict, dense_models: dict, top_families, config: TrainConfig, seed: int, val_series=None):
     """Experiment 2 for one cluster: rank the candidates on its validation windows.
 
     Candidates: the naive floors; each top dense family fine-tuned on the cluster (warm start) and
-    trained from scratch. A cluster too small to train on gets the dense model itself."""
-    from mesp_core.experts import build_expert
+    trained from scratch; then blends of the two best. A cluster too small to train on gets the
+    dense model itself. `val_series` holds the histories c_val's windows were cut from."""
+    from mesp_core.experts import Blend, build_expert
 
-    if len(c_val) == 0:  # no validation function landed here: rank on the training windows
-        c_val = c_train
+    if len(c_val) == 0:  # nothing to rank on: keep the floor rather than guess
+        return [{"candidate": "seasonal_naive", "family": "seasonal_naive", "val_wape": None}], baselines["seasonal_naive"]
     candidates: dict[str, object] = dict(baselines)
     if len(c_train) >= config.min_cluster_windows:
         for family in top_families:
@@ -203,16 +214,29 @@ def select_expert(c_train, c_val, baselines: dict, dense_models: dict, top_famil
             candidates[f"{family}/finetuned"] = tuned
             for trial in range(config.scratch_trials):
                 candidates[f"{family}/scratch{trial}"] = _fit_candidate(
-                    family, _hyperparams(dense.config()), config.horizon, c_train, c_val, config.cluster_seconds, seed + 7 * trial
+                    family, _hyperparams(dense.config()), config.horizon, c_train, c_val, config.cluster_seconds, seed + 7 * trial,
                 )
     else:
         best = top_families[0]
         candidates[f"{best}/dense"] = dense_models[best]
+    predictions = {name: predict_windows(expert, c_val, val_series) for name, expert in candidates.items()}
     ranking = [
-        {"candidate": name, "family": expert.family, "val_wape": score(expert, c_val)} for name, expert in candidates.items()
+        {"candidate": name, "family": candidates[name].family, "val_wape": float(wape(c_val.y, p))}
+        for name, p in predictions.items()
     ]
     ranking.sort(key=lambda r: r["val_wape"])
-    return ranking, candidates[ranking[0]["candidate"]]
+    first, second = ranking[0]["candidate"], ranking[1]["candidate"]
+    for w in config.blend_weights:  # forecast combination of the two best
+        mixed = w * predictions[first] + (1 - w) * predictions[second]
+        name = f"blend({first} {w:g}, {second} {1 - w:g})"
+        candidates[name] = (first, second, w)
+        ranking.append({"candidate": name, "family": "blend", "val_wape": float(wape(c_val.y, mixed))})
+    ranking.sort(key=lambda r: r["val_wape"])
+    chosen = candidates[ranking[0]["candidate"]]
+    if isinstance(chosen, tuple):
+        a, b, w = chosen
+        chosen = Blend(horizon=config.horizon, members=[candidates[a], candidates[b]], weights=[w, 1 - w])
+    return ranking, chosen
 
 
 def train(trace, out_dir, config: TrainConfig | None = None, progress: bool = True) -> TrainReport:
@@ -279,7 +303,7 @@ def train(trace, out_dir, config: TrainConfig | None = None, progress: bool = Tr
     dense_val = capped(val_windows, config.max_dense_windows // 3, config.seed + 1)
     naive = build_expert({"family": "seasonal_naive", "horizon": config.horizon})
     baselines = {f: build_expert({"family": f, "horizon": config.horizon}) for f in BASELINE_FAMILIES}
-    dense_ranking = [{"family": f, "val_wape": score(e, dense_val), "trials": 0} for f, e in baselines.items()]
+    dense_ranking = [{"family": f, "val_wape": score(e, dense_val, val_series), "trials": 0} for f, e in baselines.items()]
     dense_models: dict[str, object] = {}
     bar = ui.bar(len(config.families) * config.dense_trials, "dense HPO")
     for family in config.families:
@@ -303,12 +327,10 @@ def train(trace, out_dir, config: TrainConfig | None = None, progress: bool = Tr
     for c in range(clustering.k):
         c_train = capped(fit_windows.subset(np.flatnonzero(fit_route == c)), config.max_cluster_windows, config.seed + c)
         c_val = capped(val_windows.subset(np.flatnonzero(val_route == c)), config.max_cluster_windows // 2, config.seed + 100 + c)
-        ranking, winner = select_expert(c_train, c_val, baselines, dense_models, top_families, config, seed=config.seed + c)
-        if len(c_val) == 0:
-            c_val = c_train
+        ranking, winner = select_expert(c_train, c_val, baselines, dense_models, top_families, config, seed=config.seed + c, val_series=val_series)
         cluster_experts[c] = winner
         if len(c_val):
-            quantiles[f"cluster-{c}"] = residual_quantiles(winner, c_val)
+            quantiles[f"cluster-{c}"] = residual_quantiles(winner, c_val, val_series)
         member_dist = val_dist[val_route == c]
         cluster_entries.append(
             {
@@ -325,9 +347,9 @@ def train(trace, out_dir, config: TrainConfig | None = None, progress: bool = Tr
         ui.stage(f"  cluster {c}: {ranking[0]['candidate']} wins (val WAPE {ranking[0]['val_wape']:.3f}, {len(c_train)} windows)")
         bar.update(1)
     bar.close()
-    quantiles[NAIVE_KEY] = residual_quantiles(naive, dense_val)
+    quantiles[NAIVE_KEY] = residual_quantiles(naive, dense_val, val_series)
     for family in top_families:
-        quantiles[f"dense-{family}"] = residual_quantiles(dense_models[family], dense_val)
+        quantiles[f"dense-{family}"] = residual_quantiles(dense_models[family], dense_val, val_series)
     lap("experts", t0)
 
     # 6. artifact.
@@ -485,10 +507,9 @@ def extend(model_dir, trace, out_dir, threshold: float | None = None, k: int | N
         c = base_k + j
         c_train = fit_windows.subset(np.flatnonzero(fit_route == c))
         c_val = val_windows.subset(np.flatnonzero(val_route == c))
-        ranking, winner = select_expert(c_train, c_val, baselines, dense_models, top_families, config, seed=seed + c)
-        scored_on = c_val if len(c_val) else c_train
-        if len(scored_on):
-            quantiles[f"cluster-{c}"] = residual_quantiles(winner, scored_on)
+        ranking, winner = select_expert(c_train, c_val, baselines, dense_models, top_families, config, seed=seed + c, val_series=val_series)
+        if len(c_val):
+            quantiles[f"cluster-{c}"] = residual_quantiles(winner, c_val, val_series)
         member_dist = val_dist[val_route == c]
         entry = {
             "id": c,
