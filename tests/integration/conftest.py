@@ -314,9 +314,3 @@ def wait_for(predicate, timeout: float, interval: float = 0.2, message: str = "c
 
 def instances(count_per_minute: float, capacity: float) -> int:
     return int(math.ceil(count_per_minute / capacity))
-
-
-def pytest_collection_modifyitems(items):
-    for item in items:
-        if "tests/integration" in str(item.fspath):
-            item.add_marker(pytest.mark.integration)

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 import kube_helpers as kh
 from conftest import SimClock, instances, wait_for
+
+pytestmark = pytest.mark.integration
 
 CAPACITY = 100.0  # invocations per minute per instance in these policies
 SPEED = 120.0     # simulated seconds per real second: one simulated minute per half-second loop

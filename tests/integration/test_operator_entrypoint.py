@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import os
 import signal
 import subprocess
@@ -10,6 +12,8 @@ import urllib.request
 
 import kube_helpers as kh
 from conftest import control_plane_module, wait_for
+
+pytestmark = pytest.mark.integration
 
 
 def test_forecast_only_writes_the_plan_and_patches_nothing(admin_client, make_namespace, control_plane, tmp_path):

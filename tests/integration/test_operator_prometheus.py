@@ -8,6 +8,8 @@ import pytest
 from mesp_operator.errors import MetricsError, PolicyError
 from mesp_operator.prometheus import PrometheusSource
 
+pytestmark = pytest.mark.integration
+
 
 def expected_window(history, row: str, end: int, minutes: int) -> np.ndarray:
     counts = history.counts(row)

@@ -11,6 +11,8 @@ from kubernetes.client.exceptions import ApiException
 
 import kube_helpers as kh
 
+pytestmark = pytest.mark.integration
+
 NEEDED = [
     ("mesp.dev", "mesppolicies", "", v) for v in ("get", "list", "watch", "patch")
 ] + [

@@ -8,6 +8,8 @@ from kubernetes.client.exceptions import ApiException
 import kube_helpers as kh
 from conftest import SimClock, wait_for
 
+pytestmark = pytest.mark.integration
+
 ORIGINAL = "mesp.dev/original-min-scale"
 FINALIZER = "mesp.dev/restore-min-scale"
 
