@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
-
 import os
 import signal
 import subprocess
 import sys
 import urllib.request
+
+import pytest
 
 import kube_helpers as kh
 from conftest import control_plane_module, wait_for
