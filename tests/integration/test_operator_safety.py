@@ -144,7 +144,7 @@ def test_a_new_ready_revision_takes_over_and_the_old_one_gets_its_value_back(
         admin_client, make_namespace, run_operator, history):
     ns = make_namespace("it-rollout")
     kh.create_knative_service(admin_client, ns, "roll-svc", annotations={kh.MIN_SCALE: "1"})
-    kh.create_policy(admin_client, ns, "roll", {"service": "roll-svc", "mode": "Active", "actuation": "Revision",
+    kh.create_policy(admin_client, ns, "roll", {"service": "roll-svc", "mode": "Active",  # actuation: Auto
                                                 "capacityPerInstance": 50})
     run_operator(ns, clock=SimClock(start=history.peak_time("a") - 20 * 60, speed=60))
     wait_for(lambda: int(kh.revision_min_scale(admin_client, ns, "roll-svc-00001") or 0) > 1, 60,
@@ -156,3 +156,6 @@ def test_a_new_ready_revision_takes_over_and_the_old_one_gets_its_value_back(
              message="old Revision back at its own value")
     record = kh.get_policy(admin_client, ns, "roll")["metadata"]["annotations"][ORIGINAL]
     assert '"name": "roll-svc-00002"' in record and '"value": "1"' in record
+    # Auto chose Revision from the installed Knative's release label, and says so.
+    st = kh.status(admin_client, ns, "roll")
+    assert st["actuation"] == "Revision" and st["actuationReason"].startswith("Auto: Knative ")
