@@ -96,6 +96,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--real", help="trace sample (csv/csv.gz in the Azure layout) to cluster with cluster_days")
     parser.add_argument("--json", help="also write the figures to this JSON file")
+    parser.add_argument("--plot", help="with --real: write the cluster PNG here")
     args = parser.parse_args(argv)
     if args.n < 0 or args.tslearn_n < 0 or args.k < 1 or args.threads < 1 or args.max_iter < 1:
         parser.error("--n and --tslearn-n must be >= 0; --k, --threads and --max-iter >= 1")
@@ -153,6 +154,10 @@ def main(argv=None) -> int:
         print("silhouette by K: " + ", ".join(f"{k}: {v:.3f}" for k, v in sorted(result.silhouette.items())))
         for c, desc in enumerate(result.descriptions):
             print(f"  cluster {c}: {result.sizes.get(c, 0):5d} days  {desc['label']}  (period {desc['period_minutes']}, peak hours {desc['peak_hours']})")
+        if args.plot:
+            from mesp_core.plots import plot_clusters
+
+            print(f"cluster plot: {plot_clusters(result, days, args.plot)}")
         report["real"] = {"n_days": len(days), "k": result.k, "seconds": round(seconds, 1), "silhouette": result.silhouette,
                           "sizes": result.sizes, "descriptions": result.descriptions}
 

@@ -836,8 +836,19 @@ def describe_centroid(centroid_1440, member_raw_days=None) -> dict:
         else:
             kind = "spiky"
             hour = spike_minute // 60
-            label = "midnight batch spike" if hour in (23, 0) else f"batch spike at {hour:02d}:{spike_minute % 60:02d}"
-            peak_hours = [hour]
+            if members is not None and len(members) >= 5:
+                # one batch time, or spikes scattered over the day that only line up after shifting?
+                member_hours = Zm.argmax(axis=1) // 60
+                top_hour = int(np.bincount(member_hours, minlength=24).argmax())
+                near = np.minimum((member_hours - top_hour) % 24, (top_hour - member_hours) % 24) <= 1
+                scattered = near.mean() < 0.4
+            else:
+                scattered = False
+            if scattered:
+                label, peak_hours = "sporadic spikes at varying times", []
+            else:
+                label = "midnight batch spike" if hour in (23, 0) else f"batch spike at {hour:02d}:{spike_minute % 60:02d}"
+                peak_hours = [hour]
     elif slow_share >= 0.5 and peak_hours:
         kind, label = "diurnal", f"diurnal, peak {_hour_span(peak_hours)}"
     elif period is not None and strength >= 0.3:

@@ -294,3 +294,12 @@ def test_iterative_top_eigenvector_matches_eigh():
     for warm in (None, exact + 0.1 * torch.from_numpy(rng.randn(300))):
         v = _top_eigvec_iterative(M, warm, tol=1e-11, max_passes=150)
         assert abs(float(v @ exact)) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_spikes_at_scattered_times_are_not_called_a_batch():
+    rng = np.random.RandomState(4)
+    scattered = np.array([spike_day(int(m), rng) for m in rng.randint(0, T_DAY - 10, 12)])
+    described = describe_centroid(scattered[0], scattered)
+    assert described["kind"] == "spiky" and described["label"] == "sporadic spikes at varying times", described
+    nightly = np.array([spike_day(int(m), rng) for m in rng.randint(0, 20, 12)])
+    assert describe_centroid(nightly[0], nightly)["label"] == "midnight batch spike"
