@@ -96,6 +96,7 @@ def cmd_train(args) -> int:
         dense_trials=args.trials,
         seed=args.seed if hasattr(args, "seed") else 0,
         threads=args.threads,
+        loss_weight=args.loss_weight,
     )
     if args.quick:
         config = _quick(config)
@@ -348,6 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, help="number of clusters (default: chosen by silhouette)")
     p.add_argument("--families", nargs="+", default=["dlinear", "nbeats", "lstm", "patchtst"], help="trainable candidate families")
     p.add_argument("--trials", type=int, default=3, help="Optuna trials per family for the dense baseline (default 3)")
+    p.add_argument("--loss-weight", choices=["none", "sqrt_scale", "scale"], default="sqrt_scale",
+                   help="networks' per-window loss weight: scale = WAPE-aligned (busy functions count more); default sqrt_scale")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: these networks are small)")
     p.add_argument("--quick", action="store_true", help="small time budget (demo/tests): same pipeline, fewer windows and shorter trials")
     p.add_argument("--plots", metavar="DIR", help="write centroid plots to DIR")
