@@ -13,7 +13,7 @@ from conftest import SimClock, instances, wait_for
 pytestmark = pytest.mark.integration
 
 CAPACITY = 100.0  # invocations per minute per instance in these policies
-SPEED = 120.0     # simulated seconds per real second: one simulated minute per half-second loop
+SPEED = 60.0      # simulated seconds per real second: two half-second loops per simulated minute
 
 
 class Recorder:
