@@ -6,10 +6,7 @@ Nothing here is skipped: a missing binary or data file is a failure with a messa
 
 from __future__ import annotations
 
-import importlib.util
-import math
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -28,15 +25,9 @@ HISTORY_DAYS = 3
 SAMPLES_PER_MINUTE = 4  # every 15 s, as a real scrape would give
 
 
-def _load_control_plane_module():
-    spec = importlib.util.spec_from_file_location("mesp_control_plane", REPO / "hack" / "control-plane.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["mesp_control_plane"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-control_plane_module = _load_control_plane_module()
+# Test modules import shared helpers from kube_helpers, never from conftest: tests/unit has a
+# conftest too, and `from conftest import ...` finds whichever was imported first.
+control_plane_module = kh.control_plane_module
 
 
 # ------------------------------------------------------------------------------------------ real data
@@ -249,22 +240,6 @@ def make_namespace(admin_client, crds, chart_rbac):
     return make
 
 
-class SimClock:
-    """Simulated wall clock: starts at `start` and runs `speed` times faster than real time."""
-
-    def __init__(self, start: float, speed: float):
-        self.start, self.speed = float(start), float(speed)
-        self.real0 = time.monotonic()
-
-    def __call__(self) -> float:
-        return self.start + (time.monotonic() - self.real0) * self.speed
-
-    def sleep_until(self, sim_time: float) -> None:
-        delay = (sim_time - self()) / self.speed
-        if delay > 0:
-            time.sleep(delay)
-
-
 @pytest.fixture
 def run_operator(control_plane, model, chart_rbac):
     """Start the operator in this process, as the chart's ServiceAccount, against the real servers."""
@@ -299,18 +274,3 @@ def run_operator(control_plane, model, chart_rbac):
         thread.join(timeout=30)
         assert not thread.is_alive(), "the operator did not stop within 30 s"
 
-
-def wait_for(predicate, timeout: float, interval: float = 0.2, message: str = "condition"):
-    """Poll until predicate() is truthy; return its value or fail with `message`."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {message} (last: {last!r})")
-
-
-def instances(count_per_minute: float, capacity: float) -> int:
-    return int(math.ceil(count_per_minute / capacity))

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
+import math
+import sys
 import time
+from pathlib import Path
 
 from kubernetes import client, utils
 from kubernetes.client.exceptions import ApiException
@@ -139,3 +143,49 @@ def events(api_client, namespace, involved_name: str | None = None) -> list:
 
 def event_reasons(api_client, namespace, involved_name: str) -> list[str]:
     return [e.reason for e in events(api_client, namespace, involved_name)]
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _load_control_plane_module():
+    spec = importlib.util.spec_from_file_location("mesp_control_plane", REPO / "hack" / "control-plane.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["mesp_control_plane"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+control_plane_module = _load_control_plane_module()
+
+
+class SimClock:
+    """Simulated wall clock: starts at `start` and runs `speed` times faster than real time."""
+
+    def __init__(self, start: float, speed: float):
+        self.start, self.speed = float(start), float(speed)
+        self.real0 = time.monotonic()
+
+    def __call__(self) -> float:
+        return self.start + (time.monotonic() - self.real0) * self.speed
+
+    def sleep_until(self, sim_time: float) -> None:
+        delay = (sim_time - self()) / self.speed
+        if delay > 0:
+            time.sleep(delay)
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.2, message: str = "condition"):
+    """Poll until predicate() is truthy; return its value or fail with `message`."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {message} (last: {last!r})")
+
+
+def instances(count_per_minute: float, capacity: float) -> int:
+    return int(math.ceil(count_per_minute / capacity))

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 import kube_helpers as kh
-from conftest import SimClock, instances, wait_for
+from kube_helpers import SimClock, instances, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 
 import kube_helpers as kh
-from conftest import control_plane_module, wait_for
+from kube_helpers import control_plane_module, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -55,7 +55,7 @@ def test_unknown_service_is_zeros_and_bad_override_is_a_policy_error(control_pla
 
 
 def test_unreachable_prometheus_is_a_metrics_error(history):
-    from conftest import control_plane_module
+    from kube_helpers import control_plane_module
 
     port = control_plane_module.free_port()  # nothing listens there
     source = PrometheusSource(f"http://127.0.0.1:{port}", timeout=1)

@@ -6,7 +6,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 import kube_helpers as kh
-from conftest import SimClock, wait_for
+from kube_helpers import SimClock, wait_for
 
 pytestmark = pytest.mark.integration
 
