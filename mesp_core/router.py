@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from mesp_core.constants import MINUTES_PER_DAY
+from mesp_core.fftsize import fast_fft_length
 
 IDLE_CLUSTER = -1
 _FLAT_STD = 1e-6
@@ -77,7 +78,7 @@ class Router:
         c = torch.from_numpy(self.centroids).double()
         period = c.shape[1]
         extended = torch.cat([c, c[:, : t - 1]], dim=1)  # every phase has a full segment
-        n_fft = _fast_len(extended.shape[1])
+        n_fft = fast_fft_length(extended.shape[1])
         cumsum = torch.nn.functional.pad(torch.cumsum(extended, 1), (1, 0))
         cumsum_sq = torch.nn.functional.pad(torch.cumsum(extended**2, 1), (1, 0))
         seg_sum = cumsum[:, t : t + period] - cumsum[:, :period]
@@ -141,19 +142,3 @@ def _block_mean(x: np.ndarray, block: int) -> np.ndarray:
     if block == 1:
         return x
     return x.reshape(x.shape[0], -1, block).mean(axis=2, dtype=np.float32)
-
-
-def _fast_len(n: int) -> int:
-    """Smallest 2^a 3^b 5^c >= n: FFT sizes that pocketfft/torch handle fastest."""
-    best = 1 << (n - 1).bit_length()
-    p5 = 1
-    while p5 < best:
-        p35 = p5
-        while p35 < best:
-            p = p35
-            while p < n:
-                p *= 2
-            best = min(best, p)
-            p35 *= 3
-        p5 *= 5
-    return best

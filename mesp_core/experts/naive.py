@@ -17,6 +17,7 @@ import numpy as np
 
 from mesp_core.constants import DEFAULT_HORIZON
 from mesp_core.experts.base import Expert, _positive_int
+from mesp_core.fftsize import fast_fft_length
 from mesp_core.windows import WindowSet, _as_float_1d, prepare_contexts, validate_counts
 
 __all__ = ["SeasonalNaive", "RepeatLastHour", "detect_periods", "DEFAULT_PERIOD_CANDIDATES", "APERIODIC"]
@@ -39,20 +40,6 @@ def _enough_history(length: np.ndarray, max_lag: int) -> np.ndarray:
     return length - max_lag >= max(60, max_lag // 2)
 
 
-def _fast_len(n: int) -> int:
-    """Smallest 2^a * 3^b * 5^c >= n (sizes pocketfft handles quickly)."""
-    best = 1 << (n - 1).bit_length()
-    p5 = 1
-    while p5 < best:
-        p35 = p5
-        while p35 < best:
-            size = p35
-            while size < n:
-                size *= 2
-            best = min(best, size)
-            p35 *= 3
-        p5 *= 5
-    return best
 
 
 def _period_errors(
@@ -71,7 +58,7 @@ def _period_errors(
     span_len = np.minimum(lengths, span)
     xf = x[:, width - span :]
     # Lag products A[k] = sum_t x_t x_{t-k} over the valid (non-zero-padded) part, k = 0..short_max.
-    nfft = _fast_len(span + short_max + 1)
+    nfft = fast_fft_length(span + short_max + 1)
     spec = np.fft.rfft(xf, nfft, axis=1)
     lag_products = np.fft.irfft(spec.real**2 + spec.imag**2, nfft, axis=1)[:, : short_max + 1]
     csum = np.concatenate([np.zeros((n_rows, 1)), np.cumsum(xf * xf, axis=1)], axis=1)
