@@ -17,7 +17,6 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from mesp_core.constants import MINUTES_PER_DAY
 from mesp_core.fftsize import fast_fft_length
 
 IDLE_CLUSTER = -1

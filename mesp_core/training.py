@@ -30,11 +30,11 @@ import numpy as np
 import torch
 
 from mesp_core import __version__
-from mesp_core.artifact import commit_output_dir, prepare_output_dir, save_tensors, write_manifest
+from mesp_core.artifact import commit_output_dir, prepare_output_dir, save_tensors, sha256_file, write_manifest
 from mesp_core.constants import DEFAULT_HORIZON, MIN_CONTEXT, MINUTES_PER_DAY
 from mesp_core.metrics import wape
 from mesp_core.model import NAIVE_KEY, SCALE_MINUTES, window_scale
-from mesp_core.router import IDLE_CLUSTER, Router
+from mesp_core.router import Router
 
 log = logging.getLogger("mesp.training")
 
@@ -243,7 +243,6 @@ def train(trace, out_dir, config: TrainConfig | None = None, progress: bool = Tr
     """Train the mixture on `trace` (an InvocationTrace) and write the artifact to `out_dir`."""
     from mesp_core.clustering import cluster_days
     from mesp_core.experts import build_expert
-    from mesp_core.experts import EXPERT_FAMILIES
     from mesp_core.trace import split_functions
     from mesp_core.windows import make_windows
 
@@ -354,7 +353,6 @@ def train(trace, out_dir, config: TrainConfig | None = None, progress: bool = Tr
 
     # 6. artifact.
     seconds = time.monotonic() - started
-    test_keys = [trace.keys[i] for i in test_idx]
     training_keys = [trace.keys[i] for i in train_idx]
     manifest = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -381,9 +379,8 @@ def train(trace, out_dir, config: TrainConfig | None = None, progress: bool = Tr
     staging = prepare_output_dir(out_dir)
     files = write_experts(staging, manifest, router, cluster_experts, {f: dense_models[f] for f in top_families}, quantiles)
     (staging / "training_keys.txt").write_text("".join(key_digest(k) + "\n" for k in training_keys))
-    files["training_keys.txt"] = _sha(staging / "training_keys.txt")
+    files["training_keys.txt"] = sha256_file(staging / "training_keys.txt")
     manifest["files"] = files
-    manifest["held_out_keys"] = len(test_keys)
     write_manifest(staging, manifest)
     commit_output_dir(staging, out_dir)
     ui.stage(f"model written to {out_dir} in {seconds:.0f}s")
@@ -391,7 +388,7 @@ def train(trace, out_dir, config: TrainConfig | None = None, progress: bool = Tr
         out_dir=str(out_dir),
         seconds=round(seconds, 1),
         k=clustering.k,
-        clusters=[{k: v for k, v in e.items() if k != "ranking"} | {"ranking": e["ranking"]} for e in cluster_entries],
+        clusters=[{k: v for k, v in e.items() if k != "expert"} for e in cluster_entries],
         dense_ranking=[{k: v for k, v in r.items() if k != "trial_table"} for r in dense_ranking],
         n_train_functions=int(len(fit_idx)),
         n_val_functions=int(len(val_idx)),
@@ -425,12 +422,6 @@ def _save_expert(model_dir: Path, relative: str, expert, files: dict) -> dict:
 
 def _hyperparams(config: dict) -> dict:
     return {k: v for k, v in config.items() if k not in ("family", "horizon", "seed")}
-
-
-def _sha(path: Path) -> str:
-    from mesp_core.artifact import sha256_file
-
-    return sha256_file(path)
 
 
 def _config_json(config: TrainConfig) -> dict:

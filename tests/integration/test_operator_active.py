@@ -8,7 +8,7 @@ import threading
 import pytest
 
 import kube_helpers as kh
-from kube_helpers import SimClock, instances, wait_for
+from kube_helpers import SimClock, instances
 
 pytestmark = pytest.mark.integration
 

@@ -2,7 +2,6 @@
 extend without retraining, and the backtest. One tiny model is trained per test session."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
