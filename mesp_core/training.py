@@ -62,6 +62,9 @@ class TrainConfig:
     max_cluster_windows: int = 20_000
     min_cluster_windows: int = 300  # below this a cluster reuses the dense model
     stride: int = 30
+    # Selection and residual quantiles use windows with at least this much history: online the
+    # operator always has a day of context, and the naive floors need it to see their period.
+    val_min_context: int = 720
     test_fraction: float = 0.2
     val_fraction: float = 0.2
     metric: str = "wape"
@@ -285,7 +288,7 @@ def train(trace, out_dir, config: TrainConfig | None = None, progress: bool = Tr
     fit_series = [trace.counts[i] for i in fit_idx]
     val_series = [trace.counts[i] for i in val_idx]
     fit_windows = make_windows(fit_series, config.input_size_max, config.horizon, stride=config.stride, min_context=MIN_CONTEXT)
-    val_windows = make_windows(val_series, config.input_size_max, config.horizon, stride=config.stride, min_context=MIN_CONTEXT)
+    val_windows = make_windows(val_series, config.input_size_max, config.horizon, stride=config.stride, min_context=config.val_min_context)
     ui.stage(f"routing {len(fit_windows)} fit and {len(val_windows)} validation windows")
     fit_route, _ = route_windows(router, fit_series, fit_windows)
     val_route, val_dist = route_windows(router, val_series, val_windows)
@@ -485,7 +488,7 @@ def extend(model_dir, trace, out_dir, threshold: float | None = None, k: int | N
     fit_series = [trace.counts[i] for i in fit_rows]
     val_series = [trace.counts[i] for i in val_rows]
     fit_windows = make_windows(fit_series, config.input_size_max, config.horizon, stride=config.stride)
-    val_windows = make_windows(val_series, config.input_size_max, config.horizon, stride=config.stride)
+    val_windows = make_windows(val_series, config.input_size_max, config.horizon, stride=config.stride, min_context=config.val_min_context)
     fit_route, _ = route_windows(router, fit_series, fit_windows)
     val_route, val_dist = route_windows(router, val_series, val_windows)
 
