@@ -67,13 +67,16 @@ def test_routes_are_explained(tiny_model, tiny_trace):
         assert 0 <= r["cluster"] < 3 and 0.0 <= r["distance"] <= 2.0 and r["description"] and r["expert"]
 
 
-def test_upper_quantile_sits_above_the_point_forecast(tiny_model, tiny_trace):
+def test_quantile_forecasts_are_ordered_by_level(tiny_model, tiny_trace):
+    # A cluster whose expert over-forecasts can have its 0.95 residual quantile below zero, so the
+    # guarantee is the order of the levels, not that every upper value exceeds the point forecast.
     context = tiny_trace.counts[:, :900]
-    point = tiny_model.forecast(context, 60)
-    upper = tiny_model.forecast_quantile(context, 60, q=0.95)
-    lower = tiny_model.forecast_quantile(context, 60, q=0.05)
-    assert (upper >= point - 1e-4).mean() > 0.99
-    assert upper.sum() > point.sum() >= lower.sum()
+    distribution = tiny_model.forecast_distribution(context, 60)
+    levels = [distribution.quantile(q) for q in (0.05, 0.5, 0.9, 0.95)]
+    for low, high in zip(levels, levels[1:]):
+        assert (high >= low - 1e-4).all()
+    assert levels[-1].sum() > distribution.point.sum() > levels[0].sum()
+    np.testing.assert_allclose(levels[2], tiny_model.forecast_quantile(context, 60, q=0.9), rtol=1e-6)
 
 
 def test_min_scale_plan_is_integer_and_bounded(tiny_model, tiny_trace):
