@@ -371,7 +371,7 @@ def model_context_minutes(manifest: Mapping[str, Any] | None) -> int:
 
 
 class Reconciler:
-    """Runs the batched loop. `model` follows mesp_core's model interface (forecast, forecast_quantile,
+    """Runs the batched loop. `model` follows mesp_core's model interface (forecast_distribution,
     explain_routes); `clock` is injectable so tests can walk through a backfilled day."""
 
     def __init__(self, settings: OperatorSettings, model, source, knative: kn.KnativeClient, store: PolicyStore,
@@ -580,27 +580,22 @@ class Reconciler:
         contexts = np.stack([series for _, series in fresh]).astype(np.float32)
         t = time.monotonic()
         routes = self.model.explain_routes(contexts)
-        # One model run per (approach, forecast length); then one quantile pass per distinct quantile.
+        # One model run per (approach, forecast length); every quantile is derived from that run.
         groups: dict[tuple[str, int], list[int]] = {}
         for i, ((o, _), config) in enumerate(zip(fresh, configs)):
             groups.setdefault((o.spec.approach, o.spec.horizon + config.lookahead), []).append(i)
         point = [None] * len(fresh)
         upper = [None] * len(fresh)
         for (approach, length), members in groups.items():
-            batch = contexts[members]
-            forecast = self.model.forecast(batch, horizon=length, approach=approach)
+            distribution = self.model.forecast_distribution(contexts[members], horizon=length, approach=approach)
             by_quantile: dict[float | None, list[int]] = {}
             for j, i in enumerate(members):
-                point[i] = forecast[j]
+                point[i] = distribution.point[j]
                 by_quantile.setdefault(configs[i].quantile, []).append(j)
             for q, rows in by_quantile.items():
-                if q is None:
-                    for j in rows:
-                        upper[members[j]] = None
-                    continue
-                quant = self.model.forecast_quantile(batch[rows], horizon=length, q=q, approach=approach)
-                for r, j in enumerate(rows):
-                    upper[members[j]] = quant[r]
+                quant = None if q is None else distribution.quantile(q)
+                for j in rows:
+                    upper[members[j]] = None if quant is None else quant[j]
 
         self._phases["model"] = time.monotonic() - t
         t = time.monotonic()
