@@ -17,6 +17,12 @@ from mesp_core.router import IDLE_CLUSTER, Router, as_context_list
 
 APPROACHES = ("moe", "dense", "naive")  # "dense:<family>" picks one of the kept dense models
 NAIVE_KEY = "naive"
+# Recent-error check (manifest "recent_check"): a routed expert is trusted only while it keeps up
+# with repeating the last hour on the function's own recent minutes. Functions that jump between
+# levels (a batch job switching on) make every learned daily shape wrong for a while; the last
+# hour already shows the new level. The switch ratio is chosen on validation functions by training.
+RECENT_CHECK_KEY = "repeat_last_hour"
+RECENT_CHECK_WINDOW = 60
 
 
 def validate_contexts(context, min_length: int = MIN_CONTEXT) -> list[np.ndarray]:
@@ -64,6 +70,9 @@ class MespModel:
         self.quantile_levels = np.asarray(manifest.get("quantile_levels", []), dtype=np.float64)
         self.dense_best = manifest.get("dense", {}).get("best")
         self.path = path
+        check = manifest.get("recent_check") or {}
+        # None = no check (models trained before it existed, or training found it did not help).
+        self.recent_check_ratio: float | None = check.get("switch_ratio") if check.get("enabled") else None
 
     # ------------------------------------------------------------------ description
     @property
@@ -169,14 +178,45 @@ class MespModel:
             raise ValueError(f"horizon must be a positive integer, got {horizon}")
         horizon = int(horizon)
         rows = validate_contexts(context)
+        recent = None
+        with torch.inference_mode():
+            point, scale, groups = self._forecast_groups(rows, horizon, approach)
+            if approach == "moe" and self.recent_check_ratio is not None:
+                recent = self.recent_hour(rows, approach)
+        switched = np.zeros(len(rows), dtype=bool)
+        if recent is not None:
+            switched = recent.switch(self.recent_check_ratio)
+        if switched.any():
+            idx = np.flatnonzero(switched)
+            point[idx] = repeat_last_hour_forecast([rows[i] for i in idx], horizon)
+            groups = [(key, members[~switched[members]]) for key, members in groups] + [(RECENT_CHECK_KEY, idx)]
+        return ForecastDistribution(self, point, scale, groups, switched, rows=rows, approach=approach, recent=recent)
+
+    def _forecast_groups(self, rows: list[np.ndarray], horizon: int, approach: str):
+        """Point forecast, window scale and (residual key, rows) groups, without the recent check."""
         point = np.zeros((len(rows), horizon), dtype=np.float32)
         scale = np.zeros(len(rows), dtype=np.float32)
         groups = []
-        with torch.inference_mode():
-            for expert, key, members in self._experts_for(rows, approach):
-                point[members], scale[members] = self._predict(expert, [rows[i] for i in members], horizon)
-                groups.append((key, members))
-        return ForecastDistribution(self, point, scale, groups)
+        for expert, key, members in self._experts_for(rows, approach):
+            point[members], scale[members] = self._predict(expert, [rows[i] for i in members], horizon)
+            groups.append((key, members))
+        return point, scale, groups
+
+    def recent_hour(self, context, approach: str = "moe", window: int = RECENT_CHECK_WINDOW) -> "RecentHour":
+        """Each context's last `window` minutes as `approach` (without the recent check) and
+        repeat-last-hour forecast them from the minutes before; only contexts that leave at
+        least MIN_CONTEXT minutes before that window take part."""
+        rows = validate_contexts(context)
+        usable = np.flatnonzero([len(r) >= window + MIN_CONTEXT for r in rows])
+        actual = np.zeros((len(usable), window), dtype=np.float32)
+        model_past = alt_past = actual
+        if usable.size:
+            past = [rows[i][:-window] for i in usable]
+            actual = np.stack([rows[i][-window:] for i in usable]).astype(np.float32)
+            with torch.inference_mode():
+                model_past, _, _ = self._forecast_groups(past, window, approach)
+            alt_past = repeat_last_hour_forecast(past, window)
+        return RecentHour(len(rows), usable, actual, model_past, alt_past)
 
     def _residual_quantile(self, key: str, q: float, horizon: int) -> np.ndarray:
         """Residual quantile per lead step in window-scale units, interpolated between stored levels
@@ -213,14 +253,73 @@ class MespModel:
         return plan
 
 
-class ForecastDistribution:
-    """A batch's point forecast and, per row, the residual table that turns it into quantiles."""
+class RecentHour:
+    """Forecasts of each function's last hour made from the minutes before it (its own errors)."""
 
-    def __init__(self, model: MespModel, point: np.ndarray, scale: np.ndarray, groups: list[tuple[str, np.ndarray]]):
+    def __init__(self, n: int, usable: np.ndarray, actual: np.ndarray, model_past: np.ndarray, alt_past: np.ndarray):
+        self.n = n
+        self.usable = usable
+        self.actual = actual
+        self.model_past = model_past
+        self.alt_past = alt_past
+
+    def errors(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean absolute error per function of the model and of repeat-last-hour (NaN: too short)."""
+        model_err = np.full(self.n, np.nan)
+        alt_err = np.full(self.n, np.nan)
+        model_err[self.usable] = np.abs(self.model_past - self.actual).mean(axis=1)
+        alt_err[self.usable] = np.abs(self.alt_past - self.actual).mean(axis=1)
+        return model_err, alt_err
+
+    def switch(self, ratio: float) -> np.ndarray:
+        """Functions whose model did clearly worse than repeat-last-hour: error < ratio * model's."""
+        model_err, alt_err = self.errors()
+        with np.errstate(invalid="ignore"):
+            return alt_err < ratio * model_err  # NaN (short context) compares False: keep the expert
+
+    def residuals(self, switched: np.ndarray) -> np.ndarray:
+        """actual - forecast [n, window] of whichever forecaster each row uses; NaN rows: too short."""
+        out = np.full((self.n, self.actual.shape[1]), np.nan, dtype=np.float32)
+        use_alt = switched[self.usable][:, None]
+        out[self.usable] = self.actual - np.where(use_alt, self.alt_past, self.model_past)
+        return out
+
+
+def repeat_last_hour_forecast(rows: list[np.ndarray], horizon: int) -> np.ndarray:
+    """Repeat-last-hour forecast [n, horizon] of contexts of any length >= 60 minutes."""
+    from mesp_core.experts.naive import RepeatLastHour
+    from mesp_core.windows import prepare_contexts
+
+    expert = RepeatLastHour(horizon=horizon)
+    return expert.predict(prepare_contexts(rows, expert.input_size))
+
+
+class ForecastDistribution:
+    """A batch's point forecast and, per row, the residual table that turns it into quantiles.
+
+    `switched[i]` is True where the recent-error check replaced the routed expert by repeat-last-hour.
+    """
+
+    def __init__(self, model: MespModel, point: np.ndarray, scale: np.ndarray, groups: list[tuple[str, np.ndarray]],
+                 switched: np.ndarray | None = None, *, rows: list[np.ndarray] | None = None,
+                 approach: str = "moe", recent: RecentHour | None = None):
         self.point = np.clip(point, 0.0, None)
         self._model = model
         self._scale = scale
         self._groups = groups
+        self.switched = np.zeros(len(point), dtype=bool) if switched is None else switched
+        self._rows = rows
+        self._approach = approach
+        self._recent = recent
+        self._local: np.ndarray | None = None
+
+    def local_residuals(self) -> np.ndarray | None:
+        """The function's own last-hour residuals [n, 60] (NaN rows: context too short), or None
+        when the distribution was built without its contexts."""
+        if self._local is None and self._rows is not None:
+            recent = self._recent or self._model.recent_hour(self._rows, self._approach)
+            self._local = recent.residuals(self.switched)
+        return self._local
 
     def quantile(self, q: float) -> np.ndarray:
         if not 0.0 < q < 1.0:
@@ -230,6 +329,14 @@ class ForecastDistribution:
         for key, members in self._groups:
             residual = self._model._residual_quantile(key, q, horizon)
             out[members] = self.point[members] + self._scale[members, None] * residual[None, :]
+        # Functions with an hour of their own recent errors are sized from those (local conformal):
+        # a shared table scaled by level is far too wide for steady functions and too narrow for
+        # jumpy ones. The others keep the per-cluster validation table.
+        local = self.local_residuals()
+        if local is not None:
+            own = ~np.isnan(local[:, 0])
+            if own.any():
+                out[own] = self.point[own] + np.quantile(local[own], q, axis=1)[:, None]
         return np.clip(out, 0.0, None)
 
 

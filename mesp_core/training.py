@@ -33,7 +33,7 @@ from mesp_core import __version__
 from mesp_core.artifact import commit_output_dir, prepare_output_dir, save_tensors, sha256_file, write_manifest
 from mesp_core.constants import DEFAULT_HORIZON, MIN_CONTEXT, MINUTES_PER_DAY
 from mesp_core.metrics import wape
-from mesp_core.model import NAIVE_KEY, SCALE_MINUTES, window_scale
+from mesp_core.model import NAIVE_KEY, RECENT_CHECK_KEY, RECENT_CHECK_WINDOW, SCALE_MINUTES, repeat_last_hour_forecast, load_model, window_scale
 from mesp_core.router import Router
 
 log = logging.getLogger("mesp.training")
@@ -70,6 +70,9 @@ class TrainConfig:
     metric: str = "wape"
     loss_weight: str = "sqrt_scale"  # networks' per-window loss weight (see TorchExpert)
     blend_weights: tuple[float, ...] = (0.25, 0.5, 0.75)  # mixes of a cluster's two best tried
+    # Recent-error check (mesp_core.model): switch ratios tried on the validation functions; the
+    # best by WAPE is kept, or none when no ratio beats the experts alone. () = no check.
+    recent_check_ratios: tuple[float, ...] = (0.9, 0.7, 0.5, 0.3)
     seed: int = 0
     threads: int = 1  # small networks: a second thread costs more in sync than it gains
 
@@ -84,6 +87,8 @@ class TrainConfig:
             raise ValueError(f"input_size_max must be >= {SCALE_MINUTES}")
         if self.metric != "wape":
             raise ValueError("only metric 'wape' is supported for selection")
+        if any(not 0.0 < r <= 1.0 for r in self.recent_check_ratios):
+            raise ValueError(f"recent_check_ratios must be in (0, 1], got {self.recent_check_ratios}")
         from mesp_core.experts import EXPERT_FAMILIES
 
         unknown = [f for f in self.families if f not in EXPERT_FAMILIES or f in BASELINE_FAMILIES]
@@ -350,9 +355,10 @@ def train(trace, out_dir, config: TrainConfig | None = None, progress: bool = Tr
         bar.update(1)
     bar.close()
     quantiles[NAIVE_KEY] = residual_quantiles(naive, dense_val, val_series)
+    quantiles[RECENT_CHECK_KEY] = residual_quantiles(baselines["repeat_last_hour"], dense_val, val_series)
     for family in top_families:
         quantiles[f"dense-{family}"] = residual_quantiles(dense_models[family], dense_val, val_series)
-    lap("experts", t0)
+    t0 = lap("experts", t0)
 
     # 6. artifact.
     seconds = time.monotonic() - started
@@ -385,6 +391,12 @@ def train(trace, out_dir, config: TrainConfig | None = None, progress: bool = Tr
     files["training_keys.txt"] = sha256_file(staging / "training_keys.txt")
     manifest["files"] = files
     write_manifest(staging, manifest)
+    # 7. the recent-error check, tuned on the validation functions with the experts as written.
+    ui.stage("recent-error check: choosing the switch ratio on validation functions")
+    manifest["recent_check"] = choose_recent_check(load_model(staging), np.stack(val_series), config.recent_check_ratios, config.horizon)
+    ui.stage("recent-error check: " + _describe_check(manifest["recent_check"]))
+    lap("recent_check", t0)
+    write_manifest(staging, manifest)
     commit_output_dir(staging, out_dir)
     ui.stage(f"model written to {out_dir} in {seconds:.0f}s")
     return TrainReport(
@@ -398,6 +410,51 @@ def train(trace, out_dir, config: TrainConfig | None = None, progress: bool = Tr
         n_test_functions=int(len(test_idx)),
         stage_seconds=stage_seconds,
     )
+
+
+def choose_recent_check(model, counts: np.ndarray, ratios, horizon: int = DEFAULT_HORIZON) -> dict:
+    """Pick the recent-error check's switch ratio by WAPE on `counts` (validation functions).
+
+    Same protocol as `mesp evaluate`: origins every 60 minutes from 720 to 1380 of the last day,
+    context = every minute before the origin. Each candidate ratio is scored on the same
+    forecasts; the check is enabled only if some ratio beats the experts alone."""
+    from mesp_core.evaluation import DEFAULT_ORIGINS
+
+    day_offset = max(0, (counts.shape[1] // MINUTES_PER_DAY - 1) * MINUTES_PER_DAY)
+    origins = [day_offset + o for o in DEFAULT_ORIGINS]
+    origins = [o for o in origins if o >= RECENT_CHECK_WINDOW + MIN_CONTEXT and o + horizon <= counts.shape[1]]
+    if not ratios or not origins or len(counts) == 0:
+        return {"enabled": False, "reason": "no ratios to try or validation series too short", "val_wape": {}}
+    actual, expert, alternative, model_err, alt_err = [], [], [], [], []
+    for origin in origins:
+        context = counts[:, :origin]
+        point = model.forecast(context, horizon, approach="moe")  # no check yet in this manifest
+        errors = model.recent_hour(context, "moe").errors()
+        actual.append(counts[:, origin : origin + horizon])
+        expert.append(point)
+        alternative.append(repeat_last_hour_forecast(list(context), horizon))
+        model_err.append(errors[0])
+        alt_err.append(errors[1])
+    y, f_exp, f_alt = (np.concatenate(a) for a in (actual, expert, alternative))
+    m_err, a_err = np.concatenate(model_err), np.concatenate(alt_err)
+    scores = {"off": float(wape(y, f_exp))}
+    for ratio in ratios:
+        with np.errstate(invalid="ignore"):
+            switch = a_err < ratio * m_err
+        scores[f"{ratio:g}"] = float(wape(y, np.where(switch[:, None], f_alt, f_exp)))
+    best = min(scores, key=lambda k: (scores[k], k != "off"))  # ties keep the experts alone
+    entry = {"enabled": best != "off", "window": RECENT_CHECK_WINDOW, "alternative": "repeat_last_hour",
+             "val_wape": scores, "n_val_functions": int(len(counts)), "origins": len(origins)}
+    if best != "off":
+        entry["switch_ratio"] = float(best)
+    return entry
+
+
+def _describe_check(entry: dict) -> str:
+    scores = ", ".join(f"{k} {v:.3f}" for k, v in entry.get("val_wape", {}).items())
+    if not entry.get("enabled"):
+        return f"off ({entry.get('reason') or 'no ratio beats the experts alone'}; val WAPE {scores or 'n/a'})"
+    return f"switch ratio {entry['switch_ratio']:g} (val WAPE {scores})"
 
 
 def write_experts(model_dir: Path, manifest: dict, router: Router, cluster_experts: dict, dense_models: dict, quantiles: dict) -> dict:
@@ -441,7 +498,6 @@ def extend(model_dir, trace, out_dir, threshold: float | None = None, k: int | N
     from mesp_core.artifact import read_manifest
     from mesp_core.clustering import cluster_days, is_flat
     from mesp_core.experts import build_expert
-    from mesp_core.model import load_model
     from mesp_core.windows import make_windows
 
     ui = _Progress(progress)
