@@ -225,9 +225,12 @@ def cmd_forecast(args) -> int:
     if not 60 <= at <= trace.counts.shape[1]:
         raise CliError(f"--at must be between 60 and {trace.counts.shape[1]} (minutes into the trace)")
     context = trace.counts[rows, :at]
-    point = model.forecast(context, args.horizon, approach=args.approach)
-    upper = model.forecast_quantile(context, args.horizon, q=args.quantile, approach=args.approach)
+    distribution = model.forecast_distribution(context, args.horizon, approach=args.approach)
+    point, upper = distribution.point, distribution.quantile(args.quantile)
     routes = model.explain_routes(context)
+    for route, switched in zip(routes, distribution.switched):
+        if switched:  # the routed expert lost to repeat-last-hour on this function's last hour
+            route["expert"] = f"repeat_last_hour (recent-error check; routed to {route['expert']})"
     items = []
     for j, i in enumerate(rows):
         items.append(

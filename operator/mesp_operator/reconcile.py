@@ -586,11 +586,13 @@ class Reconciler:
             groups.setdefault((o.spec.approach, o.spec.horizon + config.lookahead), []).append(i)
         point = [None] * len(fresh)
         upper = [None] * len(fresh)
+        switched = [False] * len(fresh)
         for (approach, length), members in groups.items():
             distribution = self.model.forecast_distribution(contexts[members], horizon=length, approach=approach)
             by_quantile: dict[float | None, list[int]] = {}
             for j, i in enumerate(members):
                 point[i] = distribution.point[j]
+                switched[i] = bool(distribution.switched[j])
                 by_quantile.setdefault(configs[i].quantile, []).append(j)
             for q, rows in by_quantile.items():
                 quant = None if q is None else distribution.quantile(q)
@@ -634,6 +636,8 @@ class Reconciler:
             memory.forecast_peak = float(np.max(sizing[: o.spec.horizon]))
             memory.route = {k: routes[i][k] for k in ("cluster", "expert", "description", "distance")}
             memory.route["distance"] = round(float(memory.route["distance"]), 4)
+            if switched[i]:  # the routed expert lost to repeat-last-hour on this function's last hour
+                memory.route["expert"] = f"repeat_last_hour (recent-error check; routed to {routes[i]['expert']})"
             self.metrics.forecast_next.labels(*o.policy.key).set(memory.forecast_next)
             self.metrics.forecast_peak.labels(*o.policy.key).set(memory.forecast_peak)
             self.metrics.set_expert(o.policy.namespace, o.policy.name, str(memory.route["cluster"]),
