@@ -131,6 +131,10 @@ def _train_table(report) -> str:
     lines += ["", "dense baseline (all clusters, validation WAPE):"]
     for r in report.dense_ranking:
         lines.append(f"  {r['family']:<22}{r['val_wape']:.3f}")
+    if report.recent_check:
+        from mesp_core.training import describe_recent_check
+
+        lines += ["", "recent-error check: " + describe_recent_check(report.recent_check)]
     return "\n".join(lines)
 
 

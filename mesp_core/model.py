@@ -115,8 +115,9 @@ class MespModel:
         ]
 
     # ------------------------------------------------------------------ forecasting
-    def _experts_for(self, rows: list[np.ndarray], approach: str) -> list[tuple[object, str, np.ndarray]]:
-        """(expert, residual-quantile key, row indices) groups that together cover every row."""
+    def _experts_for(self, rows: list[np.ndarray], approach: str, clusters: np.ndarray | None = None) -> list[tuple[object, str, np.ndarray]]:
+        """(expert, residual-quantile key, row indices) groups that together cover every row;
+        `clusters` reuses routes already computed for these rows (moe only)."""
         n = len(rows)
         if approach == "naive":
             return [(self.naive_expert, NAIVE_KEY, np.arange(n))]
@@ -128,7 +129,8 @@ class MespModel:
             return [(self.dense_experts[family], f"dense-{family}", np.arange(n))]
         if approach != "moe":
             raise ValueError(f"approach must be one of {APPROACHES}, got {approach!r}")
-        clusters, _ = self.router.route(rows)
+        if clusters is None:
+            clusters, _ = self.router.route(rows)
         groups = []
         for cluster in np.unique(clusters):
             members = np.flatnonzero(clusters == cluster)
@@ -144,13 +146,14 @@ class MespModel:
         expert forward on its own output when horizon exceeds what it was trained for."""
         from mesp_core.windows import prepare_contexts
 
-        prepared = prepare_contexts(rows, expert.input_size) if expert.trainable else None
-        scale = window_scale(prepare_contexts(rows, SCALE_MINUTES))
+        batch = _as_batch(rows)
+        prepared = prepare_contexts(batch, expert.input_size) if expert.trainable else None
+        scale = window_scale(prepare_contexts(batch, SCALE_MINUTES))
         pieces = []
         produced = 0
         # Non-trainable floors read the true history (their periods may span days); networks
         # see the fixed-width window they were trained on.
-        current = prepared if expert.trainable else rows
+        current = prepared if expert.trainable else batch
         while produced < horizon:
             step = np.asarray(expert.predict(current), dtype=np.float32)
             pieces.append(step)
@@ -180,9 +183,10 @@ class MespModel:
         rows = validate_contexts(context)
         recent = None
         with torch.inference_mode():
-            point, scale, groups = self._forecast_groups(rows, horizon, approach)
+            clusters = self.router.route(rows)[0] if approach == "moe" else None
+            point, scale, groups = self._forecast_groups(rows, horizon, approach, clusters)
             if approach == "moe" and self.recent_check_ratio is not None:
-                recent = self.recent_hour(rows, approach)
+                recent = self._recent_hour(rows, approach, clusters)
         switched = np.zeros(len(rows), dtype=bool)
         if recent is not None:
             switched = recent.switch(self.recent_check_ratio)
@@ -190,31 +194,37 @@ class MespModel:
             idx = np.flatnonzero(switched)
             point[idx] = repeat_last_hour_forecast([rows[i] for i in idx], horizon)
             groups = [(key, members[~switched[members]]) for key, members in groups] + [(RECENT_CHECK_KEY, idx)]
-        return ForecastDistribution(self, point, scale, groups, switched, rows=rows, approach=approach, recent=recent)
+        return ForecastDistribution(self, point, scale, groups, switched, rows=rows, approach=approach,
+                                    recent=recent, clusters=clusters)
 
-    def _forecast_groups(self, rows: list[np.ndarray], horizon: int, approach: str):
+    def _forecast_groups(self, rows: list[np.ndarray], horizon: int, approach: str, clusters: np.ndarray | None = None):
         """Point forecast, window scale and (residual key, rows) groups, without the recent check."""
         point = np.zeros((len(rows), horizon), dtype=np.float32)
         scale = np.zeros(len(rows), dtype=np.float32)
         groups = []
-        for expert, key, members in self._experts_for(rows, approach):
+        for expert, key, members in self._experts_for(rows, approach, clusters):
             point[members], scale[members] = self._predict(expert, [rows[i] for i in members], horizon)
             groups.append((key, members))
         return point, scale, groups
 
-    def recent_hour(self, context, approach: str = "moe", window: int = RECENT_CHECK_WINDOW) -> "RecentHour":
-        """Each context's last `window` minutes as `approach` (without the recent check) and
-        repeat-last-hour forecast them from the minutes before; only contexts that leave at
-        least MIN_CONTEXT minutes before that window take part."""
+    def recent_hour(self, context, approach: str = "moe") -> "RecentHour":
+        """Each context's last hour as `approach` (without the recent check; for moe, the expert
+        each function is routed to now) and repeat-last-hour forecast it from the minutes before.
+        Only contexts that leave at least MIN_CONTEXT minutes before that hour take part."""
         rows = validate_contexts(context)
+        with torch.inference_mode():
+            clusters = self.router.route(rows)[0] if approach == "moe" else None
+            return self._recent_hour(rows, approach, clusters)
+
+    def _recent_hour(self, rows: list[np.ndarray], approach: str, clusters: np.ndarray | None,
+                     window: int = RECENT_CHECK_WINDOW) -> "RecentHour":
         usable = np.flatnonzero([len(r) >= window + MIN_CONTEXT for r in rows])
         actual = np.zeros((len(usable), window), dtype=np.float32)
         model_past = alt_past = actual
         if usable.size:
             past = [rows[i][:-window] for i in usable]
             actual = np.stack([rows[i][-window:] for i in usable]).astype(np.float32)
-            with torch.inference_mode():
-                model_past, _, _ = self._forecast_groups(past, window, approach)
+            model_past, _, _ = self._forecast_groups(past, window, approach, None if clusters is None else clusters[usable])
             alt_past = repeat_last_hour_forecast(past, window)
         return RecentHour(len(rows), usable, actual, model_past, alt_past)
 
@@ -291,7 +301,15 @@ def repeat_last_hour_forecast(rows: list[np.ndarray], horizon: int) -> np.ndarra
     from mesp_core.windows import prepare_contexts
 
     expert = RepeatLastHour(horizon=horizon)
-    return expert.predict(prepare_contexts(rows, expert.input_size))
+    return expert.predict(prepare_contexts(_as_batch(rows), expert.input_size))
+
+
+def _as_batch(rows: list[np.ndarray]):
+    """Rows of one length as a 2-D array, so experts check and cut them in one vectorised step
+    instead of row by row (10,000 per-row checks cost more than the networks); ragged rows stay a list."""
+    if rows and all(len(row) == len(rows[0]) for row in rows):
+        return np.stack(rows)
+    return rows
 
 
 class ForecastDistribution:
@@ -302,7 +320,7 @@ class ForecastDistribution:
 
     def __init__(self, model: MespModel, point: np.ndarray, scale: np.ndarray, groups: list[tuple[str, np.ndarray]],
                  switched: np.ndarray | None = None, *, rows: list[np.ndarray] | None = None,
-                 approach: str = "moe", recent: RecentHour | None = None):
+                 approach: str = "moe", recent: RecentHour | None = None, clusters: np.ndarray | None = None):
         self.point = np.clip(point, 0.0, None)
         self._model = model
         self._scale = scale
@@ -311,13 +329,17 @@ class ForecastDistribution:
         self._rows = rows
         self._approach = approach
         self._recent = recent
+        self._clusters = clusters
         self._local: np.ndarray | None = None
 
     def local_residuals(self) -> np.ndarray | None:
         """The function's own last-hour residuals [n, 60] (NaN rows: context too short), or None
         when the distribution was built without its contexts."""
         if self._local is None and self._rows is not None:
-            recent = self._recent or self._model.recent_hour(self._rows, self._approach)
+            recent = self._recent
+            if recent is None:
+                with torch.inference_mode():
+                    recent = self._model._recent_hour(self._rows, self._approach, self._clusters)
             self._local = recent.residuals(self.switched)
         return self._local
 

@@ -109,6 +109,7 @@ class TrainReport:
     n_val_functions: int
     n_test_functions: int
     stage_seconds: dict = field(default_factory=dict)
+    recent_check: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -394,8 +395,10 @@ def train(trace, out_dir, config: TrainConfig | None = None, progress: bool = Tr
     # 7. the recent-error check, tuned on the validation functions with the experts as written.
     ui.stage("recent-error check: choosing the switch ratio on validation functions")
     manifest["recent_check"] = choose_recent_check(load_model(staging), np.stack(val_series), config.recent_check_ratios, config.horizon)
-    ui.stage("recent-error check: " + _describe_check(manifest["recent_check"]))
+    ui.stage("recent-error check: " + describe_recent_check(manifest["recent_check"]))
     lap("recent_check", t0)
+    seconds = time.monotonic() - started
+    manifest["training"]["seconds"] = round(seconds, 1)
     write_manifest(staging, manifest)
     commit_output_dir(staging, out_dir)
     ui.stage(f"model written to {out_dir} in {seconds:.0f}s")
@@ -409,6 +412,7 @@ def train(trace, out_dir, config: TrainConfig | None = None, progress: bool = Tr
         n_val_functions=int(len(val_idx)),
         n_test_functions=int(len(test_idx)),
         stage_seconds=stage_seconds,
+        recent_check=manifest["recent_check"],
     )
 
 
@@ -418,8 +422,12 @@ def choose_recent_check(model, counts: np.ndarray, ratios, horizon: int = DEFAUL
     Same protocol as `mesp evaluate`: origins every 60 minutes from 720 to 1380 of the last day,
     context = every minute before the origin. Each candidate ratio is scored on the same
     forecasts; the check is enabled only if some ratio beats the experts alone."""
+    import copy
+
     from mesp_core.evaluation import DEFAULT_ORIGINS
 
+    model = copy.copy(model)
+    model.recent_check_ratio = None  # score the experts alone, whatever the model's manifest says
     day_offset = max(0, (counts.shape[1] // MINUTES_PER_DAY - 1) * MINUTES_PER_DAY)
     origins = [day_offset + o for o in DEFAULT_ORIGINS]
     origins = [o for o in origins if o >= RECENT_CHECK_WINDOW + MIN_CONTEXT and o + horizon <= counts.shape[1]]
@@ -428,7 +436,7 @@ def choose_recent_check(model, counts: np.ndarray, ratios, horizon: int = DEFAUL
     actual, expert, alternative, model_err, alt_err = [], [], [], [], []
     for origin in origins:
         context = counts[:, :origin]
-        point = model.forecast(context, horizon, approach="moe")  # no check yet in this manifest
+        point = model.forecast(context, horizon, approach="moe")
         errors = model.recent_hour(context, "moe").errors()
         actual.append(counts[:, origin : origin + horizon])
         expert.append(point)
@@ -450,7 +458,7 @@ def choose_recent_check(model, counts: np.ndarray, ratios, horizon: int = DEFAUL
     return entry
 
 
-def _describe_check(entry: dict) -> str:
+def describe_recent_check(entry: dict) -> str:
     scores = ", ".join(f"{k} {v:.3f}" for k, v in entry.get("val_wape", {}).items())
     if not entry.get("enabled"):
         return f"off ({entry.get('reason') or 'no ratio beats the experts alone'}; val WAPE {scores or 'n/a'})"

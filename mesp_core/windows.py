@@ -143,9 +143,11 @@ def prepare_contexts(
         n, t = arr.shape
         if t < min_length:
             raise ValueError(f"contexts have {t} minutes; at least {min_length} are needed")
-        validate_counts(arr, "contexts")
         if t >= input_size:
-            return np.ascontiguousarray(arr[:, t - input_size :])
+            arr = arr[:, t - input_size :]  # only the minutes used need checking
+            validate_counts(arr, "contexts")
+            return np.ascontiguousarray(arr)
+        validate_counts(arr, "contexts")
         return _tile_block(arr, input_size)
 
     if isinstance(contexts, np.ndarray) and contexts.ndim != 1 and contexts.dtype != object:

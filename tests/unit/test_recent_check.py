@@ -99,3 +99,12 @@ def test_training_chooses_the_ratio_on_validation_functions(tiny_model, tiny_mod
         from mesp_core.training import TrainConfig
 
         TrainConfig(recent_check_ratios=(1.5,)).validate()
+
+
+def test_choosing_the_ratio_scores_the_experts_alone_even_when_a_check_is_on(tiny_model, tiny_trace):
+    checked = copy.copy(tiny_model)
+    checked.recent_check_ratio = 1.0
+    plain = copy.copy(tiny_model)
+    plain.recent_check_ratio = None
+    counts = tiny_trace.counts[:30]
+    assert choose_recent_check(checked, counts, (0.5,))["val_wape"] == choose_recent_check(plain, counts, (0.5,))["val_wape"]
