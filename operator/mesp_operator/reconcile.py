@@ -91,6 +91,7 @@ class PolicySpec:
     hysteresis: int = 0
     template_cooldown: int = 10
     template_hysteresis: int = 1
+    template_raise_headroom: float = 1.0
     approach: str = "moe"
     promql: str | None = None
 
@@ -164,6 +165,7 @@ def parse_spec(spec: Mapping[str, Any], settings: OperatorSettings, model_horizo
         hysteresis=_get_int(spec, "scaleDown.hysteresis", 0, 0, 100000),
         template_cooldown=_get_int(spec, "template.cooldownMinutes", settings.template_cooldown_minutes, 0, 1440),
         template_hysteresis=_get_int(spec, "template.hysteresis", settings.template_hysteresis, 0, 100000),
+        template_raise_headroom=_get_int(spec, "template.raiseHeadroomPercent", 100, 0, 1000) / 100.0,
         approach=approach,
         promql=promql,
     )
@@ -326,18 +328,20 @@ def _parse_time(text) -> float | None:
 
 
 def damp_template_change(current: int, wanted: int, floor: int, cap: int, minutes_since_change: float,
-                         cooldown: int, hysteresis: int) -> tuple[int, str]:
+                         cooldown: int, hysteresis: int, raise_headroom: float = 0.0) -> tuple[int, str]:
     """What to write into a Service template, where every change is a rollout (a new Revision).
 
-    Raises are applied with `hysteresis` instances of headroom, so the next small rises need no new
-    Revision; a raise of at most `hysteresis` waits for the cooldown. Decreases wait for the cooldown
-    and must exceed the hysteresis (unless they go down to the user's floor).
+    Raises are applied with headroom, the larger of `hysteresis` instances and `raise_headroom`
+    times the wanted value, so the next rises of a ramp need no new Revision (per-function
+    quantiles widen only as a ramp shows in the function's own errors); a raise of at most
+    `hysteresis` waits for the cooldown. Decreases wait for the cooldown and must exceed the
+    hysteresis (unless they go down to the user's floor).
     """
     wanted = min(max(wanted, floor), cap)
     if wanted > current:
         if wanted - current <= hysteresis and minutes_since_change < cooldown:
             return current, f"hold {current}: raise to {wanted} is within the hysteresis during the cooldown"
-        target = min(wanted + hysteresis, cap)
+        target = min(wanted + max(hysteresis, math.ceil(wanted * raise_headroom)), cap)
         return target, f"raise to {target} ({wanted} + {target - wanted} headroom)"
     if wanted < current:
         if minutes_since_change < cooldown:
@@ -788,7 +792,7 @@ class Reconciler:
             since = math.inf if memory.changed_at is None else (now - memory.changed_at) / 60.0
             value, why = damp_template_change(current_value if current_value is not None else o.floor, value,
                                               o.floor, o.cap, since, o.spec.template_cooldown,
-                                              o.spec.template_hysteresis)
+                                              o.spec.template_hysteresis, o.spec.template_raise_headroom)
             o.reasons = [why] + o.reasons[:2]
         if actuation == "Revision":
             result = self.knative.set_revision_min_scale(policy.namespace, name, str(value), known=known)

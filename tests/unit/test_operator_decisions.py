@@ -65,6 +65,21 @@ def test_template_damping(current, wanted, floor, cap, since, cooldown, hysteres
     assert floor <= value <= cap
 
 
+def test_template_raise_headroom_is_a_share_of_the_wanted_value():
+    # current, wanted, floor, cap, since, cooldown, hysteresis, headroom
+    assert damp_template_change(4, 10, 1, 80, 0, 15, 2, 0.5)[0] == 15     # 10 + 50%
+    assert damp_template_change(1, 2, 1, 80, 30, 15, 2, 0.5)[0] == 4      # at least the hysteresis
+    assert damp_template_change(20, 60, 1, 80, 0, 15, 2, 0.5)[0] == 80    # never above the cap
+    # A ramp 2, 4, ..., 50 wanted one step a minute: with headroom a handful of Revisions.
+    current, changes, last_change = 1, 0, -100
+    for minute, want in enumerate(range(2, 52, 2)):
+        value, _ = damp_template_change(current, want, 1, 100, minute - last_change, 15, 2, 0.5)
+        if value != current:
+            changes, last_change, current = changes + 1, minute, value
+        assert value >= want - 2  # never more than the hysteresis below what is wanted
+    assert changes <= 6
+
+
 def test_template_damping_bounds_rollouts_over_a_day_of_noisy_wants():
     import numpy as np
 
