@@ -121,7 +121,9 @@ class Api:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             crd = self.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", crd_name)
-            conditions = {c["type"]: c["status"] for c in (crd or {}).get("status", {}).get("conditions", [])}
+            # Just after creation the apiserver may answer with status.conditions null, not absent.
+            status = (crd or {}).get("status") or {}
+            conditions = {c["type"]: c["status"] for c in status.get("conditions") or []}
             if conditions.get("Established") == "True":
                 return
             time.sleep(0.2)
