@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# MESP operator image: `mesp operator` with the built-in demo model artifact.
+# MESP operator image: `mesp operator` with the built-in default model artifact.
 # Build: docker build -t mesp:dev .   (hack/e2e-kind.sh builds it and loads it into kind)
 # It cannot be built on the project's CI machines (no Docker engine there); the kind e2e exercises it.
 
@@ -20,10 +20,10 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY mesp_core ./mesp_core
 COPY operator ./operator
-# A regular (non-editable) install: the package, its data (the demo model) and the `mesp` script
+# A regular (non-editable) install: the package, its data (the default model) and the `mesp` script
 # all land in the virtualenv, so the runtime stage needs nothing from /src.
 RUN pip install . \
- && python -c "from mesp_core.model import demo_model_path; import mesp_core; mesp_core.load_model(demo_model_path()); print('demo model loads')"
+ && python -c "from mesp_core.model import default_model_path; import mesp_core; mesp_core.load_model(default_model_path()); print('default model loads')"
 
 # --- runtime ----------------------------------------------------------------------------------------
 FROM python:${PYTHON_VERSION}-slim

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 import mesp_core
-from mesp_core.model import demo_model_path
+from mesp_core.model import default_model_path
 from mesp_core.synthetic import generate_trace
 
 
@@ -28,7 +28,7 @@ def best_of(repeat, fn):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=str(demo_model_path()))
+    parser.add_argument("--model", default=str(default_model_path()))
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--context", type=int, default=1440)
     parser.add_argument("--horizon", type=int, default=60)

@@ -87,7 +87,7 @@ def main(argv=None) -> int:
                         help="history per Service backfilled and fed to the model (default 240)")
     parser.add_argument("--loops", type=int, default=2, help="loops to observe after the first (default 2)")
     parser.add_argument("--loop-interval-seconds", type=float, default=60.0)
-    parser.add_argument("--model", help="model artifact (default: the demo model)")
+    parser.add_argument("--model", help="model artifact (default: the model shipped in the package)")
     parser.add_argument("--json", type=Path, help="write the figures as JSON here")
     args = parser.parse_args(argv)
 

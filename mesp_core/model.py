@@ -395,6 +395,7 @@ def load_model(path: str | os.PathLike) -> MespModel:
     return MespModel(manifest, router, cluster_experts, dense_experts, naive, residual_quantiles, path=model_dir)
 
 
-def demo_model_path() -> Path:
-    """The small model shipped inside the package (trained on the generated demo trace)."""
-    return Path(__file__).resolve().parent / "demo_model"
+def default_model_path() -> Path:
+    """The model shipped inside the package: `mesp train` with its defaults on the training 80% of
+    the real Azure Functions 2019 sample (CC-BY 4.0); figures in docs/RESULTS.md."""
+    return Path(__file__).resolve().parent / "default_model"

@@ -1,7 +1,7 @@
 """Seeded generator of realistic multi-day invocation traces (Azure Functions 2019 layout).
 
-The real sample may not be redistributed with the project, so tests, the demo and the demo model use
-this generator. Each function is one of these archetypes (shares chosen so that, as in the real
+The project must not depend on the real sample at run time, so tests and the demo use this
+generator. Each function is one of these archetypes (shares chosen so that, as in the real
 sample, about half the series have more than half their minutes at zero and about 40% are strongly
 periodic):
 

@@ -17,7 +17,7 @@ log = logging.getLogger("mesp.operator")
 
 
 def load_model(settings: OperatorSettings):
-    """(model, one-line description) from --model or the demo artifact; ModelError when unusable."""
+    """(model, one-line description) from --model or the built-in default artifact; ModelError when unusable."""
     import mesp_core
 
     try:
@@ -28,9 +28,9 @@ def load_model(settings: OperatorSettings):
         raise ModelError("torch is not installed; install the mesp package with its dependencies") from None
     path = settings.model_path
     if path is None:
-        from mesp_core.model import demo_model_path
+        from mesp_core.model import default_model_path
 
-        path = demo_model_path()
+        path = default_model_path()
     try:
         model = mesp_core.load_model(path)
     except Exception as exc:  # ArtifactError and anything else the artifact triggers

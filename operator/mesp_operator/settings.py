@@ -22,7 +22,7 @@ ACTUATION_SUPPORT_CHOICES = ("auto", "revision", "template")
 
 @dataclasses.dataclass(frozen=True)
 class OperatorSettings:
-    model_path: Path | None = None              # None: the demo artifact shipped with mesp_core
+    model_path: Path | None = None              # None: the default artifact shipped with mesp_core
     kubeconfig: Path | None = None              # None: in-cluster config, else $KUBECONFIG / ~/.kube/config
     prometheus_url: str = "http://127.0.0.1:9090"
     prometheus_timeout_seconds: float = 10.0
@@ -58,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
         "Every flag can also be given as an environment variable MESP_<FLAG> (e.g. MESP_PROMETHEUS_URL).",
     )
     a = p.add_argument
-    a("--model", dest="model_path", help="model artifact directory (default: the demo model shipped with MESP)")
+    a("--model", dest="model_path", help="model artifact directory (default: the model shipped with MESP, trained on the real Azure sample)")
     a("--kubeconfig", help="kubeconfig file (default: in-cluster service account, else $KUBECONFIG or ~/.kube/config)")
     a("--prometheus-url", help="Prometheus base URL (default http://127.0.0.1:9090)")
     a("--prometheus-timeout-seconds", type=float, help="timeout of one Prometheus query (default 10)")

@@ -214,18 +214,18 @@ def chart_rbac(admin_client, control_plane, crds):
 
 @pytest.fixture(scope="session")
 def model():
-    """The demo model artifact (or $MESP_IT_MODEL), loaded once and shared by every in-process operator."""
+    """The packaged default model artifact (or $MESP_IT_MODEL), loaded once and shared by every in-process operator."""
     import os
 
     import torch
 
-    from mesp_core.model import demo_model_path
+    from mesp_core.model import default_model_path
     from mesp_operator.main import load_model
     from mesp_operator.settings import OperatorSettings
 
     torch.set_num_threads(1)
-    path = Path(os.environ.get("MESP_IT_MODEL") or demo_model_path())
-    assert (path / "manifest.json").is_file(), f"demo model artifact missing at {path}"
+    path = Path(os.environ.get("MESP_IT_MODEL") or default_model_path())
+    assert (path / "manifest.json").is_file(), f"default model artifact missing at {path}"
     return load_model(OperatorSettings(model_path=path))
 
 

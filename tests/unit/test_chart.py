@@ -205,7 +205,7 @@ def test_service_and_service_monitor_select_the_operator(helm):
 
 def test_model_sources(helm):
     baked = operator_container(render(helm))
-    assert not [a for a in baked["args"] if a.startswith("--model")], "the image's demo model needs no --model"
+    assert not [a for a in baked["args"] if a.startswith("--model")], "the image's default model needs no --model"
     assert [m["mountPath"] for m in baked["volumeMounts"]] == ["/tmp"]
 
     objects = render(helm, "model.source=pvc", "model.pvc.claimName=models", "model.pvc.subPath=v2")
