@@ -189,11 +189,23 @@ def cmd_cluster(args) -> int:
     return 0
 
 
+MODEL_HELP = "model folder from `mesp train` (default: the model shipped in the package, trained on the real Azure sample)"
+
+
+def _model_dir(args) -> str:
+    """--model, or the packaged model when it is not given."""
+    if args.model:
+        return str(args.model)
+    from mesp_core.model import default_model_path
+
+    return str(default_model_path())
+
+
 def cmd_evaluate(args) -> int:
     from mesp_core import load_model
     from mesp_core.evaluation import backtest, format_table, held_out_functions
 
-    model = load_model(args.model)
+    model = load_model(_model_dir(args))
     trace = _load_trace(args)
     held = held_out_functions(model, trace)
     if len(held) == 0:
@@ -201,7 +213,7 @@ def cmd_evaluate(args) -> int:
     print(f"mesp: evaluating on {len(held)} functions the model never saw ({len(trace.keys) - len(held)} seen in training are left out)", file=sys.stderr)
     origins = range(args.first_origin, args.last_origin + 1, args.every)
     result = backtest(model, trace.counts[held], origins=origins, horizon=args.horizon, progress=True)
-    payload = result.to_json() | {"model": str(args.model)}
+    payload = result.to_json() | {"model": _model_dir(args)}
     if args.plots:
         from mesp_core.plots import plot_backtest_samples
 
@@ -218,7 +230,7 @@ def cmd_forecast(args) -> int:
 
     from mesp_core import load_model
 
-    model = load_model(args.model)
+    model = load_model(_model_dir(args))
     trace = _load_trace(args)
     rows = np.arange(len(trace.keys))
     if args.function:
@@ -252,7 +264,8 @@ def cmd_forecast(args) -> int:
         lines.append(f"{item['function'][-16:]}  cluster {route['cluster']} ({route['expert']}, d={route['distance']:.2f}, {route['description']}): {head}")
     if len(items) > args.limit:
         lines.append(f"... {len(items) - args.limit} more (use --json for all)")
-    _emit(args, {"at": at, "horizon": args.horizon, "approach": args.approach, "functions": items}, "\n".join(lines))
+    _emit(args, {"model": _model_dir(args), "at": at, "horizon": args.horizon, "approach": args.approach, "functions": items},
+          "\n".join(lines))
     return 0
 
 
@@ -276,7 +289,7 @@ def cmd_simulate(args) -> int:
     from mesp_core.evaluation import held_out_functions
     from mesp_core.simulate import format_table, plot_tradeoff, run_replay
 
-    model = load_model(args.model)
+    model = load_model(_model_dir(args))
     trace = _load_trace(args)
     rows = held_out_functions(model, trace) if not args.all_functions else None
     counts = trace.counts if rows is None else trace.counts[rows]
@@ -295,7 +308,7 @@ def cmd_simulate(args) -> int:
     if args.plot:
         plot_tradeoff(report, args.plot)
         print(f"mesp: trade-off plot written to {args.plot}", file=sys.stderr)
-    _emit(args, report.to_dict(), format_table(report))
+    _emit(args, report.to_dict() | {"model": _model_dir(args)}, format_table(report))
     return 0
 
 
@@ -375,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_cluster)
 
     p = sub.add_parser("evaluate", help="Experiment 3: rolling-origin backtest of MoE vs dense vs naive on unseen functions")
-    p.add_argument("--model", required=True, metavar="DIR")
+    p.add_argument("--model", metavar="DIR", help=MODEL_HELP)
     _add_trace(p)
     p.add_argument("--first-origin", type=int, default=720, help="first origin, minute of the last day (default 720)")
     p.add_argument("--last-origin", type=int, default=1380, help="last origin (default 1380)")
@@ -386,7 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("forecast", help="forecast the next minutes for the functions of a trace, with routes explained")
-    p.add_argument("--model", required=True, metavar="DIR")
+    p.add_argument("--model", metavar="DIR", help=MODEL_HELP)
     _add_trace(p)
     p.add_argument("--function", help="only functions whose hash contains this string")
     p.add_argument("--at", type=int, help="forecast origin in minutes from the trace start (default: its end)")
@@ -408,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_extend)
 
     p = sub.add_parser("simulate", help="cold-start replay: policies side by side (Knative default, keep-alive, hybrid histogram, forecast floors, oracle)")
-    p.add_argument("--model", required=True, metavar="DIR")
+    p.add_argument("--model", metavar="DIR", help=MODEL_HELP)
     _add_trace(p)
     p.add_argument("--start", type=int, help="first replayed minute (default: the last 720 minutes)")
     p.add_argument("--capacity", type=float, default=60.0, help="invocations per minute one instance serves (default 60)")

@@ -66,6 +66,15 @@ def test_forecast_json_on_stdout(capsys, tmp_path):
     assert len(first["forecast"]) == 15 and len(first["p90"]) == 15 and "cluster" in first["route"]
 
 
+def test_forecast_without_model_uses_the_packaged_one(capsys):
+    from mesp_core.model import default_model_path
+
+    assert main(["forecast", *TINY_TRACE, "--horizon", "10", "--json", "-"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert len(payload["functions"]) == 80 and all(len(f["forecast"]) == 10 for f in payload["functions"])
+    assert payload["model"] == str(default_model_path())
+
+
 def test_cluster_command_writes_plot_and_labels(tmp_path, capsys):
     out = tmp_path / "clusters"
     assert main(["cluster", *TINY_TRACE, "--k", "3", "--out", str(out), "--json", str(out / "report.json")]) == 0
