@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""How much the headline figures depend on which 20% of functions is held out.
+
+For each seed, runs exactly the documented commands with `--seed S` (the seed picks the held-out
+split as well as training's own randomness):
+
+    mesp train    --trace SAMPLE --out WORK/seedS --seed S --json WORK/trainS.json
+    mesp evaluate --model WORK/seedS --trace SAMPLE --json WORK/evalS.json
+    mesp simulate --model WORK/seedS --trace SAMPLE --replan-every 5 --json WORK/simS.json
+
+then prints, per seed, the held-out WAPE of MoE / best dense / seasonal naive and the replay's
+cold-start rate and idle instance-minutes of the baselines and of MESP at q = 0.9. Steps whose output
+already exists in WORK are not rerun (a killed run resumes), and a model folder already in
+WORK/seedS is used as it is: link WORK/seed0 to mesp_core/default_model, which is that training
+with seed 0. Each training takes ≈ 10 minutes.
+
+    python bench/bench_splits.py --seeds 0 1 2 3 --work /tmp/splits [--trace FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE = REPO.parent / "shared" / "data" / "azure2019" / "invocations_per_function_md.sample.csv.gz"
+REPLAY_POLICIES = ["keep-alive 10 min", "hybrid histogram", "seasonal naive", "MESP MoE q=0.9"]
+
+
+def run(step: list[str], out: Path, log: Path) -> None:
+    if out.exists():
+        return
+    print(f"bench: mesp {' '.join(step)}", file=sys.stderr, flush=True)
+    with log.open("w") as handle:
+        subprocess.run([sys.executable, "-m", "mesp_core.cli", *step], stdout=handle, stderr=subprocess.STDOUT, check=True)
+
+
+def summarise(work: Path, seed: int) -> dict:
+    overall = json.loads((work / f"eval{seed}.json").read_text())["overall"]
+    dense = {name: m["wape"] for name, m in overall.items() if name.startswith("dense")}
+    best_dense = min(dense, key=dense.get)
+    policies = {p["name"]: p for p in json.loads((work / f"sim{seed}.json").read_text())["policies"]}
+    row = {
+        "seed": seed,
+        "moe": overall["moe"]["wape"],
+        "best_dense": dense[best_dense],
+        "best_dense_name": best_dense,
+        "naive": overall["seasonal_naive"]["wape"],
+    }
+    row["moe_below_naive"] = 1.0 - row["moe"] / row["naive"]
+    for name in REPLAY_POLICIES:
+        if name in policies:
+            row[name] = (policies[name]["cold_start_rate"], policies[name]["idle_instance_minutes"])
+    return row
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
+    parser.add_argument("--work", type=Path, required=True, help="folder for the models, logs and JSON reports")
+    parser.add_argument("--trace", type=Path, default=SAMPLE)
+    parser.add_argument("--json", type=Path, help="also write the rows as JSON")
+    args = parser.parse_args()
+    if not args.trace.exists():
+        parser.error(f"trace not found: {args.trace}")
+    args.work.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for seed in args.seeds:
+        w = args.work
+        trace = ["--trace", str(args.trace)]
+        run(["train", *trace, "--out", str(w / f"seed{seed}"), "--seed", str(seed), "--json", str(w / f"train{seed}.json")],
+            w / f"seed{seed}" / "manifest.json", w / f"train{seed}.log")
+        run(["evaluate", "--model", str(w / f"seed{seed}"), *trace, "--json", str(w / f"eval{seed}.json")],
+            w / f"eval{seed}.json", w / f"eval{seed}.log")
+        run(["simulate", "--model", str(w / f"seed{seed}"), *trace, "--replan-every", "5", "--json", str(w / f"sim{seed}.json")],
+            w / f"sim{seed}.json", w / f"sim{seed}.log")
+        rows.append(summarise(args.work, seed))
+
+    print("held-out WAPE per split (MoE, best dense, seasonal naive) and replay cold-start rate / idle instance-minutes")
+    head = f"{'seed':>4}  {'MoE':>6}  {'dense':>6}  {'naive':>6}  {'MoE vs naive':>12}"
+    head += "".join(f"  {name:>26}" for name in REPLAY_POLICIES)
+    print(head)
+    for r in rows:
+        line = f"{r['seed']:>4}  {r['moe']:6.3f}  {r['best_dense']:6.3f}  {r['naive']:6.3f}  {-r['moe_below_naive']:+12.1%}"
+        for name in REPLAY_POLICIES:
+            cold, idle = r.get(name, (float("nan"), 0))
+            line += f"  {cold:>12.2%} / {idle:>11,}"
+        print(line)
+    if len(rows) > 1:
+        import statistics
+
+        gains = [r["moe_below_naive"] for r in rows]
+        print(f"MoE below seasonal naive: mean {statistics.mean(gains):.1%}, min {min(gains):.1%}, max {max(gains):.1%}; "
+              f"MoE below best dense in {sum(r['moe'] < r['best_dense'] for r in rows)}/{len(rows)} splits")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
