@@ -216,16 +216,53 @@ class SimulationReport:
                 return r
         raise KeyError(f"no policy named {name!r}; have {[r.name for r in self.results]}")
 
+    def curve_comparisons(self) -> list[dict]:
+        """Each quantile curve read off at every other policy's idle cost and cold-start rate."""
+        return compare_curves(self.results)
+
     def to_dict(self) -> dict:
         return {
             "settings": self.settings,
             "totals": self.totals,
             "cold_start_rate_definition": "cold starts / demanded instance-minutes",
             "policies": [vars(r).copy() for r in self.results],
+            "curve_comparisons": self.curve_comparisons(),
         }
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False, default=_json_default)
+
+
+def compare_curves(results: Sequence[PolicyResult]) -> list[dict]:
+    """A quantile curve (a group's points over q) against each single policy: the curve's cold-start
+    rate at the same idle instance-minutes, and its idle at the same cold-start rate, by linear
+    interpolation between the curve's points (None outside the range the curve covers; no
+    extrapolation). Ratios below 1 mean the curve does better than the policy on that axis."""
+    curves: dict[str, list[PolicyResult]] = {}
+    for r in results:
+        if r.group and r.quantile is not None:
+            curves.setdefault(r.group, []).append(r)
+    out = []
+    for group, points in curves.items():
+        if len(points) < 2:
+            continue
+        by_idle = sorted(points, key=lambda r: r.idle_instance_minutes)
+        idle = np.array([r.idle_instance_minutes for r in by_idle], dtype=float)
+        cold = np.array([r.cold_start_rate for r in by_idle], dtype=float)
+        by_cold = np.argsort(cold, kind="stable")
+        for other in results:
+            if other.group == group or other.name == "oracle":
+                continue
+            entry = {"curve": group, "policy": other.name, "policy_cold_start_rate": other.cold_start_rate,
+                     "policy_idle_instance_minutes": other.idle_instance_minutes,
+                     "curve_cold_start_rate_at_same_idle": None, "curve_idle_at_same_cold_start_rate": None}
+            if idle[0] <= other.idle_instance_minutes <= idle[-1]:
+                entry["curve_cold_start_rate_at_same_idle"] = float(np.interp(other.idle_instance_minutes, idle, cold))
+            if cold[by_cold[0]] <= other.cold_start_rate <= cold[by_cold[-1]]:
+                entry["curve_idle_at_same_cold_start_rate"] = float(
+                    np.interp(other.cold_start_rate, cold[by_cold], idle[by_cold]))
+            out.append(entry)
+    return out
 
 
 def _json_default(value):
@@ -470,6 +507,20 @@ def format_table(report: SimulationReport) -> str:
     lines.append("  ".join("-" * w for w in widths))
     for row in rows:
         lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+    comparisons = [c for c in report.curve_comparisons()
+                   if c["curve_cold_start_rate_at_same_idle"] is not None or c["curve_idle_at_same_cold_start_rate"] is not None]
+    if comparisons:
+        lines.append("")
+        lines.append("quantile curve read off at each policy's idle cost and cold-start rate (linear between its points):")
+        for c in comparisons:
+            parts = []
+            at_idle = c["curve_cold_start_rate_at_same_idle"]
+            if at_idle is not None:
+                parts.append(f"cold rate {100 * at_idle:.2f}% vs {100 * c['policy_cold_start_rate']:.2f}% at the same idle")
+            at_cold = c["curve_idle_at_same_cold_start_rate"]
+            if at_cold is not None:
+                parts.append(f"idle {at_cold:,.0f} vs {c['policy_idle_instance_minutes']:,} at the same cold rate")
+            lines.append(f"  {c['curve']} vs {c['policy']}: " + "; ".join(parts))
     t = report.totals
     lines.append("")
     lines.append(f"{t['functions']} functions x {t['minutes']} minutes, {t['invocations']:,.0f} invocations, "

@@ -12,6 +12,8 @@ from mesp_core.simulate import (
     ForecastFloorPolicy,
     NoFloorPolicy,
     Policy,
+    PolicyResult,
+    compare_curves,
     demand_instances,
     format_table,
     model_forecasters,
@@ -381,3 +383,31 @@ def test_empty_and_idle_traces_give_zeros_not_errors(shape, start):
         assert r.coverage_busy is None
     json.loads(report.to_json())
     assert "forecast" in format_table(report)
+
+
+def _result(name, cold_rate, idle, group=None, quantile=None):
+    return PolicyResult(name=name, cold_starts=0, cold_start_rate=cold_rate, cold_minutes=0, cold_minute_rate=0.0,
+                        idle_instance_minutes=idle, warm_instance_minutes=idle, cold_vs_default=1.0,
+                        idle_vs_default=1.0, p75_function_cold_rate=0.0, changes_per_hour=0.0,
+                        group=group, quantile=quantile)
+
+
+def test_curve_is_read_off_at_each_policys_idle_and_cold_rate():
+    results = [
+        _result("knative default", 0.10, 100),
+        _result("keep-alive 10 min", 0.03, 500),
+        _result("curve q=0.5", 0.04, 300, "curve", 0.5),
+        _result("curve q=0.9", 0.02, 700, "curve", 0.9),
+        _result("curve", 0.05, 250, "curve"),  # the group's point floor: not a curve point, not compared
+        _result("oracle", 0.0, 50),
+    ]
+    by_policy = {c["policy"]: c for c in compare_curves(results)}
+    assert set(by_policy) == {"knative default", "keep-alive 10 min"}
+    keep_alive = by_policy["keep-alive 10 min"]
+    assert keep_alive["curve_cold_start_rate_at_same_idle"] == pytest.approx(0.03)  # halfway 300..700
+    assert keep_alive["curve_idle_at_same_cold_start_rate"] == pytest.approx(500)
+    # Outside the curve's range nothing is extrapolated.
+    assert by_policy["knative default"]["curve_cold_start_rate_at_same_idle"] is None
+    assert by_policy["knative default"]["curve_idle_at_same_cold_start_rate"] is None
+    # A single quantile point is no curve.
+    assert compare_curves([results[0], results[2]]) == []
