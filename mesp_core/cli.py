@@ -40,6 +40,17 @@ def _add_trace(parser: argparse.ArgumentParser, required: bool = False) -> None:
         group.add_argument("--seed", type=int, default=0, help="seed of the generated trace and of training (default 0)")
 
 
+def _fraction(text: str) -> float:
+    """argparse type: a float in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
 def _add_json(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON to FILE ('-' = stdout, replacing the table)")
 
@@ -97,6 +108,7 @@ def cmd_train(args) -> int:
         seed=args.seed if hasattr(args, "seed") else 0,
         threads=args.threads,
         loss_weight=args.loss_weight,
+        test_fraction=args.holdout,
     )
     if args.quick:
         config = _quick(config)
@@ -363,10 +375,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="cluster the trace, tune experts per cluster and a dense baseline, write a model folder",
                        description="Experiments 1 and 2: K-Shape clusters, per-cluster expert selection with Optuna, dense baseline. "
-                       "Holds out 20%% of the functions (by key hash) for 'mesp evaluate'.")
+                       "Holds out 20% of the functions (by key hash, see --holdout) for 'mesp evaluate'.")
     _add_trace(p)
     p.add_argument("--out", required=True, metavar="DIR", help="model folder to write (replaced atomically)")
     p.add_argument("--k", type=int, help="number of clusters (default: chosen by silhouette)")
+    p.add_argument("--holdout", type=_fraction, default=0.2, metavar="FRACTION",
+                   help="share of functions held out for 'mesp evaluate' and 'mesp simulate' (default 0.2; "
+                   "0 trains on every function, for the model you deploy once the figures are known)")
     p.add_argument("--families", nargs="+", default=["dlinear", "nbeats", "lstm", "patchtst"], help="trainable candidate families")
     p.add_argument("--trials", type=int, default=3, help="Optuna trials per family for the dense baseline (default 3)")
     p.add_argument("--loss-weight", choices=["none", "sqrt_scale", "scale"], default="sqrt_scale",

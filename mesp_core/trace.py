@@ -805,11 +805,14 @@ def split_functions(trace: InvocationTrace, test_fraction: float = 0.2, seed: in
 
     Each function is ranked by sha256 of (seed, its key), and the ``round(n*test_fraction)``
     lowest go to test (at least one each side when n >= 2). The choice depends only on the set of
-    keys and the seed, so it is the same across runs, machines and file orders.
+    keys and the seed, so it is the same across runs, machines and file orders. ``test_fraction``
+    0 puts every function in train (a model to deploy once evaluation is done).
     """
-    if not 0.0 < float(test_fraction) < 1.0:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    if not 0.0 <= float(test_fraction) < 1.0:
+        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
     n = trace.n_functions
+    if float(test_fraction) == 0.0:
+        return np.arange(n, dtype=np.int64), np.zeros(0, dtype=np.int64)
     ranks = np.array(
         [
             int.from_bytes(

@@ -320,6 +320,8 @@ def test_subset_fingerprint_and_split():
     assert not np.array_equal(other_test, test)
     with pytest.raises(ValueError, match="test_fraction"):
         split_functions(trace, 1.0)
+    all_train, none_held = split_functions(trace, 0.0)
+    assert all_train.tolist() == list(range(50)) and len(none_held) == 0
 
 
 # ---------------------------------------------------------------------------------------------
