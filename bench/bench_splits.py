@@ -25,6 +25,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from mesp_core.simulate import PolicyResult, compare_curves
+
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO.parent / "shared" / "data" / "azure2019" / "invocations_per_function_md.sample.csv.gz"
 REPLAY_POLICIES = ["keep-alive 10 min", "hybrid histogram", "seasonal naive", "MESP MoE q=0.9"]
@@ -54,6 +56,10 @@ def summarise(work: Path, seed: int) -> dict:
     for name in REPLAY_POLICIES:
         if name in policies:
             row[name] = (policies[name]["cold_start_rate"], policies[name]["idle_instance_minutes"])
+    # The first replay target: the MESP curve's cold-start rate at the naive floor's idle.
+    results = [PolicyResult(**p) for p in policies.values()]
+    at_naive = next((c for c in compare_curves(results) if c["curve"] == "MESP MoE" and c["policy"] == "seasonal naive"), None)
+    row["curve_at_naive_idle"] = None if at_naive is None else at_naive["curve_cold_start_rate_at_same_idle"]
     return row
 
 
@@ -81,13 +87,15 @@ def main() -> int:
 
     print("held-out WAPE per split (MoE, best dense, seasonal naive) and replay cold-start rate / idle instance-minutes")
     head = f"{'seed':>4}  {'MoE':>6}  {'dense':>6}  {'naive':>6}  {'MoE vs naive':>12}"
-    head += "".join(f"  {name:>26}" for name in REPLAY_POLICIES)
+    head += "".join(f"  {name:>26}" for name in REPLAY_POLICIES) + "  MESP curve at naive idle"
     print(head)
     for r in rows:
         line = f"{r['seed']:>4}  {r['moe']:6.3f}  {r['best_dense']:6.3f}  {r['naive']:6.3f}  {-r['moe_below_naive']:+12.1%}"
         for name in REPLAY_POLICIES:
             cold, idle = r.get(name, (float("nan"), 0))
             line += f"  {cold:>12.2%} / {idle:>11,}"
+        at_naive = r["curve_at_naive_idle"]
+        line += f"  {'-' if at_naive is None else f'{at_naive:.2%}':>24}"
         print(line)
     if len(rows) > 1:
         import statistics
