@@ -14,7 +14,7 @@ already exists in WORK are not rerun (a killed run resumes), and a model folder 
 WORK/seedS is used as it is: link WORK/seed0 to mesp_core/default_model, which is that training
 with seed 0. Each training takes ≈ 10 minutes.
 
-    python bench/bench_splits.py --seeds 0 1 2 3 --work /tmp/splits [--trace FILE]
+    python bench/bench_splits.py --seeds 0 1 2 3 4 --work /tmp/splits [--trace FILE]
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ def run(step: list[str], out: Path, log: Path) -> None:
         return
     print(f"bench: mesp {' '.join(step)}", file=sys.stderr, flush=True)
     with log.open("w") as handle:
-        subprocess.run([sys.executable, "-m", "mesp_core.cli", *step], stdout=handle, stderr=subprocess.STDOUT, check=True)
+        done = subprocess.run([sys.executable, "-m", "mesp_core.cli", *step], stdout=handle, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        raise SystemExit(f"bench: 'mesp {step[0]}' failed (exit {done.returncode}); see {log}")
 
 
 def summarise(work: Path, seed: int) -> dict:
@@ -65,7 +67,7 @@ def summarise(work: Path, seed: int) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--work", type=Path, required=True, help="folder for the models, logs and JSON reports")
     parser.add_argument("--trace", type=Path, default=SAMPLE)
     parser.add_argument("--json", type=Path, help="also write the rows as JSON")
