@@ -316,6 +316,8 @@ def cmd_simulate(args) -> int:
         replan_every=args.replan_every,
         lead_minutes=args.lead,
         horizon=args.horizon,
+        keep_warm_minutes=args.keep_warm,
+        quantiles=tuple(args.quantiles),
     )
     if args.plot:
         plot_tradeoff(report, args.plot)
@@ -442,6 +444,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--capacity", type=float, default=60.0, help="invocations per minute one instance serves (default 60)")
     p.add_argument("--replan-every", type=int, default=1, help="minutes between plans (default 1, as the operator)")
     p.add_argument("--lead", type=int, default=1, help="minutes an instance needs to become ready (default 1)")
+    p.add_argument("--keep-warm", type=int, default=2, metavar="MINUTES",
+                   help="minutes Knative keeps an instance after its last need: stable window + scale-to-zero grace (default 2)")
+    p.add_argument("--quantiles", type=float, nargs="+", default=[0.5, 0.8, 0.9, 0.95, 0.99], metavar="Q",
+                   help="forecast quantiles of the MESP curve (default 0.5 0.8 0.9 0.95 0.99)")
     p.add_argument("--horizon", type=int, help="forecast horizon used for planning (default: replan interval + lead time)")
     p.add_argument("--all-functions", action="store_true", help="also replay functions the model was trained on")
     p.add_argument("--plot", metavar="PNG", help="write the cold-start vs idle trade-off plot")

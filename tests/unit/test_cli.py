@@ -96,6 +96,21 @@ def test_evaluate_and_simulate_on_held_out_functions(tiny_model_dir, tmp_path, c
     assert main(["simulate", "--model", str(tiny_model_dir), *TINY_TRACE, "--start", "2500", "--replan-every", "10", "--json", str(sim), "--plot", str(tmp_path / "tradeoff.png")]) == 0
     assert "knative" in capsys.readouterr().out.lower()
     assert (tmp_path / "tradeoff.png").stat().st_size > 10_000
+    sim_payload = json.loads(sim.read_text())
+    assert sim_payload["settings"]["keep_warm_minutes"] == 2 and "curve_comparisons" in sim_payload
+
+
+def test_simulate_keep_warm_and_quantiles(tiny_model_dir, tmp_path, capsys):
+    sim = tmp_path / "simulate.json"
+    argv = ["simulate", "--model", str(tiny_model_dir), *TINY_TRACE, "--start", "2700", "--replan-every", "10"]
+    assert main([*argv, "--keep-warm", "6", "--quantiles", "0.7", "0.95", "--json", str(sim)]) == 0
+    payload = json.loads(sim.read_text())
+    assert payload["settings"]["keep_warm_minutes"] == 6
+    curve = sorted(p["quantile"] for p in payload["policies"] if p["quantile"] is not None)
+    assert curve == [0.7, 0.95]
+    capsys.readouterr()
+    assert "quantile" in _one_line_error(capsys, [*argv, "--quantiles", "1.5"])
+    assert "keep_warm_minutes" in _one_line_error(capsys, [*argv, "--keep-warm", "-1"])
 
 
 def test_console_script_runs_out_of_process():
