@@ -237,7 +237,7 @@ def compare_curves(results: Sequence[PolicyResult]) -> list[dict]:
     """A quantile curve (a group's points over q) against each single policy: the curve's cold-start
     rate at the same idle instance-minutes, and its idle at the same cold-start rate, by linear
     interpolation between the curve's points (None outside the range the curve covers; no
-    extrapolation). Ratios below 1 mean the curve does better than the policy on that axis."""
+    extrapolation). A lower figure than the policy's own means the curve does better on that axis."""
     curves: dict[str, list[PolicyResult]] = {}
     for r in results:
         if r.group and r.quantile is not None:
