@@ -217,7 +217,8 @@ def cmd_evaluate(args) -> int:
     from mesp_core import load_model
     from mesp_core.evaluation import backtest, format_table, held_out_functions
 
-    model = load_model(_model_dir(args))
+    model_dir = _model_dir(args)
+    model = load_model(model_dir)
     trace = _load_trace(args)
     held = held_out_functions(model, trace)
     if len(held) == 0:
@@ -225,7 +226,7 @@ def cmd_evaluate(args) -> int:
     print(f"mesp: evaluating on {len(held)} functions the model never saw ({len(trace.keys) - len(held)} seen in training are left out)", file=sys.stderr)
     origins = range(args.first_origin, args.last_origin + 1, args.every)
     result = backtest(model, trace.counts[held], origins=origins, horizon=args.horizon, progress=True)
-    payload = result.to_json() | {"model": _model_dir(args)}
+    payload = result.to_json() | {"model": model_dir}
     if args.plots:
         from mesp_core.plots import plot_backtest_samples
 
@@ -242,7 +243,8 @@ def cmd_forecast(args) -> int:
 
     from mesp_core import load_model
 
-    model = load_model(_model_dir(args))
+    model_dir = _model_dir(args)
+    model = load_model(model_dir)
     trace = _load_trace(args)
     rows = np.arange(len(trace.keys))
     if args.function:
@@ -276,7 +278,7 @@ def cmd_forecast(args) -> int:
         lines.append(f"{item['function'][-16:]}  cluster {route['cluster']} ({route['expert']}, d={route['distance']:.2f}, {route['description']}): {head}")
     if len(items) > args.limit:
         lines.append(f"... {len(items) - args.limit} more (use --json for all)")
-    _emit(args, {"model": _model_dir(args), "at": at, "horizon": args.horizon, "approach": args.approach, "functions": items},
+    _emit(args, {"model": model_dir, "at": at, "horizon": args.horizon, "approach": args.approach, "functions": items},
           "\n".join(lines))
     return 0
 
@@ -301,7 +303,8 @@ def cmd_simulate(args) -> int:
     from mesp_core.evaluation import held_out_functions
     from mesp_core.simulate import format_table, plot_tradeoff, run_replay
 
-    model = load_model(_model_dir(args))
+    model_dir = _model_dir(args)
+    model = load_model(model_dir)
     trace = _load_trace(args)
     rows = held_out_functions(model, trace) if not args.all_functions else None
     counts = trace.counts if rows is None else trace.counts[rows]
@@ -322,7 +325,7 @@ def cmd_simulate(args) -> int:
     if args.plot:
         plot_tradeoff(report, args.plot)
         print(f"mesp: trade-off plot written to {args.plot}", file=sys.stderr)
-    _emit(args, report.to_dict() | {"model": _model_dir(args)}, format_table(report))
+    _emit(args, report.to_dict() | {"model": model_dir}, format_table(report))
     return 0
 
 
