@@ -27,7 +27,7 @@ class FixedKeepAlivePolicy(Policy):
         self.minutes = minutes
 
     def reset(self, settings):
-        self._capacity = settings.capacity_per_instance
+        self._capacity = settings.capacity_column
 
     def plan(self, step):
         recent = step.history[:, max(0, step.t - self.minutes):]
@@ -83,7 +83,7 @@ class HybridHistogramPolicy(Policy):
 
     def reset(self, settings):
         n = settings.n_functions
-        self._capacity = settings.capacity_per_instance
+        self._capacity = settings.capacity_column
         self._lead = settings.lead_minutes
         self._seen = 0                                    # minutes ingested so far
         self._last_busy = np.full(n, -1, dtype=np.int64)  # last minute with an invocation
@@ -107,7 +107,7 @@ class HybridHistogramPolicy(Policy):
             np.add.at(self._hist, (rows[inside], idle[inside]), 1)
             self._out_of_bounds[rows[~inside]] += 1
             self._last_busy[busy] = m
-            self._last_demand[busy] = demand_instances(history[busy, m], self._capacity)
+            self._last_demand[busy] = demand_instances(history[busy, m], self._capacity[busy, 0])
             if rows.size:
                 self._update_windows(rows)
         self._seen = max(self._seen, upto)
@@ -159,7 +159,7 @@ class OraclePolicy(Policy):
     cadence = 1
 
     def reset(self, settings):
-        self._capacity = settings.capacity_per_instance
+        self._capacity = settings.capacity_column
         self._lead = settings.lead_minutes
 
     def plan(self, step):

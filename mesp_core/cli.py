@@ -311,11 +311,14 @@ def cmd_simulate(args) -> int:
     if len(counts) == 0:
         raise CliError("no unseen functions to replay (use --all-functions to replay training functions too)")
     start = args.start if args.start is not None else counts.shape[1] - 720
+    capacity = args.capacity
+    if args.durations:
+        capacity = _capacities_from_durations(args, [trace.keys[i] for i in rows] if rows is not None else trace.keys)
     report = run_replay(
         model,
         counts,
         start_minute=start,
-        capacity=args.capacity,
+        capacity=capacity,
         replan_every=args.replan_every,
         lead_minutes=args.lead,
         horizon=args.horizon,
@@ -327,6 +330,28 @@ def cmd_simulate(args) -> int:
         print(f"mesp: trade-off plot written to {args.plot}", file=sys.stderr)
     _emit(args, report.to_dict() | {"model": model_dir}, format_table(report))
     return 0
+
+
+def _capacities_from_durations(args, keys):
+    """Per-function capacity from --durations files (see mesp_core.simulate.capacities_from_durations)."""
+    import pandas as pd
+
+    from mesp_core.simulate import capacities_from_durations
+    from mesp_core.trace import read_durations
+
+    frames = []
+    for path in args.durations:
+        frame = read_durations(path, on_error="skip" if args.skip_bad_rows else "raise")
+        if frame.attrs.get("skipped"):
+            print(f"mesp: skipped {frame.attrs['skipped']} malformed rows of {path}", file=sys.stderr)
+        frames.append(frame)
+    capacities, derived = capacities_from_durations(
+        keys, pd.concat(frames, ignore_index=True), container_concurrency=args.container_concurrency,
+        target_utilization=args.target_utilization, default=args.capacity)
+    print(f"mesp: capacity from mean duration for {derived} of {len(keys)} functions "
+          f"(container concurrency {args.container_concurrency or 'unlimited'}, target utilisation "
+          f"{args.target_utilization:g}); the others use --capacity {args.capacity:g}", file=sys.stderr)
+    return capacities
 
 
 def cmd_generate(args) -> int:
@@ -444,7 +469,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", metavar="DIR", help=MODEL_HELP)
     _add_trace(p)
     p.add_argument("--start", type=int, help="first replayed minute (default: the last 720 minutes)")
-    p.add_argument("--capacity", type=float, default=60.0, help="invocations per minute one instance serves (default 60)")
+    p.add_argument("--capacity", type=float, default=60.0,
+                   help="invocations per minute one instance serves (default 60; with --durations, for functions the files do not cover)")
+    p.add_argument("--durations", nargs="+", metavar="FILE",
+                   help="function_durations_percentiles files: each function's capacity becomes container concurrency x "
+                        "target utilisation x 60000 / its mean duration in ms, as Knative would scale it")
+    p.add_argument("--container-concurrency", type=int, default=0, metavar="N",
+                   help="with --durations: requests one instance runs at once (default 0 = unlimited, Knative's "
+                        "soft target of 100 applies)")
+    p.add_argument("--target-utilization", type=float, default=0.7, metavar="U",
+                   help="with --durations: share of that concurrency Knative fills before adding an instance (default 0.7)")
     p.add_argument("--replan-every", type=int, default=1, help="minutes between plans (default 1, as the operator)")
     p.add_argument("--lead", type=int, default=1, help="minutes an instance needs to become ready (default 1)")
     p.add_argument("--keep-warm", type=int, default=2, metavar="MINUTES",

@@ -247,19 +247,24 @@ class MespModel:
         self,
         context,
         horizon: int = DEFAULT_HORIZON,
-        capacity_per_instance: float = 60.0,
+        capacity_per_instance=60.0,
         lead_minutes: int = 1,
         approach: str = "moe",
         **policy,
     ) -> np.ndarray:
-        """Per-minute min-scale plan [n, horizon] (ints) from the point and upper-quantile forecasts."""
+        """Per-minute min-scale plan [n, horizon] (ints) from the point and upper-quantile forecasts.
+
+        `capacity_per_instance` is one number or one per function (n numbers)."""
         from mesp_core.policy import PolicyConfig, plan_min_scale
 
-        config = PolicyConfig(capacity_per_instance=capacity_per_instance, lead_minutes=lead_minutes, **policy)
+        per_function = np.ndim(capacity_per_instance) > 0
+        config = PolicyConfig(capacity_per_instance=60.0 if per_function else capacity_per_instance,
+                              lead_minutes=lead_minutes, **policy)
         # The last plan minutes are sized over [i, i + lead + hold]: forecast that much further.
         distribution = self.forecast_distribution(context, horizon + config.lookahead, approach)
         upper = distribution.point if config.quantile is None else distribution.quantile(config.quantile)
-        plan, _reasons = plan_min_scale(distribution.point, upper, config, plan_horizon=horizon, explain=False)
+        plan, _reasons = plan_min_scale(distribution.point, upper, config, plan_horizon=horizon, explain=False,
+                                        capacity=capacity_per_instance if per_function else None)
         return plan
 
 

@@ -203,8 +203,12 @@ def plan_min_scale(
     plan_horizon: int | None = None,
     explain: bool = True,
     return_state: bool = False,
+    capacity=None,
 ):
     """Turn forecasts [n, h] into a min-scale plan int [n, plan_horizon or h] plus reasons.
+
+    `capacity` optionally gives each function its own invocations per minute per instance
+    (n positive numbers); it replaces `config.capacity_per_instance`.
 
     The size of column i comes from `upper_forecast` (or the point forecast when no upper one is
     given) over [i, i + lead + hold]; pass a forecast of at least plan_horizon + lead + hold
@@ -234,9 +238,10 @@ def plan_min_scale(
     elif previous.current.shape != (n,) or previous.minutes_since_needed.shape != (n,):
         raise ValueError(f"previous state is for {previous.current.shape[0]} functions, forecast has {n}")
 
+    capacity_column = _capacity_column(capacity, n, config)
     sizing = upper if upper is not None else point
     peak = _window_max(sizing, config.lookahead + 1)[:, :plan_horizon]
-    needed = instances_for_demand(peak, config.capacity_per_instance, config.min_demand)
+    needed = instances_for_demand(peak, capacity_column, config.min_demand)
     floor = config.user_min_scale
     target = np.maximum(needed, floor)
     capped = np.zeros_like(target, dtype=bool)
@@ -273,6 +278,24 @@ def plan_min_scale(
     if return_state:
         return plan, reasons, PlanState(current=current, minutes_since_needed=since_needed)
     return plan, reasons
+
+
+def _capacity_column(capacity, n: int, config: PolicyConfig):
+    """config's capacity, or the per-function capacities as an [n, 1] column (checked)."""
+    if capacity is None:
+        return config.capacity_per_instance
+    if np.ndim(capacity) == 0:
+        _check_number("capacity", capacity, low=0.0, low_inclusive=False)
+        return float(capacity)
+    try:
+        column = np.asarray(capacity, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"capacity must be a number or one number per function: {exc}") from None
+    if column.shape != (n,):
+        raise ValueError(f"capacity has shape {column.shape}; give one number or one per function ({n})")
+    if not np.all(np.isfinite(column) & (column > 0)):
+        raise ValueError("capacity must be finite and > 0 for every function")
+    return column[:, None]
 
 
 def _explain(reasons, plan, start, target, needed, capped, held_cooldown, held_hysteresis,

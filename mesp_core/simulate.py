@@ -3,6 +3,8 @@
 Model of one function, minute by minute (all functions and policies at once, vectorised):
 
 - Demand ``d[m] = ceil(invocations[m] / capacity)`` instances, at least 1 when there is any invocation.
+  Capacity is one figure for every function or one per function (e.g. derived from each
+  function's mean duration and the container concurrency, see `capacities_from_durations`).
 - Knative's own autoscaler (the reactive layer) keeps an instance warm for ``keep_warm_minutes`` after
   the last minute it was needed (stable window + scale-to-zero grace): ``R[m] = max d[m-K .. m-1]``.
 - A policy writes a min-scale setting ``S[m]``. Floor instances that were already alive are kept at
@@ -48,8 +50,11 @@ KNATIVE_DEFAULT = "knative default"
 _REPLAY_BLOCK = 512  # functions replayed at once after planning
 
 
-def demand_instances(counts: np.ndarray, capacity_per_instance: float) -> np.ndarray:
-    """Instances needed per minute: ceil(invocations / capacity), at least 1 with any invocation."""
+def demand_instances(counts: np.ndarray, capacity_per_instance) -> np.ndarray:
+    """Instances needed per minute: ceil(invocations / capacity), at least 1 with any invocation.
+
+    `capacity_per_instance` is a number or an array that broadcasts against `counts` (for
+    per-function capacities of [n, T] counts, an [n, 1] column)."""
     counts = np.asarray(counts, dtype=np.float64)
     needed = np.ceil(counts / capacity_per_instance - 1e-6)
     return np.where(counts > 0, np.maximum(needed, 1.0), 0.0).astype(np.int64)
@@ -57,7 +62,7 @@ def demand_instances(counts: np.ndarray, capacity_per_instance: float) -> np.nda
 
 @dataclass(frozen=True)
 class ReplaySettings:
-    capacity_per_instance: float
+    capacity_per_instance: float | None  # None when functions have their own capacities
     keep_warm_minutes: int
     lead_minutes: int
     replan_every: int
@@ -67,6 +72,20 @@ class ReplaySettings:
     end_minute: int
     n_functions: int
     plan_from: int  # first planning minute (lead minutes before start_minute, at least 1)
+    capacity_per_function: np.ndarray = field(repr=False, compare=False, default=None)  # float [n]
+
+    @property
+    def capacity_column(self) -> np.ndarray:
+        """Per-function capacity as an [n, 1] column (broadcasts against [n, minutes] counts)."""
+        return self.capacity_per_function[:, None]
+
+    def to_dict(self) -> dict:
+        out = {k: v for k, v in vars(self).items() if k != "capacity_per_function"}
+        if self.capacity_per_instance is None:
+            caps = self.capacity_per_function
+            out["capacity_per_function"] = {"min": float(caps.min()), "median": float(np.median(caps)),
+                                            "max": float(caps.max())}
+        return out
 
 
 class PlanningStep:
@@ -157,8 +176,9 @@ class ForecastFloorPolicy(Policy):
         self.predicted: np.ndarray | None = None
 
     def reset(self, settings):
-        self._config = replace(self.config, capacity_per_instance=settings.capacity_per_instance,
+        self._config = replace(self.config, capacity_per_instance=settings.capacity_per_instance or 1.0,
                                lead_minutes=settings.lead_minutes, quantile=self.quantile)
+        self._capacity = None if settings.capacity_per_instance is not None else settings.capacity_per_function
         self._state = PlanState.initial(settings.n_functions, self._config)
         # The forecast each minute was sized from, made `lead` minutes ahead where the cadence
         # allows (for the coverage of quantile forecasts); minutes from settings.plan_from on.
@@ -173,7 +193,8 @@ class ForecastFloorPolicy(Policy):
         else:
             sizing = step.forecast(self.forecaster, horizon)
         plan, _, self._state = plan_min_scale(sizing, None, self._config, previous=self._state,
-                                              plan_horizon=step.steps, explain=False, return_state=True)
+                                              plan_horizon=step.steps, explain=False, return_state=True,
+                                              capacity=self._capacity)
         lead = self._config.lead_minutes
         offset = step.t - self._plan_from
         for j in range(lead, min(lead + step.steps, sizing.shape[1])):
@@ -273,6 +294,48 @@ def _json_default(value):
     raise TypeError(f"cannot encode {type(value).__name__} as JSON")
 
 
+def _capacities(capacity_per_instance, n: int) -> tuple[float | None, np.ndarray]:
+    """(the one capacity or None, capacity per function [n]) from a number or n numbers."""
+    if np.ndim(capacity_per_instance) == 0:
+        _check_number("capacity_per_instance", capacity_per_instance, low=0.0, low_inclusive=False)
+        return float(capacity_per_instance), np.full(n, float(capacity_per_instance))
+    try:
+        caps = np.asarray(capacity_per_instance, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"capacity_per_instance must be a number or one number per function: {exc}") from None
+    if caps.shape != (n,):
+        raise ValueError(f"capacity_per_instance has shape {caps.shape}; give one number or one per function ({n})")
+    bad = ~np.isfinite(caps) | (caps <= 0)
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"capacity_per_instance must be finite and > 0; function {k} has {caps[k]}")
+    return None, caps
+
+
+def capacities_from_durations(keys: Sequence[tuple], durations, container_concurrency: int = 0,
+                              target_utilization: float = 0.7, default: float = 60.0) -> tuple[np.ndarray, int]:
+    """Capacity per function (invocations/minute per instance) from the trace's duration files.
+
+    `durations` is a frame from `mesp_core.trace.read_durations` (or several concatenated: a key
+    seen on several days gets the mean of its daily averages). A function with a positive mean
+    duration gets `capacity_from_concurrency(container_concurrency, duration, target_utilization)`;
+    the others (not in the file, or 0 ms) get `default`. Returns (capacities [n], how many were derived).
+    """
+    from mesp_core.policy import capacity_from_concurrency
+    from mesp_core.trace import KEY_COLUMNS
+
+    _check_number("default capacity", default, low=0.0, low_inclusive=False)
+    mean_ms = durations.groupby(list(KEY_COLUMNS))["Average"].mean().to_dict()
+    caps = np.full(len(keys), float(default))
+    derived = 0
+    for i, key in enumerate(keys):
+        duration = mean_ms.get(tuple(key))
+        if duration is not None and duration > 0:
+            caps[i] = capacity_from_concurrency(container_concurrency, float(duration), target_utilization)
+            derived += 1
+    return caps, derived
+
+
 def _as_counts(trace_counts) -> np.ndarray:
     counts = getattr(trace_counts, "counts", trace_counts)
     counts = np.array(counts, dtype=np.float32)  # a private copy: policies get read-only views of it
@@ -329,12 +392,14 @@ def replay_floors(demand: np.ndarray, floors: np.ndarray, start_minute: int, kee
 
 
 def simulate(trace_counts, policies: Mapping[str, Policy], start_minute: int = 720,
-             end_minute: int | None = None, *, capacity_per_instance: float = 60.0,
+             end_minute: int | None = None, *, capacity_per_instance=60.0,
              keep_warm_minutes: int = 2, lead_minutes: int = 1, replan_every: int = 1,
              horizon: int | None = None, context_minutes: int | None = None, progress: bool = True,
              record_settings: bool = False) -> SimulationReport:
     """Replay minutes [start_minute, end_minute) of `trace_counts` [n, T] under every policy.
 
+    `capacity_per_instance` is invocations per minute one instance serves: one number, or one per
+    function (a sequence of n positive numbers).
     The Knative default (no floor) is always included as the reference. `replan_every` is the
     planning cadence of forecast policies (reactive baselines decide every minute); `horizon` is
     the forecast length asked for (default: replan_every + lead + the policy's hold); with
@@ -342,7 +407,7 @@ def simulate(trace_counts, policies: Mapping[str, Policy], start_minute: int = 7
     """
     counts = _as_counts(trace_counts)
     n, T = counts.shape
-    _check_number("capacity_per_instance", capacity_per_instance, low=0.0, low_inclusive=False)
+    uniform_capacity, capacities = _capacities(capacity_per_instance, n)
     _check_int("keep_warm_minutes", keep_warm_minutes, low=0)
     _check_int("lead_minutes", lead_minutes, low=0)
     _check_int("replan_every", replan_every, low=1)
@@ -368,7 +433,7 @@ def simulate(trace_counts, policies: Mapping[str, Policy], start_minute: int = 7
         named = {KNATIVE_DEFAULT: NoFloorPolicy(), **named}
     reference = next(name for name, p in named.items() if isinstance(p, NoFloorPolicy))
     names = list(named)
-    settings = ReplaySettings(capacity_per_instance=float(capacity_per_instance),
+    settings = ReplaySettings(capacity_per_instance=uniform_capacity, capacity_per_function=capacities,
                               keep_warm_minutes=keep_warm_minutes, lead_minutes=lead_minutes,
                               replan_every=replan_every, horizon=horizon, context_minutes=context_minutes,
                               start_minute=start_minute, end_minute=end_minute, n_functions=n,
@@ -403,7 +468,7 @@ def simulate(trace_counts, policies: Mapping[str, Policy], start_minute: int = 7
                 raise ValueError(f"policy {name!r} returned a negative min-scale")
             floors[p, :, t - plan_from: t - plan_from + steps] = planned
 
-    demand = demand_instances(counts, capacity_per_instance)
+    demand = demand_instances(counts, settings.capacity_column)
     # Replayed in blocks of functions so per-minute arrays stay small on big traces.
     sums = {key: np.zeros((len(names), n), dtype=np.int64) for key in ("cold", "idle", "held", "cold_minutes")}
     for lo in range(0, n, _REPLAY_BLOCK):
@@ -454,7 +519,7 @@ def _report(names, named, reference, counts, demand, sums, floors, settings, rec
             group=named[name].group,
             quantile=named[name].quantile,
         ))
-    settings_dict = {k: v for k, v in vars(settings).items()}
+    settings_dict = settings.to_dict()
     totals = {"functions": int(counts.shape[0]), "minutes": e - s,
               "invocations": float(counts[:, s:e].sum(dtype=np.float64)),
               "demand_instance_minutes": demand_minutes, "busy_minutes": busy_minutes,
@@ -665,7 +730,7 @@ def standard_policies(model, quantiles: Sequence[float] = (0.5, 0.8, 0.9, 0.95, 
 
 
 def run_replay(model, counts, start_minute: int = 720, quantiles: Sequence[float] = (0.5, 0.8, 0.9, 0.95, 0.99),
-               capacity: float = 60.0, replan_every: int = 1, lead_minutes: int = 1, horizon: int | None = None,
+               capacity=60.0, replan_every: int = 1, lead_minutes: int = 1, horizon: int | None = None,
                *, end_minute: int | None = None, keep_warm_minutes: int = 2,
                policy_config: PolicyConfig | None = None, curve_approaches: Sequence[str] = ("moe",),
                context_minutes: int | None = None, progress: bool = True) -> SimulationReport:

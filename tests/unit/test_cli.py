@@ -118,3 +118,22 @@ def test_console_script_runs_out_of_process():
                             capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("mesp forecast: error:")
+
+
+def test_simulate_capacity_from_duration_files(tiny_model_dir, tiny_trace, tmp_path, capsys):
+    """--durations: each function covered by the files gets Knative's capacity from its mean duration."""
+    durations = tmp_path / "function_durations_percentiles.anon.d01.csv"
+    header = ("HashOwner,HashApp,HashFunction,Average,Count,Minimum,Maximum,percentile_Average_0,percentile_Average_1,"
+              "percentile_Average_25,percentile_Average_50,percentile_Average_75,percentile_Average_99,percentile_Average_100")
+    rows = [",".join([*key, "2000", "10", "1", "9", "1", "1", "1", "1", "1", "1", "1"]) for key in tiny_trace.keys]
+    durations.write_text("\n".join([header, *rows]) + "\n")
+    sim = tmp_path / "simulate.json"
+    argv = ["simulate", "--model", str(tiny_model_dir), *TINY_TRACE, "--start", "2700", "--replan-every", "10"]
+    assert main([*argv, "--durations", str(durations), "--container-concurrency", "4", "--json", str(sim)]) == 0
+    assert "capacity from mean duration for" in capsys.readouterr().err
+    settings = json.loads(sim.read_text())["settings"]
+    assert settings["capacity_per_instance"] is None
+    assert settings["capacity_per_function"]["min"] == settings["capacity_per_function"]["max"] == pytest.approx(4 * 0.7 * 30)
+    assert "container_concurrency" in _one_line_error(capsys, [*argv, "--durations", str(durations), "--container-concurrency", "-1"])
+    durations.write_text(header + "\nonly,three,fields\n")
+    assert "d01.csv:2: expected 14 columns" in _one_line_error(capsys, [*argv, "--durations", str(durations)])

@@ -1,5 +1,8 @@
 """Table tests of the forecast -> min-scale policy (mesp_core.policy)."""
 
+import re
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -307,3 +310,21 @@ def test_single_function_state_round_trip_as_an_operator_would_keep_it():
     assert reasons[0][0] == (0, "hold 3 (cooldown 3 min; forecast needs 0)")
     with pytest.raises(ValueError, match="minutes_since_needed must be >= 1"):
         PlanState.single(2, 0)
+
+
+def test_per_function_capacity_sizes_each_row_as_its_own_scalar_plan():
+    forecast = np.array([[0.0, 50.0, 130.0, 400.0, 0.3], [10.0, 10.0, 61.0, 0.0, 0.0], [5.0, 900.0, 0.0, 0.0, 2.0]])
+    config = PolicyConfig(lead_minutes=1, cooldown_minutes=0)
+    capacities = [60.0, 10.0, 300.0]
+    plan, _ = plan_min_scale(forecast, None, config, capacity=capacities)
+    for k, capacity in enumerate(capacities):
+        alone, _ = plan_min_scale(forecast[k:k + 1], None, replace(config, capacity_per_instance=capacity))
+        np.testing.assert_array_equal(plan[k], alone[0])
+    assert plan[1].max() == 7  # ceil(61 / 10)
+
+
+@pytest.mark.parametrize("capacity, message", [([60.0, 60.0], "one per function (3)"), ([60.0, -1.0, 2.0], "finite and > 0"),
+                                               (0.0, "capacity must be > 0")])
+def test_bad_per_function_capacity_in_the_plan(capacity, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        plan_min_scale(np.ones((3, 4)), None, PolicyConfig(), capacity=capacity)

@@ -1,8 +1,11 @@
 """The cold-start replay (mesp_core.simulate) and its baselines (mesp_core.baselines)."""
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from mesp_core.baselines import FixedKeepAlivePolicy, HybridHistogramPolicy, OraclePolicy
@@ -19,6 +22,7 @@ from mesp_core.simulate import (
     model_forecasters,
     plot_tradeoff,
     replay_floors,
+    capacities_from_durations,
     run_replay,
     simulate,
 )
@@ -411,3 +415,82 @@ def test_curve_is_read_off_at_each_policys_idle_and_cold_rate():
     assert by_policy["knative default"]["curve_idle_at_same_cold_start_rate"] is None
     # A single quantile point is no curve.
     assert compare_curves([results[0], results[2]]) == []
+
+
+# ---------------------------------------------------------------- per-function capacity
+SHARED_ORIGINAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "azure2019" / "original-schema"
+
+
+def all_policies(point):
+    return {
+        "keep-alive 10": FixedKeepAlivePolicy(10),
+        "hybrid": HybridHistogramPolicy(),
+        "floor": ForecastFloorPolicy(point),
+        "floor q": ForecastFloorPolicy(quantile_forecaster=scaled_quantile(point), quantile=0.9),
+        "oracle": OraclePolicy(),
+    }
+
+
+def test_per_function_capacity_replays_each_function_as_if_alone():
+    counts = random_trace(n=6, T=300, seed=3) * 7
+    capacities = [60.0, 5.0, 500.0, 1.5, 60.0, 20.0]
+    together = simulate(counts, all_policies(repeat_period(30)), 200, capacity_per_instance=capacities,
+                        replan_every=3, progress=False)
+    assert together.settings["capacity_per_instance"] is None
+    assert together.settings["capacity_per_function"] == {"min": 1.5, "median": 40.0, "max": 500.0}
+    for k, capacity in enumerate(capacities):
+        alone = simulate(counts[k:k + 1], all_policies(repeat_period(30)), 200, capacity_per_instance=capacity,
+                         replan_every=3, progress=False)
+        np.testing.assert_array_equal(together.per_function_cold[:, k], alone.per_function_cold[:, 0])
+        np.testing.assert_array_equal(together.per_function_idle[:, k], alone.per_function_idle[:, 0])
+    demand = demand_instances(counts[:, 200:], np.asarray(capacities)[:, None]).sum()
+    assert together.totals["demand_instance_minutes"] == demand
+    json.loads(together.to_json())
+
+
+@pytest.mark.parametrize(
+    "capacity, message",
+    [
+        ([60.0, 60.0], "one per function (3)"),
+        ([60.0, 0.0, 60.0], "function 1 has 0.0"),
+        ([60.0, float("nan"), 60.0], "finite and > 0"),
+        ([[60.0, 60.0, 60.0]], "one per function"),
+        (["a", "b", "c"], "one number per function"),
+    ],
+)
+def test_bad_per_function_capacity(capacity, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        simulate(random_trace(n=3, T=100), {"floor": ForecastFloorPolicy(repeat_period(10))}, 50,
+                 capacity_per_instance=capacity, progress=False)
+
+
+def test_capacities_from_durations_uses_each_functions_mean_duration():
+    durations = pd.DataFrame({
+        "HashOwner": ["o", "o", "o", "o"], "HashApp": ["a", "a", "a", "a"],
+        "HashFunction": ["fast", "slow", "slow", "zero"], "Average": [100.0, 1000.0, 3000.0, 0.0],
+    })
+    keys = [("o", "a", "fast"), ("o", "a", "slow"), ("o", "a", "zero"), ("o", "a", "absent")]
+    caps, derived = capacities_from_durations(keys, durations, container_concurrency=2, target_utilization=0.5, default=7.0)
+    assert derived == 2
+    # 2 requests at a time x 0.5 utilisation x 60,000 ms per minute / mean duration (two days average to 2,000 ms)
+    np.testing.assert_allclose(caps, [600.0, 30.0, 7.0, 7.0])
+    unlimited, _ = capacities_from_durations(keys[:1], durations)
+    assert unlimited[0] == pytest.approx(100 * 0.7 * 60_000 / 100.0)  # Knative's soft target of 100
+    with pytest.raises(ValueError, match="container_concurrency"):
+        capacities_from_durations(keys, durations, container_concurrency=-1)
+
+
+@pytest.mark.skipif(not SHARED_ORIGINAL.exists(), reason="the shared Azure files are not beside the checkout")
+def test_capacities_from_the_real_duration_file():
+    from mesp_core.trace import read_durations, read_invocations
+
+    trace = read_invocations(SHARED_ORIGINAL / "invocations_per_function_md.top10.csv")
+    durations = read_durations(SHARED_ORIGINAL / "function_durations_percentiles.top10.csv")
+    caps, derived = capacities_from_durations(trace.keys, durations, container_concurrency=1)
+    assert derived == 10
+    by_key = dict(zip(zip(durations.HashOwner, durations.HashApp, durations.HashFunction), durations.Average))
+    expected = [0.7 * 60_000 / by_key[key] for key in trace.keys]
+    np.testing.assert_allclose(caps, expected)
+    report = simulate(trace.counts, {"floor": ForecastFloorPolicy(repeat_period(60))}, 720,
+                      capacity_per_instance=caps, replan_every=10, progress=False)
+    assert report.totals["demand_instance_minutes"] == demand_instances(trace.counts[:, 720:], caps[:, None]).sum()
