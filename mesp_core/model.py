@@ -27,6 +27,12 @@ RECENT_CHECK_WINDOW = 60
 
 def validate_contexts(context, min_length: int = MIN_CONTEXT) -> list[np.ndarray]:
     """Per-minute counts, oldest first; clear errors for what a forecaster cannot use."""
+    if isinstance(context, np.ndarray) and context.ndim == 2 and context.shape[0] and context.shape[1] >= min_length:
+        # One 2-D array (the operator's and the replay's case): check it in one pass, and look for
+        # the offending row only when something is wrong.
+        block = np.asarray(context, dtype=np.float32)
+        if np.isfinite(block).all() and not (block < 0).any():
+            return list(block)
     rows = as_context_list(context)
     if not rows:
         raise ValueError("context is empty: give at least one function's history")
