@@ -280,22 +280,30 @@ def plan_min_scale(
     return plan, reasons
 
 
-def _capacity_column(capacity, n: int, config: PolicyConfig):
-    """config's capacity, or the per-function capacities as an [n, 1] column (checked)."""
-    if capacity is None:
-        return config.capacity_per_instance
+def per_function_capacity(capacity, n: int, name: str = "capacity"):
+    """A positive capacity as a float, or n of them (one per function) as float [n]; checked."""
     if np.ndim(capacity) == 0:
-        _check_number("capacity", capacity, low=0.0, low_inclusive=False)
+        _check_number(name, capacity, low=0.0, low_inclusive=False)
         return float(capacity)
     try:
-        column = np.asarray(capacity, dtype=np.float64)
+        values = np.asarray(capacity, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"capacity must be a number or one number per function: {exc}") from None
-    if column.shape != (n,):
-        raise ValueError(f"capacity has shape {column.shape}; give one number or one per function ({n})")
-    if not np.all(np.isfinite(column) & (column > 0)):
-        raise ValueError("capacity must be finite and > 0 for every function")
-    return column[:, None]
+        raise ValueError(f"{name} must be a number or one number per function: {exc}") from None
+    if values.shape != (n,):
+        raise ValueError(f"{name} has shape {values.shape}; give one number or one per function ({n})")
+    bad = ~np.isfinite(values) | (values <= 0)
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{name} must be finite and > 0; function {k} has {values[k]}")
+    return values
+
+
+def _capacity_column(capacity, n: int, config: PolicyConfig):
+    """config's capacity, or the given one; per-function capacities as an [n, 1] column."""
+    if capacity is None:
+        return config.capacity_per_instance
+    value = per_function_capacity(capacity, n)
+    return value if isinstance(value, float) else value[:, None]
 
 
 def _explain(reasons, plan, start, target, needed, capped, held_cooldown, held_hysteresis,

@@ -38,7 +38,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from mesp_core.policy import PlanState, PolicyConfig, _check_int, _check_number, plan_min_scale
+from mesp_core.policy import PlanState, PolicyConfig, _check_int, _check_number, per_function_capacity, plan_min_scale
 
 # A point forecaster maps contexts (2-D [n, t] array or list of 1-D arrays, oldest first) and a
 # horizon to [n, horizon] forecast invocations per minute.
@@ -296,20 +296,10 @@ def _json_default(value):
 
 def _capacities(capacity_per_instance, n: int) -> tuple[float | None, np.ndarray]:
     """(the one capacity or None, capacity per function [n]) from a number or n numbers."""
-    if np.ndim(capacity_per_instance) == 0:
-        _check_number("capacity_per_instance", capacity_per_instance, low=0.0, low_inclusive=False)
-        return float(capacity_per_instance), np.full(n, float(capacity_per_instance))
-    try:
-        caps = np.asarray(capacity_per_instance, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"capacity_per_instance must be a number or one number per function: {exc}") from None
-    if caps.shape != (n,):
-        raise ValueError(f"capacity_per_instance has shape {caps.shape}; give one number or one per function ({n})")
-    bad = ~np.isfinite(caps) | (caps <= 0)
-    if bad.any():
-        k = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"capacity_per_instance must be finite and > 0; function {k} has {caps[k]}")
-    return None, caps
+    value = per_function_capacity(capacity_per_instance, n, "capacity_per_instance")
+    if isinstance(value, float):
+        return value, np.full(n, value)
+    return None, value
 
 
 def capacities_from_durations(keys: Sequence[tuple], durations, container_concurrency: int = 0,
