@@ -6,7 +6,7 @@ also runs cluster_days (K by silhouette) on a real trace sample and prints K, th
 scores and the cluster descriptions.
 
     python bench/bench_kshape.py --n 100000 --k 8 --tslearn-n 500 --threads 2
-    python bench/bench_kshape.py --n 0 --tslearn-n 0 --real /work/shared/data/azure2019/invocations_per_function_md.sample.csv.gz
+    python bench/bench_kshape.py --n 0 --tslearn-n 0 --real ../shared/data/azure2019/invocations_per_function_md.sample.csv.gz
 """
 
 from __future__ import annotations

@@ -23,7 +23,8 @@ from pathlib import Path
 from mesp_core.synthetic import generate_trace
 from mesp_core.trace import read_invocations, write_invocations
 
-SAMPLE = Path("/work/shared/data/azure2019/invocations_per_function_md.sample.csv.gz")
+# ../shared sits beside the checkout (CI too).
+SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "azure2019" / "invocations_per_function_md.sample.csv.gz"
 
 
 def timed(label: str, results: dict, fn, *args, **kwargs):
