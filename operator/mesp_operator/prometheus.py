@@ -24,6 +24,8 @@ from mesp_operator.errors import MetricsError, PolicyError
 STEP_SECONDS = 60
 REFETCH_MINUTES = 2  # re-read the newest minutes each loop: late scrapes change them
 MAX_POINTS_PER_QUERY = 120_000  # keeps one JSON answer to a few MB
+# Mean request durations move slowly: one instant query every 10 minutes, over the last hour.
+DURATION_REFRESH_SECONDS = 600
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +36,7 @@ class Preset:
     namespace_label: str
     service_label: str
     description: str
+    duration_query: str = ""  # mean request duration in ms over the last hour, same labels ($selector too)
 
 
 PRESETS: dict[str, Preset] = {
@@ -43,6 +46,11 @@ PRESETS: dict[str, Preset] = {
         namespace_label="namespace_name",
         service_label="service_name",
         description="Knative <= 1.18: revision_request_count (queue-proxy)",
+        # revision_request_latencies is a histogram in milliseconds.
+        duration_query=(
+            "sum by (namespace_name, service_name) (rate(revision_request_latencies_sum{$selector}[1h]))"
+            " / sum by (namespace_name, service_name) (rate(revision_request_latencies_count{$selector}[1h]))"
+        ),
     ),
     # Knative Serving >= 1.21 (OpenTelemetry): service names live on target_info, joined per scrape target.
     "knative-otel": Preset(
@@ -55,6 +63,16 @@ PRESETS: dict[str, Preset] = {
         namespace_label="k8s_namespace_name",
         service_label="kn_service_name",
         description="Knative >= 1.21: kn_serving_invocation_duration_seconds_count joined with target_info",
+        duration_query=(
+            "1000 * sum by (k8s_namespace_name, kn_service_name) ("
+            "rate(kn_serving_invocation_duration_seconds_sum[1h])"
+            " * on (job, instance) group_left (k8s_namespace_name, kn_service_name)"
+            " max by (job, instance, k8s_namespace_name, kn_service_name) (target_info{$selector}))"
+            " / sum by (k8s_namespace_name, kn_service_name) ("
+            "rate(kn_serving_invocation_duration_seconds_count[1h])"
+            " * on (job, instance) group_left (k8s_namespace_name, kn_service_name)"
+            " max by (job, instance, k8s_namespace_name, kn_service_name) (target_info{$selector}))"
+        ),
     ),
     # Knative Serving >= 1.19 (OpenTelemetry): the activator's series carry the names themselves.
     "knative-otel-activator": Preset(
@@ -65,6 +83,12 @@ PRESETS: dict[str, Preset] = {
         namespace_label="k8s_namespace_name",
         service_label="kn_service_name",
         description="Knative >= 1.19: series labelled kn_service_name/k8s_namespace_name directly",
+        duration_query=(
+            "1000 * sum by (k8s_namespace_name, kn_service_name) "
+            "(rate(kn_serving_invocation_duration_seconds_sum{$selector}[1h]))"
+            " / sum by (k8s_namespace_name, kn_service_name) "
+            "(rate(kn_serving_invocation_duration_seconds_count{$selector}[1h]))"
+        ),
     ),
 }
 
@@ -132,6 +156,12 @@ class _SeriesCache:
 
 
 @dataclasses.dataclass
+class DurationResult:
+    durations_ms: dict[Key, float]           # mean request duration over the last hour, where measured
+    error: Exception | None = None           # why the last refresh failed (older values are kept)
+
+
+@dataclasses.dataclass
 class FetchResult:
     series: dict[Key, np.ndarray]            # per requested key, float32 [window], oldest first
     errors: dict[Key, Exception]             # per key whose counts are unusable
@@ -158,6 +188,9 @@ class PrometheusSource:
         )
         self._batch_cache = _SeriesCache()
         self._override_caches: dict[tuple[Key, str], _SeriesCache] = {}
+        self._durations: dict[Key, float] = {}
+        self._durations_at: float | None = None
+        self._durations_for: frozenset = frozenset()
 
     # -- public -----------------------------------------------------------------------------------
     def fetch(self, targets: Iterable[tuple[str, str]], overrides: Mapping[Key, str], *,
@@ -200,6 +233,38 @@ class PrometheusSource:
             series.pop(key, None)
         return FetchResult(series=series, errors=errors, end=end)
 
+    def mean_durations(self, targets: Iterable[tuple[str, str]], *, now: float) -> DurationResult:
+        """Mean request duration (ms, last hour) per (namespace, service) target, from the preset's
+        latency histogram: one instant query, refreshed every DURATION_REFRESH_SECONDS or when the
+        targets change. Services without requests in the last hour are absent. A failed refresh keeps
+        the previous values and reports the error; it never raises."""
+        targets = frozenset(targets)
+        if not targets or not self.preset.duration_query:
+            return DurationResult({})
+        fresh = (self._durations_at is not None and targets <= self._durations_for
+                 and 0 <= now - self._durations_at < DURATION_REFRESH_SECONDS)
+        if fresh:
+            return DurationResult({k: v for k, v in self._durations.items() if k in targets})
+        query = string.Template(self.preset.duration_query).safe_substitute(
+            selector=_selector(self.preset.namespace_label, (ns for ns, _ in targets)))
+        try:
+            raw = self._query_instant(query, now)
+            measured = {}
+            if not isinstance(raw, list):
+                raise MetricsError("Prometheus answered garbage: result is not a list of series", "MetricsGarbage")
+            for item in raw:
+                key = self._batch_key(item["metric"])
+                value = float(item["value"][1])
+                if key in targets and math.isfinite(value) and value > 0:  # NaN: no requests in the hour
+                    measured[key] = value
+        except MetricsError as exc:
+            return DurationResult({k: v for k, v in self._durations.items() if k in targets}, exc)
+        except (PolicyError, KeyError, TypeError, ValueError, IndexError) as exc:
+            error = MetricsError(f"request durations unusable: {_short(exc)}", "MetricsGarbage")
+            return DurationResult({k: v for k, v in self._durations.items() if k in targets}, error)
+        self._durations, self._durations_at, self._durations_for = measured, now, targets
+        return DurationResult(dict(measured))
+
     # -- internals --------------------------------------------------------------------------------
     def _batch_key(self, metric: Mapping[str, str]) -> Key:
         return (metric.get(self.preset.namespace_label, ""), metric.get(self.preset.service_label, ""))
@@ -218,17 +283,25 @@ class PrometheusSource:
         cache.merge(start, stop, fetched, first)
 
     def _query_range(self, query: str, start: int, end: int):
+        return self._call(lambda: self.client.custom_query_range(
+            query=query,
+            start_time=datetime.fromtimestamp(start, tz=timezone.utc),
+            end_time=datetime.fromtimestamp(end, tz=timezone.utc),
+            step=str(STEP_SECONDS),
+            params={"timeout": f"{self.timeout:g}s"},
+        ))
+
+    def _query_instant(self, query: str, at: float):
+        return self._call(lambda: self.client.custom_query(
+            query=query, params={"time": f"{at:.3f}", "timeout": f"{self.timeout:g}s"}))
+
+    def _call(self, request):
+        """Run one Prometheus API call, turning every failure into a MetricsError or PolicyError."""
         import requests
         from prometheus_api_client.exceptions import PrometheusApiClientException
 
         try:
-            return self.client.custom_query_range(
-                query=query,
-                start_time=datetime.fromtimestamp(start, tz=timezone.utc),
-                end_time=datetime.fromtimestamp(end, tz=timezone.utc),
-                step=str(STEP_SECONDS),
-                params={"timeout": f"{self.timeout:g}s"},
-            )
+            return request()
         except (requests.exceptions.JSONDecodeError, ValueError, KeyError, TypeError) as exc:
             # Not the JSON the API promises (requests' JSON error is also a RequestException: check first).
             raise MetricsError(f"Prometheus answered garbage: {_short(exc)}", "MetricsGarbage") from exc

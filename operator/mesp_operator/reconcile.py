@@ -84,7 +84,7 @@ class PolicySpec:
     hold: int = 2
     quantile: float | None = 0.9
     capacity: float | None = None
-    request_duration_ms: float = 1000.0
+    request_duration_ms: float | None = None  # None: measured from Prometheus, else DEFAULT_REQUEST_DURATION_MS
     min_scale: int | None = None
     max_scale: int | None = None
     cooldown: int = 2
@@ -158,7 +158,7 @@ def parse_spec(spec: Mapping[str, Any], settings: OperatorSettings, model_horizo
         hold=_get_int(spec, "holdMinutes", 2, 0, 120),
         quantile=quantile,
         capacity=_get_number(spec, "capacityPerInstance", None, 0.0, 1e9, low_inclusive=False),
-        request_duration_ms=_get_number(spec, "requestDurationMs", 1000.0, 0.0, 3.6e6, low_inclusive=False),
+        request_duration_ms=_get_number(spec, "requestDurationMs", None, 0.0, 3.6e6, low_inclusive=False),
         min_scale=min_scale,
         max_scale=max_scale,
         cooldown=_get_int(spec, "scaleDown.cooldownMinutes", 2, 0, 1440),
@@ -294,6 +294,8 @@ class Outcome:
     floor: int = 0
     cap: int | None = None
     capacity: float | None = None
+    capacity_source: str | None = None  # spec | requestDurationMs | measuredDuration | defaultDuration
+    duration_ms: float | None = None    # the request duration the capacity was derived from
     plan_source: str = "none"         # fresh | held | floor
     reasons: list = dataclasses.field(default_factory=list)
 
@@ -325,6 +327,35 @@ def _parse_time(text) -> float | None:
         return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
     except ValueError:
         return None
+
+
+# Used when a policy names neither capacityPerInstance nor requestDurationMs and Prometheus has no
+# latency for the Service yet (no requests in the last hour).
+DEFAULT_REQUEST_DURATION_MS = 1000.0
+
+
+def resolve_capacity(spec_capacity: float | None, spec_duration_ms: float | None, measured_duration_ms: float | None,
+                     container_concurrency: int, autoscaling_target: float | None) -> tuple[float, str, float | None]:
+    """Invocations per minute one instance serves, where the figure came from, and the duration used.
+
+    Precedence: the policy's capacityPerInstance; else Knative's concurrency (containerConcurrency,
+    or the autoscaling target when that is 0 = unlimited) with the policy's requestDurationMs, the
+    mean duration Prometheus measured over the last hour, or DEFAULT_REQUEST_DURATION_MS, in that order.
+    """
+    from mesp_core.policy import capacity_from_concurrency
+
+    if spec_capacity is not None:
+        return float(spec_capacity), "spec", None
+    if spec_duration_ms is not None:
+        duration, source = float(spec_duration_ms), "requestDurationMs"
+    elif measured_duration_ms is not None:
+        duration, source = float(measured_duration_ms), "measuredDuration"
+    else:
+        duration, source = DEFAULT_REQUEST_DURATION_MS, "defaultDuration"
+    concurrency = container_concurrency or 0
+    if concurrency == 0:
+        concurrency = int(autoscaling_target or 0)
+    return capacity_from_concurrency(concurrency, duration), source, duration
 
 
 def damp_template_change(current: int, wanted: int, floor: int, cap: int, minutes_since_change: float,
@@ -470,7 +501,7 @@ class Reconciler:
             self.metrics.forget_policy(*key)
 
     # -- planning ---------------------------------------------------------------------------------
-    def _floor_cap(self, outcome: Outcome, revisions) -> None:
+    def _floor_cap(self, outcome: Outcome, revisions, measured_ms: float | None = None) -> None:
         spec, svc, policy = outcome.spec, outcome.service, outcome.policy
         record = OriginalRecord.from_annotations(policy.annotations)
         target_annotations = svc.template_annotations
@@ -487,22 +518,17 @@ class Reconciler:
         cap = spec.max_scale or kn.read_max_scale(target_annotations) or kn.read_max_scale(svc.template_annotations)
         cap = max(cap or self.settings.max_scale_cap, floor, 1)
         outcome.floor, outcome.cap = floor, cap
-        if spec.capacity is not None:
-            outcome.capacity = spec.capacity
-        else:
-            from mesp_core.policy import capacity_from_concurrency
-
-            concurrency = svc.container_concurrency or 0
-            if concurrency == 0:
-                target = kn.read_scale(svc.template_annotations, kn.TARGET, kn.TARGET)
-                concurrency = target or 0
-            outcome.capacity = capacity_from_concurrency(concurrency, spec.request_duration_ms)
+        target = None if svc.container_concurrency else kn.read_scale(svc.template_annotations, kn.TARGET, kn.TARGET)
+        outcome.capacity, outcome.capacity_source, outcome.duration_ms = resolve_capacity(
+            spec.capacity, spec.request_duration_ms, measured_ms, svc.container_concurrency or 0, target)
 
     def _plan(self, planning: list[Outcome], revisions, now: float) -> None:
         if not planning:
             return
+        measured = self._measured_durations(planning, now)
         for outcome in planning:
-            self._floor_cap(outcome, revisions)
+            key = (outcome.policy.namespace, outcome.spec.service)
+            self._floor_cap(outcome, revisions, measured.get(key))
         targets, overrides = [], {}
         for o in planning:
             if o.spec.promql:
@@ -547,6 +573,27 @@ class Reconciler:
                 for o, _ in fresh:
                     o.set("ModelLoaded", False, "ForecastFailed", info.message)
                     self._hold_or_fall_back(o, now, "ForecastFailed")
+
+    def _measured_durations(self, planning: list[Outcome], now: float) -> dict:
+        """Mean request durations (ms) for Services whose policy names neither capacity nor duration.
+        Optional information: a failure is logged and counted, and capacity falls back to the default."""
+        wanted = [(o.policy.namespace, o.spec.service) for o in planning
+                  if o.spec.capacity is None and o.spec.request_duration_ms is None]
+        if not wanted:
+            return {}
+        t = time.monotonic()
+        try:
+            result = self.source.mean_durations(wanted, now=now)
+        except Exception as exc:  # the source reports its errors; this is the last guard
+            result = None
+            error = exc
+        else:
+            error = result.error
+        self._phases["durations"] = time.monotonic() - t
+        if error is not None:
+            self._count_error(classify(error))
+            log.warning("request durations not available (capacity uses the last known or default): %s", error)
+        return {} if result is None else result.durations_ms
 
     def _hold_or_fall_back(self, o: Outcome, now: float, reason: str) -> None:
         memory = self.memory[o.policy.uid]
@@ -904,6 +951,8 @@ class Reconciler:
             "userFloor": o.floor if spec else None,
             "maxScale": o.cap,
             "capacityPerInstance": None if o.capacity is None else round(o.capacity, 3),
+            "capacitySource": o.capacity_source,
+            "requestDurationMs": None if o.duration_ms is None else round(o.duration_ms, 1),
             "lastChange": _iso(memory.changed_at),
             # Hysteresis/cooldown state after the first planned minute: a restarted operator continues from it.
             "planState": None if memory.state_out is None else {

@@ -103,9 +103,11 @@ SERIES = {
     ("it-bad", "override-svc"): "b",
     ("it-presets", "legacy-svc"): "a",
     ("it-rollout", "roll-svc"): "a",
+    ("it-capacity", "timed-svc"): "a",
 }
 # One series in the OpenTelemetry-era layout (names on target_info), for the knative-otel preset.
 OTEL_SERIES = {("it-presets", "otel-svc"): "a"}
+DURATIONS_MS = kh.DURATIONS_MS  # latency histograms backfilled for these Services too
 
 
 def write_openmetrics(path: Path, history: History) -> None:
@@ -116,10 +118,22 @@ def write_openmetrics(path: Path, history: History) -> None:
         labels = (f'namespace_name="{ns}",service_name="{svc}",configuration_name="{svc}",'
                   f'revision_name="{svc}-00001",response_code="200"')
         _counter_lines(lines, "revision_request_count", labels, history, row, offsets)
-    lines.append("# TYPE kn_serving_invocation_duration_seconds_count unknown")
-    for i, ((ns, svc), row) in enumerate(OTEL_SERIES.items()):
-        labels = f'job="queue-proxy",instance="10.0.0.{i + 1}:9091"'
-        _counter_lines(lines, "kn_serving_invocation_duration_seconds_count", labels, history, row, offsets)
+    # Latency histograms (only _sum and _count: the mean is all the operator reads), in ms.
+    for suffix, unit in (("sum", None), ("count", 1.0)):
+        name = f"revision_request_latencies_{suffix}"
+        lines.append(f"# TYPE {name} unknown")
+        for (ns, svc), row in SERIES.items():
+            if (ns, svc) in DURATIONS_MS:
+                labels = (f'namespace_name="{ns}",service_name="{svc}",configuration_name="{svc}",'
+                          f'revision_name="{svc}-00001",response_code="200"')
+                _counter_lines(lines, name, labels, history, row, offsets, unit or DURATIONS_MS[(ns, svc)])
+    for suffix in ("count", "sum"):
+        name = f"kn_serving_invocation_duration_seconds_{suffix}"
+        lines.append(f"# TYPE {name} unknown")
+        for i, ((ns, svc), row) in enumerate(OTEL_SERIES.items()):
+            labels = f'job="queue-proxy",instance="10.0.0.{i + 1}:9091"'
+            seconds = DURATIONS_MS[(ns, svc)] / 1000.0 if suffix == "sum" else 1.0
+            _counter_lines(lines, name, labels, history, row, offsets, seconds)
     lines.append("# TYPE target_info unknown")
     for i, ((ns, svc), row) in enumerate(OTEL_SERIES.items()):
         labels = (f'job="queue-proxy",instance="10.0.0.{i + 1}:9091",k8s_namespace_name="{ns}",'
@@ -130,8 +144,9 @@ def write_openmetrics(path: Path, history: History) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def _counter_lines(lines, name, labels, history, row, offsets):
-    counts = history.counts(row)
+def _counter_lines(lines, name, labels, history, row, offsets, per_request: float = 1.0):
+    """A counter rising by `per_request` for each request of the real day (1: a request counter)."""
+    counts = history.counts(row) * per_request
     total = 0.0
     lines.append(f"{name}{{{labels}}} 0 {history.start}")
     for m, c in enumerate(counts):

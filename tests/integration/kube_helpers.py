@@ -14,6 +14,10 @@ from kubernetes.client.exceptions import ApiException
 KN = ("serving.knative.dev", "v1")
 MESP = ("mesp.dev", "v1alpha1")
 MIN_SCALE = "autoscaling.knative.dev/min-scale"
+# Services whose latency histograms the Prometheus fixture backfills: every request takes exactly
+# this long (ms), so the mean over any hour with requests is this figure.
+DURATIONS_MS = {("it-presets", "legacy-svc"): 250.0, ("it-forecast", "fo-svc"): 400.0,
+                ("it-presets", "otel-svc"): 120.0, ("it-capacity", "timed-svc"): 300.0}
 
 
 def create(api_client, doc: dict) -> None:

@@ -21,8 +21,9 @@ def test_forecast_only_writes_the_plan_and_patches_nothing(admin_client, make_na
     kh.create_knative_service(admin_client, ns, "fo-svc", annotations={kh.MIN_SCALE: "3"})
     service_before = kh.get_service(admin_client, ns, "fo-svc")
     revision_before = kh.get_revision(admin_client, ns, "fo-svc-00001")
-    kh.create_policy(admin_client, ns, "fo", {"service": "fo-svc", "mode": "ForecastOnly", "horizonMinutes": 20,
-                                              "capacityPerInstance": 100})
+    # No capacityPerInstance or requestDurationMs, and fo-svc had no requests in the history's last
+    # hour (the real day ends quiet): no duration can be measured now, so the default applies.
+    kh.create_policy(admin_client, ns, "fo", {"service": "fo-svc", "mode": "ForecastOnly", "horizonMinutes": 20})
     port = control_plane_module.free_port()
     argv = [sys.executable, "-m", "mesp_operator", "--kubeconfig", str(control_plane.operator_kubeconfig),
             "--namespace", ns, "--metrics-port", str(port), "--metrics-address", "127.0.0.1"]
@@ -43,6 +44,9 @@ def test_forecast_only_writes_the_plan_and_patches_nothing(admin_client, make_na
         assert len(st["plan"]) == 20 and min(st["plan"]) >= 3  # the user's min-scale is the floor
         assert st["mode"] == "ForecastOnly" and st.get("appliedMinScale") is None
         assert st["route"]["expert"] and st["planSource"] == "fresh"
+        assert st["capacitySource"] == "defaultDuration" and st["requestDurationMs"] == 1000
+        # containerConcurrency unset (0 = unlimited): Knative's soft target of 100 at 70% utilisation.
+        assert st["capacityPerInstance"] == pytest.approx(100 * 0.7 * 60_000 / 1000)
         actuated = kh.condition(admin_client, ns, "fo", "Actuated")
         assert actuated["status"] == "False" and actuated["reason"] == "ForecastOnly"
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:

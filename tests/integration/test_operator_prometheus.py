@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import kube_helpers as kh
 from mesp_operator.errors import MetricsError, PolicyError
-from mesp_operator.prometheus import PrometheusSource
+from mesp_operator.prometheus import DURATION_REFRESH_SECONDS, PrometheusSource
 
 pytestmark = pytest.mark.integration
 
@@ -62,3 +63,23 @@ def test_unreachable_prometheus_is_a_metrics_error(history):
     result = source.fetch([("ns", "svc")], {}, now=history.end, window_minutes=60)
     error = result.errors[("ns", "svc")]
     assert isinstance(error, MetricsError) and error.reason == "PrometheusUnavailable"
+
+
+@pytest.mark.parametrize("preset,target", [("knative-legacy", ("it-presets", "legacy-svc")),
+                                           ("knative-otel", ("it-presets", "otel-svc"))])
+def test_mean_request_duration_from_the_latency_histogram(control_plane, history, preset, target):
+    
+    source = PrometheusSource(control_plane.prometheus_url, timeout=5, preset=preset)
+    now = history.peak_time("a")
+    silent = ("it-presets", "no-such-svc")
+    result = source.mean_durations([target, silent], now=now)
+    assert result.error is None
+    assert result.durations_ms[target] == pytest.approx(kh.DURATIONS_MS[target], rel=1e-3)
+    assert silent not in result.durations_ms  # no requests measured: absent, not 0 or NaN
+    # Within the refresh interval the figure comes from memory; a Prometheus that has gone away
+    # afterwards is reported, and the last known figures stay usable.
+    assert source.mean_durations([target], now=now + 60).durations_ms == {target: result.durations_ms[target]}
+    source.client.url = f"http://127.0.0.1:{kh.control_plane_module.free_port()}"  # nothing listens there
+    later = source.mean_durations([target], now=now + DURATION_REFRESH_SECONDS + 60)
+    assert isinstance(later.error, MetricsError) and later.error.reason == "PrometheusUnavailable"
+    assert later.durations_ms == {target: result.durations_ms[target]}

@@ -159,3 +159,27 @@ def test_a_new_ready_revision_takes_over_and_the_old_one_gets_its_value_back(
     # Auto chose Revision from the installed Knative's release label, and says so.
     st = kh.status(admin_client, ns, "roll")
     assert st["actuation"] == "Revision" and st["actuationReason"].startswith("Auto: Knative ")
+
+
+def test_capacity_from_the_measured_request_duration(admin_client, make_namespace, run_operator, history):
+    """Without capacityPerInstance, capacity comes from Knative's concurrency and the mean request
+    duration Prometheus measured over the last hour; a requestDurationMs in the spec wins over it."""
+    ns = make_namespace("it-capacity")
+    kh.create_knative_service(admin_client, ns, "timed-svc", container_concurrency=2)
+    kh.create_knative_service(admin_client, ns, "declared-svc", container_concurrency=2)
+    kh.create_policy(admin_client, ns, "timed", {"service": "timed-svc", "horizonMinutes": 10})
+    kh.create_policy(admin_client, ns, "declared", {"service": "declared-svc", "horizonMinutes": 10,
+                                                    "requestDurationMs": 500})
+    run_operator(ns, clock=SimClock(start=history.peak_time("a"), speed=60))
+
+    def status_of(name):
+        st = kh.status(admin_client, ns, name)
+        return st if st.get("capacitySource") else None
+
+    timed = wait_for(lambda: status_of("timed"), 60, message="timed: capacity in status")
+    assert timed["capacitySource"] == "measuredDuration"
+    assert timed["requestDurationMs"] == pytest.approx(kh.DURATIONS_MS[(ns, "timed-svc")], rel=1e-3)
+    assert timed["capacityPerInstance"] == pytest.approx(2 * 0.7 * 60_000 / 300.0, rel=1e-3)
+    declared = wait_for(lambda: status_of("declared"), 60, message="declared: capacity in status")
+    assert declared["capacitySource"] == "requestDurationMs" and declared["requestDurationMs"] == 500
+    assert declared["capacityPerInstance"] == pytest.approx(2 * 0.7 * 60_000 / 500.0)

@@ -10,8 +10,8 @@ from kubernetes.client.exceptions import ApiException
 
 from mesp_operator import knative as kn
 from mesp_operator.errors import MetricsError, PolicyError, classify
-from mesp_operator.reconcile import (OriginalRecord, PolicyObject, damp_template_change, model_context_minutes,
-                                     parse_spec)
+from mesp_operator.reconcile import (DEFAULT_REQUEST_DURATION_MS, OriginalRecord, PolicyObject, damp_template_change,
+                                     model_context_minutes, parse_spec, resolve_capacity)
 from mesp_operator.settings import OperatorSettings
 
 SETTINGS = OperatorSettings()
@@ -23,6 +23,27 @@ def test_spec_defaults():
         ("ForecastOnly", "Auto", 60, 2, 0.9, "moe")
     assert spec.template_cooldown == SETTINGS.template_cooldown_minutes
     assert spec.capacity is None and spec.min_scale is None
+    assert spec.request_duration_ms is None  # absent: measured from Prometheus, else the default
+
+
+@pytest.mark.parametrize("spec_capacity,spec_ms,measured_ms,concurrency,target,expected", [
+    # The policy's own capacity wins over everything.
+    (250.0, 100.0, 50.0, 4, None, (250.0, "spec", None)),
+    # Else concurrency x 0.7 x 60,000 / duration, the duration from the spec first ...
+    (None, 500.0, 50.0, 4, None, (4 * 0.7 * 60_000 / 500.0, "requestDurationMs", 500.0)),
+    # ... then from Prometheus ...
+    (None, None, 300.0, 1, None, (0.7 * 60_000 / 300.0, "measuredDuration", 300.0)),
+    # ... then the default, 1,000 ms.
+    (None, None, None, 2, None, (2 * 0.7 * 60_000 / DEFAULT_REQUEST_DURATION_MS, "defaultDuration", 1000.0)),
+    # containerConcurrency 0 (unlimited): the autoscaling target, else Knative's soft target of 100.
+    (None, None, 300.0, 0, 10, (10 * 0.7 * 60_000 / 300.0, "measuredDuration", 300.0)),
+    (None, None, 300.0, 0, None, (100 * 0.7 * 60_000 / 300.0, "measuredDuration", 300.0)),
+])
+def test_capacity_comes_from_the_spec_a_measured_duration_or_the_default(
+        spec_capacity, spec_ms, measured_ms, concurrency, target, expected):
+    capacity, source, duration = resolve_capacity(spec_capacity, spec_ms, measured_ms, concurrency, target)
+    assert (source, duration) == expected[1:]
+    assert capacity == pytest.approx(expected[0])
 
 
 @pytest.mark.parametrize("spec,message", [
