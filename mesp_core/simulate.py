@@ -176,6 +176,7 @@ class ForecastFloorPolicy(Policy):
         self.predicted: np.ndarray | None = None
 
     def reset(self, settings):
+        # With per-function capacities the config's single figure is unused (plan_min_scale gets them).
         self._config = replace(self.config, capacity_per_instance=settings.capacity_per_instance or 1.0,
                                lead_minutes=settings.lead_minutes, quantile=self.quantile)
         self._capacity = None if settings.capacity_per_instance is not None else settings.capacity_per_function
