@@ -236,8 +236,9 @@ class PrometheusSource:
     def mean_durations(self, targets: Iterable[tuple[str, str]], *, now: float) -> DurationResult:
         """Mean request duration (ms, last hour) per (namespace, service) target, from the preset's
         latency histogram: one instant query, refreshed every DURATION_REFRESH_SECONDS or when the
-        targets change. Services without requests in the last hour are absent. A failed refresh keeps
-        the previous values and reports the error; it never raises."""
+        targets change. A Service without requests in the last hour keeps its last measured figure
+        (so capacity does not jump back to a default while it is idle) and is absent until measured
+        once. A failed refresh keeps the previous values and reports the error; it never raises."""
         targets = frozenset(targets)
         if not targets or not self.preset.duration_query:
             return DurationResult({})
@@ -262,8 +263,9 @@ class PrometheusSource:
         except (PolicyError, KeyError, TypeError, ValueError, IndexError) as exc:
             error = MetricsError(f"request durations unusable: {_short(exc)}", "MetricsGarbage")
             return DurationResult({k: v for k, v in self._durations.items() if k in targets}, error)
-        self._durations, self._durations_at, self._durations_for = measured, now, targets
-        return DurationResult(dict(measured))
+        known = {k: v for k, v in self._durations.items() if k in targets}
+        self._durations, self._durations_at, self._durations_for = {**known, **measured}, now, targets
+        return DurationResult(dict(self._durations))
 
     # -- internals --------------------------------------------------------------------------------
     def _batch_key(self, metric: Mapping[str, str]) -> Key:

@@ -68,7 +68,6 @@ def test_unreachable_prometheus_is_a_metrics_error(history):
 @pytest.mark.parametrize("preset,target", [("knative-legacy", ("it-presets", "legacy-svc")),
                                            ("knative-otel", ("it-presets", "otel-svc"))])
 def test_mean_request_duration_from_the_latency_histogram(control_plane, history, preset, target):
-    
     source = PrometheusSource(control_plane.prometheus_url, timeout=5, preset=preset)
     now = history.peak_time("a")
     silent = ("it-presets", "no-such-svc")
@@ -79,7 +78,15 @@ def test_mean_request_duration_from_the_latency_histogram(control_plane, history
     # Within the refresh interval the figure comes from memory; a Prometheus that has gone away
     # afterwards is reported, and the last known figures stay usable.
     assert source.mean_durations([target], now=now + 60).durations_ms == {target: result.durations_ms[target]}
+    prometheus_url = source.client.url
     source.client.url = f"http://127.0.0.1:{kh.control_plane_module.free_port()}"  # nothing listens there
     later = source.mean_durations([target], now=now + DURATION_REFRESH_SECONDS + 60)
     assert isinstance(later.error, MetricsError) and later.error.reason == "PrometheusUnavailable"
     assert later.durations_ms == {target: result.durations_ms[target]}
+    # Two hours after the history ends nothing is measured any more: the last figure stays, and a
+    # source that never measured the Service has none.
+    source.client.url = prometheus_url
+    quiet = source.mean_durations([target], now=history.end + 2 * 3600)
+    assert quiet.error is None and quiet.durations_ms == {target: result.durations_ms[target]}
+    fresh = PrometheusSource(control_plane.prometheus_url, timeout=5, preset=preset)
+    assert fresh.mean_durations([target], now=history.end + 2 * 3600).durations_ms == {}
