@@ -60,6 +60,11 @@ class TrainConfig:
     cluster_seconds: float = 8.0  # time cap of one per-cluster candidate
     max_dense_windows: int = 60_000
     max_cluster_windows: int = 20_000
+    # Windows cut (and routed) at most, a seeded sample of them: the dense and per-cluster caps above
+    # only apply after routing, and 14-day traces give ~700 windows per function (4,000 functions x
+    # 14 days peaked at 24 GB without these). The shared sample has 185k / 24k, below both.
+    max_fit_windows: int = 250_000
+    max_val_windows: int = 60_000
     min_cluster_windows: int = 300  # below this a cluster reuses the dense model
     stride: int = 30
     # Selection and residual quantiles use windows with at least this much history: online the
@@ -85,6 +90,8 @@ class TrainConfig:
             raise ValueError("test_fraction must be in [0, 1) and val_fraction in (0, 1)")
         if self.input_size_max < SCALE_MINUTES:
             raise ValueError(f"input_size_max must be >= {SCALE_MINUTES}")
+        if min(self.max_fit_windows, self.max_val_windows, self.max_dense_windows, self.max_cluster_windows) < 1:
+            raise ValueError("window caps must be >= 1")
         if self.metric != "wape":
             raise ValueError("only metric 'wape' is supported for selection")
         if any(not 0.0 < r <= 1.0 for r in self.recent_check_ratios):
@@ -293,8 +300,10 @@ def train(trace, out_dir, config: TrainConfig | None = None, progress: bool = Tr
     # 3. windows, routed like online traffic.
     fit_series = [trace.counts[i] for i in fit_idx]
     val_series = [trace.counts[i] for i in val_idx]
-    fit_windows = make_windows(fit_series, config.input_size_max, config.horizon, stride=config.stride, min_context=MIN_CONTEXT)
-    val_windows = make_windows(val_series, config.input_size_max, config.horizon, stride=config.stride, min_context=config.val_min_context)
+    fit_windows = make_windows(fit_series, config.input_size_max, config.horizon, stride=config.stride, min_context=MIN_CONTEXT,
+                               rng=config.seed, max_windows=config.max_fit_windows)
+    val_windows = make_windows(val_series, config.input_size_max, config.horizon, stride=config.stride, min_context=config.val_min_context,
+                               rng=config.seed + 1, max_windows=config.max_val_windows)
     ui.stage(f"routing {len(fit_windows)} fit and {len(val_windows)} validation windows")
     fit_route, _ = route_windows(router, fit_series, fit_windows)
     val_route, val_dist = route_windows(router, val_series, val_windows)
@@ -378,6 +387,8 @@ def train(trace, out_dir, config: TrainConfig | None = None, progress: bool = Tr
             "n_fit_functions": int(len(fit_idx)),
             "n_val_functions": int(len(val_idx)),
             "n_test_functions": int(len(test_idx)),
+            "n_fit_windows": len(fit_windows),
+            "n_val_windows": len(val_windows),
             "split": {"test_fraction": config.test_fraction, "seed": config.seed},
         },
         "training": {"seconds": round(seconds, 1), "stage_seconds": stage_seconds, "config": _config_json(config)},
@@ -551,8 +562,10 @@ def extend(model_dir, trace, out_dir, threshold: float | None = None, k: int | N
     val_rows = sorted(val_functions)
     fit_series = [trace.counts[i] for i in fit_rows]
     val_series = [trace.counts[i] for i in val_rows]
-    fit_windows = make_windows(fit_series, config.input_size_max, config.horizon, stride=config.stride)
-    val_windows = make_windows(val_series, config.input_size_max, config.horizon, stride=config.stride, min_context=config.val_min_context)
+    fit_windows = make_windows(fit_series, config.input_size_max, config.horizon, stride=config.stride,
+                               rng=config.seed, max_windows=config.max_fit_windows)
+    val_windows = make_windows(val_series, config.input_size_max, config.horizon, stride=config.stride, min_context=config.val_min_context,
+                               rng=config.seed + 1, max_windows=config.max_val_windows)
     fit_route, _ = route_windows(router, fit_series, fit_windows)
     val_route, val_dist = route_windows(router, val_series, val_windows)
 
