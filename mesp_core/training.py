@@ -65,6 +65,9 @@ class TrainConfig:
     # 14 days peaked at 24 GB without these). The shared sample has 185k / 24k, below both.
     max_fit_windows: int = 250_000
     max_val_windows: int = 60_000
+    # K-Shape fits a seeded sample of at most this many fit days (100k x 1440 takes ~200 s and ~4.4 GB;
+    # the 14-day public trace has ~390k). The router only needs the centroids.
+    max_cluster_days: int = 100_000
     min_cluster_windows: int = 300  # below this a cluster reuses the dense model
     stride: int = 30
     # Selection and residual quantiles use windows with at least this much history: online the
@@ -92,6 +95,8 @@ class TrainConfig:
             raise ValueError(f"input_size_max must be >= {SCALE_MINUTES}")
         if min(self.max_fit_windows, self.max_val_windows, self.max_dense_windows, self.max_cluster_windows) < 1:
             raise ValueError("window caps must be >= 1")
+        if self.max_cluster_days < self.k_max:
+            raise ValueError(f"max_cluster_days must be >= k_max ({self.k_max})")
         if self.metric != "wape":
             raise ValueError("only metric 'wape' is supported for selection")
         if any(not 0.0 < r <= 1.0 for r in self.recent_check_ratios):
@@ -288,7 +293,13 @@ def train(trace, out_dir, config: TrainConfig | None = None, progress: bool = Tr
     # 2. Experiment 1: K-Shape on the fit functions' days.
     fit_trace = trace.subset(fit_idx)
     days, _owner = fit_trace.daily()
-    ui.stage(f"clustering {len(days)} daily patterns with K-Shape" + (f" (k={config.k})" if config.k else f" (k in {config.k_min}..{config.k_max} by silhouette)"))
+    n_fit_days = len(days)
+    if n_fit_days > config.max_cluster_days:
+        keep = np.sort(np.random.default_rng(config.seed).choice(n_fit_days, config.max_cluster_days, replace=False))
+        days = days[keep]
+    ui.stage(f"clustering {len(days)}" + (f" (a seeded sample of {n_fit_days})" if len(days) < n_fit_days else "")
+             + " daily patterns with K-Shape"
+             + (f" (k={config.k})" if config.k else f" (k in {config.k_min}..{config.k_max} by silhouette)"))
     clustering = cluster_days(
         days, k=config.k, k_range=range(config.k_min, config.k_max + 1), random_state=config.seed, progress=progress
     )
@@ -392,7 +403,8 @@ def train(trace, out_dir, config: TrainConfig | None = None, progress: bool = Tr
             "split": {"test_fraction": config.test_fraction, "seed": config.seed},
         },
         "training": {"seconds": round(seconds, 1), "stage_seconds": stage_seconds, "config": _config_json(config)},
-        "clustering": {"k": clustering.k, "silhouette": {str(k): v for k, v in clustering.silhouette.items()}},
+        "clustering": {"k": clustering.k, "silhouette": {str(k): v for k, v in clustering.silhouette.items()},
+                       "n_days": int(len(days)), "n_fit_days": int(n_fit_days)},
         "dense": {"best": dense_best, "ranking": dense_ranking},
         "naive": {"config": naive.config(), "weights": None},
         "clusters": cluster_entries,

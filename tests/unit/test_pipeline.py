@@ -96,16 +96,19 @@ def test_holdout_zero_trains_on_every_function_within_the_window_caps(tiny_trace
     from mesp_core import load_model
     from mesp_core.training import TrainConfig, train
 
-    # 64 fit functions x 2 days at stride 60 give ~2,900 fit windows: the caps cut them before routing.
+    # 64 fit functions x 2 days at stride 60 give ~2,900 fit windows and 128 days: the caps cut
+    # them before routing and clustering.
     config = TrainConfig(k=3, families=("dlinear",), dense_trials=1, dense_top_n=1, trial_seconds=3.0, cluster_seconds=1.5,
                          max_dense_windows=3000, max_cluster_windows=1500, min_cluster_windows=50, stride=60,
-                         test_fraction=0.0, max_fit_windows=400, max_val_windows=60)
+                         test_fraction=0.0, max_fit_windows=400, max_val_windows=60, max_cluster_days=90)
     train(tiny_trace, tmp_path / "all", config, progress=False)
     model = load_model(tmp_path / "all")
     data = model.manifest["training_data"]
     assert data["n_test_functions"] == 0 and data["n_fit_functions"] + data["n_val_functions"] == len(tiny_trace.keys)
     assert len(held_out_functions(model, tiny_trace)) == 0
     assert (data["n_fit_windows"], data["n_val_windows"]) == (400, 60)
+    clustering = model.manifest["clustering"]
+    assert clustering["n_days"] == 90 and clustering["n_fit_days"] == 2 * data["n_fit_functions"]
     with pytest.raises(ValueError, match="window caps"):
         TrainConfig(max_val_windows=0).validate()
 
