@@ -166,3 +166,18 @@ def test_extend_without_new_patterns_copies_the_model(tiny_model_dir, tiny_trace
     out = tmp_path / "same"
     report = extend(tiny_model_dir, tiny_trace.subset(np.arange(5)), out, threshold=5.0, progress=False)
     assert report["added"] == [] and len(load_model(out).clusters) == 3
+
+
+def test_short_contexts_go_to_the_dense_model(tiny_model, tiny_trace):
+    from mesp_core.model import MOE_MIN_CONTEXT
+
+    short = tiny_trace.counts[:8, 900: 900 + MOE_MIN_CONTEXT - 1]
+    np.testing.assert_array_equal(tiny_model.forecast(short, 30, approach="moe"),
+                                  tiny_model.forecast(short, 30, approach="dense"))
+    assert all(r["expert"].startswith(f"dense:{tiny_model.dense_best}") for r in tiny_model.explain_routes(short))
+    # A ragged batch splits row by row: the long rows keep their cluster experts.
+    long = tiny_trace.counts[:8, 900: 900 + 600]
+    mixed = tiny_model.forecast([*short, *long], 30, approach="moe")
+    np.testing.assert_array_equal(mixed[:8], tiny_model.forecast(short, 30, approach="dense"))
+    np.testing.assert_allclose(mixed[8:], tiny_model.forecast(long, 30, approach="moe"), rtol=1e-5, atol=1e-5)
+    assert not any(r["expert"].startswith("dense:") for r in tiny_model.explain_routes(long))
