@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import time
 from typing import Any, Mapping
 
 GROUP = "serving.knative.dev"
@@ -22,6 +23,34 @@ TARGET = "autoscaling.knative.dev/target"
 SERVICE_LABEL = "serving.knative.dev/service"
 REVISION_ANNOTATIONS_MIN_VERSION = (1, 21)
 CONFLICT_RETRIES = 5
+# The API server sheds load with 429 (priority and fairness) or 503: a write retries a few times,
+# Retry-After honoured but capped, before giving up to the next loop (a minute later).
+THROTTLE_RETRIES = 3
+THROTTLE_MAX_DELAY_SECONDS = 2.0
+
+
+def throttle_delay(exc, retry: int) -> float:
+    """Seconds to wait before retry number `retry` (1, 2, ...) of a throttled request: the server's
+    Retry-After when it sent one, else 0.25 s doubling; never more than THROTTLE_MAX_DELAY_SECONDS."""
+    headers = getattr(exc, "headers", None) or {}
+    try:
+        asked = float(headers.get("Retry-After"))
+    except (TypeError, ValueError):
+        asked = 0.25 * 2 ** (retry - 1)
+    return max(0.0, min(asked, THROTTLE_MAX_DELAY_SECONDS))
+
+
+def with_throttle_retries(call, sleep=time.sleep):
+    """call(), retried up to THROTTLE_RETRIES times while the API server answers 429 or 503."""
+    from kubernetes.client.exceptions import ApiException
+
+    for retry in range(1, THROTTLE_RETRIES + 2):
+        try:
+            return call()
+        except ApiException as exc:
+            if exc.status not in (429, 503) or retry > THROTTLE_RETRIES:
+                raise
+            sleep(throttle_delay(exc, retry))
 
 
 def min_scale_key(annotations: Mapping[str, str] | None) -> str:
@@ -182,25 +211,32 @@ class KnativeClient:
                            value, first)
 
     @staticmethod
-    def _write(read, current_of, patch_of, send, value, first) -> WriteResult:
-        """Compare-and-set on resourceVersion; re-read and retry on 409; no-op when already equal."""
+    def _write(read, current_of, patch_of, send, value, first, sleep=time.sleep) -> WriteResult:
+        """Compare-and-set on resourceVersion; re-read and retry on 409, wait and retry on 429/503
+        (a few times each); no-op when already equal."""
         from kubernetes.client.exceptions import ApiException
 
-        attempt = 0
+        attempt = throttled = 0
         while True:
-            if first is not None and attempt == 0:
-                annotations, rv = first
-            else:
-                body = read()
-                annotations, rv = current_of(body), body["metadata"]["resourceVersion"]
-            key = min_scale_key(annotations)
-            previous = annotations.get(key)
-            if previous == value:
-                return WriteResult(False, previous, key)
             try:
+                if first is not None and attempt == 0:
+                    annotations, rv = first
+                else:
+                    body = read()
+                    annotations, rv = current_of(body), body["metadata"]["resourceVersion"]
+                key = min_scale_key(annotations)
+                previous = annotations.get(key)
+                if previous == value:
+                    return WriteResult(False, previous, key)
                 send(patch_of(key, rv))
                 return WriteResult(True, previous, key)
             except ApiException as exc:
+                if exc.status in (429, 503) and throttled < THROTTLE_RETRIES:
+                    throttled += 1
+                    sleep(throttle_delay(exc, throttled))
+                    continue
+                if exc.status != 409:
+                    raise
                 attempt += 1
-                if exc.status != 409 or attempt > CONFLICT_RETRIES:
+                if attempt > CONFLICT_RETRIES:
                     raise

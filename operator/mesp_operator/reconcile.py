@@ -208,14 +208,14 @@ class PolicyStore:
         self.component = component
 
     def patch_status(self, policy: PolicyObject, status: dict) -> None:
-        self.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, policy.namespace, PLURAL, policy.name, {"status": status})
+        kn.with_throttle_retries(lambda: self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, policy.namespace, PLURAL, policy.name, {"status": status}))
 
     def set_original(self, policy: PolicyObject, record: OriginalRecord | None) -> None:
         value = None if record is None else record.to_json()
-        self.custom.patch_namespaced_custom_object(
+        kn.with_throttle_retries(lambda: self.custom.patch_namespaced_custom_object(
             GROUP, VERSION, policy.namespace, PLURAL, policy.name,
-            {"metadata": {"annotations": {ORIGINAL_ANNOTATION: value}}})
+            {"metadata": {"annotations": {ORIGINAL_ANNOTATION: value}}}))
 
     def get(self, namespace: str, name: str) -> PolicyObject:
         return PolicyObject.from_body(self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name))

@@ -186,3 +186,61 @@ def test_context_covers_the_widest_expert_and_at_least_a_day():
     manifest = {"clusters": [{"expert": {"config": {"input_size": 240}}}],
                 "naive": {"config": {"input_size": 2880}}}
     assert model_context_minutes(manifest) == 2880
+
+
+def _throttled(status=429, retry_after=None):
+    exc = ApiException(status=status, reason="Too Many Requests")
+    exc.headers = {"Retry-After": retry_after} if retry_after is not None else {}
+    return exc
+
+
+def test_throttle_delay_honours_retry_after_within_a_cap():
+    assert kn.throttle_delay(_throttled(), 1) == 0.25 and kn.throttle_delay(_throttled(), 3) == 1.0
+    assert kn.throttle_delay(_throttled(retry_after="1"), 1) == 1.0
+    assert kn.throttle_delay(_throttled(retry_after="60"), 1) == kn.THROTTLE_MAX_DELAY_SECONDS
+    assert kn.throttle_delay(_throttled(retry_after="soon"), 2) == 0.5
+
+
+def test_min_scale_write_waits_out_throttling_then_gives_up_to_the_next_loop():
+    """The compare-and-set write of min-scale: 429/503 are retried after a short wait, a fourth in a
+    row is raised (the next loop retries), and other errors are raised at once."""
+    sent, slept = [], []
+
+    def run(failures):
+        queue = list(failures)
+
+        def send(body):
+            if queue:
+                raise queue.pop(0)
+            sent.append(body)
+
+        read = lambda: {"metadata": {"resourceVersion": "7", "annotations": {}}}
+        return kn.KnativeClient._write(read, lambda b: b["metadata"]["annotations"],
+                                       lambda key, rv: {"rv": rv, key: "3"}, send, "3", None, sleep=slept.append)
+
+    result = run([_throttled(), _throttled(503)])
+    assert result.changed and sent == [{"rv": "7", kn.MIN_SCALE: "3"}] and slept == [0.25, 0.5]
+    slept.clear()
+    with pytest.raises(ApiException) as raised:
+        run([_throttled()] * 4)
+    assert raised.value.status == 429 and len(slept) == kn.THROTTLE_RETRIES
+    slept.clear()
+    with pytest.raises(ApiException):
+        run([ApiException(status=403, reason="Forbidden")])
+    assert slept == []
+    # 409 still means: re-read and compare again, without waiting.
+    assert run([ApiException(status=409, reason="Conflict")]).changed and slept == []
+
+
+def test_status_writes_wait_out_throttling_too():
+    calls, slept = [], []
+
+    def call():
+        calls.append(1)
+        if len(calls) < 3:
+            raise _throttled(retry_after="0.1")
+        return "ok"
+
+    assert kn.with_throttle_retries(call, sleep=slept.append) == "ok" and slept == [0.1, 0.1]
+    with pytest.raises(ApiException):
+        kn.with_throttle_retries(lambda: (_ for _ in ()).throw(_throttled()), sleep=slept.append)
