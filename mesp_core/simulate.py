@@ -176,10 +176,10 @@ class ForecastFloorPolicy(Policy):
         self.predicted: np.ndarray | None = None
 
     def reset(self, settings):
-        # With per-function capacities the config's single figure is unused (plan_min_scale gets them).
-        self._config = replace(self.config, capacity_per_instance=settings.capacity_per_instance or 1.0,
-                               lead_minutes=settings.lead_minutes, quantile=self.quantile)
-        self._capacity = None if settings.capacity_per_instance is not None else settings.capacity_per_function
+        # Capacity goes to plan_min_scale per function (the replay's, one figure or one each), so the
+        # config's own capacity is not used here.
+        self._config = replace(self.config, lead_minutes=settings.lead_minutes, quantile=self.quantile)
+        self._capacity = settings.capacity_per_function
         self._state = PlanState.initial(settings.n_functions, self._config)
         # The forecast each minute was sized from, made `lead` minutes ahead where the cadence
         # allows (for the coverage of quantile forecasts); minutes from settings.plan_from on.

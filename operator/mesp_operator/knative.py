@@ -27,6 +27,7 @@ CONFLICT_RETRIES = 5
 # Retry-After honoured but capped, before giving up to the next loop (a minute later).
 THROTTLE_RETRIES = 3
 THROTTLE_MAX_DELAY_SECONDS = 2.0
+THROTTLED_STATUSES = (429, 503)
 
 
 def throttle_delay(exc, retry: int) -> float:
@@ -48,7 +49,7 @@ def with_throttle_retries(call, sleep=time.sleep):
         try:
             return call()
         except ApiException as exc:
-            if exc.status not in (429, 503) or retry > THROTTLE_RETRIES:
+            if exc.status not in THROTTLED_STATUSES or retry > THROTTLE_RETRIES:
                 raise
             sleep(throttle_delay(exc, retry))
 
@@ -231,7 +232,7 @@ class KnativeClient:
                 send(patch_of(key, rv))
                 return WriteResult(True, previous, key)
             except ApiException as exc:
-                if exc.status in (429, 503) and throttled < THROTTLE_RETRIES:
+                if exc.status in THROTTLED_STATUSES and throttled < THROTTLE_RETRIES:
                     throttled += 1
                     sleep(throttle_delay(exc, throttled))
                     continue

@@ -245,7 +245,7 @@ class PrometheusSource:
         fresh = (self._durations_at is not None and targets <= self._durations_for
                  and 0 <= now - self._durations_at < DURATION_REFRESH_SECONDS)
         if fresh:
-            return DurationResult({k: v for k, v in self._durations.items() if k in targets})
+            return DurationResult(self._known_durations(targets))
         query = string.Template(self.preset.duration_query).safe_substitute(
             selector=_selector(self.preset.namespace_label, (ns for ns, _ in targets)))
         try:
@@ -259,13 +259,17 @@ class PrometheusSource:
                 if key in targets and math.isfinite(value) and value > 0:  # NaN: no requests in the hour
                     measured[key] = value
         except MetricsError as exc:
-            return DurationResult({k: v for k, v in self._durations.items() if k in targets}, exc)
+            return DurationResult(self._known_durations(targets), exc)
         except (PolicyError, KeyError, TypeError, ValueError, IndexError) as exc:
             error = MetricsError(f"request durations unusable: {_short(exc)}", "MetricsGarbage")
-            return DurationResult({k: v for k, v in self._durations.items() if k in targets}, error)
-        known = {k: v for k, v in self._durations.items() if k in targets}
-        self._durations, self._durations_at, self._durations_for = {**known, **measured}, now, targets
+            return DurationResult(self._known_durations(targets), error)
+        self._durations = {**self._known_durations(targets), **measured}
+        self._durations_at, self._durations_for = now, targets
         return DurationResult(dict(self._durations))
+
+    def _known_durations(self, targets: frozenset) -> dict[Key, float]:
+        """The last measured durations of these targets."""
+        return {k: v for k, v in self._durations.items() if k in targets}
 
     # -- internals --------------------------------------------------------------------------------
     def _batch_key(self, metric: Mapping[str, str]) -> Key:

@@ -518,7 +518,7 @@ class Reconciler:
         cap = spec.max_scale or kn.read_max_scale(target_annotations) or kn.read_max_scale(svc.template_annotations)
         cap = max(cap or self.settings.max_scale_cap, floor, 1)
         outcome.floor, outcome.cap = floor, cap
-        target = None if svc.container_concurrency else kn.read_scale(svc.template_annotations, kn.TARGET, kn.TARGET)
+        target = kn.read_scale(svc.template_annotations, kn.TARGET, kn.TARGET)  # used only when concurrency is 0
         outcome.capacity, outcome.capacity_source, outcome.duration_ms = resolve_capacity(
             spec.capacity, spec.request_duration_ms, measured_ms, svc.container_concurrency or 0, target)
 
