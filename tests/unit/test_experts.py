@@ -235,6 +235,52 @@ def test_seasonal_naive_lengths_ignore_padding():
     assert detect_periods(padded, lengths=np.array([200]))[0] == 5
 
 
+def _period_errors_by_loops(row, horizon, candidates, mean_window, span=1440):
+    """The quantities _period_errors derives from FFTs and cumulative sums, computed pair by pair."""
+    from mesp_core.experts.naive import _enough_history, _lags_for
+
+    recent = row[-span:]
+
+    def mean_sq_diff(x, lag):
+        return np.mean([(x[t] - x[t - lag]) ** 2 for t in range(lag, len(x))])
+
+    def moment(k):
+        return np.mean([recent[t] * recent[t - k] for t in range(k, len(recent))])
+
+    out = []
+    for p in candidates:
+        if p < horizon:
+            lags = _lags_for(p, horizon)
+            ok = _enough_history(np.array([len(recent)]), int(lags.max()))[0]
+            out.append(np.mean([mean_sq_diff(recent, lag) for lag in lags]) if ok else np.inf)
+        elif p <= span // 4:
+            out.append(mean_sq_diff(recent, p) if _enough_history(np.array([len(recent)]), p)[0] else np.inf)
+        else:
+            out.append(mean_sq_diff(row, p) if _enough_history(np.array([len(row)]), p)[0] else np.inf)
+    w = mean_window
+    if _enough_history(np.array([len(recent)]), horizon + w - 1)[0]:
+        cross = np.mean([sum(moment(h + j) for j in range(w)) for h in range(1, horizon + 1)])
+        level = sum((w - abs(d)) * moment(abs(d)) for d in range(-(w - 1), w)) / w**2
+        out.append(max(moment(0) - 2 * cross / w + level, 0.0))
+    else:
+        out.append(np.inf)
+    return np.array(out)
+
+
+def test_seasonal_naive_period_errors_match_a_pair_by_pair_computation():
+    from mesp_core.experts.naive import _period_errors, _right_aligned
+
+    rng = np.random.default_rng(7)
+    horizon, candidates, mean_window = 12, [1, 5, 10, 30, 300, 1440], 10
+    lengths = [3000, 1600, 700, 90, 40]  # day lag usable, too short for it, short lags only, mean off
+    rows = [rng.poisson(rng.uniform(0.5, 40), size=n).astype(np.float64) * (rng.random(n) < 0.6) for n in lengths]
+    x, length = _right_aligned(rows, 3000, None)
+    fast = _period_errors(x.astype(np.float64), length, horizon, candidates, mean_window)
+    slow = np.stack([_period_errors_by_loops(row, horizon, candidates, mean_window) for row in rows])
+    np.testing.assert_array_equal(np.isinf(fast), np.isinf(slow))
+    np.testing.assert_allclose(fast[np.isfinite(slow)], slow[np.isfinite(slow)], rtol=1e-9, atol=1e-9)
+
+
 def test_repeat_last_hour_repeats_the_last_60_minutes():
     context = np.arange(100, dtype=np.float32)
     np.testing.assert_array_equal(RepeatLastHour().predict([context])[0], context[-60:])
