@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's one test command (README and CI): installs everything the tests need on a fresh
 # machine, then runs the whole pytest suite except the opt-in kind e2e (`-m "not e2e"`).
-#   1. Debian packages: etcd-server and prometheus (with promtool), only when missing.
+#   1. Debian packages: etcd-server, prometheus (with promtool) and shellcheck, only when missing.
 #   2. Go-built binaries, cached by version in ~/.cache/mesp/bin: kube-apiserver
 #      (hack/build-kube-apiserver.sh, ~12 min cold on 2 cores) and helm (hack/install-helm.sh,
 #      ~4 min cold). They compile in the background while step 3 downloads.
@@ -20,7 +20,6 @@ cd "$repo"
 cache="${MESP_CACHE:-$HOME/.cache/mesp}"
 export MESP_BIN_DIR="${MESP_BIN_DIR:-$cache/bin}"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
-torch_version="2.13.0"
 start=$SECONDS
 step() { echo "==> [$(( SECONDS - start ))s] $*"; }
 
@@ -28,6 +27,7 @@ step() { echo "==> [$(( SECONDS - start ))s] $*"; }
 missing=()
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || missing+=(prometheus)
+command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)  # lints the scripts CI cannot run (kind e2e)
 if (( ${#missing[@]} )); then
   step "installing Debian packages: ${missing[*]}"
   sudo=()
