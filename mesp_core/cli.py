@@ -392,6 +392,12 @@ def cmd_demo(args) -> int:
 
 
 # ---------------------------------------------------------------------------- parser
+def _command(sub, name: str, summary: str, **kwargs) -> argparse.ArgumentParser:
+    """A subcommand whose --help opens with its one-line summary unless it has a longer description."""
+    kwargs.setdefault("description", summary[0].upper() + summary[1:] + ".")
+    return sub.add_parser(name, help=summary, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mesp",
@@ -403,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("train", help="cluster the trace, tune experts per cluster and a dense baseline, write a model folder",
+    p = _command(sub, "train", "cluster the trace, tune experts per cluster and a dense baseline, write a model folder",
                        description="Experiments 1 and 2: K-Shape clusters, per-cluster expert selection with Optuna, dense baseline. "
                        "Holds out 20% of the functions (by key hash, see --holdout) for 'mesp evaluate'.")
     _add_trace(p)
@@ -423,49 +429,49 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("cluster", help="Experiment 1 only: K-Shape clusters of the daily patterns, with descriptions and a plot")
+    p = _command(sub, "cluster", "Experiment 1 only: K-Shape clusters of the daily patterns, with descriptions and a plot")
     _add_trace(p)
     p.add_argument("--out", required=True, metavar="DIR", help="folder for clusters.png, clusters.json, centroids.npy, labels.csv")
     p.add_argument("--k", type=int, help="number of clusters (default: best silhouette in --k-min..--k-max)")
-    p.add_argument("--k-min", type=int, default=3)
-    p.add_argument("--k-max", type=int, default=10)
+    p.add_argument("--k-min", type=int, default=3, help="smallest K tried (default 3)")
+    p.add_argument("--k-max", type=int, default=10, help="largest K tried (default 10)")
     _add_json(p)
     p.set_defaults(func=cmd_cluster)
 
-    p = sub.add_parser("evaluate", help="Experiment 3: rolling-origin backtest of MoE vs dense vs naive on unseen functions")
+    p = _command(sub, "evaluate", "Experiment 3: rolling-origin backtest of MoE vs dense vs naive on unseen functions")
     p.add_argument("--model", metavar="DIR", help=MODEL_HELP)
     _add_trace(p)
     p.add_argument("--first-origin", type=int, default=720, help="first origin, minute of the last day (default 720)")
     p.add_argument("--last-origin", type=int, default=1380, help="last origin (default 1380)")
     p.add_argument("--every", type=int, default=60, help="minutes between origins (default 60)")
-    p.add_argument("--horizon", type=int, default=60)
+    p.add_argument("--horizon", type=int, default=60, help="minutes forecast from each origin (default 60)")
     p.add_argument("--plots", metavar="DIR", help="write sample forecast plots to DIR")
     _add_json(p)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("forecast", help="forecast the next minutes for the functions of a trace, with routes explained")
+    p = _command(sub, "forecast", "forecast the next minutes for the functions of a trace, with routes explained")
     p.add_argument("--model", metavar="DIR", help=MODEL_HELP)
     _add_trace(p)
     p.add_argument("--function", help="only functions whose hash contains this string")
     p.add_argument("--at", type=int, help="forecast origin in minutes from the trace start (default: its end)")
-    p.add_argument("--horizon", type=int, default=60)
+    p.add_argument("--horizon", type=int, default=60, help="minutes to forecast (default 60)")
     p.add_argument("--approach", default="moe", help="moe | dense | dense:<family> | naive (default moe)")
     p.add_argument("--quantile", type=float, default=0.9, help="upper quantile also reported (default 0.9)")
     p.add_argument("--limit", type=int, default=20, help="rows shown in the table (default 20)")
     _add_json(p)
     p.set_defaults(func=cmd_forecast)
 
-    p = sub.add_parser("extend", help="add clusters for new patterns far from every centroid; train only their experts")
+    p = _command(sub, "extend", "add clusters for new patterns far from every centroid; train only their experts")
     p.add_argument("--model", required=True, metavar="DIR", help="existing model folder (left untouched)")
     _add_trace(p)
     p.add_argument("--out", required=True, metavar="DIR", help="new model folder")
     p.add_argument("--threshold", type=float, help="distance above which a day is new (default: the largest cluster's p95 route distance)")
     p.add_argument("--k", type=int, help="clusters to add (default: by silhouette, 1..4)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
     _add_json(p)
     p.set_defaults(func=cmd_extend)
 
-    p = sub.add_parser("simulate", help="cold-start replay: policies side by side (Knative default, keep-alive, hybrid histogram, forecast floors, oracle)")
+    p = _command(sub, "simulate", "cold-start replay: policies side by side (Knative default, keep-alive, hybrid histogram, forecast floors, oracle)")
     p.add_argument("--model", metavar="DIR", help=MODEL_HELP)
     _add_trace(p)
     p.add_argument("--start", type=int, help="first replayed minute (default: the last 720 minutes)")
@@ -491,18 +497,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json(p)
     p.set_defaults(func=cmd_simulate)
 
-    p = sub.add_parser("generate", help="write a seeded synthetic trace in the Azure layout")
-    p.add_argument("--out", required=True, metavar="DIR")
-    p.add_argument("--functions", type=int, default=600)
-    p.add_argument("--days", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--gzip", action="store_true")
+    p = _command(
+        sub, "generate", "write a seeded synthetic trace in the Azure layout",
+        description="Write a seeded synthetic trace as Azure Functions 2019 files, one "
+        "invocations_per_function_md.anon.dNN.csv per day: diurnal, weekday/weekend, timer, bursty, "
+        "sparse and batch-spike functions with daily totals over five orders of magnitude. The same "
+        "seed gives the same files; every command reads them with --trace.")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder to write the day files to (created if missing)")
+    p.add_argument("--functions", type=int, default=600, metavar="N", help="number of functions (default 600)")
+    p.add_argument("--days", type=int, default=2, metavar="D", help="number of days, d01 a Monday (default 2)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--gzip", action="store_true", help="write .csv.gz instead of .csv")
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("operator", help="run the Kubernetes operator (options: mesp operator --help)", add_help=False)
+    p = _command(sub, "operator", "run the Kubernetes operator (options: mesp operator --help)", add_help=False)
     p.set_defaults(func=cmd_operator)
 
-    p = sub.add_parser("demo", help="generate a trace (or use --trace), train, evaluate and replay; print tables, write plots")
+    p = _command(sub, "demo", "generate a trace (or use --trace), train, evaluate and replay; print tables, write plots")
     _add_trace(p)
     p.add_argument("--out", default="mesp-demo", metavar="DIR", help="output folder (default ./mesp-demo)")
     p.add_argument("--full", dest="quick", action="store_false", help="use the full training budget instead of the quick one")

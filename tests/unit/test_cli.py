@@ -18,10 +18,16 @@ COMMANDS = ["train", "cluster", "evaluate", "forecast", "extend", "simulate", "g
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_explains_itself(command, capsys):
+    from mesp_core.cli import build_parser
+
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
     assert exit_info.value.code == 0
-    assert "--" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    subcommand = build_parser()._subparsers._group_actions[0].choices[command]
+    assert subcommand.description and subcommand.description.split()[0] in out
+    unexplained = [action.option_strings for action in subcommand._actions if not action.help]
+    assert not unexplained, f"options without a help text: {unexplained}"
 
 
 def _one_line_error(capsys, argv) -> str:
