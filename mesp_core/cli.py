@@ -251,6 +251,8 @@ def cmd_forecast(args) -> int:
         rows = np.array([i for i, k in enumerate(trace.keys) if args.function in k], dtype=np.int64)
         if len(rows) == 0:
             raise CliError(f"no function with hash {args.function!r} in the trace")
+    if args.plot and args.plot_functions < 1:
+        raise CliError(f"--plot-functions must be at least 1, got {args.plot_functions}")
     at = args.at if args.at is not None else trace.counts.shape[1]
     if not 60 <= at <= trace.counts.shape[1]:
         raise CliError(f"--at must be between 60 and {trace.counts.shape[1]} (minutes into the trace)")
@@ -278,6 +280,14 @@ def cmd_forecast(args) -> int:
         lines.append(f"{item['function'][-16:]}  cluster {route['cluster']} ({route['expert']}, d={route['distance']:.2f}, {route['description']}): {head}")
     if len(items) > args.limit:
         lines.append(f"... {len(items) - args.limit} more (use --json for all)")
+    if args.plot:
+        from mesp_core.plots import plot_function_forecasts
+
+        shown = range(min(len(rows), args.plot_functions))
+        panels = [{"function": items[j]["function"], "route": routes[j], "history": context[j],
+                   "forecast": point[j], "upper": upper[j], "quantile": args.quantile,
+                   "actual": trace.counts[rows[j], at : at + args.horizon]} for j in shown]
+        lines.append(f"plot of {len(panels)} function(s): {plot_function_forecasts(panels, args.plot)}")
     _emit(args, {"model": model_dir, "at": at, "horizon": args.horizon, "approach": args.approach, "functions": items},
           "\n".join(lines))
     return 0
@@ -458,6 +468,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--approach", default="moe", help="moe | dense | dense:<family> | naive (default moe)")
     p.add_argument("--quantile", type=float, default=0.9, help="upper quantile also reported (default 0.9)")
     p.add_argument("--limit", type=int, default=20, help="rows shown in the table (default 20)")
+    p.add_argument("--plot", metavar="PNG", help="plot history, forecast, quantile band and (when the trace goes on) "
+                   "what followed, for the first --plot-functions functions")
+    p.add_argument("--plot-functions", type=int, default=6, metavar="N", help="functions in --plot (default 6)")
     _add_json(p)
     p.set_defaults(func=cmd_forecast)
 

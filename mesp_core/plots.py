@@ -142,3 +142,35 @@ def plot_backtest_samples(result, path) -> Path:
     axes[-1, 0].set_xlabel(f"minutes from the forecast origin (minute {result.samples.get('origin')} of the trace)")
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_function_forecasts(items, path, history_minutes: int = 240) -> Path:
+    """What `mesp forecast` decided, one panel per function: recent history, the point forecast,
+    the band up to the upper quantile, and what really followed when the trace has it.
+
+    Each item: {"function", "route", "history", "forecast", "upper", "quantile", "actual" (may be empty)}.
+    """
+    plt = _pyplot()
+    if not items:
+        raise ValueError("no functions to plot")
+    fig, axes = plt.subplots(len(items), 1, figsize=(10, 2.2 * len(items) + 0.5), squeeze=False)
+    for item, ax in zip(items, axes[:, 0]):
+        history = np.asarray(item["history"])[-history_minutes:]
+        forecast, upper = np.asarray(item["forecast"]), np.asarray(item["upper"])
+        actual = np.asarray(item.get("actual", []))
+        future = np.arange(len(forecast))
+        ax.plot(np.arange(-len(history), 0), history, color="black", linewidth=0.8, label="history")
+        if actual.size:
+            ax.plot(np.arange(len(actual)), actual, color="black", linewidth=1.4, label="actual")
+        ax.fill_between(future, forecast, upper, color="#c0392b", alpha=0.18, linewidth=0,
+                        label=f"up to q={item['quantile']:g}")
+        ax.plot(future, forecast, color="#c0392b", linewidth=1.2, label="forecast")
+        ax.axvline(0, color="#999999", linewidth=0.6)
+        route = item["route"]
+        ax.set_title(f"{item['function'][-24:]}: cluster {route['cluster']} ({route['description']}), "
+                     f"expert {route['expert']}", fontsize=8, loc="left")
+        ax.set_ylabel("invocations/min", fontsize=8)
+    axes[0, 0].legend(fontsize=7, ncol=4, loc="upper left")
+    axes[-1, 0].set_xlabel("minutes from the forecast origin")
+    fig.tight_layout()
+    return _save(fig, path)

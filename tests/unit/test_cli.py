@@ -119,6 +119,15 @@ def test_simulate_keep_warm_and_quantiles(tiny_model_dir, tmp_path, capsys):
     assert "keep_warm_minutes" in _one_line_error(capsys, [*argv, "--keep-warm", "-1"])
 
 
+def test_forecast_plot_shows_history_forecast_and_what_followed(tiny_model_dir, tmp_path, capsys):
+    png = tmp_path / "forecast.png"
+    argv = ["forecast", "--model", str(tiny_model_dir), *TINY_TRACE, "--at", "2000", "--horizon", "30"]
+    assert main([*argv, "--plot", str(png), "--plot-functions", "3"]) == 0
+    assert "plot of 3 function(s)" in capsys.readouterr().out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert "--plot-functions" in _one_line_error(capsys, [*argv, "--plot", str(png), "--plot-functions", "0"])
+
+
 def test_console_script_runs_out_of_process():
     result = subprocess.run([sys.executable, "-m", "mesp_core.cli", "forecast", "--model", "/nonexistent/model", *TINY_TRACE],
                             capture_output=True, text=True, cwd=ROOT)
