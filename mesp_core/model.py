@@ -30,14 +30,17 @@ RECENT_CHECK_WINDOW = 60
 MOE_MIN_CONTEXT = RECENT_CHECK_WINDOW + MIN_CONTEXT
 
 
-def validate_contexts(context, min_length: int = MIN_CONTEXT) -> list[np.ndarray]:
-    """Per-minute counts, oldest first; clear errors for what a forecaster cannot use."""
+def validate_contexts(context, min_length: int = MIN_CONTEXT) -> np.ndarray | list[np.ndarray]:
+    """Per-minute counts, oldest first; clear errors for what a forecaster cannot use.
+
+    Returns one float32 2-D array when the input was one (the operator's and the
+    replay's case; it stays one array through routing and every expert, with no per-row copies),
+    else a list of 1-D arrays."""
     if isinstance(context, np.ndarray) and context.ndim == 2 and context.shape[0] and context.shape[1] >= min_length:
-        # One 2-D array (the operator's and the replay's case): check it in one pass, and look for
-        # the offending row only when something is wrong.
+        # Check it in one pass, and look for the offending row only when something is wrong.
         block = np.asarray(context, dtype=np.float32)
         if np.isfinite(block).all() and not (block < 0).any():
-            return list(block)
+            return block
     rows = as_context_list(context)
     if not rows:
         raise ValueError("context is empty: give at least one function's history")
@@ -49,6 +52,17 @@ def validate_contexts(context, min_length: int = MIN_CONTEXT) -> list[np.ndarray
         if (row < 0).any():
             raise ValueError(f"context[{i}] contains negative counts")
     return rows
+
+
+def _take(rows, idx: np.ndarray):
+    """The rows at `idx`, as one array when `rows` is one."""
+    return rows[idx] if isinstance(rows, np.ndarray) else [rows[i] for i in idx]
+
+
+def _lengths(rows) -> np.ndarray:
+    if isinstance(rows, np.ndarray):
+        return np.full(rows.shape[0], rows.shape[1], dtype=np.int64)
+    return np.array([len(row) for row in rows], dtype=np.int64)
 
 
 # Residual quantiles are stored in units of the mean level of the last SCALE_MINUTES minutes, the
@@ -128,7 +142,7 @@ class MespModel:
         ]
 
     # ------------------------------------------------------------------ forecasting
-    def _experts_for(self, rows: list[np.ndarray], approach: str, clusters: np.ndarray | None = None) -> list[tuple[object, str, np.ndarray]]:
+    def _experts_for(self, rows: np.ndarray | list[np.ndarray], approach: str, clusters: np.ndarray | None = None) -> list[tuple[object, str, np.ndarray]]:
         """(expert, residual-quantile key, row indices) groups that together cover every row;
         `clusters` reuses routes already computed for these rows (moe only)."""
         n = len(rows)
@@ -157,13 +171,13 @@ class MespModel:
                 groups.append((expert, f"cluster-{int(cluster)}", members))
         return groups
 
-    def _short_for_moe(self, rows: list[np.ndarray]) -> np.ndarray:
+    def _short_for_moe(self, rows: np.ndarray | list[np.ndarray]) -> np.ndarray:
         """Rows the mixture hands to the best dense model (context < MOE_MIN_CONTEXT minutes)."""
         if self.dense_best not in self.dense_experts:  # a model without dense baseline keeps its experts
             return np.zeros(len(rows), dtype=bool)
-        return np.array([len(row) < MOE_MIN_CONTEXT for row in rows], dtype=bool)
+        return _lengths(rows) < MOE_MIN_CONTEXT
 
-    def _predict(self, expert, rows: list[np.ndarray], horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    def _predict(self, expert, rows: np.ndarray | list[np.ndarray], horizon: int) -> tuple[np.ndarray, np.ndarray]:
         """Point forecast [m, horizon] and the scale of the first step's window, rolling the
         expert forward on its own output when horizon exceeds what it was trained for."""
         from mesp_core.windows import prepare_contexts
@@ -214,18 +228,18 @@ class MespModel:
             switched = recent.switch(self.recent_check_ratio)
         if switched.any():
             idx = np.flatnonzero(switched)
-            point[idx] = repeat_last_hour_forecast([rows[i] for i in idx], horizon)
+            point[idx] = repeat_last_hour_forecast(_take(rows, idx), horizon)
             groups = [(key, members[~switched[members]]) for key, members in groups] + [(RECENT_CHECK_KEY, idx)]
         return ForecastDistribution(self, point, scale, groups, switched, rows=rows, approach=approach,
                                     recent=recent, clusters=clusters)
 
-    def _forecast_groups(self, rows: list[np.ndarray], horizon: int, approach: str, clusters: np.ndarray | None = None):
+    def _forecast_groups(self, rows: np.ndarray | list[np.ndarray], horizon: int, approach: str, clusters: np.ndarray | None = None):
         """Point forecast, window scale and (residual key, rows) groups, without the recent check."""
         point = np.zeros((len(rows), horizon), dtype=np.float32)
         scale = np.zeros(len(rows), dtype=np.float32)
         groups = []
         for expert, key, members in self._experts_for(rows, approach, clusters):
-            point[members], scale[members] = self._predict(expert, [rows[i] for i in members], horizon)
+            point[members], scale[members] = self._predict(expert, _take(rows, members), horizon)
             groups.append((key, members))
         return point, scale, groups
 
@@ -238,14 +252,17 @@ class MespModel:
             clusters = self.router.route(rows)[0] if approach == "moe" else None
             return self._recent_hour(rows, approach, clusters)
 
-    def _recent_hour(self, rows: list[np.ndarray], approach: str, clusters: np.ndarray | None,
+    def _recent_hour(self, rows: np.ndarray | list[np.ndarray], approach: str, clusters: np.ndarray | None,
                      window: int = RECENT_CHECK_WINDOW) -> "RecentHour":
-        usable = np.flatnonzero([len(r) >= window + MIN_CONTEXT for r in rows])
+        usable = np.flatnonzero(_lengths(rows) >= window + MIN_CONTEXT)
         actual = np.zeros((len(usable), window), dtype=np.float32)
         model_past = alt_past = actual
         if usable.size:
-            past = [rows[i][:-window] for i in usable]
-            actual = np.stack([rows[i][-window:] for i in usable]).astype(np.float32)
+            if isinstance(rows, np.ndarray):
+                past, actual = rows[usable, :-window], rows[usable, -window:]
+            else:
+                past = [rows[i][:-window] for i in usable]
+                actual = np.stack([rows[i][-window:] for i in usable]).astype(np.float32)
             model_past, _, _ = self._forecast_groups(past, window, approach, None if clusters is None else clusters[usable])
             alt_past = repeat_last_hour_forecast(past, window)
         return RecentHour(len(rows), usable, actual, model_past, alt_past)
@@ -322,7 +339,7 @@ class RecentHour:
         return out
 
 
-def repeat_last_hour_forecast(rows: list[np.ndarray], horizon: int) -> np.ndarray:
+def repeat_last_hour_forecast(rows: np.ndarray | list[np.ndarray], horizon: int) -> np.ndarray:
     """Repeat-last-hour forecast [n, horizon] of contexts of any length >= 60 minutes."""
     from mesp_core.experts.naive import RepeatLastHour
     from mesp_core.windows import prepare_contexts
@@ -331,9 +348,11 @@ def repeat_last_hour_forecast(rows: list[np.ndarray], horizon: int) -> np.ndarra
     return expert.predict(prepare_contexts(_as_batch(rows), expert.input_size))
 
 
-def _as_batch(rows: list[np.ndarray]):
+def _as_batch(rows):
     """Rows of one length as a 2-D array, so experts check and cut them in one vectorised step
     instead of row by row (10,000 per-row checks cost more than the networks); ragged rows stay a list."""
+    if isinstance(rows, np.ndarray):
+        return rows
     if rows and all(len(row) == len(rows[0]) for row in rows):
         return np.stack(rows)
     return rows
@@ -346,7 +365,7 @@ class ForecastDistribution:
     """
 
     def __init__(self, model: MespModel, point: np.ndarray, scale: np.ndarray, groups: list[tuple[str, np.ndarray]],
-                 switched: np.ndarray | None = None, *, rows: list[np.ndarray] | None = None,
+                 switched: np.ndarray | None = None, *, rows: np.ndarray | list[np.ndarray] | None = None,
                  approach: str = "moe", recent: RecentHour | None = None, clusters: np.ndarray | None = None):
         self.point = np.clip(point, 0.0, None)
         self._model = model

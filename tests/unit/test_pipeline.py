@@ -45,6 +45,18 @@ def test_forecasts_use_only_the_given_context_and_are_deterministic(tiny_model, 
     np.testing.assert_array_equal(first[3:4], tiny_model.forecast(context[3:4], 60))
 
 
+@pytest.mark.parametrize("minutes", [100, 900, 2880])
+def test_an_array_and_its_rows_as_a_list_get_the_same_forecast(tiny_model, tiny_trace, minutes):
+    # A 2-D context stays one array through routing and the experts; a list takes the row-wise path.
+    context = tiny_trace.counts[:, :minutes].astype(np.float32)
+    for approach in ("moe", "dense", "naive"):
+        as_array = tiny_model.forecast_distribution(context, 60, approach=approach)
+        as_list = tiny_model.forecast_distribution(list(context), 60, approach=approach)
+        np.testing.assert_array_equal(as_array.point, as_list.point)
+        np.testing.assert_array_equal(as_array.quantile(0.9), as_list.quantile(0.9))
+        np.testing.assert_array_equal(as_array.switched, as_list.switched)
+
+
 def test_bad_contexts_get_clear_errors(tiny_model):
     with pytest.raises(ValueError, match="at least 60"):
         tiny_model.forecast(np.ones((2, 30)), 10)

@@ -40,6 +40,23 @@ def test_routing_is_deterministic_and_batched_like_single_calls():
     np.testing.assert_allclose(first[1], [s[1][0] for s in singles], atol=1e-5)
 
 
+@pytest.mark.parametrize("minutes", [60, 301, 1440, 3000])
+def test_one_array_routes_exactly_like_its_rows_as_a_list(minutes):
+    rng = np.random.default_rng(minutes)
+    block = rng.poisson(rng.uniform(0.1, 50, size=(40, 1)), size=(40, minutes)).astype(np.float32)
+    block[3] = 7.0  # a flat row stays idle on both paths
+    router = Router(_centroids())
+    np.testing.assert_array_equal(router.distances(block), router.distances(list(block)))
+
+
+def test_block_means_match_the_reshaped_mean():
+    from mesp_core.router import _block_mean
+
+    x = np.random.default_rng(1).random((7, 1440)).astype(np.float32) * 1000
+    np.testing.assert_array_equal(_block_mean(x, 5), x.reshape(7, -1, 5).mean(axis=2, dtype=np.float32))
+    np.testing.assert_array_equal(_block_mean(x[:, 5:], 5), x[:, 5:].reshape(7, -1, 5).mean(axis=2, dtype=np.float32))
+
+
 def test_long_contexts_use_only_the_last_day():
     centroids = _centroids()
     router = Router(centroids)
