@@ -259,6 +259,10 @@ def cmd_forecast(args) -> int:
     context = trace.counts[rows, :at]
     distribution = model.forecast_distribution(context, args.horizon, approach=args.approach)
     point, upper = distribution.point, distribution.quantile(args.quantile)
+    plan = None
+    if args.capacity is not None:  # what the operator would set: min-scale per minute
+        plan = model.plan_min_scale(context, args.horizon, capacity_per_instance=args.capacity,
+                                    lead_minutes=args.lead, quantile=args.quantile, approach=args.approach)
     routes = model.explain_routes(context)
     for route, switched in zip(routes, distribution.switched):
         if switched:  # the routed expert lost to repeat-last-hour on this function's last hour
@@ -273,11 +277,15 @@ def cmd_forecast(args) -> int:
                 f"p{round(args.quantile * 100)}": np.round(upper[j], 3).tolist(),
             }
         )
+        if plan is not None:
+            items[-1]["min_scale"] = plan[j].tolist()
     lines = [f"forecast at minute {at}, next {args.horizon} minutes ({args.approach}); showing the first 10 minutes"]
     for item in items[: args.limit]:
         route = item["route"]
         head = " ".join(f"{v:.0f}" for v in item["forecast"][:10])
         lines.append(f"{item['function'][-16:]}  cluster {route['cluster']} ({route['expert']}, d={route['distance']:.2f}, {route['description']}): {head}")
+        if plan is not None:
+            lines.append(f"{'':16}  min-scale: {' '.join(str(v) for v in item['min_scale'][:10])}")
     if len(items) > args.limit:
         lines.append(f"... {len(items) - args.limit} more (use --json for all)")
     if args.plot:
@@ -286,9 +294,13 @@ def cmd_forecast(args) -> int:
         shown = range(min(len(rows), args.plot_functions))
         panels = [{"function": items[j]["function"], "route": routes[j], "history": context[j],
                    "forecast": point[j], "upper": upper[j], "quantile": args.quantile,
-                   "actual": trace.counts[rows[j], at : at + args.horizon]} for j in shown]
+                   "actual": trace.counts[rows[j], at : at + args.horizon],
+                   "min_scale": None if plan is None else plan[j]} for j in shown]
         lines.append(f"plot of {len(panels)} function(s): {plot_function_forecasts(panels, args.plot)}")
-    _emit(args, {"model": model_dir, "at": at, "horizon": args.horizon, "approach": args.approach, "functions": items},
+    payload = {"model": model_dir, "at": at, "horizon": args.horizon, "approach": args.approach, "functions": items}
+    if plan is not None:
+        payload["policy"] = {"capacity_per_instance": args.capacity, "lead_minutes": args.lead, "quantile": args.quantile}
+    _emit(args, payload,
           "\n".join(lines))
     return 0
 
@@ -468,6 +480,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--approach", default="moe", help="moe | dense | dense:<family> | naive (default moe)")
     p.add_argument("--quantile", type=float, default=0.9, help="upper quantile also reported (default 0.9)")
     p.add_argument("--limit", type=int, default=20, help="rows shown in the table (default 20)")
+    p.add_argument("--capacity", type=float, metavar="INV_PER_MIN",
+                   help="also plan min-scale as the operator would: invocations per minute one instance serves")
+    p.add_argument("--lead", type=int, default=1, help="with --capacity: minutes an instance needs to become ready (default 1)")
     p.add_argument("--plot", metavar="PNG", help="plot history, forecast, quantile band and (when the trace goes on) "
                    "what followed, for the first --plot-functions functions")
     p.add_argument("--plot-functions", type=int, default=6, metavar="N", help="functions in --plot (default 6)")

@@ -148,7 +148,8 @@ def plot_function_forecasts(items, path, history_minutes: int = 240) -> Path:
     """What `mesp forecast` decided, one panel per function: recent history, the point forecast,
     the band up to the upper quantile, and what really followed when the trace has it.
 
-    Each item: {"function", "route", "history", "forecast", "upper", "quantile", "actual" (may be empty)}.
+    Each item: {"function", "route", "history", "forecast", "upper", "quantile", "actual" (may be empty),
+    "min_scale" (optional: the plan, drawn in instances on a second axis)}.
     """
     plt = _pyplot()
     if not items:
@@ -166,6 +167,11 @@ def plot_function_forecasts(items, path, history_minutes: int = 240) -> Path:
                         label=f"up to q={item['quantile']:g}")
         ax.plot(future, forecast, color="#c0392b", linewidth=1.2, label="forecast")
         ax.axvline(0, color="#999999", linewidth=0.6)
+        if item.get("min_scale") is not None:  # the plan, in instances, on its own axis
+            scale_ax = ax.twinx()
+            scale_ax.step(future, item["min_scale"], where="post", color="#1f4e79", linewidth=1.0)
+            scale_ax.set_ylabel("min-scale", fontsize=8, color="#1f4e79")
+            scale_ax.set_ylim(bottom=0)
         route = item["route"]
         ax.set_title(f"{item['function'][-24:]}: cluster {route['cluster']} ({route['description']}), "
                      f"expert {route['expert']}", fontsize=8, loc="left")

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mesp_core.cli import main
@@ -126,6 +127,19 @@ def test_forecast_plot_shows_history_forecast_and_what_followed(tiny_model_dir, 
     assert "plot of 3 function(s)" in capsys.readouterr().out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     assert "--plot-functions" in _one_line_error(capsys, [*argv, "--plot", str(png), "--plot-functions", "0"])
+
+
+def test_forecast_with_capacity_plans_min_scale_like_the_model_api(tiny_model_dir, tiny_model, tiny_trace, tmp_path, capsys):
+    report = tmp_path / "forecast.json"
+    argv = ["forecast", "--model", str(tiny_model_dir), *TINY_TRACE, "--at", "2000", "--horizon", "30"]
+    assert main([*argv, "--capacity", "20", "--lead", "2", "--json", str(report), "--plot", str(tmp_path / "f.png")]) == 0
+    assert "min-scale:" in capsys.readouterr().out
+    payload = json.loads(report.read_text())
+    assert payload["policy"] == {"capacity_per_instance": 20.0, "lead_minutes": 2, "quantile": 0.9}
+    plans = np.array([item["min_scale"] for item in payload["functions"]])
+    expected = tiny_model.plan_min_scale(tiny_trace.counts[:, :2000], 30, capacity_per_instance=20.0, lead_minutes=2)
+    np.testing.assert_array_equal(plans, expected)
+    assert "capacity_per_instance" in _one_line_error(capsys, [*argv, "--capacity", "0"])
 
 
 def test_console_script_runs_out_of_process():
