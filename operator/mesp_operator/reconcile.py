@@ -335,7 +335,7 @@ DEFAULT_REQUEST_DURATION_MS = 1000.0
 
 
 def resolve_capacity(spec_capacity: float | None, spec_duration_ms: float | None, measured_duration_ms: float | None,
-                     container_concurrency: int, autoscaling_target: float | None) -> tuple[float, str, float | None]:
+                     container_concurrency: int | None, autoscaling_target: float | None) -> tuple[float, str, float | None]:
     """Invocations per minute one instance serves, where the figure came from, and the duration used.
 
     Precedence: the policy's capacityPerInstance; else Knative's concurrency (containerConcurrency,
@@ -520,7 +520,7 @@ class Reconciler:
         outcome.floor, outcome.cap = floor, cap
         target = kn.read_scale(svc.template_annotations, kn.TARGET, kn.TARGET)  # used only when concurrency is 0
         outcome.capacity, outcome.capacity_source, outcome.duration_ms = resolve_capacity(
-            spec.capacity, spec.request_duration_ms, measured_ms, svc.container_concurrency or 0, target)
+            spec.capacity, spec.request_duration_ms, measured_ms, svc.container_concurrency, target)
 
     def _plan(self, planning: list[Outcome], revisions, now: float) -> None:
         if not planning:
