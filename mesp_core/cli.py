@@ -242,6 +242,7 @@ def cmd_forecast(args) -> int:
     import numpy as np
 
     from mesp_core import load_model
+    from mesp_core.model import policy_config, plan_from_distribution
 
     model_dir = _model_dir(args)
     model = load_model(model_dir)
@@ -257,12 +258,15 @@ def cmd_forecast(args) -> int:
     if not 60 <= at <= trace.counts.shape[1]:
         raise CliError(f"--at must be between 60 and {trace.counts.shape[1]} (minutes into the trace)")
     context = trace.counts[rows, :at]
-    distribution = model.forecast_distribution(context, args.horizon, approach=args.approach)
-    point, upper = distribution.point, distribution.quantile(args.quantile)
-    plan = None
+    plan, lookahead = None, 0
     if args.capacity is not None:  # what the operator would set: min-scale per minute
-        plan = model.plan_min_scale(context, args.horizon, capacity_per_instance=args.capacity,
-                                    lead_minutes=args.lead, quantile=args.quantile, approach=args.approach)
+        config, _ = policy_config(args.capacity, args.lead, {"quantile": args.quantile})
+        lookahead = config.lookahead  # the plan's last minutes are sized over [i, i + lead + hold]
+    distribution = model.forecast_distribution(context, args.horizon + lookahead, approach=args.approach)
+    if args.capacity is not None:
+        plan = plan_from_distribution(distribution, args.horizon, config)
+    point = distribution.point[:, : args.horizon]
+    upper = distribution.quantile(args.quantile)[:, : args.horizon]
     routes = model.explain_routes(context)
     for route, switched in zip(routes, distribution.switched):
         if switched:  # the routed expert lost to repeat-last-hour on this function's last hour

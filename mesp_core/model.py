@@ -294,17 +294,33 @@ class MespModel:
         """Per-minute min-scale plan [n, horizon] (ints) from the point and upper-quantile forecasts.
 
         `capacity_per_instance` is one number or one per function (n numbers)."""
-        from mesp_core.policy import PolicyConfig, plan_min_scale
-
-        per_function = np.ndim(capacity_per_instance) > 0
-        config = PolicyConfig(capacity_per_instance=60.0 if per_function else capacity_per_instance,
-                              lead_minutes=lead_minutes, **policy)
+        config, capacity = policy_config(capacity_per_instance, lead_minutes, policy)
         # The last plan minutes are sized over [i, i + lead + hold]: forecast that much further.
         distribution = self.forecast_distribution(context, horizon + config.lookahead, approach)
-        upper = distribution.point if config.quantile is None else distribution.quantile(config.quantile)
-        plan, _reasons = plan_min_scale(distribution.point, upper, config, plan_horizon=horizon, explain=False,
-                                        capacity=capacity_per_instance if per_function else None)
-        return plan
+        return plan_from_distribution(distribution, horizon, config, capacity)
+
+
+def policy_config(capacity_per_instance, lead_minutes: int, policy: dict):
+    """(PolicyConfig, per-function capacities or None). Per-function capacities travel beside the
+    config, which holds one number; its placeholder is then never used for sizing."""
+    from mesp_core.policy import PolicyConfig
+
+    per_function = np.ndim(capacity_per_instance) > 0
+    config = PolicyConfig(capacity_per_instance=60.0 if per_function else capacity_per_instance,
+                          lead_minutes=lead_minutes, **policy)
+    return config, (capacity_per_instance if per_function else None)
+
+
+def plan_from_distribution(distribution: "ForecastDistribution", horizon: int, config, capacity=None) -> np.ndarray:
+    """Min-scale plan [n, horizon] from a forecast that reaches `horizon + config.lookahead` minutes."""
+    from mesp_core.policy import plan_min_scale
+
+    if distribution.point.shape[1] < horizon + config.lookahead:
+        raise ValueError(f"the forecast covers {distribution.point.shape[1]} minutes; planning {horizon} "
+                         f"needs {horizon + config.lookahead} (lead + hold further)")
+    upper = distribution.point if config.quantile is None else distribution.quantile(config.quantile)
+    plan, _reasons = plan_min_scale(distribution.point, upper, config, plan_horizon=horizon, explain=False, capacity=capacity)
+    return plan
 
 
 class RecentHour:
