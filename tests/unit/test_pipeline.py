@@ -8,6 +8,7 @@ import pytest
 
 from mesp_core import load_model
 from mesp_core.evaluation import backtest, format_table, held_out_functions
+from mesp_core.model import plan_from_distribution, policy_config
 from mesp_core.router import IDLE_CLUSTER
 from mesp_core.training import extend
 
@@ -95,6 +96,16 @@ def test_min_scale_plan_is_integer_and_bounded(tiny_model, tiny_trace):
     plan = tiny_model.plan_min_scale(tiny_trace.counts[:6, :900], 30, capacity_per_instance=20.0, lead_minutes=2, max_scale=5)
     assert plan.shape == (6, 30) and np.issubdtype(plan.dtype, np.integer)
     assert plan.min() >= 0 and plan.max() <= 5
+
+
+def test_a_plan_from_one_forecast_needs_lead_and_hold_minutes_beyond_the_plan(tiny_model, tiny_trace):
+    context = tiny_trace.counts[:6, :900]
+    config, _ = policy_config(20.0, 2, {"quantile": 0.9})
+    expected = tiny_model.plan_min_scale(context, 30, capacity_per_instance=20.0, lead_minutes=2, quantile=0.9)
+    longer = tiny_model.forecast_distribution(context, 30 + config.lookahead)
+    assert np.array_equal(plan_from_distribution(longer, 30, config), expected)
+    with pytest.raises(ValueError, match="needs"):
+        plan_from_distribution(tiny_model.forecast_distribution(context, 30), 30, config)
 
 
 def test_held_out_functions_are_exactly_the_unseen_ones(tiny_model, tiny_trace):
