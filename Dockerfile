@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # MESP operator image: `mesp operator` with the built-in default model artifact.
 # Build: docker build -t mesp:dev .   (hack/e2e-kind.sh builds it and loads it into kind)
-# It cannot be built on the project's CI machines (no Docker engine there); the kind e2e exercises it.
+# It cannot be built on the project's CI machines (no Docker engine there); the kind e2e exercises it,
+# and tests/unit/test_packaging.py checks the wheel `pip install .` makes from this build context.
 
 ARG PYTHON_VERSION=3.11
 ARG TORCH_VERSION=2.13.0
