@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mesp_core import cli
 from mesp_core.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,6 +119,26 @@ def test_simulate_keep_warm_and_quantiles(tiny_model_dir, tmp_path, capsys):
     capsys.readouterr()
     assert "quantile" in _one_line_error(capsys, [*argv, "--quantiles", "1.5"])
     assert "keep_warm_minutes" in _one_line_error(capsys, [*argv, "--keep-warm", "-1"])
+
+
+def test_simulate_sample_replays_a_seeded_subset(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    argv = ["simulate", "--model", str(tiny_model_dir), *TINY_TRACE, "--start", "2700", "--replan-every", "10"]
+    runs = []
+    for seed in ("3", "3", "4"):
+        sim = tmp_path / f"simulate-{len(runs)}.json"
+        assert main([*argv, "--sample", "5", "--sample-seed", seed, "--json", str(sim)]) == 0
+        assert "replaying a sample of 5 of 16 functions" in capsys.readouterr().err
+        payload = json.loads(sim.read_text())
+        assert payload["totals"]["functions"] == 5
+        runs.append(payload["totals"]["invocations"])
+    assert runs[0] == runs[1] != runs[2]  # the same seed replays the same functions
+    assert main([*argv, "--sample", "100", "--json", str(tmp_path / "all.json")]) == 0  # more than there are: all
+    assert "replaying a sample" not in capsys.readouterr().err
+    assert json.loads((tmp_path / "all.json").read_text())["totals"]["functions"] == 16
+    assert "--sample" in _one_line_error(capsys, [*argv, "--sample", "0"])
+    monkeypatch.setattr(cli, "_LONG_REPLAY_PLANS", 5 * 180 / 10 - 1)  # 5 functions x 180 minutes / 10
+    assert main([*argv, "--sample", "5", "--json", str(tmp_path / "long.json")]) == 0
+    assert "is a long replay; --replan-every 5 or --sample N is quicker" in capsys.readouterr().err
 
 
 def test_forecast_plot_shows_history_forecast_and_what_followed(tiny_model_dir, tmp_path, capsys):
