@@ -275,9 +275,7 @@ class MespModel:
             table = self.residual_quantiles.get(NAIVE_KEY)
         if table is None or len(self.quantile_levels) == 0:
             return np.zeros(horizon, dtype=np.float32)
-        per_step = np.array(
-            [np.interp(q, self.quantile_levels, table[:, j]) for j in range(table.shape[1])], dtype=np.float32
-        )
+        per_step = interp_columns(q, self.quantile_levels, table).astype(np.float32)
         if horizon > len(per_step):
             per_step = np.concatenate([per_step, np.full(horizon - len(per_step), per_step[-1], np.float32)])
         return per_step[:horizon]
@@ -353,6 +351,22 @@ class RecentHour:
         use_alt = switched[self.usable][:, None]
         out[self.usable] = self.actual - np.where(use_alt, self.alt_past, self.model_past)
         return out
+
+
+def interp_columns(x: float, xp: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """`np.interp(x, xp, table[:, j])` for every column j of a finite table at once, with numpy's own
+    arithmetic (the same float64 results; the replay asks for a quantile every minute)."""
+    fp = np.asarray(table, dtype=np.float64)
+    xp = np.asarray(xp, dtype=np.float64)
+    if x < xp[0]:
+        return fp[0].copy()
+    if x >= xp[-1]:
+        return fp[-1].copy()
+    j = int(np.searchsorted(xp, x, side="right")) - 1
+    if x == xp[j]:
+        return fp[j].copy()
+    slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j])
+    return slope * (x - xp[j]) + fp[j]
 
 
 def repeat_last_hour_forecast(rows: np.ndarray | list[np.ndarray], horizon: int) -> np.ndarray:
@@ -454,6 +468,13 @@ def load_model(path: str | os.PathLike) -> MespModel:
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise ArtifactError(f"{model_dir}: manifest and weights do not fit together ({type(exc).__name__}: {exc})") from None
     residual_quantiles = {name: t.numpy().astype(np.float32) for name, t in quantile_tensors.items()}
+    levels = manifest.get("quantile_levels", [])
+    for name, table in residual_quantiles.items():
+        if table.ndim != 2 or table.shape[0] != len(levels):
+            raise ArtifactError(f"{model_dir}: quantiles.safetensors: table {name!r} has shape {list(table.shape)}, "
+                                f"expected one row per quantile level ({len(levels)}) and one column per lead minute")
+        if not np.isfinite(table).all():
+            raise ArtifactError(f"{model_dir}: quantiles.safetensors: table {name!r} has NaN or infinite values")
     return MespModel(manifest, router, cluster_experts, dense_experts, naive, residual_quantiles, path=model_dir)
 
 

@@ -79,3 +79,37 @@ def test_weights_that_do_not_fit_the_config(tmp_path):
     (model_dir / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ArtifactError, match="do not fit"):
         load_model(model_dir)
+
+
+@pytest.mark.parametrize("damage", ["nan", "rows"])
+def test_quantile_tables_that_cannot_size_a_floor_are_refused(tmp_path, damage):
+    """Written under matching hashes (as a buggy trainer would): the table itself is checked."""
+    from safetensors.torch import load_file, save_file
+
+    from mesp_core.artifact import sha256_file
+
+    model_dir = _copy_golden(tmp_path)
+    path = model_dir / "quantiles.safetensors"
+    tables = load_file(path)
+    name = sorted(tables)[0]
+    tables[name] = tables[name].clone()
+    if damage == "nan":
+        tables[name][0, 0] = float("nan")
+    else:
+        tables[name] = tables[name][:-1]
+    save_file(tables, path)
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    manifest["files"]["quantiles.safetensors"] = sha256_file(path)
+    (model_dir / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="NaN or infinite" if damage == "nan" else "one row per quantile level"):
+        load_model(model_dir)
+
+
+def test_quantile_interpolation_over_every_lead_step_is_numpys():
+    from mesp_core.model import interp_columns
+
+    levels = np.array([0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99])
+    table = np.random.default_rng(3).normal(size=(len(levels), 60)) * 50
+    for q in [0.0, 0.01, 0.05, 0.07, 0.1, 0.333, 0.5, 0.9, 0.93, 0.99, 0.999]:
+        expected = np.array([np.interp(q, levels, table[:, j]) for j in range(table.shape[1])])
+        np.testing.assert_array_equal(interp_columns(q, levels, table), expected)
