@@ -330,6 +330,8 @@ _LONG_REPLAY_PLANS = 2_000_000
 
 
 def cmd_simulate(args) -> int:
+    import numpy as np
+
     from mesp_core import load_model
     from mesp_core.evaluation import held_out_functions
     from mesp_core.simulate import format_table, plot_tradeoff, run_replay
@@ -337,8 +339,6 @@ def cmd_simulate(args) -> int:
     model_dir = _model_dir(args)
     model = load_model(model_dir)
     trace = _load_trace(args)
-    import numpy as np
-
     if args.sample is not None and args.sample < 1:
         raise CliError(f"--sample must be at least 1, got {args.sample}")
     rows = held_out_functions(model, trace) if not args.all_functions else np.arange(len(trace.keys))
