@@ -258,13 +258,12 @@ def cmd_forecast(args) -> int:
     if not 60 <= at <= trace.counts.shape[1]:
         raise CliError(f"--at must be between 60 and {trace.counts.shape[1]} (minutes into the trace)")
     context = trace.counts[rows, :at]
-    plan, lookahead = None, 0
-    if args.capacity is not None:  # what the operator would set: min-scale per minute
-        config, _ = policy_config(args.capacity, args.lead, {"quantile": args.quantile})
-        lookahead = config.lookahead  # the plan's last minutes are sized over [i, i + lead + hold]
-    distribution = model.forecast_distribution(context, args.horizon + lookahead, approach=args.approach)
-    if args.capacity is not None:
-        plan = plan_from_distribution(distribution, args.horizon, config)
+    # With --capacity, also what the operator would set: min-scale per minute, its last minutes
+    # sized over [i, i + lead + hold], so one forecast reaches that much further.
+    config = None if args.capacity is None else policy_config(args.capacity, args.lead, {"quantile": args.quantile})[0]
+    distribution = model.forecast_distribution(context, args.horizon + (config.lookahead if config else 0),
+                                               approach=args.approach)
+    plan = None if config is None else plan_from_distribution(distribution, args.horizon, config)
     point = distribution.point[:, : args.horizon]
     upper = distribution.quantile(args.quantile)[:, : args.horizon]
     routes = model.explain_routes(context)
@@ -304,8 +303,7 @@ def cmd_forecast(args) -> int:
     payload = {"model": model_dir, "at": at, "horizon": args.horizon, "approach": args.approach, "functions": items}
     if plan is not None:
         payload["policy"] = {"capacity_per_instance": args.capacity, "lead_minutes": args.lead, "quantile": args.quantile}
-    _emit(args, payload,
-          "\n".join(lines))
+    _emit(args, payload, "\n".join(lines))
     return 0
 
 

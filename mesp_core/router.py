@@ -95,22 +95,31 @@ class Router:
             # One length for every row: cut the window from the array itself, no per-row copies.
             block = np.asarray(context, dtype=np.float32)
             out = np.full((block.shape[0], self.n_clusters), np.nan, dtype=np.float32)
-            t = min(block.shape[1] // self.resolution, self.max_window)
+            t = self._window_blocks(block.shape[1])
             if t >= 2 and block.shape[0]:
-                out[:] = self._distances_same_length(_block_mean(block[:, block.shape[1] - t * self.resolution :], self.resolution))
+                out[:] = self._trailing_distances(block, t)
             return out
         rows = as_context_list(context)
         out = np.full((len(rows), self.n_clusters), np.nan, dtype=np.float32)
         by_length: dict[int, list[int]] = {}
         for i, row in enumerate(rows):
-            by_length.setdefault(min(len(row) // self.resolution, self.max_window), []).append(i)
+            by_length.setdefault(self._window_blocks(len(row)), []).append(i)
         for t, members in by_length.items():
             if t < 2:
                 continue
             span = t * self.resolution
-            windows = np.stack([rows[i][len(rows[i]) - span :] for i in members]).astype(np.float32)
-            out[members] = self._distances_same_length(_block_mean(windows, self.resolution))
+            out[members] = self._trailing_distances(np.stack([rows[i][len(rows[i]) - span :] for i in members]), t)
         return out
+
+    def _window_blocks(self, minutes: int) -> int:
+        """Blocks of `resolution` minutes the router reads from a context of this length."""
+        return min(minutes // self.resolution, self.max_window)
+
+    def _trailing_distances(self, block: np.ndarray, t: int) -> np.ndarray:
+        """Distances of the last `t` blocks of every row of `block` [m, >= t * resolution]."""
+        span = t * self.resolution
+        windows = np.asarray(block[:, block.shape[1] - span :], dtype=np.float32)
+        return self._distances_same_length(_block_mean(windows, self.resolution))
 
     def _distances_same_length(self, windows: np.ndarray) -> np.ndarray:
         t = windows.shape[1]
