@@ -19,13 +19,17 @@ MODEL = REPO / "mesp_core" / "default_model"
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
-    # Built from a copy of what .dockerignore lets into the image's build context, so nothing else
-    # in the checkout (and no setuptools build/ folder left in it) can leak into the wheel.
+    # Built from a copy of what .dockerignore lets into the image's build context (its `!` lines), so
+    # nothing else in the checkout (and no setuptools build/ folder left in it) can leak into the wheel.
     source = tmp_path_factory.mktemp("context")
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy2(REPO / name, source / name)
-    for name in ("mesp_core", "operator"):
-        shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
+    allowed = [line[1:].strip().rstrip("/") for line in (REPO / ".dockerignore").read_text().splitlines()
+               if line.startswith("!")]
+    assert {"pyproject.toml", "mesp_core", "operator"} <= set(allowed)
+    for name in allowed:
+        if (REPO / name).is_dir():
+            shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
+        else:
+            shutil.copy2(REPO / name, source / name)
     out = tmp_path_factory.mktemp("wheel")
     # No build isolation: setuptools comes from the test extras, so this needs no index.
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(source)],
