@@ -93,7 +93,7 @@ PRESETS: dict[str, Preset] = {
 }
 
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-Key = tuple  # (namespace, service) for the batched query, (namespace, policy) for overrides
+Key = tuple  # (namespace, service) for the batched query, ("policy", namespace, policy) for overrides
 
 
 def render_override(promql: str, namespace: str, service: str) -> str:
@@ -124,9 +124,11 @@ class _SeriesCache:
         self.end: int | None = None     # newest minute fetched successfully
         self.window = 0
         self.data: dict[Key, np.ndarray] = {}
+        self.bad: dict[Key, str] = {}   # series with unusable values in the last refresh (and why)
 
     def range_to_fetch(self, first: int, last: int, window: int) -> tuple[int, int]:
-        if self.end is None or window != self.window or last < self.end or self.end < first:
+        # A series that had bad values lost part of its history: fetch the whole window again.
+        if self.end is None or window != self.window or last < self.end or self.end < first or self.bad:
             self.first, self.end, self.window, self.data = None, None, window, {}  # gap or clock jump: start over
             return first, last
         return max(first, self.end - REFETCH_MINUTES * STEP_SECONDS), last
@@ -187,6 +189,7 @@ class PrometheusSource:
             retry=Retry(total=1, read=False, backoff_factor=0.1, status_forcelist=[502, 503, 504], allowed_methods=None),
         )
         self._batch_cache = _SeriesCache()
+        self._batch_query: str | None = None
         self._override_caches: dict[tuple[Key, str], _SeriesCache] = {}
         self._durations: dict[Key, float] = {}
         self._durations_at: float | None = None
@@ -205,6 +208,9 @@ class PrometheusSource:
         if targets:
             query = string.Template(self.query_template).safe_substitute(
                 selector=_selector(self.preset.namespace_label, (ns for ns, _ in targets)))
+            if query != self._batch_query:
+                # Another set of namespaces: the cached minutes lack the new ones' history, start over.
+                self._batch_cache, self._batch_query = _SeriesCache(), query
             try:
                 self._refresh(self._batch_cache, query, first, end, window_minutes, self._batch_key,
                               n_series=len(targets))
@@ -216,6 +222,8 @@ class PrometheusSource:
             else:
                 for key in targets:
                     series[key] = self._batch_cache.series(key)
+                    if key in self._batch_cache.bad:
+                        errors[key] = _garbage(self._batch_cache.bad[key])
 
         live = set()
         for key, query in overrides.items():
@@ -227,6 +235,8 @@ class PrometheusSource:
                 errors[key] = exc
             else:
                 series[key] = cache.series(key)
+                if key in cache.bad:
+                    errors[key] = _garbage(cache.bad[key])
         for stale in set(self._override_caches) - live:  # policies deleted or queries changed
             del self._override_caches[stale]
         for key in errors:
@@ -281,12 +291,19 @@ class PrometheusSource:
         # Chunk long ranges so one answer stays a few MB even for thousands of series.
         chunk = max(10, min(window, MAX_POINTS_PER_QUERY // max(1, n_series))) * STEP_SECONDS
         fetched: dict[Key, np.ndarray] = {}
+        bad: dict[Key, str] = {}
         t = start
         while t <= stop:
             t_end = min(stop, t + chunk - STEP_SECONDS)
-            self._parse_into(fetched, self._query_range(query, t, t_end), key_of, first, window)
+            self._parse_into(fetched, self._query_range(query, t, t_end), key_of, first, window, bad)
             t = t_end + STEP_SECONDS
-        cache.merge(start, stop, fetched, first)
+        for key, values in fetched.items():  # float32 sums can overflow where each value did not
+            if key not in bad and not np.isfinite(values).all():
+                bad[key] = "counts overflow a float32"
+        cache.merge(start, stop, {k: v for k, v in fetched.items() if k not in bad}, first)
+        for key in bad:
+            cache.data.pop(key, None)
+        cache.bad = bad
 
     def _query_range(self, query: str, start: int, end: int):
         return self._call(lambda: self.client.custom_query_range(
@@ -322,7 +339,9 @@ class PrometheusSource:
             raise MetricsError(f"Prometheus error: {_short(text)}", "PrometheusUnavailable") from exc
 
     @staticmethod
-    def _parse_into(out: dict[Key, np.ndarray], raw, key_of, first: int, window: int) -> None:
+    def _parse_into(out: dict[Key, np.ndarray], raw, key_of, first: int, window: int, bad: dict[Key, str]) -> None:
+        """Add one answer's points to `out`. A malformed answer raises; a series with a negative or
+        infinite value goes to `bad` instead, so one bad series does not take the others down."""
         if not isinstance(raw, list):
             raise MetricsError("Prometheus answered garbage: result is not a list of series", "MetricsGarbage")
         for item in raw:
@@ -335,13 +354,22 @@ class PrometheusSource:
                     number = float(value)
                     if math.isnan(number):  # e.g. increase() across a gap: no data, not an error
                         continue
-                    if math.isinf(number) or number < 0:
-                        raise ValueError(f"count {value!r} at {ts} is not a non-negative number")
+                    if not 0 <= number <= _FLOAT32_MAX:
+                        bad.setdefault(key, f"count {value!r} at {ts} is not a non-negative number a float32 holds")
+                        break
                     idx = (int(round(float(ts))) - first) // STEP_SECONDS
                     if 0 <= idx < window:
-                        arr[idx] += number
-            except (KeyError, TypeError, ValueError) as exc:
+                        with np.errstate(over="ignore"):  # an overflowing sum is caught after the answer
+                            arr[idx] += number
+            except (KeyError, TypeError, ValueError, OverflowError) as exc:
                 raise MetricsError(f"Prometheus answered garbage: {_short(exc)}", "MetricsGarbage") from exc
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _garbage(why: str) -> MetricsError:
+    return MetricsError(f"Prometheus answered garbage: {why}", "MetricsGarbage")
 
 
 def _short(exc, limit: int = 200) -> str:

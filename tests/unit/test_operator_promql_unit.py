@@ -66,8 +66,12 @@ class FakePrometheus:
             values[0][1] = "-3"
         if self.mode == "nan":
             values[0][1] = "NaN"
+        other = [list(v) for v in values]
+        if self.mode in ("negative-svc", "overflow-svc"):  # only "svc" is bad; "other" is fine
+            values = [list(v) for v in values]
+            values[-1][1] = "-3" if self.mode == "negative-svc" else "1e39"
         result = [{"metric": {"namespace_name": "ns", "service_name": "svc"}, "values": values},
-                  {"metric": {"namespace_name": "ns", "service_name": "other"}, "values": values}]
+                  {"metric": {"namespace_name": "ns", "service_name": "other"}, "values": other}]
         return 200, json.dumps({"status": "success", "data": {"resultType": "matrix", "result": result}})
 
     def close(self):
@@ -149,3 +153,27 @@ def test_override_placeholders():
     assert render_override('x{ns="$namespace",svc="${service}"}', "a", "b") == 'x{ns="a",svc="b"}'
     with pytest.raises(PolicyError, match=r"\$namespace and \$service"):
         render_override('x{a="$other"}', "a", "b")
+
+
+@pytest.mark.parametrize("mode", ["negative-svc", "overflow-svc"])
+def test_one_bad_series_fails_only_its_own_target_and_is_refetched_whole(prom, mode):
+    prom.mode = mode
+    source = PrometheusSource(prom.url, timeout=2)
+    result = source.fetch([("ns", "svc"), ("ns", "other")], {}, now=NOW, window_minutes=60)
+    assert set(result.errors) == {("ns", "svc")} and result.errors[("ns", "svc")].reason == "MetricsGarbage"
+    np.testing.assert_array_equal(result.series[("ns", "other")], expected(result.end, 60))
+    # Fixed at the source: the next loop reads the whole window again, so nothing of it is lost.
+    prom.mode = "ok"
+    later = source.fetch([("ns", "svc"), ("ns", "other")], {}, now=NOW + 60, window_minutes=60)
+    assert not later.errors
+    assert (int(prom.queries[-1]["end"]) - int(prom.queries[-1]["start"])) // 60 + 1 == 60
+    np.testing.assert_array_equal(later.series[("ns", "svc")], expected(later.end, 60))
+
+
+def test_a_new_namespace_fetches_the_whole_window_again(prom):
+    source = PrometheusSource(prom.url, timeout=2)
+    source.fetch([("ns", "svc")], {}, now=NOW, window_minutes=120)
+    source.fetch([("ns", "svc"), ("ns2", "new")], {}, now=NOW + 60, window_minutes=120)
+    last = prom.queries[-1]
+    assert 'namespace_name=~"ns|ns2"' in last["query"] or 'namespace_name=~"ns2|ns"' in last["query"]
+    assert sum((int(q["end"]) - int(q["start"])) // 60 + 1 for q in prom.queries[1:]) == 120  # not 3 minutes
