@@ -163,6 +163,8 @@ class KnativeClient:
         try:
             crd = self.apiext.read_custom_resource_definition(f"revisions.{GROUP}")
         except ApiException as exc:
+            if exc.status not in (403, 404):  # a passing failure (429, 5xx) says nothing about the version
+                raise
             return False, f"cannot read the Revision CRD ({exc.status}); assuming Knative < 1.21"
         labels = crd.metadata.labels or {}
         raw = labels.get("app.kubernetes.io/version") or labels.get("serving.knative.dev/release")

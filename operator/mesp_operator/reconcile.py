@@ -52,6 +52,7 @@ class PolicyObject:
     annotations: Mapping[str, str]
     status: Mapping[str, Any]
     deleting: bool = False
+    created: str = ""   # metadata.creationTimestamp (RFC 3339: sorts by time as text)
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> "PolicyObject":
@@ -65,6 +66,7 @@ class PolicyObject:
             annotations=dict(meta.get("annotations") or {}),
             status=dict(body.get("status") or {}),
             deleting=bool(meta.get("deletionTimestamp")),
+            created=str(meta.get("creationTimestamp") or ""),
         )
 
     @property
@@ -254,6 +256,7 @@ class PolicyMemory:
     state_out: Any = None                 # ... and after it
     reported: dict = dataclasses.field(default_factory=dict)   # condition type -> reason last told by Event
     invalid_generation: int | None = None
+    written: tuple[str, str, int] | None = None  # (kind, name, value) MESP last wrote and has not given back
 
     @classmethod
     def from_status(cls, status: Mapping[str, Any]) -> "PolicyMemory":
@@ -314,6 +317,12 @@ class LoopReport:
     states: dict = dataclasses.field(default_factory=dict)
 
 
+def _override_key(policy: PolicyObject) -> tuple[str, str, str]:
+    """Fetch key of a policy's own PromQL: three parts, so it never meets a (namespace, Service) key
+    of the batched query (a policy may share its name with another policy's Service)."""
+    return ("policy", policy.namespace, policy.name)
+
+
 def _iso(ts: float | None) -> str | None:
     if ts is None:
         return None
@@ -369,6 +378,8 @@ def damp_template_change(current: int, wanted: int, floor: int, cap: int, minute
     hysteresis (unless they go down to the user's floor).
     """
     wanted = min(max(wanted, floor), cap)
+    if not floor <= current <= cap:  # the floor or cap moved past what is set: bounds come before damping
+        return wanted, f"set {wanted}: {current} is outside [{floor}, {cap}]"
     if wanted > current:
         if wanted - current <= hysteresis and minutes_since_change < cooldown:
             return current, f"hold {current}: raise to {wanted} is within the hysteresis during the cooldown"
@@ -440,6 +451,9 @@ class Reconciler:
                  revisions: Mapping[tuple[str, str], kn.RevisionInfo]) -> LoopReport:
         started = time.monotonic()
         now = self.clock()
+        policies = list(policies)
+        # A policy being deleted still holds its Service until its restore is done.
+        leaving = [p for p in policies if p.deleting]
         policies = [p for p in policies if not p.deleting]
         outcomes: list[Outcome] = []
         planning: list[Outcome] = []
@@ -467,7 +481,7 @@ class Reconciler:
 
         report = LoopReport(policies=len(outcomes))
         self._phases = report.phases
-        self._plan(planning, revisions, now)
+        self._plan(planning, revisions, now, leaving)
         write_started = time.monotonic()
         futures = [self.pool.submit(self._settle, o, revisions, now) for o in outcomes]
         for outcome, future in zip(outcomes, futures):
@@ -489,6 +503,34 @@ class Reconciler:
         for state in ("Actuated", "Planned", "Off", "Error", "InvalidSpec", "Waiting"):
             self.metrics.policies.labels(state).set(report.states.get(state, 0))
         return report
+
+    def _one_writer_per_service(self, planning: list[Outcome], leaving: list[PolicyObject]) -> list[Outcome]:
+        """Two Active policies on one Service would each take the other's writes for the user's and
+        ratchet each other's floor: the oldest valid one writes (one being deleted keeps the Service
+        until it has given the user's value back), the others are told and give back what they set."""
+        candidates = [(o.policy, o.spec) for o in planning if o.spec.mode == "Active"]
+        for policy in leaving:
+            try:
+                spec = parse_spec(policy.spec, self.settings)
+            except PolicyError:
+                continue
+            if spec.mode == "Active" and OriginalRecord.from_annotations(policy.annotations) is not None:
+                candidates.append((policy, spec))
+        owners: dict[tuple[str, str], PolicyObject] = {}
+        for policy, spec in sorted(candidates, key=lambda c: (c[0].created, c[0].name)):
+            owners.setdefault((policy.namespace, spec.service), policy)
+        kept = []
+        for o in planning:
+            owner = owners.get((o.policy.namespace, o.spec.service))
+            if o.spec.mode == "Active" and owner is not None and owner.uid != o.policy.uid:
+                o.service = None  # settles like a policy without a Service: nothing written, own record restored
+                o.set("Ready", False, "DuplicateTarget",
+                      f"Knative Service {o.policy.namespace}/{o.spec.service} is already managed by MespPolicy "
+                      f"{owner.name}{' (being deleted)' if owner.deleting else ''}; this one waits until that "
+                      f"one is gone")
+                continue
+            kept.append(o)
+        return kept
 
     def _forget_deleted(self, live_uids: set[str], live_keys: set) -> None:
         for uid in set(self.memory) - live_uids:
@@ -515,14 +557,16 @@ class Reconciler:
             floor = kn.read_min_scale({record.key: record.value} if record.value is not None else {}) or 0
         else:
             floor = kn.read_min_scale(svc.template_annotations) or 0
-        cap = spec.max_scale or kn.read_max_scale(target_annotations) or kn.read_max_scale(svc.template_annotations)
-        cap = max(cap or self.settings.max_scale_cap, floor, 1)
+        # The Service's own max-scale binds too: Knative refuses a min-scale above it.
+        service_cap = kn.read_max_scale(target_annotations) or kn.read_max_scale(svc.template_annotations)
+        caps = [c for c in (spec.max_scale, service_cap) if c]
+        cap = max(min(caps) if caps else self.settings.max_scale_cap, floor, 1)
         outcome.floor, outcome.cap = floor, cap
         target = kn.read_scale(svc.template_annotations, kn.TARGET, kn.TARGET)  # used only when concurrency is 0
         outcome.capacity, outcome.capacity_source, outcome.duration_ms = resolve_capacity(
             spec.capacity, spec.request_duration_ms, measured_ms, svc.container_concurrency, target)
 
-    def _plan(self, planning: list[Outcome], revisions, now: float) -> None:
+    def _plan(self, planning: list[Outcome], revisions, now: float, leaving: list[PolicyObject] = ()) -> None:
         if not planning:
             return
         measured = self._measured_durations(planning, now)
@@ -533,7 +577,8 @@ class Reconciler:
         for o in planning:
             if o.spec.promql:
                 try:
-                    overrides[o.policy.key] = render_override(o.spec.promql, o.policy.namespace, o.spec.service)
+                    overrides[_override_key(o.policy)] = render_override(o.spec.promql, o.policy.namespace,
+                                                                         o.spec.service)
                 except PolicyError as exc:
                     o.set("Ready", False, "InvalidSpec", str(exc))
                     o.spec = None
@@ -547,7 +592,7 @@ class Reconciler:
 
         fresh: list[tuple[Outcome, np.ndarray]] = []
         for o in planning:
-            key = o.policy.key if o.spec.promql else (o.policy.namespace, o.spec.service)
+            key = _override_key(o.policy) if o.spec.promql else (o.policy.namespace, o.spec.service)
             error = fetch.errors.get(key)
             if error is None:
                 o.set("MetricsAvailable", True, "Fetched", f"{self.context_minutes} minutes of counts fetched")
@@ -562,6 +607,10 @@ class Reconciler:
             reason = error.reason if isinstance(error, MetricsError) else "PrometheusUnavailable"
             o.set("MetricsAvailable", False, reason, info.message)
             self._hold_or_fall_back(o, now, reason)
+        # Only now is it known which policies are valid (Prometheus judged their own PromQL).
+        valid = [o for o in planning if o.spec is not None]
+        writers = {id(o) for o in self._one_writer_per_service(valid, leaving)}
+        fresh = [(o, series) for o, series in fresh if id(o) in writers]
 
         if fresh:
             try:
@@ -615,7 +664,7 @@ class Reconciler:
 
         configs = []
         for o, _ in fresh:
-            template = self._actuation_for(o.spec)[0] == "Template"
+            template = self._plans_for_template(o.spec)
             cooldown = o.spec.template_cooldown if template else o.spec.cooldown
             configs.append(PolicyConfig(
                 capacity_per_instance=o.capacity,
@@ -725,10 +774,25 @@ class Reconciler:
             return "Template", "operator setting --revision-annotations=template"
         now = time.monotonic()
         if self._support is None or now - self._support_checked > SUPPORT_RECHECK_SECONDS:
-            self._support = self.knative.revision_annotations_supported()
-            self._support_checked = now
+            try:
+                self._support = self.knative.revision_annotations_supported()
+                self._support_checked = now
+            except Exception:
+                # A passing API error must not flip every policy to the other actuation (a rollout
+                # each): keep the last answer and ask again next loop; with none yet, this write fails
+                # and is retried.
+                if self._support is None:
+                    raise
         supported, why = self._support
         return ("Revision" if supported else "Template"), f"Auto: {why}"
+
+    def _plans_for_template(self, spec: PolicySpec) -> bool:
+        """Whether this policy's writes go to the Service template (planned with its damping).
+        When Knative's version cannot be read yet, plan as for Revisions: the write reports the error."""
+        try:
+            return self._actuation_for(spec)[0] == "Template"
+        except Exception:
+            return False
 
     def _lock(self, uid: str) -> threading.Lock:
         with self._locks_guard:
@@ -749,18 +813,25 @@ class Reconciler:
         actuation_reason = policy.status.get("actuationReason")
         record = OriginalRecord.from_annotations(policy.annotations)
         original_value = record.value if record else None
+        applied = self._last_written(memory, record, applied)
         try:
             if o.spec is None:
                 state = "InvalidSpec"
                 if memory.invalid_generation != policy.generation:
                     memory.invalid_generation = policy.generation
                     self._event(policy, "Warning", "InvalidSpec", o.conditions["Ready"][2])
+                if record is not None:  # no valid policy, no MESP value: the user's own is put back
+                    msg = self._restore(policy, record, applied)
+                    self._event(policy, "Normal", "MinScaleRestored", msg)
+                    self.metrics.actuations.labels("restore").inc()
+                    record, applied, original_value, memory.written = None, None, None, None
+                    memory.changed_at = now
             elif o.spec.mode in ("Off", "ForecastOnly") or o.service is None:
                 if record is not None:
                     msg = self._restore(policy, record, applied)
                     self._event(policy, "Normal", "MinScaleRestored", msg)
                     self.metrics.actuations.labels("restore").inc()
-                    record, applied, original_value = None, None, None
+                    record, applied, original_value, memory.written = None, None, None, None
                     memory.changed_at = now
                 if o.spec.mode == "Off":
                     state, actuation, actuation_reason = "Off", None, None
@@ -821,7 +892,7 @@ class Reconciler:
         if record is not None and (record.kind, record.name) != ("Revision" if actuation == "Revision" else "Service", name):
             msg = self._restore(policy, record, applied)
             self._event(policy, "Normal", "MinScaleRestored", msg)
-            record, applied = None, None
+            record, applied, memory.written = None, None, None
         key = kn.min_scale_key(annotations)
         current = annotations.get(key)
         if record is None:
@@ -831,6 +902,9 @@ class Reconciler:
             # Someone else changed the value since MESP wrote it: that is the user's new intent.
             record = dataclasses.replace(record, value=current)
             self.store.set_original(policy, record)
+            if o.spec.min_scale is None:  # the floor was read from the old record: never write below the new one
+                o.floor = kn.read_min_scale({key: current}) or 0
+                o.cap = max(o.cap, o.floor)
 
         value = o.value if o.value is not None else o.floor
         value = min(max(value, o.floor), o.cap)
@@ -846,6 +920,7 @@ class Reconciler:
         else:
             result = self.knative.set_template_min_scale(policy.namespace, name, str(value), known=known)
         target = f"{'Revision' if actuation == 'Revision' else 'Service template'} {name}"
+        memory.written = (record.kind, record.name, value)
         if result.changed:
             memory.changed_at = now
             self.metrics.actuations.labels(actuation.lower()).inc()
@@ -854,6 +929,15 @@ class Reconciler:
                         f"{target}: min-scale {result.previous or 'unset'} -> {value} ({why})")
         o.set("Actuated", True, "Applied", f"{target} has min-scale {value}")
         return "Actuated", value, record.value
+
+    @staticmethod
+    def _last_written(memory: PolicyMemory | None, record: OriginalRecord | None, applied: int | None) -> int | None:
+        """What MESP last wrote on the recorded object: this process's own write when it made one
+        (the status that says so may have failed to be written), else the status's appliedMinScale."""
+        if memory is not None and memory.written is not None and record is not None \
+                and memory.written[:2] == (record.kind, record.name):
+            return memory.written[2]
+        return applied
 
     def _restore(self, policy: PolicyObject, record: OriginalRecord, applied: int | None) -> str:
         """Give the recorded object its own min-scale back (unless someone changed it since)."""
@@ -897,7 +981,8 @@ class Reconciler:
             if record is None:
                 return None
             applied = policy.status.get("appliedMinScale")
-            msg = self._restore(policy, record, applied if isinstance(applied, int) else None)
+            applied = self._last_written(self.memory.get(policy.uid), record, applied if isinstance(applied, int) else None)
+            msg = self._restore(policy, record, applied)
             self.metrics.actuations.labels("restore").inc()
             return msg
 

@@ -104,6 +104,7 @@ SERIES = {
     ("it-presets", "legacy-svc"): "a",
     ("it-rollout", "roll-svc"): "a",
     ("it-capacity", "timed-svc"): "a",
+    ("it-cap", "capped-svc"): "a",
 }
 # One series in the OpenTelemetry-era layout (names on target_info), for the knative-otel preset.
 OTEL_SERIES = {("it-presets", "otel-svc"): "a"}

@@ -183,3 +183,75 @@ def test_capacity_from_the_measured_request_duration(admin_client, make_namespac
     declared = wait_for(lambda: status_of("declared"), 60, message="declared: capacity in status")
     assert declared["capacitySource"] == "requestDurationMs" and declared["requestDurationMs"] == 500
     assert declared["capacityPerInstance"] == pytest.approx(2 * 0.7 * 60_000 / 500.0)
+
+
+def test_the_users_new_min_scale_is_the_floor_at_once_and_an_invalid_spec_gives_it_back(
+        admin_client, make_namespace, run_operator, history):
+    ns = make_namespace("it-user-change")
+    kh.create_knative_service(admin_client, ns, "svc", annotations={kh.MIN_SCALE: "1"})
+    # A capacity no traffic reaches: the plan is the user's floor, so MESP writes what the user has.
+    kh.create_policy(admin_client, ns, "svc", {"service": "svc", "mode": "Active", "actuation": "Revision",
+                                               "capacityPerInstance": 1e8})
+    clock = SimClock(start=history.peak_time("a") - 30 * 60, speed=60)
+    run_operator(ns, clock=clock)
+    wait_for(lambda: kh.status(admin_client, ns, "svc").get("appliedMinScale") == 1, 60, message="MESP applied 1")
+
+    # The user raises min-scale on the Revision by hand: from the loop that sees it, that is the floor.
+    kh.custom(admin_client).patch_namespaced_custom_object(
+        "serving.knative.dev", "v1", ns, "revisions", "svc-00001", {"metadata": {"annotations": {kh.MIN_SCALE: "4"}}})
+    wait_for(lambda: kh.status(admin_client, ns, "svc").get("userFloor") == 4, 60, message="user's 4 taken as floor")
+    clock.sleep_until(clock() + 3 * 60)
+    assert kh.revision_min_scale(admin_client, ns, "svc-00001") == "4"
+    lowered = [e.message for e in kh.events(admin_client, ns, "svc")
+               if e.reason == "MinScaleSet" and "min-scale 4 ->" in e.message]
+    assert not lowered, lowered  # never written below the user's new value, not even for one loop
+    assert kh.status(admin_client, ns, "svc")["originalMinScale"] == "4"
+
+    # The policy's own floor lifts it; then the spec turns invalid (passes the schema, not the
+    # operator): with no valid policy, the user's 4 is put back instead of MESP's 7 staying.
+    kh.patch_policy_spec(admin_client, ns, "svc", {"minScale": 7})
+    wait_for(lambda: kh.revision_min_scale(admin_client, ns, "svc-00001") == "7", 60, message="policy floor 7 applied")
+    kh.patch_policy_spec(admin_client, ns, "svc", {"promql": 'sum(x{service="$svc"})'})
+    wait_for(lambda: (kh.condition(admin_client, ns, "svc", "Ready") or {}).get("reason") == "InvalidSpec", 60,
+             message="InvalidSpec reported")
+    wait_for(lambda: kh.revision_min_scale(admin_client, ns, "svc-00001") == "4", 60, message="user's 4 restored")
+    assert ORIGINAL not in (kh.get_policy(admin_client, ns, "svc")["metadata"].get("annotations") or {})
+
+
+def test_the_services_own_max_scale_caps_a_larger_policy_max_scale(admin_client, make_namespace, run_operator, history):
+    ns = make_namespace("it-cap")
+    kh.create_knative_service(admin_client, ns, "capped-svc", annotations={"autoscaling.knative.dev/max-scale": "3"})
+    # Any traffic asks for far more than 3 instances at this capacity.
+    kh.create_policy(admin_client, ns, "capped-svc", {"service": "capped-svc", "mode": "Active",
+                                                      "actuation": "Revision", "capacityPerInstance": 0.01,
+                                                      "maxScale": 20})
+    clock = SimClock(start=history.peak_time("a") - 10 * 60, speed=60)
+    run_operator(ns, clock=clock)
+    wait_for(lambda: kh.status(admin_client, ns, "capped-svc").get("appliedMinScale") is not None, 60, message="applied")
+    st = kh.status(admin_client, ns, "capped-svc")
+    assert st["maxScale"] == 3 and st["appliedMinScale"] == 3, st
+    assert kh.revision_min_scale(admin_client, ns, "capped-svc-00001") == "3"
+
+
+def test_two_active_policies_on_one_service_the_older_one_writes(admin_client, make_namespace, run_operator, history):
+    ns = make_namespace("it-duplicate")
+    kh.create_knative_service(admin_client, ns, "shared-svc", annotations={kh.MIN_SCALE: "1"})
+    spec = {"service": "shared-svc", "mode": "Active", "actuation": "Revision", "capacityPerInstance": 1e8}
+    kh.create_policy(admin_client, ns, "first", {**spec, "minScale": 3})
+    kh.create_policy(admin_client, ns, "second", {**spec, "minScale": 5})
+    clock = SimClock(start=history.peak_time("a") - 30 * 60, speed=60)
+    run_operator(ns, clock=clock)
+
+    wait_for(lambda: (kh.condition(admin_client, ns, "second", "Ready") or {}).get("reason") == "DuplicateTarget", 60,
+             message="second told it is a duplicate")
+    wait_for(lambda: kh.revision_min_scale(admin_client, ns, "shared-svc-00001") == "3", 60, message="first applied 3")
+    clock.sleep_until(clock() + 4 * 60)  # several loops: no flip-flop between the two floors
+    seen = [e.message for e in kh.events(admin_client, ns) if e.reason == "MinScaleSet"]
+    assert kh.revision_min_scale(admin_client, ns, "shared-svc-00001") == "3" and len(seen) == 1, seen
+    assert "first" in kh.condition(admin_client, ns, "second", "Ready")["message"]
+    assert kh.status(admin_client, ns, "second").get("appliedMinScale") is None
+
+    # The older one goes (and gives back the user's 1); the other one takes over with its own floor.
+    kh.delete_policy(admin_client, ns, "first")
+    wait_for(lambda: kh.revision_min_scale(admin_client, ns, "shared-svc-00001") == "5", 60, message="second applied 5")
+    assert '"value": "1"' in kh.get_policy(admin_client, ns, "second")["metadata"]["annotations"][ORIGINAL]

@@ -10,8 +10,8 @@ from kubernetes.client.exceptions import ApiException
 
 from mesp_operator import knative as kn
 from mesp_operator.errors import MetricsError, PolicyError, classify
-from mesp_operator.reconcile import (DEFAULT_REQUEST_DURATION_MS, OriginalRecord, PolicyObject, damp_template_change,
-                                     model_context_minutes, parse_spec, resolve_capacity)
+from mesp_operator.reconcile import (DEFAULT_REQUEST_DURATION_MS, OriginalRecord, PolicyObject, Reconciler,
+                                     damp_template_change, model_context_minutes, parse_spec, resolve_capacity)
 from mesp_operator.settings import OperatorSettings
 
 SETTINGS = OperatorSettings()
@@ -76,6 +76,9 @@ DAMPING = [
     (3, 1, 1, 50, 40, 10, 5, 1),    # back to the floor is always allowed after the cooldown
     (4, 0, 2, 50, 40, 10, 0, 2),    # never below the floor
     (4, 4, 1, 50, 0, 10, 2, 4),
+    (6, 10, 0, 5, 100, 10, 1, 5),   # the cap dropped below what is set: down to it at once
+    (2, 0, 3, 50, 5, 10, 1, 3),     # the floor rose above what is set: up to it, cooldown or not
+    (7, 7, 0, 6, 0, 10, 1, 6),
 ]
 
 
@@ -244,3 +247,33 @@ def test_status_writes_wait_out_throttling_too():
     assert kn.with_throttle_retries(call, sleep=slept.append) == "ok" and slept == [0.1, 0.1]
     with pytest.raises(ApiException):
         kn.with_throttle_retries(lambda: (_ for _ in ()).throw(_throttled()), sleep=slept.append)
+
+
+class _FlakyKnative:
+    """Answers the Knative version check from a script: a (supported, why) tuple or an exception."""
+
+    def __init__(self, answers):
+        self.answers = list(answers)
+
+    def revision_annotations_supported(self):
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def test_a_passing_api_error_does_not_switch_auto_actuation(monkeypatch):
+    from mesp_operator import reconcile
+
+    knative = _FlakyKnative([ApiException(status=503), (True, "Knative 1.21"), ApiException(status=503)])
+    reconciler = Reconciler(SETTINGS, model=None, source=None, knative=knative, store=None)
+    try:
+        spec = parse_spec({"service": "svc"}, SETTINGS)
+        with pytest.raises(ApiException):  # nothing known yet: this write fails and is retried
+            reconciler._actuation_for(spec)
+        assert reconciler._plans_for_template(spec) is False  # planning goes on meanwhile
+        assert reconciler._actuation_for(spec)[0] == "Revision"
+        monkeypatch.setattr(reconcile, "SUPPORT_RECHECK_SECONDS", -1.0)  # ask again: 503 this time
+        assert reconciler._actuation_for(spec)[0] == "Revision"  # the last answer stands
+    finally:
+        reconciler.close()
