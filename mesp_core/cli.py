@@ -538,7 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="minutes Knative keeps an instance after its last need: stable window + scale-to-zero grace (default 2)")
     p.add_argument("--quantiles", type=float, nargs="+", default=[0.5, 0.8, 0.9, 0.95, 0.99], metavar="Q",
                    help="forecast quantiles of the MESP curve (default 0.5 0.8 0.9 0.95 0.99)")
-    p.add_argument("--horizon", type=int, help="forecast horizon used for planning (default: replan interval + lead time)")
+    p.add_argument("--horizon", type=int, help="forecast horizon used for planning (default and minimum: replan interval + lead + hold)")
     p.add_argument("--all-functions", action="store_true", help="also replay functions the model was trained on")
     p.add_argument("--sample", type=int, metavar="N",
                    help="replay a random sample of N of those functions, for a quicker look at a big trace")

@@ -56,7 +56,8 @@ def demand_instances(counts: np.ndarray, capacity_per_instance) -> np.ndarray:
     `capacity_per_instance` is a number or an array that broadcasts against `counts` (for
     per-function capacities of [n, T] counts, an [n, 1] column)."""
     counts = np.asarray(counts, dtype=np.float64)
-    needed = np.ceil(counts / capacity_per_instance - 1e-6)
+    # Relative slack: an exact multiple stays k instances at any capacity (counts are whole numbers).
+    needed = np.ceil(counts / capacity_per_instance * (1.0 - 1e-12))
     return np.where(counts > 0, np.maximum(needed, 1.0), 0.0).astype(np.int64)
 
 
@@ -179,6 +180,12 @@ class ForecastFloorPolicy(Policy):
         # Capacity goes to plan_min_scale per function (the replay's, one figure or one each), so the
         # config's own capacity is not used here.
         self._config = replace(self.config, lead_minutes=settings.lead_minutes, quantile=self.quantile)
+        needed = (self.cadence or settings.replan_every) + self._config.lookahead
+        if settings.horizon is not None and settings.horizon < needed:
+            # A shorter forecast would silently size the last minutes of each plan from nothing.
+            raise ValueError(f"horizon {settings.horizon} is too short: each plan is sized from {needed} forecast "
+                             f"minutes (replan interval + lead {settings.lead_minutes} + hold "
+                             f"{self._config.hold_minutes})")
         self._capacity = settings.capacity_per_function
         self._state = PlanState.initial(settings.n_functions, self._config)
         # The forecast each minute was sized from, made `lead` minutes ahead where the cadence
@@ -247,7 +254,9 @@ class SimulationReport:
             "settings": self.settings,
             "totals": self.totals,
             "cold_start_rate_definition": "cold starts / demanded instance-minutes",
-            "policies": [vars(r).copy() for r in self.results],
+            # JSON has no infinity: "vs default" of a policy when the default had none is null.
+            "policies": [{k: (None if isinstance(v, float) and math.isinf(v) else v) for k, v in vars(r).items()}
+                         for r in self.results],
             "curve_comparisons": self.curve_comparisons(),
         }
 
@@ -344,7 +353,7 @@ def _trailing_max(values: np.ndarray, width: int) -> np.ndarray:
     """out[:, m] = max(values[:, m-width .. m-1]) (0 where the window is empty)."""
     n, T = values.shape
     out = np.zeros((n, T), dtype=values.dtype)
-    for k in range(1, width + 1):
+    for k in range(1, min(width, T) + 1):  # a window longer than the trace reaches its start
         np.maximum(out[:, k:], values[:, : T - k], out=out[:, k:])
     return out
 
@@ -402,7 +411,9 @@ def simulate(trace_counts, policies: Mapping[str, Policy], start_minute: int = 7
     _check_int("keep_warm_minutes", keep_warm_minutes, low=0)
     _check_int("lead_minutes", lead_minutes, low=0)
     _check_int("replan_every", replan_every, low=1)
-    _check_int("start_minute", start_minute, low=1)
+    # Planning starts `lead` minutes before counting, after at least one minute of history, so even
+    # the oracle can have every counted minute ready.
+    _check_int("start_minute", start_minute, low=lead_minutes + 1)
     end_minute = T if end_minute is None else end_minute
     _check_int("end_minute", end_minute, low=start_minute + 1)
     if end_minute > T:

@@ -70,6 +70,7 @@ def totals(report, name):
     [
         ([0, 1, 59, 60, 61, 600, 0.5], 60.0, [0, 1, 1, 1, 2, 10, 1]),
         ([3, 0], 0.5, [6, 0]),
+        ([4_200_001, 4_200_000, 1], 4.2e6, [2, 1, 1]),  # exact at any capacity (unlimited concurrency)
     ],
 )
 def test_demand_instances(counts, capacity, expected):
@@ -78,7 +79,7 @@ def test_demand_instances(counts, capacity, expected):
 
 def test_knative_default_and_keep_alive_by_hand():
     counts = np.array([[0, 5, 0, 0, 0, 5, 5, 0, 0, 0]], dtype=np.float32)
-    report = simulate(counts, {"ka4": FixedKeepAlivePolicy(4)}, start_minute=1, progress=False)
+    report = simulate(counts, {"ka4": FixedKeepAlivePolicy(4)}, start_minute=1, lead_minutes=0, progress=False)
     # Knative keeps 2 minutes: cold at 1 and 5 (gap of 4), warm at 6; idle at 2, 3, 7, 8.
     assert totals(report, KNATIVE_DEFAULT) == (2, 4)
     # Keep-alive 4 bridges the gap: only minute 1 is cold; idle 2-4 and 7-9.
@@ -337,11 +338,14 @@ def test_run_replay_builds_the_standard_policy_set():
         ({"trace_counts": np.zeros(10)}, "must be 2-D"),
         ({"trace_counts": -np.ones((2, 10))}, "negative"),
         ({"trace_counts": np.full((2, 10), np.nan)}, "NaN"),
-        ({"start_minute": 0}, "start_minute must be >= 1"),
+        ({"start_minute": 0}, "start_minute must be >= 2"),
+        ({"start_minute": 3, "lead_minutes": 3}, "start_minute must be >= 4"),  # the oracle could not be ready
         ({"end_minute": 500}, r"end_minute \(500\) is past the end of the trace"),
         ({"start_minute": 50, "end_minute": 50}, "end_minute must be >= 51"),
         ({"replan_every": 0}, "replan_every must be >= 1"),
         ({"replan_every": 5, "horizon": 3}, "horizon must be >= 5"),
+        ({"policies": {"f": ForecastFloorPolicy(lambda c, h: np.zeros((4, h)), config=PolicyConfig(hold_minutes=2))},
+          "replan_every": 5, "horizon": 7}, r"horizon 7 is too short: each plan is sized from 8 forecast minutes"),
         ({"capacity_per_instance": 0.0}, "capacity_per_instance must be > 0"),
         ({"policies": {}}, "no policies"),
         ({"policies": {"x": object()}}, "not a mesp_core.simulate.Policy"),
@@ -375,7 +379,7 @@ def test_bad_policy_arguments(make, message):
         make()
 
 
-@pytest.mark.parametrize("shape, start", [((0, 100), 50), ((1, 2), 1), ((3, 100), 99)])
+@pytest.mark.parametrize("shape, start", [((0, 100), 50), ((1, 3), 2), ((3, 100), 99)])
 def test_empty_and_idle_traces_give_zeros_not_errors(shape, start):
     zeros = lambda contexts, horizon: np.zeros((np.asarray(contexts).shape[0], horizon))
     policies = {"ka": FixedKeepAlivePolicy(10), "hybrid": HybridHistogramPolicy(),
@@ -494,3 +498,16 @@ def test_capacities_from_the_real_duration_file():
     report = simulate(trace.counts, {"floor": ForecastFloorPolicy(repeat_period(60))}, 720,
                       capacity_per_instance=caps, replan_every=10, progress=False)
     assert report.totals["demand_instance_minutes"] == demand_instances(trace.counts[:, 720:], caps[:, None]).sum()
+
+
+def test_keep_warm_longer_than_the_trace_and_a_default_without_idle():
+    counts = np.zeros((2, 60))
+    counts[:, [5, 40]] = 30.0
+    report = simulate(counts, {"ka": FixedKeepAlivePolicy(10)}, start_minute=30, keep_warm_minutes=70, progress=False)
+    assert report.result(KNATIVE_DEFAULT).cold_starts == 0  # warm since minute 5: 70 minutes reach past the end
+    # Without Knative's own keep-warm the default has no idle at all: "vs default" is infinite, and
+    # null in JSON (which has no infinity).
+    report = simulate(counts, {"ka": FixedKeepAlivePolicy(10)}, start_minute=30, keep_warm_minutes=0, progress=False)
+    assert report.result("ka").idle_vs_default == float("inf")
+    ka = next(p for p in json.loads(report.to_json())["policies"] if p["name"] == "ka")
+    assert ka["idle_vs_default"] is None and ka["idle_instance_minutes"] > 0
