@@ -90,10 +90,12 @@ def classify(exc: BaseException) -> Classified:
         return Classified("api_rejected", False, detail)
 
     import requests
+    import urllib3
 
-    if isinstance(exc, (requests.Timeout, socket.timeout, TimeoutError)):
+    # urllib3's errors are what the kubernetes client raises when the API server does not answer.
+    if isinstance(exc, (requests.Timeout, socket.timeout, TimeoutError, urllib3.exceptions.TimeoutError)):
         return Classified("timeout", True, _one_line(f"timed out: {exc}"))
-    if isinstance(exc, (requests.ConnectionError, ConnectionError)):
+    if isinstance(exc, (requests.ConnectionError, ConnectionError, urllib3.exceptions.HTTPError)):
         return Classified("connection", True, _one_line(f"connection failed: {exc}"))
     return Classified("unexpected", True, _one_line(f"{type(exc).__name__}: {exc}"))
 

@@ -28,6 +28,9 @@ CONFLICT_RETRIES = 5
 THROTTLE_RETRIES = 3
 THROTTLE_MAX_DELAY_SECONDS = 2.0
 THROTTLED_STATUSES = (429, 503)
+# Seconds to connect and to wait for an answer, on every API call MESP makes itself: the client's
+# default is to wait forever, and one hung connection would hold a write worker and the loop with it.
+API_REQUEST_TIMEOUT = (5, 30)
 
 
 def throttle_delay(exc, retry: int) -> float:
@@ -161,7 +164,8 @@ class KnativeClient:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            crd = self.apiext.read_custom_resource_definition(f"revisions.{GROUP}")
+            crd = self.apiext.read_custom_resource_definition(f"revisions.{GROUP}",
+                                                             _request_timeout=API_REQUEST_TIMEOUT)
         except ApiException as exc:
             if exc.status not in (403, 404):  # a passing failure (429, 5xx) says nothing about the version
                 raise
@@ -175,10 +179,12 @@ class KnativeClient:
         return ok, f"Knative {raw}: Revision annotations {'propagate' if ok else 'need a new Revision'}"
 
     def get_service(self, namespace: str, name: str) -> dict:
-        return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "services", name)
+        return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "services", name,
+                                                        _request_timeout=API_REQUEST_TIMEOUT)
 
     def get_revision(self, namespace: str, name: str) -> dict:
-        return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "revisions", name)
+        return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "revisions", name,
+                                                        _request_timeout=API_REQUEST_TIMEOUT)
 
     def set_revision_min_scale(self, namespace: str, name: str, value: str | None,
                                known: RevisionInfo | None = None) -> WriteResult:
@@ -193,7 +199,8 @@ class KnativeClient:
         first = None if known is None else (known.annotations, known.resource_version)
         return self._write(lambda: self.get_revision(namespace, name), current, patch,
                            lambda body: self.custom.patch_namespaced_custom_object(
-                               GROUP, VERSION, namespace, "revisions", name, body),
+                               GROUP, VERSION, namespace, "revisions", name, body,
+                               _request_timeout=API_REQUEST_TIMEOUT),
                            value, first)
 
     def set_template_min_scale(self, namespace: str, name: str, value: str | None,
@@ -210,7 +217,8 @@ class KnativeClient:
         first = None if known is None else (known.template_annotations, known.resource_version)
         return self._write(lambda: self.get_service(namespace, name), current, patch,
                            lambda body: self.custom.patch_namespaced_custom_object(
-                               GROUP, VERSION, namespace, "services", name, body),
+                               GROUP, VERSION, namespace, "services", name, body,
+                               _request_timeout=API_REQUEST_TIMEOUT),
                            value, first)
 
     @staticmethod

@@ -211,16 +211,18 @@ class PolicyStore:
 
     def patch_status(self, policy: PolicyObject, status: dict) -> None:
         kn.with_throttle_retries(lambda: self.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, policy.namespace, PLURAL, policy.name, {"status": status}))
+            GROUP, VERSION, policy.namespace, PLURAL, policy.name, {"status": status},
+            _request_timeout=kn.API_REQUEST_TIMEOUT))
 
     def set_original(self, policy: PolicyObject, record: OriginalRecord | None) -> None:
         value = None if record is None else record.to_json()
         kn.with_throttle_retries(lambda: self.custom.patch_namespaced_custom_object(
             GROUP, VERSION, policy.namespace, PLURAL, policy.name,
-            {"metadata": {"annotations": {ORIGINAL_ANNOTATION: value}}}))
+            {"metadata": {"annotations": {ORIGINAL_ANNOTATION: value}}}, _request_timeout=kn.API_REQUEST_TIMEOUT))
 
     def get(self, namespace: str, name: str) -> PolicyObject:
-        return PolicyObject.from_body(self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name))
+        return PolicyObject.from_body(self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name, _request_timeout=kn.API_REQUEST_TIMEOUT))
 
     def event(self, policy: PolicyObject, type_: str, reason: str, message: str) -> None:
         from kubernetes import client
@@ -236,7 +238,7 @@ class PolicyStore:
             source=client.V1EventSource(component=self.component),
             reporting_component=self.component, reporting_instance=self.component,
         )
-        self.core.create_namespaced_event(policy.namespace, body)
+        self.core.create_namespaced_event(policy.namespace, body, _request_timeout=kn.API_REQUEST_TIMEOUT)
 
 
 # ---------------------------------------------------------------------------------------------- state

@@ -171,6 +171,8 @@ def test_original_record_round_trip_and_garbage():
     (PolicyError("bad"), "policy_invalid", False),
     (TimeoutError("slow"), "timeout", True),
     (ConnectionRefusedError("no"), "connection", True),
+    (__import__("urllib3").exceptions.ReadTimeoutError(None, "/", "read timed out"), "timeout", True),
+    (__import__("urllib3").exceptions.MaxRetryError(None, "/", "refused"), "connection", True),
 ])
 def test_errors_are_classified_in_one_place(exc, kind, retryable):
     info = classify(exc)
@@ -277,3 +279,28 @@ def test_a_passing_api_error_does_not_switch_auto_actuation(monkeypatch):
         assert reconciler._actuation_for(spec)[0] == "Revision"  # the last answer stands
     finally:
         reconciler.close()
+
+
+def test_api_calls_give_up_on_a_server_that_never_answers(monkeypatch):
+    """A real socket that accepts and stays silent: every call MESP makes itself must time out."""
+    import socket
+    import time
+
+    from kubernetes import client
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    try:
+        config = client.Configuration()
+        config.host = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        config.retries = False
+        knative = kn.KnativeClient(client.ApiClient(config))
+        monkeypatch.setattr(kn, "API_REQUEST_TIMEOUT", (1, 1))
+        started = time.monotonic()
+        with pytest.raises(Exception) as info:
+            knative.get_service("ns", "svc")
+        assert time.monotonic() - started < 10
+        assert classify(info.value).kind == "timeout"
+    finally:
+        listener.close()
