@@ -222,7 +222,9 @@ class PolicyResult:
     warm_instance_minutes: int    # instance-minutes held (alive or starting for the floor)
     cold_vs_default: float        # cold starts relative to the Knative default (1.0 = same)
     idle_vs_default: float
-    p75_function_cold_rate: float  # 75th percentile over functions with demand (Shahrad et al.'s measure)
+    # 75th percentile over functions with demand of cold starts / demanded instance-minutes (Shahrad
+    # et al. report the 75th percentile of per-function cold starts per invocation; same idea, this unit)
+    p75_function_cold_rate: float
     changes_per_hour: float       # min-scale changes per function-hour (each is an API write, or a revision)
     coverage: float | None = None       # share of minutes with invocations <= the forecast sized from
     coverage_busy: float | None = None  # the same over minutes with invocations only
