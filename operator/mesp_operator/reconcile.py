@@ -898,6 +898,11 @@ class Reconciler:
         key = kn.min_scale_key(annotations)
         current = annotations.get(key)
         if record is None:
+            unreadable = policy.annotations.get(ORIGINAL_ANNOTATION)
+            if unreadable:  # edited by hand: what it held is lost, so say what is recorded instead
+                self._event(policy, "Warning", "OriginalRecordUnreadable",
+                            f"annotation {ORIGINAL_ANNOTATION} is not MESP's record ({unreadable[:200]!r}); "
+                            f"recording the current min-scale {current or 'unset'} as the user's own")
             record = OriginalRecord("Revision" if actuation == "Revision" else "Service", name, key, current)
             self.store.set_original(policy, record)  # saved before the first write, so it can be restored
         elif applied is not None and current is not None and current != str(applied) and current != record.value:

@@ -255,3 +255,19 @@ def test_two_active_policies_on_one_service_the_older_one_writes(admin_client, m
     kh.delete_policy(admin_client, ns, "first")
     wait_for(lambda: kh.revision_min_scale(admin_client, ns, "shared-svc-00001") == "5", 60, message="second applied 5")
     assert '"value": "1"' in kh.get_policy(admin_client, ns, "second")["metadata"]["annotations"][ORIGINAL]
+
+
+def test_a_hand_edited_original_record_is_reported_and_replaced(admin_client, make_namespace, run_operator, history):
+    ns = make_namespace("it-record")
+    kh.create_knative_service(admin_client, ns, "svc", annotations={kh.MIN_SCALE: "2"})
+    kh.create_policy(admin_client, ns, "svc", {"service": "svc", "mode": "Active", "actuation": "Revision",
+                                               "capacityPerInstance": 1e8})
+    clock = SimClock(start=history.peak_time("a") - 30 * 60, speed=60)
+    run_operator(ns, clock=clock)
+    wait_for(lambda: kh.status(admin_client, ns, "svc").get("appliedMinScale") == 2, 60, message="MESP applied 2")
+    kh.custom(admin_client).patch_namespaced_custom_object(
+        "mesp.dev", "v1alpha1", ns, "mesppolicies", "svc", {"metadata": {"annotations": {ORIGINAL: "{broken"}}})
+    wait_for(lambda: "OriginalRecordUnreadable" in kh.event_reasons(admin_client, ns, "svc"), 60,
+             message="unreadable record reported")
+    wait_for(lambda: '"value": "2"' in kh.get_policy(admin_client, ns, "svc")["metadata"]["annotations"][ORIGINAL],
+             30, message="record rewritten")
