@@ -185,16 +185,23 @@ def test_capacity_from_the_measured_request_duration(admin_client, make_namespac
     assert declared["capacityPerInstance"] == pytest.approx(2 * 0.7 * 60_000 / 500.0)
 
 
-def test_the_users_new_min_scale_is_the_floor_at_once_and_an_invalid_spec_gives_it_back(
-        admin_client, make_namespace, run_operator, history):
-    ns = make_namespace("it-user-change")
-    kh.create_knative_service(admin_client, ns, "svc", annotations={kh.MIN_SCALE: "1"})
-    # A capacity no traffic reaches: the plan is the user's floor, so MESP writes what the user has.
+def floor_only_policy(admin_client, ns, run_operator, history, users_value: int) -> SimClock:
+    """Service "svc" with the user's min-scale and an Active policy whose capacity no traffic reaches
+    (so the plan is the user's floor), running until MESP has applied that value."""
+    kh.create_knative_service(admin_client, ns, "svc", annotations={kh.MIN_SCALE: str(users_value)})
     kh.create_policy(admin_client, ns, "svc", {"service": "svc", "mode": "Active", "actuation": "Revision",
                                                "capacityPerInstance": 1e8})
     clock = SimClock(start=history.peak_time("a") - 30 * 60, speed=60)
     run_operator(ns, clock=clock)
-    wait_for(lambda: kh.status(admin_client, ns, "svc").get("appliedMinScale") == 1, 60, message="MESP applied 1")
+    wait_for(lambda: kh.status(admin_client, ns, "svc").get("appliedMinScale") == users_value, 60,
+             message=f"MESP applied {users_value}")
+    return clock
+
+
+def test_the_users_new_min_scale_is_the_floor_at_once_and_an_invalid_spec_gives_it_back(
+        admin_client, make_namespace, run_operator, history):
+    ns = make_namespace("it-user-change")
+    clock = floor_only_policy(admin_client, ns, run_operator, history, users_value=1)
 
     # The user raises min-scale on the Revision by hand: from the loop that sees it, that is the floor.
     kh.custom(admin_client).patch_namespaced_custom_object(
@@ -259,12 +266,7 @@ def test_two_active_policies_on_one_service_the_older_one_writes(admin_client, m
 
 def test_a_hand_edited_original_record_is_reported_and_replaced(admin_client, make_namespace, run_operator, history):
     ns = make_namespace("it-record")
-    kh.create_knative_service(admin_client, ns, "svc", annotations={kh.MIN_SCALE: "2"})
-    kh.create_policy(admin_client, ns, "svc", {"service": "svc", "mode": "Active", "actuation": "Revision",
-                                               "capacityPerInstance": 1e8})
-    clock = SimClock(start=history.peak_time("a") - 30 * 60, speed=60)
-    run_operator(ns, clock=clock)
-    wait_for(lambda: kh.status(admin_client, ns, "svc").get("appliedMinScale") == 2, 60, message="MESP applied 2")
+    floor_only_policy(admin_client, ns, run_operator, history, users_value=2)
     kh.custom(admin_client).patch_namespaced_custom_object(
         "mesp.dev", "v1alpha1", ns, "mesppolicies", "svc", {"metadata": {"annotations": {ORIGINAL: "{broken"}}})
     wait_for(lambda: "OriginalRecordUnreadable" in kh.event_reasons(admin_client, ns, "svc"), 60,
