@@ -568,7 +568,7 @@ class Reconciler:
         outcome.capacity, outcome.capacity_source, outcome.duration_ms = resolve_capacity(
             spec.capacity, spec.request_duration_ms, measured_ms, svc.container_concurrency, target)
 
-    def _plan(self, planning: list[Outcome], revisions, now: float, leaving: list[PolicyObject] = ()) -> None:
+    def _plan(self, planning: list[Outcome], revisions, now: float, leaving: list[PolicyObject]) -> None:
         if not planning:
             return
         measured = self._measured_durations(planning, now)
@@ -823,18 +823,12 @@ class Reconciler:
                     memory.invalid_generation = policy.generation
                     self._event(policy, "Warning", "InvalidSpec", o.conditions["Ready"][2])
                 if record is not None:  # no valid policy, no MESP value: the user's own is put back
-                    msg = self._restore(policy, record, applied)
-                    self._event(policy, "Normal", "MinScaleRestored", msg)
-                    self.metrics.actuations.labels("restore").inc()
-                    record, applied, original_value, memory.written = None, None, None, None
-                    memory.changed_at = now
+                    self._give_back(policy, record, applied, memory, now)
+                    record, applied, original_value = None, None, None
             elif o.spec.mode in ("Off", "ForecastOnly") or o.service is None:
                 if record is not None:
-                    msg = self._restore(policy, record, applied)
-                    self._event(policy, "Normal", "MinScaleRestored", msg)
-                    self.metrics.actuations.labels("restore").inc()
-                    record, applied, original_value, memory.written = None, None, None, None
-                    memory.changed_at = now
+                    self._give_back(policy, record, applied, memory, now)
+                    record, applied, original_value = None, None, None
                 if o.spec.mode == "Off":
                     state, actuation, actuation_reason = "Off", None, None
                 elif o.service is not None:
@@ -936,6 +930,14 @@ class Reconciler:
                         f"{target}: min-scale {result.previous or 'unset'} -> {value} ({why})")
         o.set("Actuated", True, "Applied", f"{target} has min-scale {value}")
         return "Actuated", value, record.value
+
+    def _give_back(self, policy: PolicyObject, record: OriginalRecord, applied: int | None, memory: PolicyMemory,
+                   now: float) -> None:
+        """Restore the recorded min-scale (a policy that is off, invalid or without its Service) and say so."""
+        msg = self._restore(policy, record, applied)
+        self._event(policy, "Normal", "MinScaleRestored", msg)
+        self.metrics.actuations.labels("restore").inc()
+        memory.written, memory.changed_at = None, now
 
     @staticmethod
     def _last_written(memory: PolicyMemory | None, record: OriginalRecord | None, applied: int | None) -> int | None:
