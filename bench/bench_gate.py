@@ -34,7 +34,8 @@ import torch
 
 from mesp_core.metrics import wape
 from mesp_core.model import default_model_path, load_model, repeat_last_hour_forecast
-from mesp_core.trace import read_invocations, split_functions
+from mesp_core.trace import read_invocations
+from mesp_core.training import function_split
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO.parent / "shared" / "data" / "azure2019" / "invocations_per_function_md.sample.csv.gz"
@@ -145,10 +146,8 @@ def main(argv=None) -> int:
     model = load_model(args.model)
     config = model.manifest["training"]["config"]
     trace = read_invocations(args.trace)
-    # The same split `mesp train` made (training.py): held out by key hash, then validation by seed.
-    train_idx, test_idx = split_functions(trace, test_fraction=config["test_fraction"], seed=config["seed"])
-    shuffled = np.random.default_rng(config["seed"]).permutation(train_idx)
-    val_idx = np.sort(shuffled[:max(1, int(round(len(shuffled) * config["val_fraction"])))])
+    # The same split `mesp train` made.
+    _, val_idx, test_idx = function_split(trace, config["test_fraction"], config["val_fraction"], config["seed"])
     minutes = trace.counts[0].shape[0]
     origins = list(range(minutes - 720, minutes - HORIZON + 1, 60))  # mesp evaluate's origins, last day
     report = {"model": args.model, "origins": origins, "validation": {}, "held_out": {}}

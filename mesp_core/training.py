@@ -260,11 +260,21 @@ def select_expert(c_train, c_val, baselines: dict, dense_models: dict, top_famil
     return ranking, chosen
 
 
+def function_split(trace, test_fraction: float, val_fraction: float, seed: int):
+    """`mesp train`'s function-level split, (fit, validation, held out) indices, each sorted: held out
+    by key hash (split_functions), then a seeded `val_fraction` of the rest for validation."""
+    from mesp_core.trace import split_functions
+
+    train_idx, test_idx = split_functions(trace, test_fraction=test_fraction, seed=seed)
+    shuffled = np.random.default_rng(seed).permutation(train_idx)
+    n_val = max(1, int(round(len(shuffled) * val_fraction)))
+    return np.sort(shuffled[n_val:]), np.sort(shuffled[:n_val]), test_idx
+
+
 def train(trace, out_dir, config: TrainConfig | None = None, progress: bool = True) -> TrainReport:
     """Train the mixture on `trace` (an InvocationTrace) and write the artifact to `out_dir`."""
     from mesp_core.clustering import cluster_days
     from mesp_core.experts import build_expert
-    from mesp_core.trace import split_functions
     from mesp_core.windows import make_windows
 
     config = (config or TrainConfig()).validate()
@@ -281,11 +291,7 @@ def train(trace, out_dir, config: TrainConfig | None = None, progress: bool = Tr
 
     # 1. split by function: held-out test functions are never looked at below.
     t0 = time.monotonic()
-    train_idx, test_idx = split_functions(trace, test_fraction=config.test_fraction, seed=config.seed)
-    rng = np.random.default_rng(config.seed)
-    shuffled = rng.permutation(train_idx)
-    n_val = max(1, int(round(len(shuffled) * config.val_fraction)))
-    val_idx, fit_idx = np.sort(shuffled[:n_val]), np.sort(shuffled[n_val:])
+    fit_idx, val_idx, test_idx = function_split(trace, config.test_fraction, config.val_fraction, config.seed)
     if len(fit_idx) < 2:
         raise ValueError(f"too few functions to train on ({len(trace.keys)} in the trace)")
     ui.stage(f"functions: {len(fit_idx)} fit, {len(val_idx)} validation, {len(test_idx)} held out for evaluation")
@@ -383,7 +389,7 @@ def train(trace, out_dir, config: TrainConfig | None = None, progress: bool = Tr
 
     # 6. artifact.
     seconds = time.monotonic() - started
-    training_keys = [trace.keys[i] for i in train_idx]
+    training_keys = [trace.keys[i] for i in np.sort(np.concatenate([fit_idx, val_idx]))]  # all but held out
     manifest = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "mesp_version": __version__,
