@@ -24,7 +24,7 @@ COPY operator ./operator
 # A regular (non-editable) install: the package, its data (the default model) and the `mesp` script
 # all land in the virtualenv, so the runtime stage needs nothing from /src.
 RUN pip install . \
- && python -c "from mesp_core.model import default_model_path; import mesp_core; mesp_core.load_model(default_model_path()); print('default model loads')"
+ && python -c "from mesp_core.forecasting.model import default_model_path; import mesp_core; mesp_core.load_model(default_model_path()); print('default model loads')"
 
 # --- runtime ----------------------------------------------------------------------------------------
 FROM python:${PYTHON_VERSION}-slim

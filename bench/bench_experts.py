@@ -33,8 +33,8 @@ import time
 import numpy as np
 import torch
 
-from mesp_core.experts import EXPERT_FAMILIES, build_expert
-from mesp_core.windows import make_windows
+from mesp_core.forecasting.experts import EXPERT_FAMILIES, build_expert
+from mesp_core.data.windows import make_windows
 
 INPUT, HORIZON, DAY = 240, 60, 1440
 

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 import mesp_core
-from mesp_core.model import default_model_path
-from mesp_core.synthetic import generate_trace
+from mesp_core.forecasting.model import default_model_path
+from mesp_core.data.synthetic import generate_trace
 
 
 def best_of(repeat, fn):

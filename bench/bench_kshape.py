@@ -1,4 +1,4 @@
-"""Benchmark mesp_core.clustering.KShape against tslearn's KShape.
+"""Benchmark mesp_core.forecasting.kshape.KShape against tslearn's KShape.
 
 Prints: our fit time on --n synthetic 1440-minute series with K=--k; tslearn's and ours on the
 first --tslearn-n of them (same data, same seed, with agreement of labels); peak RSS. With --real,
@@ -61,7 +61,7 @@ def load_average() -> str:
 
 
 def time_ours(X: np.ndarray, k: int, seed: int, max_iter: int):
-    from mesp_core.clustering import KShape
+    from mesp_core.forecasting.kshape import KShape
 
     started, cpu = time.perf_counter(), time.process_time()
     model = KShape(k, max_iter=max_iter, random_state=seed).fit(X)
@@ -143,7 +143,7 @@ def main(argv=None) -> int:
     if args.real:
         import pandas as pd
 
-        from mesp_core.clustering import cluster_days
+        from mesp_core.forecasting.kshape import cluster_days
 
         frame = pd.read_csv(args.real)
         days = frame[[str(m) for m in range(1, 1441)]].to_numpy(dtype=np.float32)
@@ -155,7 +155,7 @@ def main(argv=None) -> int:
         for c, desc in enumerate(result.descriptions):
             print(f"  cluster {c}: {result.sizes.get(c, 0):5d} days  {desc['label']}  (period {desc['period_minutes']}, peak hours {desc['peak_hours']})")
         if args.plot:
-            from mesp_core.plots import plot_clusters
+            from mesp_core.offline.plots import plot_clusters
 
             print(f"cluster plot: {plot_clusters(result, days, args.plot)}")
         report["real"] = {"n_days": len(days), "k": result.k, "seconds": round(seconds, 1), "silhouette": result.silhouette,

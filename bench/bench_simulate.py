@@ -25,8 +25,8 @@ import time
 
 import numpy as np
 
-from mesp_core.baselines import FixedKeepAlivePolicy, HybridHistogramPolicy, OraclePolicy
-from mesp_core.simulate import (
+from mesp_core.replay.baselines import FixedKeepAlivePolicy, HybridHistogramPolicy, OraclePolicy
+from mesp_core.replay.simulate import (
     KNATIVE_DEFAULT,
     ForecastFloorPolicy,
     NoFloorPolicy,
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     if args.trace:
-        from mesp_core.trace import read_invocations
+        from mesp_core.data.trace import read_invocations
 
         counts = read_invocations(args.trace).counts
     else:

@@ -3,7 +3,7 @@
     /root/.venvs/mesp/bin/python bench/bench_trace.py [--functions 46000] [--no-slow-path] [--json out.json]
 
 A public Azure 2019 day file has ~46,000 rows x 1444 columns. The script generates a day of that
-size with mesp_core.synthetic, writes it with write_invocations (plain and gzip), reads it back and
+size with mesp_core.data.synthetic, writes it with write_invocations (plain and gzip), reads it back and
 reports wall-clock seconds for each step. It also times the second pass that runs only when a
 file has a bad row (one negative count near the end, read with on_error="skip").
 Everything is written to a temporary directory that is removed afterwards.
@@ -20,8 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from mesp_core.synthetic import generate_trace
-from mesp_core.trace import read_invocations, write_invocations
+from mesp_core.data.synthetic import generate_trace
+from mesp_core.data.trace import read_invocations, write_invocations
 
 # ../shared sits beside the checkout (CI too).
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "azure2019" / "invocations_per_function_md.sample.csv.gz"

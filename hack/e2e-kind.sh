@@ -50,7 +50,7 @@ for tool in docker kind kubectl "$python"; do
   command -v "$tool" >/dev/null 2>&1 || die "'$tool' is required"
 done
 docker info >/dev/null 2>&1 || die "no Docker engine reachable (docker info failed)"
-"$python" -c "import mesp_core.synthetic, mesp_core.trace" 2>/dev/null \
+"$python" -c "import mesp_core.data.synthetic, mesp_core.data.trace" 2>/dev/null \
   || die "$python cannot import mesp_core: run 'pip install -e .' in this repository first"
 helm="${HELM:-$("$repo/hack/install-helm.sh")}"
 h() { "$helm" --kube-context "$kctx" "$@"; }
@@ -217,11 +217,11 @@ import json, sys
 import numpy as np
 out_dir, minutes, warmup, peak_rpm, trace_glob = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
 if trace_glob:
-    from mesp_core.trace import read_invocations
+    from mesp_core.data.trace import read_invocations
     import glob
     counts = read_invocations(sorted(glob.glob(trace_glob)), on_error="skip").counts
 else:
-    from mesp_core.synthetic import generate_trace
+    from mesp_core.data.synthetic import generate_trace
     counts = generate_trace(n_functions=300, days=1, seed=7).counts
 best = None
 for row, series in enumerate(counts):

@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 
 from mesp_core import load_model
-from mesp_core.synthetic import generate_trace
-from mesp_core.training import TrainConfig, train
+from mesp_core.data.synthetic import generate_trace
+from mesp_core.offline.training import TrainConfig, train
 
 OUT = Path(__file__).resolve().parents[1] / "tests" / "golden" / "model_v1"
 

@@ -1,6 +1,6 @@
 """Forecast -> min-scale plan: pure functions, vectorised over functions.
 
-Timing convention (shared with `mesp_core.simulate`):
+Timing convention (shared with `mesp_core.replay.simulate`):
 
 - Forecast column ``j`` is the demand (invocations/minute) of minute ``now + j``; column 0 is the
   minute that starts now.

@@ -28,7 +28,7 @@ def load_model(settings: OperatorSettings):
         raise ModelError("torch is not installed; install the mesp package with its dependencies") from None
     path = settings.model_path
     if path is None:
-        from mesp_core.model import default_model_path
+        from mesp_core.forecasting.model import default_model_path
 
         path = default_model_path()
     try:

@@ -235,7 +235,7 @@ def model():
 
     import torch
 
-    from mesp_core.model import default_model_path
+    from mesp_core.forecasting.model import default_model_path
     from mesp_operator.main import load_model
     from mesp_operator.settings import OperatorSettings
 

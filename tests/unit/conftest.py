@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from mesp_core.training import TrainConfig
+from mesp_core.offline.training import TrainConfig
 
 # A pipeline small enough for a unit test: every stage runs, each for a few seconds.
 TINY = TrainConfig(
@@ -23,14 +23,14 @@ TINY = TrainConfig(
 
 @pytest.fixture(scope="session")
 def tiny_trace():
-    from mesp_core.synthetic import generate_trace
+    from mesp_core.data.synthetic import generate_trace
 
     return generate_trace(n_functions=80, days=2, seed=1)
 
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, tiny_trace):
-    from mesp_core.training import train
+    from mesp_core.offline.training import train
 
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("models") / "tiny"

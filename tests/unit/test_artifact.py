@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mesp_core import load_model
-from mesp_core.artifact import ArtifactError
+from mesp_core.forecasting.artifact import ArtifactError
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "model_v1"
 
@@ -86,7 +86,7 @@ def test_quantile_tables_that_cannot_size_a_floor_are_refused(tmp_path, damage):
     """Written under matching hashes (as a buggy trainer would): the table itself is checked."""
     from safetensors.torch import load_file, save_file
 
-    from mesp_core.artifact import sha256_file
+    from mesp_core.forecasting.artifact import sha256_file
 
     model_dir = _copy_golden(tmp_path)
     path = model_dir / "quantiles.safetensors"
@@ -106,7 +106,7 @@ def test_quantile_tables_that_cannot_size_a_floor_are_refused(tmp_path, damage):
 
 
 def test_quantile_interpolation_over_every_lead_step_is_numpys():
-    from mesp_core.model import interp_columns
+    from mesp_core.forecasting.model import interp_columns
 
     levels = np.array([0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99])
     table = np.random.default_rng(3).normal(size=(len(levels), 60)) * 50

@@ -75,7 +75,7 @@ def test_forecast_json_on_stdout(capsys, tmp_path):
 
 
 def test_forecast_without_model_uses_the_packaged_one(capsys):
-    from mesp_core.model import default_model_path
+    from mesp_core.forecasting.model import default_model_path
 
     assert main(["forecast", *TINY_TRACE, "--horizon", "10", "--json", "-"]) == 0
     payload = json.loads(capsys.readouterr().out)

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from mesp_core.clustering import (
+from mesp_core.forecasting.kshape import (
     ClusteringResult,
     EmptyClusterError,
     KShape,
@@ -271,7 +271,7 @@ def test_cluster_days_errors():
 
 
 def test_plot_clusters_writes_a_png(tmp_path):
-    from mesp_core.plots import plot_clusters
+    from mesp_core.offline.plots import plot_clusters
 
     days, _ = mixed_days()
     result = cluster_days(days, k=3, random_state=0)
@@ -285,7 +285,7 @@ def test_plot_clusters_writes_a_png(tmp_path):
 def test_iterative_top_eigenvector_matches_eigh():
     import torch
 
-    from mesp_core.clustering import _top_eigvec_iterative
+    from mesp_core.forecasting.kshape import _top_eigvec_iterative
 
     rng = np.random.RandomState(0)
     A = rng.randn(400, 300) + np.linspace(0, 3, 300)  # a dominant direction plus noise

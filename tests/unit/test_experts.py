@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from mesp_core.experts import (
+from mesp_core.forecasting.experts import (
     APERIODIC,
     EXPERT_FAMILIES,
     TRAINABLE_FAMILIES,
@@ -20,7 +20,7 @@ from mesp_core.experts import (
     build_expert,
     detect_periods,
 )
-from mesp_core.windows import make_windows
+from mesp_core.data.windows import make_windows
 
 HORIZON = 60
 INPUT = 120
@@ -237,7 +237,7 @@ def test_seasonal_naive_lengths_ignore_padding():
 
 def _period_errors_by_loops(row, horizon, candidates, mean_window, span=1440):
     """The quantities _period_errors derives from FFTs and cumulative sums, computed pair by pair."""
-    from mesp_core.experts.naive import _enough_history, _lags_for
+    from mesp_core.forecasting.experts.naive import _enough_history, _lags_for
 
     recent = row[-span:]
 
@@ -268,7 +268,7 @@ def _period_errors_by_loops(row, horizon, candidates, mean_window, span=1440):
 
 
 def test_seasonal_naive_period_errors_match_a_pair_by_pair_computation():
-    from mesp_core.experts.naive import _period_errors, _right_aligned
+    from mesp_core.forecasting.experts.naive import _period_errors, _right_aligned
 
     rng = np.random.default_rng(7)
     horizon, candidates, mean_window = 12, [1, 5, 10, 30, 300, 1440], 10
@@ -333,7 +333,7 @@ def test_fit_rejects_bad_windows(windows):
 def test_blend_mixes_its_members_and_round_trips_through_safetensors(tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from mesp_core.experts import Blend, build_expert
+    from mesp_core.forecasting.experts import Blend, build_expert
 
     rng = np.random.default_rng(0)
     contexts = [rng.poisson(20, size=n).astype(np.float32) for n in (90, 300, 1500)]
@@ -352,7 +352,7 @@ def test_blend_mixes_its_members_and_round_trips_through_safetensors(tmp_path):
 
 
 def test_scale_weighted_loss_is_a_valid_hyperparameter_and_bad_values_are_refused():
-    from mesp_core.experts import build_expert
+    from mesp_core.forecasting.experts import build_expert
 
     assert build_expert({"family": "dlinear", "loss_weight": "scale"}).config()["loss_weight"] == "scale"
     with pytest.raises(ValueError, match="loss_weight"):

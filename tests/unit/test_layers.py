@@ -25,7 +25,7 @@ def test_import_linter_contracts_hold():
 
 def test_importing_the_core_and_loading_a_model_pulls_no_cluster_or_training_library():
     loaded = _loaded_after(
-        "import mesp_core, mesp_core.model, mesp_core.router, mesp_core.policy, mesp_core.trace\n"
+        "import mesp_core, mesp_core.forecasting.model, mesp_core.forecasting.router, mesp_core.policy, mesp_core.data.trace\n"
         f"m = mesp_core.load_model({str(ROOT / 'tests/golden/model_v1')!r})\n"
         "import numpy as np; m.forecast(np.ones((2, 120)), 30)"
     )

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from mesp_core.metrics import (
+from mesp_core.offline.metrics import (
     METRIC_NAMES,
     all_metrics,
     mae,

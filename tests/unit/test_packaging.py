@@ -66,7 +66,7 @@ def test_an_install_from_the_wheel_loads_the_packaged_model_and_the_operator(whe
 import sys
 import numpy as np
 import mesp_core, mesp_operator.main
-from mesp_core.model import default_model_path
+from mesp_core.forecasting.model import default_model_path
 assert mesp_core.__file__.startswith(sys.argv[1]), mesp_core.__file__
 assert mesp_operator.main.__file__.startswith(sys.argv[1]), mesp_operator.main.__file__
 model = mesp_core.load_model(default_model_path())

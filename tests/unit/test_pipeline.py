@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from mesp_core import load_model
-from mesp_core.evaluation import backtest, format_table, held_out_functions
-from mesp_core.model import plan_from_distribution, policy_config
-from mesp_core.router import IDLE_CLUSTER
-from mesp_core.training import extend
+from mesp_core.offline.evaluation import backtest, format_table, held_out_functions
+from mesp_core.forecasting.model import plan_from_distribution, policy_config
+from mesp_core.forecasting.router import IDLE_CLUSTER
+from mesp_core.offline.training import extend
 
 
 def test_manifest_records_what_the_model_is(tiny_model_dir, tiny_trace):
@@ -117,7 +117,7 @@ def test_held_out_functions_are_exactly_the_unseen_ones(tiny_model, tiny_trace):
 
 def test_holdout_zero_trains_on_every_function_within_the_window_caps(tiny_trace, tmp_path):
     from mesp_core import load_model
-    from mesp_core.training import TrainConfig, train
+    from mesp_core.offline.training import TrainConfig, train
 
     # 64 fit functions x 2 days at stride 60 give ~2,900 fit windows and 128 days: the caps cut
     # them before routing and clustering.
@@ -151,7 +151,7 @@ def test_backtest_compares_every_approach_on_the_same_forecasts(tiny_model, tiny
 
 def _novel_trace(n=12, seed=5):
     """Square waves with a 3-hour period: a shape the generator never makes."""
-    from mesp_core.trace import InvocationTrace
+    from mesp_core.data.trace import InvocationTrace
 
     rng = np.random.default_rng(seed)
     minutes = np.arange(2 * 1440)
@@ -192,7 +192,7 @@ def test_extend_without_new_patterns_copies_the_model(tiny_model_dir, tiny_trace
 
 
 def test_short_contexts_go_to_the_dense_model(tiny_model, tiny_trace):
-    from mesp_core.model import MOE_MIN_CONTEXT
+    from mesp_core.forecasting.model import MOE_MIN_CONTEXT
 
     short = tiny_trace.counts[:8, 900: 900 + MOE_MIN_CONTEXT - 1]
     np.testing.assert_array_equal(tiny_model.forecast(short, 30, approach="moe"),

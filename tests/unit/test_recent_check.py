@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from mesp_core.model import RECENT_CHECK_KEY, RecentHour, repeat_last_hour_forecast
-from mesp_core.training import choose_recent_check
+from mesp_core.forecasting.model import RECENT_CHECK_KEY, RecentHour, repeat_last_hour_forecast
+from mesp_core.offline.training import choose_recent_check
 
 
 def _recent_hour():
@@ -96,7 +96,7 @@ def test_training_chooses_the_ratio_on_validation_functions(tiny_model, tiny_mod
     too_short = choose_recent_check(tiny_model, tiny_trace.counts[:5, :600], (0.7,))
     assert too_short["enabled"] is False and "too short" in too_short["reason"]
     with pytest.raises(ValueError, match="recent_check_ratios"):
-        from mesp_core.training import TrainConfig
+        from mesp_core.offline.training import TrainConfig
 
         TrainConfig(recent_check_ratios=(1.5,)).validate()
 

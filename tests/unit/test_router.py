@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from mesp_core.router import IDLE_CLUSTER, Router
+from mesp_core.forecasting.router import IDLE_CLUSTER, Router
 
 
 def _centroids(k=4, t=1440):
@@ -50,7 +50,7 @@ def test_one_array_routes_exactly_like_its_rows_as_a_list(minutes):
 
 
 def test_block_means_match_the_reshaped_mean():
-    from mesp_core.router import _block_mean
+    from mesp_core.forecasting.router import _block_mean
 
     x = np.random.default_rng(1).random((7, 1440)).astype(np.float32) * 1000
     np.testing.assert_array_equal(_block_mean(x, 5), x.reshape(7, -1, 5).mean(axis=2, dtype=np.float32))

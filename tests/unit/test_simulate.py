@@ -1,4 +1,4 @@
-"""The cold-start replay (mesp_core.simulate) and its baselines (mesp_core.baselines)."""
+"""The cold-start replay (mesp_core.replay.simulate) and its baselines (mesp_core.replay.baselines)."""
 
 import json
 import re
@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mesp_core.baselines import FixedKeepAlivePolicy, HybridHistogramPolicy, OraclePolicy
+from mesp_core.replay.baselines import FixedKeepAlivePolicy, HybridHistogramPolicy, OraclePolicy
 from mesp_core.policy import PolicyConfig
-from mesp_core.simulate import (
+from mesp_core.replay.simulate import (
     KNATIVE_DEFAULT,
     ForecastFloorPolicy,
     NoFloorPolicy,
@@ -348,7 +348,7 @@ def test_run_replay_builds_the_standard_policy_set():
           "replan_every": 5, "horizon": 7}, r"horizon 7 is too short: each plan is sized from 8 forecast minutes"),
         ({"capacity_per_instance": 0.0}, "capacity_per_instance must be > 0"),
         ({"policies": {}}, "no policies"),
-        ({"policies": {"x": object()}}, "not a mesp_core.simulate.Policy"),
+        ({"policies": {"x": object()}}, "not a mesp_core.replay.simulate.Policy"),
         ({"policies": {"bad": ForecastFloorPolicy(lambda c, h: np.zeros((1, h)))}},
          r"returned shape \(1, 2\), expected \[4, 2\]"),
     ],
@@ -486,7 +486,7 @@ def test_capacities_from_durations_uses_each_functions_mean_duration():
 
 @pytest.mark.skipif(not SHARED_ORIGINAL.exists(), reason="the shared Azure files are not beside the checkout")
 def test_capacities_from_the_real_duration_file():
-    from mesp_core.trace import read_durations, read_invocations
+    from mesp_core.data.trace import read_durations, read_invocations
 
     trace = read_invocations(SHARED_ORIGINAL / "invocations_per_function_md.top10.csv")
     durations = read_durations(SHARED_ORIGINAL / "function_durations_percentiles.top10.csv")

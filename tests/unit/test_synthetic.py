@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mesp_core.constants import MINUTES_PER_DAY
-from mesp_core.synthetic import ARCHETYPES, generate_trace, generate_with_archetypes
+from mesp_core.data.synthetic import ARCHETYPES, generate_trace, generate_with_archetypes
 
 AZURE_TRIGGERS = {"http", "timer", "queue", "event", "storage", "orchestration", "others"}
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from mesp_core.constants import MINUTES_PER_DAY
-from mesp_core.synthetic import generate_trace
-from mesp_core.trace import (
+from mesp_core.data.synthetic import generate_trace
+from mesp_core.data.trace import (
     DURATION_COLUMNS,
     INVOCATION_COLUMNS,
     InvocationTrace,

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mesp_core.windows import WindowSet, make_windows, prepare_contexts
+from mesp_core.data.windows import WindowSet, make_windows, prepare_contexts
 
 
 def test_prepare_contexts_cuts_long_contexts_to_their_last_minutes():

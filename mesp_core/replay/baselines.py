@@ -1,6 +1,6 @@
 """The policies MESP is compared with: fixed keep-alive, the hybrid histogram policy, the oracle.
 
-All of them are `mesp_core.simulate.Policy` objects. The keep-alive and histogram policies react to
+All of them are `mesp_core.replay.simulate.Policy` objects. The keep-alive and histogram policies react to
 what happened up to the previous minute and decide every minute (as the platforms do); they never
 see the future. The oracle does, on purpose: it is the lower bound.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from mesp_core.policy import _check_int, _check_number
-from mesp_core.simulate import Policy, demand_instances
+from mesp_core.replay.simulate import Policy, demand_instances
 
 
 class FixedKeepAlivePolicy(Policy):

@@ -318,13 +318,13 @@ def capacities_from_durations(keys: Sequence[tuple], durations, container_concur
                               target_utilization: float = 0.7, default: float = 60.0) -> tuple[np.ndarray, int]:
     """Capacity per function (invocations/minute per instance) from the trace's duration files.
 
-    `durations` is a frame from `mesp_core.trace.read_durations` (or several concatenated: a key
+    `durations` is a frame from `mesp_core.data.trace.read_durations` (or several concatenated: a key
     seen on several days gets the mean of its daily averages). A function with a positive mean
     duration gets `capacity_from_concurrency(container_concurrency, duration, target_utilization)`;
     the others (not in the file, or 0 ms) get `default`. Returns (capacities [n], how many were derived).
     """
     from mesp_core.policy import capacity_from_concurrency
-    from mesp_core.trace import KEY_COLUMNS
+    from mesp_core.data.trace import KEY_COLUMNS
 
     _check_number("default capacity", default, low=0.0, low_inclusive=False)
     mean_ms = durations.groupby(list(KEY_COLUMNS))["Average"].mean().to_dict()
@@ -428,7 +428,7 @@ def simulate(trace_counts, policies: Mapping[str, Policy], start_minute: int = 7
         raise ValueError("no policies to compare")
     for name, policy in policies.items():
         if not isinstance(policy, Policy):
-            raise ValueError(f"policy {name!r} is a {type(policy).__name__}, not a mesp_core.simulate.Policy")
+            raise ValueError(f"policy {name!r} is a {type(policy).__name__}, not a mesp_core.replay.simulate.Policy")
         if policy.cadence is not None:
             _check_int(f"cadence of policy {name!r}", policy.cadence, low=1)
 
@@ -712,7 +712,7 @@ def standard_policies(model, quantiles: Sequence[float] = (0.5, 0.8, 0.9, 0.95, 
                       curve_approaches: Sequence[str] = ("moe",), policy_config: PolicyConfig | None = None,
                       ) -> dict[str, Policy]:
     """The comparison set: Knative default, keep-alive 10/20, hybrid histogram, forecast floors, oracle."""
-    from mesp_core.baselines import FixedKeepAlivePolicy, HybridHistogramPolicy, OraclePolicy
+    from mesp_core.replay.baselines import FixedKeepAlivePolicy, HybridHistogramPolicy, OraclePolicy
 
     config = policy_config or PolicyConfig()
     policies: dict[str, Policy] = {

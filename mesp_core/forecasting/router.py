@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from mesp_core.fftsize import fast_fft_length
+from mesp_core.forecasting.fftsize import fast_fft_length
 
 IDLE_CLUSTER = -1
 _FLAT_STD = 1e-6

@@ -1,6 +1,6 @@
 """The trained mixture as one object: route, forecast, quantiles, min-scale plan.
 
-`load_model(path)` reads an artifact folder (mesp_core.artifact) written by `mesp train`. The
+`load_model(path)` reads an artifact folder (mesp_core.forecasting.artifact) written by `mesp train`. The
 model only uses the context it is given: nothing here looks at wall-clock time or other functions.
 """
 
@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mesp_core.artifact import ArtifactError, load_tensors, read_manifest
+from mesp_core.forecasting.artifact import ArtifactError, load_tensors, read_manifest
 from mesp_core.constants import DEFAULT_HORIZON, MIN_CONTEXT
-from mesp_core.router import IDLE_CLUSTER, Router, as_context_list
+from mesp_core.forecasting.router import IDLE_CLUSTER, Router, as_context_list
 
 APPROACHES = ("moe", "dense", "naive")  # "dense:<family>" picks one of the kept dense models
 NAIVE_KEY = "naive"
@@ -180,7 +180,7 @@ class MespModel:
     def _predict(self, expert, rows: np.ndarray | list[np.ndarray], horizon: int) -> tuple[np.ndarray, np.ndarray]:
         """Point forecast [m, horizon] and the scale of the first step's window, rolling the
         expert forward on its own output when horizon exceeds what it was trained for."""
-        from mesp_core.windows import prepare_contexts
+        from mesp_core.data.windows import prepare_contexts
 
         batch = _as_batch(rows)
         prepared = prepare_contexts(batch, expert.input_size) if expert.trainable else None
@@ -371,8 +371,8 @@ def interp_columns(x: float, xp: np.ndarray, table: np.ndarray) -> np.ndarray:
 
 def repeat_last_hour_forecast(rows: np.ndarray | list[np.ndarray], horizon: int) -> np.ndarray:
     """Repeat-last-hour forecast [n, horizon] of contexts of any length >= 60 minutes."""
-    from mesp_core.experts.naive import RepeatLastHour
-    from mesp_core.windows import prepare_contexts
+    from mesp_core.forecasting.experts.naive import RepeatLastHour
+    from mesp_core.data.windows import prepare_contexts
 
     expert = RepeatLastHour(horizon=horizon)
     return expert.predict(prepare_contexts(_as_batch(rows), expert.input_size))
@@ -440,7 +440,7 @@ class ForecastDistribution:
 
 def load_model(path: str | os.PathLike) -> MespModel:
     """Load an artifact folder; ArtifactError names what is wrong when it cannot be used."""
-    from mesp_core.experts import build_expert
+    from mesp_core.forecasting.experts import build_expert
 
     model_dir = Path(path)
     manifest = read_manifest(model_dir)
@@ -481,4 +481,4 @@ def load_model(path: str | os.PathLike) -> MespModel:
 def default_model_path() -> Path:
     """The model shipped inside the package: `mesp train` with its defaults on the training 80% of
     the real Azure Functions 2019 sample (CC-BY 4.0); figures in docs/RESULTS.md."""
-    return Path(__file__).resolve().parent / "default_model"
+    return Path(__file__).resolve().parent.parent / "default_model"

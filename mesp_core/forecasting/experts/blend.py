@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from mesp_core.constants import DEFAULT_HORIZON
-from mesp_core.experts.base import Expert
+from mesp_core.forecasting.experts.base import Expert
 
 
 class Blend(Expert):
@@ -73,6 +73,6 @@ class Blend(Expert):
 
 
 def _build(config, state=None) -> Expert:
-    from mesp_core.experts import build_expert
+    from mesp_core.forecasting.experts import build_expert
 
     return build_expert(config, state)

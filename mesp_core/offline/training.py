@@ -10,7 +10,7 @@ Steps (each shows progress):
   5. per cluster: naive floors, each top dense family fine-tuned on the cluster (warm start) and
      trained from scratch, ranked on the cluster's validation windows; the best is the expert
      (Experiment 2). Residual quantiles of the chosen expert give calibrated upper forecasts;
-  6. everything goes into a versioned artifact folder (mesp_core.artifact).
+  6. everything goes into a versioned artifact folder (mesp_core.forecasting.artifact).
 
 Optuna is imported here only, never by the model or the operator.
 """
@@ -30,11 +30,11 @@ import numpy as np
 import torch
 
 from mesp_core import __version__
-from mesp_core.artifact import commit_output_dir, prepare_output_dir, save_tensors, sha256_file, write_manifest
+from mesp_core.forecasting.artifact import commit_output_dir, prepare_output_dir, save_tensors, sha256_file, write_manifest
 from mesp_core.constants import DEFAULT_HORIZON, MIN_CONTEXT, MINUTES_PER_DAY
-from mesp_core.metrics import wape
-from mesp_core.model import NAIVE_KEY, RECENT_CHECK_KEY, RECENT_CHECK_WINDOW, SCALE_MINUTES, repeat_last_hour_forecast, load_model, window_scale
-from mesp_core.router import Router
+from mesp_core.offline.metrics import wape
+from mesp_core.forecasting.model import NAIVE_KEY, RECENT_CHECK_KEY, RECENT_CHECK_WINDOW, SCALE_MINUTES, repeat_last_hour_forecast, load_model, window_scale
+from mesp_core.forecasting.router import Router
 
 log = logging.getLogger("mesp.training")
 
@@ -78,7 +78,7 @@ class TrainConfig:
     metric: str = "wape"
     loss_weight: str = "sqrt_scale"  # networks' per-window loss weight (see TorchExpert)
     blend_weights: tuple[float, ...] = (0.25, 0.5, 0.75)  # mixes of a cluster's two best tried
-    # Recent-error check (mesp_core.model): switch ratios tried on the validation functions; the
+    # Recent-error check (mesp_core.forecasting.model): switch ratios tried on the validation functions; the
     # best by WAPE is kept, or none when no ratio beats the experts alone. () = no check.
     recent_check_ratios: tuple[float, ...] = (0.9, 0.7, 0.5, 0.3)
     seed: int = 0
@@ -101,7 +101,7 @@ class TrainConfig:
             raise ValueError("only metric 'wape' is supported for selection")
         if any(not 0.0 < r <= 1.0 for r in self.recent_check_ratios):
             raise ValueError(f"recent_check_ratios must be in (0, 1], got {self.recent_check_ratios}")
-        from mesp_core.experts import EXPERT_FAMILIES
+        from mesp_core.forecasting.experts import EXPERT_FAMILIES
 
         unknown = [f for f in self.families if f not in EXPERT_FAMILIES or f in BASELINE_FAMILIES]
         if unknown:
@@ -180,7 +180,7 @@ def route_windows(router: Router, series: list[np.ndarray], windows) -> tuple[np
 
 
 def _fit_candidate(family: str, params: dict, horizon: int, train, val, seconds: float, seed: int, init_from=None, loss_weight="none"):
-    from mesp_core.experts import EXPERT_FAMILIES
+    from mesp_core.forecasting.experts import EXPERT_FAMILIES
 
     expert = EXPERT_FAMILIES[family](horizon=horizon, seed=seed, **{"loss_weight": loss_weight, **params})
     expert.fit(train, val, max_seconds=seconds, init_from=init_from)
@@ -191,7 +191,7 @@ def tune_family(family: str, train, val, config: TrainConfig, n_trials: int, sec
     """Optuna search over one family's space; returns (best expert, best val WAPE, trials table)."""
     import optuna
 
-    from mesp_core.experts import EXPERT_FAMILIES
+    from mesp_core.forecasting.experts import EXPERT_FAMILIES
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     cls = EXPERT_FAMILIES[family]
@@ -222,7 +222,7 @@ def select_expert(c_train, c_val, baselines: dict, dense_models: dict, top_famil
     Candidates: the naive floors; each top dense family fine-tuned on the cluster (warm start) and
     trained from scratch; then blends of the two best. A cluster too small to train on gets the
     dense model itself. `val_series` holds the histories c_val's windows were cut from."""
-    from mesp_core.experts import Blend, build_expert
+    from mesp_core.forecasting.experts import Blend, build_expert
 
     if len(c_val) == 0:  # nothing to rank on: keep the floor rather than guess
         return [{"candidate": "seasonal_naive", "family": "seasonal_naive", "val_wape": None}], baselines["seasonal_naive"]
@@ -263,7 +263,7 @@ def select_expert(c_train, c_val, baselines: dict, dense_models: dict, top_famil
 def function_split(trace, test_fraction: float, val_fraction: float, seed: int):
     """`mesp train`'s function-level split, (fit, validation, held out) indices, each sorted: held out
     by key hash (split_functions), then a seeded `val_fraction` of the rest for validation."""
-    from mesp_core.trace import split_functions
+    from mesp_core.data.trace import split_functions
 
     train_idx, test_idx = split_functions(trace, test_fraction=test_fraction, seed=seed)
     shuffled = np.random.default_rng(seed).permutation(train_idx)
@@ -273,9 +273,9 @@ def function_split(trace, test_fraction: float, val_fraction: float, seed: int):
 
 def train(trace, out_dir, config: TrainConfig | None = None, progress: bool = True) -> TrainReport:
     """Train the mixture on `trace` (an InvocationTrace) and write the artifact to `out_dir`."""
-    from mesp_core.clustering import cluster_days
-    from mesp_core.experts import build_expert
-    from mesp_core.windows import make_windows
+    from mesp_core.forecasting.kshape import cluster_days
+    from mesp_core.forecasting.experts import build_expert
+    from mesp_core.data.windows import make_windows
 
     config = (config or TrainConfig()).validate()
     torch.set_num_threads(config.threads)
@@ -453,7 +453,7 @@ def choose_recent_check(model, counts: np.ndarray, ratios, horizon: int = DEFAUL
     forecasts; the check is enabled only if some ratio beats the experts alone."""
     import copy
 
-    from mesp_core.evaluation import DEFAULT_ORIGINS
+    from mesp_core.offline.evaluation import DEFAULT_ORIGINS
 
     model = copy.copy(model)
     model.recent_check_ratio = None  # score the experts alone, whatever the model's manifest says
@@ -532,10 +532,10 @@ def extend(model_dir, trace, out_dir, threshold: float | None = None, k: int | N
     table and the manifest are rewritten. The source folder is never modified."""
     import shutil
 
-    from mesp_core.artifact import read_manifest
-    from mesp_core.clustering import cluster_days, is_flat
-    from mesp_core.experts import build_expert
-    from mesp_core.windows import make_windows
+    from mesp_core.forecasting.artifact import read_manifest
+    from mesp_core.forecasting.kshape import cluster_days, is_flat
+    from mesp_core.forecasting.experts import build_expert
+    from mesp_core.data.windows import make_windows
 
     ui = _Progress(progress)
     model_dir, out_dir = Path(model_dir), Path(out_dir)

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from mesp_core.experts.base import Expert, TorchExpert
-from mesp_core.experts.blend import Blend
-from mesp_core.experts.dlinear import DLinear
-from mesp_core.experts.lstm import LSTMExpert
-from mesp_core.experts.naive import APERIODIC, RepeatLastHour, SeasonalNaive, detect_periods
-from mesp_core.experts.nbeats import NBeats
-from mesp_core.experts.patchtst import PatchTST
-from mesp_core.windows import WindowSet, make_windows, prepare_contexts
+from mesp_core.forecasting.experts.base import Expert, TorchExpert
+from mesp_core.forecasting.experts.blend import Blend
+from mesp_core.forecasting.experts.dlinear import DLinear
+from mesp_core.forecasting.experts.lstm import LSTMExpert
+from mesp_core.forecasting.experts.naive import APERIODIC, RepeatLastHour, SeasonalNaive, detect_periods
+from mesp_core.forecasting.experts.nbeats import NBeats
+from mesp_core.forecasting.experts.patchtst import PatchTST
+from mesp_core.data.windows import WindowSet, make_windows, prepare_contexts
 
 __all__ = [
     "Expert",

@@ -28,7 +28,7 @@ import hashlib
 import numpy as np
 
 from mesp_core.constants import MINUTES_PER_DAY
-from mesp_core.trace import InvocationTrace
+from mesp_core.data.trace import InvocationTrace
 
 __all__ = ["ARCHETYPES", "generate_trace", "generate_with_archetypes"]
 

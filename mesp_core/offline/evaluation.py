@@ -3,7 +3,7 @@
 Protocol (defaults of `mesp evaluate`): on functions held out from training, forecast origins every
 60 minutes from minute 720 to 1380 of the last day, horizon 60, context = every minute before the
 origin. Every approach sees exactly the same (function, origin) pairs. Metrics are pooled over all
-of them (see mesp_core.metrics); per-cluster rows group the pairs by the cluster the router chose.
+of them (see mesp_core.offline.metrics); per-cluster rows group the pairs by the cluster the router chose.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mesp_core.constants import DEFAULT_HORIZON, MINUTES_PER_DAY
-from mesp_core.metrics import all_metrics
+from mesp_core.offline.metrics import all_metrics
 
 DEFAULT_ORIGINS = tuple(range(720, 1381, 60))
 METRIC_NAMES = ("mae", "rmse", "mape_nonzero", "smape", "wape", "mase")
@@ -50,7 +50,7 @@ class BacktestResult:
 
 def held_out_functions(model, trace) -> np.ndarray:
     """Indices of functions of `trace` the model never trained or validated on."""
-    from mesp_core.training import key_digest
+    from mesp_core.offline.training import key_digest
 
     seen_file = model.path / "training_keys.txt" if model.path else None
     seen = set(seen_file.read_text().split()) if seen_file and seen_file.exists() else set()
@@ -84,7 +84,7 @@ def backtest(
         if o < 60 or o + horizon > counts.shape[1]:
             raise ValueError(f"origin {o - day_offset} leaves no room for 60 minutes of context and a {horizon}-minute horizon")
     approaches = approaches or approach_names(model)
-    from mesp_core.experts import build_expert
+    from mesp_core.forecasting.experts import build_expert
 
     repeat = build_expert({"family": "repeat_last_hour", "horizon": horizon})
 
@@ -130,7 +130,7 @@ def _forecast(model, repeat, context, horizon: int, name: str) -> np.ndarray:
     if name == "seasonal_naive":
         return model.forecast(context, horizon, approach="naive")
     if name == "repeat_last_hour":
-        from mesp_core.windows import prepare_contexts
+        from mesp_core.data.windows import prepare_contexts
 
         return np.clip(repeat.predict(prepare_contexts(context, repeat.input_size)), 0, None)[:, :horizon]
     if name.startswith("dense:"):

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from mesp_core.constants import DEFAULT_HORIZON
-from mesp_core.windows import WindowSet, prepare_contexts
+from mesp_core.data.windows import WindowSet, prepare_contexts
 
 __all__ = ["Expert", "TorchExpert"]
 
@@ -121,7 +121,7 @@ class Expert(ABC):
 
     def _check_windows(self, windows: WindowSet, what: str) -> tuple[np.ndarray, np.ndarray]:
         if not isinstance(windows, WindowSet):
-            raise ValueError(f"{what} must be a WindowSet (see mesp_core.windows.make_windows)")
+            raise ValueError(f"{what} must be a WindowSet (see mesp_core.data.windows.make_windows)")
         if len(windows) == 0:
             raise ValueError(f"{what} has no windows")
         if windows.horizon != self.horizon:

@@ -56,7 +56,7 @@ def _add_json(parser: argparse.ArgumentParser) -> None:
 
 
 def _load_trace(args, progress: bool = True):
-    from mesp_core.trace import read_invocations
+    from mesp_core.data.trace import read_invocations
 
     if getattr(args, "trace", None):
         trace = read_invocations(args.trace, on_error="skip" if args.skip_bad_rows else "raise", progress=progress)
@@ -64,7 +64,7 @@ def _load_trace(args, progress: bool = True):
             print(f"mesp: skipped {trace.skipped} malformed rows (first: {trace.problems[0] if trace.problems else '?'})", file=sys.stderr)
         source = f"{len(args.trace)} file(s)"
     else:
-        from mesp_core.synthetic import generate_trace
+        from mesp_core.data.synthetic import generate_trace
 
         if args.synthetic_functions < 10 or args.synthetic_days < 1:
             raise CliError("--synthetic-functions must be >= 10 and --synthetic-days >= 1")
@@ -98,7 +98,7 @@ def _jsonable(value):
 
 # ---------------------------------------------------------------------------- commands
 def cmd_train(args) -> int:
-    from mesp_core.training import TrainConfig, train
+    from mesp_core.offline.training import TrainConfig, train
 
     trace = _load_trace(args)
     config = TrainConfig(
@@ -144,7 +144,7 @@ def _train_table(report) -> str:
     for r in report.dense_ranking:
         lines.append(f"  {r['family']:<22}{r['val_wape']:.3f}")
     if report.recent_check:
-        from mesp_core.training import describe_recent_check
+        from mesp_core.offline.training import describe_recent_check
 
         lines += ["", "recent-error check: " + describe_recent_check(report.recent_check)]
     return "\n".join(lines)
@@ -152,7 +152,7 @@ def _train_table(report) -> str:
 
 def _train_plots(trace, model_dir, plot_dir) -> None:
     from mesp_core import load_model
-    from mesp_core.plots import plot_router_centroids
+    from mesp_core.offline.plots import plot_router_centroids
 
     model = load_model(model_dir)
     path = Path(plot_dir) / "centroids.png"
@@ -163,8 +163,8 @@ def _train_plots(trace, model_dir, plot_dir) -> None:
 def cmd_cluster(args) -> int:
     import numpy as np
 
-    from mesp_core.clustering import cluster_days
-    from mesp_core.plots import plot_clusters
+    from mesp_core.forecasting.kshape import cluster_days
+    from mesp_core.offline.plots import plot_clusters
 
     trace = _load_trace(args)
     days, owner = trace.daily()
@@ -208,14 +208,14 @@ def _model_dir(args) -> str:
     """--model, or the packaged model when it is not given."""
     if args.model:
         return str(args.model)
-    from mesp_core.model import default_model_path
+    from mesp_core.forecasting.model import default_model_path
 
     return str(default_model_path())
 
 
 def cmd_evaluate(args) -> int:
     from mesp_core import load_model
-    from mesp_core.evaluation import backtest, format_table, held_out_functions
+    from mesp_core.offline.evaluation import backtest, format_table, held_out_functions
 
     model_dir = _model_dir(args)
     model = load_model(model_dir)
@@ -228,7 +228,7 @@ def cmd_evaluate(args) -> int:
     result = backtest(model, trace.counts[held], origins=origins, horizon=args.horizon, progress=True)
     payload = result.to_json() | {"model": model_dir}
     if args.plots:
-        from mesp_core.plots import plot_backtest_samples
+        from mesp_core.offline.plots import plot_backtest_samples
 
         path = Path(args.plots) / "forecasts.png"
         plot_backtest_samples(result, path)
@@ -242,7 +242,7 @@ def cmd_forecast(args) -> int:
     import numpy as np
 
     from mesp_core import load_model
-    from mesp_core.model import policy_config, plan_from_distribution
+    from mesp_core.forecasting.model import policy_config, plan_from_distribution
 
     model_dir = _model_dir(args)
     model = load_model(model_dir)
@@ -292,7 +292,7 @@ def cmd_forecast(args) -> int:
     if len(items) > args.limit:
         lines.append(f"... {len(items) - args.limit} more (use --json for all)")
     if args.plot:
-        from mesp_core.plots import plot_function_forecasts
+        from mesp_core.offline.plots import plot_function_forecasts
 
         shown = range(min(len(rows), args.plot_functions))
         panels = [{"function": items[j]["function"], "route": routes[j], "history": context[j],
@@ -308,7 +308,7 @@ def cmd_forecast(args) -> int:
 
 
 def cmd_extend(args) -> int:
-    from mesp_core.training import extend
+    from mesp_core.offline.training import extend
 
     trace = _load_trace(args)
     report = extend(args.model, trace, args.out, threshold=args.threshold, k=args.k, seed=args.seed, progress=not args.quiet)
@@ -331,8 +331,8 @@ def cmd_simulate(args) -> int:
     import numpy as np
 
     from mesp_core import load_model
-    from mesp_core.evaluation import held_out_functions
-    from mesp_core.simulate import format_table, plot_tradeoff, run_replay
+    from mesp_core.offline.evaluation import held_out_functions
+    from mesp_core.replay.simulate import format_table, plot_tradeoff, run_replay
 
     model_dir = _model_dir(args)
     model = load_model(model_dir)
@@ -374,11 +374,11 @@ def cmd_simulate(args) -> int:
 
 
 def _capacities_from_durations(args, keys):
-    """Per-function capacity from --durations files (see mesp_core.simulate.capacities_from_durations)."""
+    """Per-function capacity from --durations files (see mesp_core.replay.simulate.capacities_from_durations)."""
     import pandas as pd
 
-    from mesp_core.simulate import capacities_from_durations
-    from mesp_core.trace import read_durations
+    from mesp_core.replay.simulate import capacities_from_durations
+    from mesp_core.data.trace import read_durations
 
     frames = []
     for path in args.durations:
@@ -396,8 +396,8 @@ def _capacities_from_durations(args, keys):
 
 
 def cmd_generate(args) -> int:
-    from mesp_core.synthetic import generate_trace
-    from mesp_core.trace import write_invocations
+    from mesp_core.data.synthetic import generate_trace
+    from mesp_core.data.trace import write_invocations
 
     trace = generate_trace(n_functions=args.functions, days=args.days, seed=args.seed)
     paths = write_invocations(trace, args.out, gzip=args.gzip)
@@ -580,8 +580,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from mesp_core.artifact import ArtifactError
-    from mesp_core.trace import TraceFormatError
+    from mesp_core.forecasting.artifact import ArtifactError
+    from mesp_core.data.trace import TraceFormatError
 
     try:
         if args.command == "operator":

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from mesp_core.experts.base import TorchExpert, _positive_int
+from mesp_core.forecasting.experts.base import TorchExpert, _positive_int
 
 __all__ = ["LSTMExpert"]
 

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from mesp_core.constants import DEFAULT_HORIZON
-from mesp_core.experts.base import Expert, _positive_int
-from mesp_core.fftsize import fast_fft_length
-from mesp_core.windows import WindowSet, _as_float_1d, prepare_contexts, validate_counts
+from mesp_core.forecasting.experts.base import Expert, _positive_int
+from mesp_core.forecasting.fftsize import fast_fft_length
+from mesp_core.data.windows import WindowSet, _as_float_1d, prepare_contexts, validate_counts
 
 __all__ = ["SeasonalNaive", "RepeatLastHour", "detect_periods", "DEFAULT_PERIOD_CANDIDATES", "APERIODIC"]
 
