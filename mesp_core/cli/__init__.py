@@ -266,10 +266,7 @@ def cmd_forecast(args) -> int:
     plan = None if config is None else plan_from_distribution(distribution, args.horizon, config)
     point = distribution.point[:, : args.horizon]
     upper = distribution.quantile(args.quantile)[:, : args.horizon]
-    routes = model.explain_routes(context)
-    for route, switched in zip(routes, distribution.switched):
-        if switched:  # the routed expert lost to repeat-last-hour on this function's last hour
-            route["expert"] = f"repeat_last_hour (recent-error check; routed to {route['expert']})"
+    routes = model.explain_routes(context, switched=distribution.switched)
     items = []
     for j, i in enumerate(rows):
         items.append(

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mesp_core.forecasting.approaches import DENSE_PREFIX, check_approach
 from mesp_core.forecasting.artifact import ArtifactError, load_tensors, read_manifest
 from mesp_core.constants import DEFAULT_HORIZON, MIN_CONTEXT
 from mesp_core.forecasting.router import IDLE_CLUSTER, Router, as_context_list
 
-APPROACHES = ("moe", "dense", "naive")  # "dense:<family>" picks one of the kept dense models
 NAIVE_KEY = "naive"
 # Recent-error check (manifest "recent_check"): a routed expert is trusted only while it keeps up
 # with repeating the last hour on the function's own recent minutes. Functions that jump between
@@ -126,11 +126,15 @@ class MespModel:
         clusters, _ = self.router.route(rows)
         return clusters
 
-    def explain_routes(self, context) -> list[dict]:
+    def explain_routes(self, context, switched=None) -> list[dict]:
+        """Per function: cluster, distance, description and the expert that forecasts it.
+
+        `switched` (a forecast's ForecastDistribution.switched) names repeat-last-hour where the
+        recent-error check replaced the routed expert, as `mesp forecast` and the operator report it."""
         rows = validate_contexts(context)
         clusters, distances = self.router.route(rows)
         short = self._short_for_moe(rows)
-        return [
+        routes = [
             {
                 "cluster": int(k),
                 "distance": float(d),
@@ -140,6 +144,11 @@ class MespModel:
             }
             for k, d, is_short in zip(clusters, distances, short)
         ]
+        if switched is not None:
+            for route, lost in zip(routes, switched):
+                if lost:  # the routed expert lost to repeat-last-hour on this function's last hour
+                    route["expert"] = f"repeat_last_hour (recent-error check; routed to {route['expert']})"
+        return routes
 
     # ------------------------------------------------------------------ forecasting
     def _experts_for(self, rows: np.ndarray | list[np.ndarray], approach: str, clusters: np.ndarray | None = None) -> list[tuple[object, str, np.ndarray]]:
@@ -148,14 +157,13 @@ class MespModel:
         n = len(rows)
         if approach == "naive":
             return [(self.naive_expert, NAIVE_KEY, np.arange(n))]
-        if approach == "dense" or approach.startswith("dense:"):
+        check_approach(approach)
+        if approach == "dense" or approach.startswith(DENSE_PREFIX):
             family = approach.partition(":")[2] or self.dense_best
             if family not in self.dense_experts:
                 known = ", ".join(f"dense:{f}" for f in self.dense_experts) or "none"
                 raise ValueError(f"no dense model {family!r} in this model (dense models: {known})")
             return [(self.dense_experts[family], f"dense-{family}", np.arange(n))]
-        if approach != "moe":
-            raise ValueError(f"approach must be one of {APPROACHES}, got {approach!r}")
         if clusters is None:
             clusters, _ = self.router.route(rows)
         groups = []
