@@ -112,7 +112,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     if args.trace:
-        from mesp_core.data.trace import read_invocations
+        from mesp_core.data.reader import read_invocations
 
         counts = read_invocations(args.trace).counts
     else:

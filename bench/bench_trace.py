@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 
 from mesp_core.data.synthetic import generate_trace
-from mesp_core.data.trace import read_invocations, write_invocations
+from mesp_core.data.reader import read_invocations
+from mesp_core.data.writer import write_invocations
 
 # ../shared sits beside the checkout (CI too).
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "azure2019" / "invocations_per_function_md.sample.csv.gz"

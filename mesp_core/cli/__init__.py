@@ -56,7 +56,7 @@ def _add_json(parser: argparse.ArgumentParser) -> None:
 
 
 def _load_trace(args, progress: bool = True):
-    from mesp_core.data.trace import read_invocations
+    from mesp_core.data.reader import read_invocations
 
     if getattr(args, "trace", None):
         trace = read_invocations(args.trace, on_error="skip" if args.skip_bad_rows else "raise", progress=progress)
@@ -163,7 +163,7 @@ def _train_plots(trace, model_dir, plot_dir) -> None:
 def cmd_cluster(args) -> int:
     import numpy as np
 
-    from mesp_core.forecasting.kshape import cluster_days
+    from mesp_core.forecasting.patterns import cluster_days
     from mesp_core.offline.plots import plot_clusters
 
     trace = _load_trace(args)
@@ -375,7 +375,7 @@ def _capacities_from_durations(args, keys):
     import pandas as pd
 
     from mesp_core.replay.simulate import capacities_from_durations
-    from mesp_core.data.trace import read_durations
+    from mesp_core.data.tables import read_durations
 
     frames = []
     for path in args.durations:
@@ -394,7 +394,7 @@ def _capacities_from_durations(args, keys):
 
 def cmd_generate(args) -> int:
     from mesp_core.data.synthetic import generate_trace
-    from mesp_core.data.trace import write_invocations
+    from mesp_core.data.writer import write_invocations
 
     trace = generate_trace(n_functions=args.functions, days=args.days, seed=args.seed)
     paths = write_invocations(trace, args.out, gzip=args.gzip)

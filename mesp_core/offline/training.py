@@ -273,7 +273,7 @@ def function_split(trace, test_fraction: float, val_fraction: float, seed: int):
 
 def train(trace, out_dir, config: TrainConfig | None = None, progress: bool = True) -> TrainReport:
     """Train the mixture on `trace` (an InvocationTrace) and write the artifact to `out_dir`."""
-    from mesp_core.forecasting.kshape import cluster_days
+    from mesp_core.forecasting.patterns import cluster_days
     from mesp_core.forecasting.experts import build_expert
     from mesp_core.data.windows import make_windows
 
@@ -533,7 +533,8 @@ def extend(model_dir, trace, out_dir, threshold: float | None = None, k: int | N
     import shutil
 
     from mesp_core.forecasting.artifact import read_manifest
-    from mesp_core.forecasting.kshape import cluster_days, is_flat
+    from mesp_core.forecasting.patterns import cluster_days
+    from mesp_core.forecasting.sbd import is_flat
     from mesp_core.forecasting.experts import build_expert
     from mesp_core.data.windows import make_windows
 

@@ -38,7 +38,8 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from mesp_core.policy import PlanState, PolicyConfig, _check_int, _check_number, per_function_capacity, plan_min_scale
+from mesp_core.checks import check_int, check_number
+from mesp_core.policy import PlanState, PolicyConfig, per_function_capacity, plan_min_scale
 
 # A point forecaster maps contexts (2-D [n, t] array or list of 1-D arrays, oldest first) and a
 # horizon to [n, horizon] forecast invocations per minute.
@@ -164,7 +165,7 @@ class ForecastFloorPolicy(Policy):
         if quantile is None and forecaster is None:
             raise ValueError("give a forecaster or a quantile_forecaster with a quantile")
         if quantile is not None:
-            _check_number("quantile", quantile, low=0.0, low_inclusive=False)
+            check_number("quantile", quantile, low=0.0, low_inclusive=False)
             if quantile >= 1.0:
                 raise ValueError(f"quantile must be in (0, 1), got {quantile}")
         self.forecaster = forecaster
@@ -326,7 +327,7 @@ def capacities_from_durations(keys: Sequence[tuple], durations, container_concur
     from mesp_core.policy import capacity_from_concurrency
     from mesp_core.data.trace import KEY_COLUMNS
 
-    _check_number("default capacity", default, low=0.0, low_inclusive=False)
+    check_number("default capacity", default, low=0.0, low_inclusive=False)
     mean_ms = durations.groupby(list(KEY_COLUMNS))["Average"].mean().to_dict()
     caps = np.full(len(keys), float(default))
     derived = 0
@@ -410,27 +411,27 @@ def simulate(trace_counts, policies: Mapping[str, Policy], start_minute: int = 7
     counts = _as_counts(trace_counts)
     n, T = counts.shape
     uniform_capacity, capacities = _capacities(capacity_per_instance, n)
-    _check_int("keep_warm_minutes", keep_warm_minutes, low=0)
-    _check_int("lead_minutes", lead_minutes, low=0)
-    _check_int("replan_every", replan_every, low=1)
+    check_int("keep_warm_minutes", keep_warm_minutes, low=0)
+    check_int("lead_minutes", lead_minutes, low=0)
+    check_int("replan_every", replan_every, low=1)
     # Planning starts `lead` minutes before counting, after at least one minute of history, so even
     # the oracle can have every counted minute ready.
-    _check_int("start_minute", start_minute, low=lead_minutes + 1)
+    check_int("start_minute", start_minute, low=lead_minutes + 1)
     end_minute = T if end_minute is None else end_minute
-    _check_int("end_minute", end_minute, low=start_minute + 1)
+    check_int("end_minute", end_minute, low=start_minute + 1)
     if end_minute > T:
         raise ValueError(f"end_minute ({end_minute}) is past the end of the trace ({T} minutes)")
     if horizon is not None:
-        _check_int("horizon", horizon, low=replan_every)
+        check_int("horizon", horizon, low=replan_every)
     if context_minutes is not None:
-        _check_int("context_minutes", context_minutes, low=1)
+        check_int("context_minutes", context_minutes, low=1)
     if not policies:
         raise ValueError("no policies to compare")
     for name, policy in policies.items():
         if not isinstance(policy, Policy):
             raise ValueError(f"policy {name!r} is a {type(policy).__name__}, not a mesp_core.replay.simulate.Policy")
         if policy.cadence is not None:
-            _check_int(f"cadence of policy {name!r}", policy.cadence, low=1)
+            check_int(f"cadence of policy {name!r}", policy.cadence, low=1)
 
     named = dict(policies)
     if not any(isinstance(p, NoFloorPolicy) for p in named.values()):
@@ -744,7 +745,7 @@ def run_replay(model, counts, start_minute: int = 720, quantiles: Sequence[float
     least one day, so the router sees a full daily shape).
     """
     for q in quantiles:
-        _check_number("quantile", q, low=0.0, low_inclusive=False)
+        check_number("quantile", q, low=0.0, low_inclusive=False)
         if q >= 1.0:
             raise ValueError(f"quantiles must be in (0, 1), got {q}")
     for approach in curve_approaches:

@@ -106,7 +106,7 @@ def test_quantile_tables_that_cannot_size_a_floor_are_refused(tmp_path, damage):
 
 
 def test_quantile_interpolation_over_every_lead_step_is_numpys():
-    from mesp_core.forecasting.model import interp_columns
+    from mesp_core.forecasting.distribution import interp_columns
 
     levels = np.array([0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99])
     table = np.random.default_rng(3).normal(size=(len(levels), 60)) * 50

@@ -7,19 +7,9 @@ import warnings
 import numpy as np
 import pytest
 
-from mesp_core.forecasting.kshape import (
-    ClusteringResult,
-    EmptyClusterError,
-    KShape,
-    NotFittedError,
-    aligned_members,
-    choose_k,
-    cluster_days,
-    describe_centroid,
-    is_flat,
-    sbd_to_centroids,
-    znormalize,
-)
+from mesp_core.forecasting.kshape import EmptyClusterError, KShape, NotFittedError
+from mesp_core.forecasting.patterns import ClusteringResult, choose_k, cluster_days, describe_centroid
+from mesp_core.forecasting.sbd import aligned_members, is_flat, sbd_to_centroids, znormalize
 
 T_DAY = 1440
 

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from mesp_core.forecasting.model import RECENT_CHECK_KEY, RecentHour, repeat_last_hour_forecast
+from mesp_core.forecasting.distribution import RecentHour
+from mesp_core.forecasting.model import RECENT_CHECK_KEY, repeat_last_hour_forecast
 from mesp_core.offline.training import choose_recent_check
 
 

@@ -486,7 +486,8 @@ def test_capacities_from_durations_uses_each_functions_mean_duration():
 
 @pytest.mark.skipif(not SHARED_ORIGINAL.exists(), reason="the shared Azure files are not beside the checkout")
 def test_capacities_from_the_real_duration_file():
-    from mesp_core.data.trace import read_durations, read_invocations
+    from mesp_core.data.reader import read_invocations
+    from mesp_core.data.tables import read_durations
 
     trace = read_invocations(SHARED_ORIGINAL / "invocations_per_function_md.top10.csv")
     durations = read_durations(SHARED_ORIGINAL / "function_durations_percentiles.top10.csv")

@@ -11,17 +11,10 @@ import pytest
 
 from mesp_core.constants import MINUTES_PER_DAY
 from mesp_core.data.synthetic import generate_trace
-from mesp_core.data.trace import (
-    DURATION_COLUMNS,
-    INVOCATION_COLUMNS,
-    InvocationTrace,
-    TraceFormatError,
-    read_durations,
-    read_invocations,
-    read_memory,
-    split_functions,
-    write_invocations,
-)
+from mesp_core.data.reader import read_invocations
+from mesp_core.data.tables import read_durations, read_memory
+from mesp_core.data.trace import DURATION_COLUMNS, INVOCATION_COLUMNS, InvocationTrace, TraceFormatError, split_functions
+from mesp_core.data.writer import write_invocations
 
 # ../shared sits beside the checkout (CI too); the sample is test data only, never packaged.
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "azure2019"
