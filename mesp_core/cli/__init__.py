@@ -98,7 +98,8 @@ def _jsonable(value):
 
 # ---------------------------------------------------------------------------- commands
 def cmd_train(args) -> int:
-    from mesp_core.offline.training import TrainConfig, train
+    from mesp_core.offline.config import TrainConfig
+    from mesp_core.offline.training import train
 
     trace = _load_trace(args)
     config = TrainConfig(
@@ -144,7 +145,7 @@ def _train_table(report) -> str:
     for r in report.dense_ranking:
         lines.append(f"  {r['family']:<22}{r['val_wape']:.3f}")
     if report.recent_check:
-        from mesp_core.offline.training import describe_recent_check
+        from mesp_core.offline.recent_check import describe_recent_check
 
         lines += ["", "recent-error check: " + describe_recent_check(report.recent_check)]
     return "\n".join(lines)
@@ -215,7 +216,8 @@ def _model_dir(args) -> str:
 
 def cmd_evaluate(args) -> int:
     from mesp_core import load_model
-    from mesp_core.offline.evaluation import backtest, format_table, held_out_functions
+    from mesp_core.offline.evaluation import backtest, format_table
+    from mesp_core.offline.split import held_out_functions
 
     model_dir = _model_dir(args)
     model = load_model(model_dir)
@@ -305,7 +307,7 @@ def cmd_forecast(args) -> int:
 
 
 def cmd_extend(args) -> int:
-    from mesp_core.offline.training import extend
+    from mesp_core.offline.extend import extend
 
     trace = _load_trace(args)
     report = extend(args.model, trace, args.out, threshold=args.threshold, k=args.k, seed=args.seed, progress=not args.quiet)
@@ -328,7 +330,7 @@ def cmd_simulate(args) -> int:
     import numpy as np
 
     from mesp_core import load_model
-    from mesp_core.offline.evaluation import held_out_functions
+    from mesp_core.offline.split import held_out_functions
     from mesp_core.replay.simulate import format_table, plot_tradeoff, run_replay
 
     model_dir = _model_dir(args)

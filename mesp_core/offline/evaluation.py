@@ -48,15 +48,6 @@ class BacktestResult:
         }
 
 
-def held_out_functions(model, trace) -> np.ndarray:
-    """Indices of functions of `trace` the model never trained or validated on."""
-    from mesp_core.offline.training import key_digest
-
-    seen_file = model.path / "training_keys.txt" if model.path else None
-    seen = set(seen_file.read_text().split()) if seen_file and seen_file.exists() else set()
-    return np.array([i for i, key in enumerate(trace.keys) if key_digest(key) not in seen], dtype=np.int64)
-
-
 def approach_names(model) -> list[str]:
     dense = [f"dense:{family}" for family in model.dense_experts]
     return ["moe", *dense, "seasonal_naive", "repeat_last_hour"]

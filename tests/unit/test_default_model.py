@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import mesp_core
-from mesp_core.offline.evaluation import backtest, held_out_functions
+from mesp_core.offline.evaluation import backtest
+from mesp_core.offline.split import held_out_functions
 from mesp_core.forecasting.model import default_model_path
 from mesp_core.data.synthetic import generate_trace
 from mesp_core.data.reader import read_invocations

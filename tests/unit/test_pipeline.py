@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from mesp_core import load_model
-from mesp_core.offline.evaluation import backtest, format_table, held_out_functions
+from mesp_core.offline.evaluation import backtest, format_table
+from mesp_core.offline.split import held_out_functions
 from mesp_core.forecasting.model import plan_from_distribution, policy_config
 from mesp_core.forecasting.router import IDLE_CLUSTER
-from mesp_core.offline.training import extend
+from mesp_core.offline.extend import extend
 
 
 def test_manifest_records_what_the_model_is(tiny_model_dir, tiny_trace):
@@ -117,7 +118,8 @@ def test_held_out_functions_are_exactly_the_unseen_ones(tiny_model, tiny_trace):
 
 def test_holdout_zero_trains_on_every_function_within_the_window_caps(tiny_trace, tmp_path):
     from mesp_core import load_model
-    from mesp_core.offline.training import TrainConfig, train
+    from mesp_core.offline.config import TrainConfig
+    from mesp_core.offline.training import train
 
     # 64 fit functions x 2 days at stride 60 give ~2,900 fit windows and 128 days: the caps cut
     # them before routing and clustering.

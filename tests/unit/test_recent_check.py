@@ -9,7 +9,7 @@ import pytest
 
 from mesp_core.forecasting.distribution import RecentHour
 from mesp_core.forecasting.model import RECENT_CHECK_KEY, repeat_last_hour_forecast
-from mesp_core.offline.training import choose_recent_check
+from mesp_core.offline.recent_check import choose_recent_check
 
 
 def _recent_hour():
@@ -97,7 +97,7 @@ def test_training_chooses_the_ratio_on_validation_functions(tiny_model, tiny_mod
     too_short = choose_recent_check(tiny_model, tiny_trace.counts[:5, :600], (0.7,))
     assert too_short["enabled"] is False and "too short" in too_short["reason"]
     with pytest.raises(ValueError, match="recent_check_ratios"):
-        from mesp_core.offline.training import TrainConfig
+        from mesp_core.offline.config import TrainConfig
 
         TrainConfig(recent_check_ratios=(1.5,)).validate()
 
