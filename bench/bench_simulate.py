@@ -26,15 +26,10 @@ import time
 import numpy as np
 
 from mesp_core.replay.baselines import FixedKeepAlivePolicy, HybridHistogramPolicy, OraclePolicy
-from mesp_core.replay.simulate import (
-    KNATIVE_DEFAULT,
-    ForecastFloorPolicy,
-    NoFloorPolicy,
-    format_table,
-    plot_tradeoff,
-    run_replay,
-    simulate,
-)
+from mesp_core.replay.policies import ForecastFloorPolicy, KNATIVE_DEFAULT, NoFloorPolicy
+from mesp_core.replay.report import format_table, plot_tradeoff
+from mesp_core.replay.simulate import simulate
+from mesp_core.replay.standard import run_replay
 
 
 def generated_counts(n: int, minutes: int, seed: int) -> np.ndarray:

@@ -331,7 +331,8 @@ def cmd_simulate(args) -> int:
 
     from mesp_core import load_model
     from mesp_core.offline.split import held_out_functions
-    from mesp_core.replay.simulate import format_table, plot_tradeoff, run_replay
+    from mesp_core.replay.report import format_table, plot_tradeoff
+    from mesp_core.replay.standard import run_replay
 
     model_dir = _model_dir(args)
     model = load_model(model_dir)
@@ -376,7 +377,7 @@ def _capacities_from_durations(args, keys):
     """Per-function capacity from --durations files (see mesp_core.replay.simulate.capacities_from_durations)."""
     import pandas as pd
 
-    from mesp_core.replay.simulate import capacities_from_durations
+    from mesp_core.replay.standard import capacities_from_durations
     from mesp_core.data.tables import read_durations
 
     frames = []

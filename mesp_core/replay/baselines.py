@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from mesp_core.checks import check_int, check_number
-from mesp_core.replay.simulate import Policy, demand_instances
+from mesp_core.replay.policies import Policy, demand_instances
 
 
 class FixedKeepAlivePolicy(Policy):

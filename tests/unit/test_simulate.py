@@ -10,22 +10,10 @@ import pytest
 
 from mesp_core.replay.baselines import FixedKeepAlivePolicy, HybridHistogramPolicy, OraclePolicy
 from mesp_core.policy import PolicyConfig
-from mesp_core.replay.simulate import (
-    KNATIVE_DEFAULT,
-    ForecastFloorPolicy,
-    NoFloorPolicy,
-    Policy,
-    PolicyResult,
-    compare_curves,
-    demand_instances,
-    format_table,
-    model_forecasters,
-    plot_tradeoff,
-    replay_floors,
-    capacities_from_durations,
-    run_replay,
-    simulate,
-)
+from mesp_core.replay.policies import ForecastFloorPolicy, KNATIVE_DEFAULT, NoFloorPolicy, Policy, demand_instances
+from mesp_core.replay.report import PolicyResult, compare_curves, format_table, plot_tradeoff
+from mesp_core.replay.simulate import replay_floors, simulate
+from mesp_core.replay.standard import capacities_from_durations, model_forecasters, run_replay
 
 
 def repeat_period(period):
@@ -348,7 +336,7 @@ def test_run_replay_builds_the_standard_policy_set():
           "replan_every": 5, "horizon": 7}, r"horizon 7 is too short: each plan is sized from 8 forecast minutes"),
         ({"capacity_per_instance": 0.0}, "capacity_per_instance must be > 0"),
         ({"policies": {}}, "no policies"),
-        ({"policies": {"x": object()}}, "not a mesp_core.replay.simulate.Policy"),
+        ({"policies": {"x": object()}}, "not a mesp_core.replay.policies.Policy"),
         ({"policies": {"bad": ForecastFloorPolicy(lambda c, h: np.zeros((1, h)))}},
          r"returned shape \(1, 2\), expected \[4, 2\]"),
     ],
