@@ -114,6 +114,18 @@ def read_durations(path, on_error: str = "raise") -> pd.DataFrame:
     )
 
 
+def read_duration_files(paths, on_error: str = "raise") -> tuple[pd.DataFrame, dict[str, int]]:
+    """Several duration files as one frame (a key seen on several days keeps one row per day), and
+    how many malformed rows were skipped per file (with on_error="skip")."""
+    frames, skipped = [], {}
+    for path in paths:
+        frame = read_durations(path, on_error=on_error)
+        if frame.attrs.get("skipped"):
+            skipped[str(path)] = int(frame.attrs["skipped"])
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True), skipped
+
+
 def read_memory(path, on_error: str = "raise") -> pd.DataFrame:
     """Read ``app_memory_percentiles.*`` (allocated memory in MB), validated like read_durations.
 

@@ -7,6 +7,7 @@ model only uses the context it is given: nothing here looks at wall-clock time o
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 import torch
@@ -305,6 +306,31 @@ class MespModel:
         # The last plan minutes are sized over [i, i + lead + hold]: forecast that much further.
         distribution = self.forecast_distribution(context, horizon + config.lookahead, approach)
         return plan_from_distribution(distribution, horizon, config, capacity)
+
+    def outlook(self, context, horizon: int = DEFAULT_HORIZON, approach: str = "moe", quantile: float = 0.9,
+                capacity_per_instance=None, lead_minutes: int = 1) -> "Outlook":
+        """What `mesp forecast` shows: point and `quantile` forecasts [n, horizon], the routes explained
+        (repeat-last-hour named where the recent-error check took over) and, with a capacity, the
+        min-scale plan the operator would set, all from one model run."""
+        config = None
+        if capacity_per_instance is not None:
+            config = policy_config(capacity_per_instance, lead_minutes, {"quantile": quantile})[0]
+        # A plan's last minutes are sized over [i, i + lead + hold], so one forecast reaches that much further.
+        distribution = self.forecast_distribution(context, horizon + (config.lookahead if config else 0), approach)
+        return Outlook(
+            point=distribution.point[:, :horizon],
+            upper=distribution.quantile(quantile)[:, :horizon],
+            plan=None if config is None else plan_from_distribution(distribution, horizon, config),
+            routes=self.explain_routes(context, switched=distribution.switched),
+        )
+
+
+@dataclass
+class Outlook:
+    point: np.ndarray           # [n, horizon] point forecast
+    upper: np.ndarray           # [n, horizon] the asked quantile
+    plan: np.ndarray | None     # [n, horizon] min-scale plan, when a capacity was given
+    routes: list[dict]          # explain_routes, per function
 
 
 def policy_config(capacity_per_instance, lead_minutes: int, policy: dict):

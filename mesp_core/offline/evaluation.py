@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mesp_core.constants import DEFAULT_HORIZON, MINUTES_PER_DAY
-from mesp_core.offline.metrics import all_metrics
+from mesp_core.offline.metrics import METRIC_NAMES, all_metrics
 
-DEFAULT_ORIGINS = tuple(range(720, 1381, 60))
-METRIC_NAMES = ("mae", "rmse", "mape_nonzero", "smape", "wape", "mase")
+# The protocol's origins: minutes of the last day (the defaults of `mesp evaluate`).
+FIRST_ORIGIN, LAST_ORIGIN, ORIGIN_EVERY = 720, 1380, 60
+DEFAULT_ORIGINS = tuple(range(FIRST_ORIGIN, LAST_ORIGIN + 1, ORIGIN_EVERY))
 
 
 @dataclass

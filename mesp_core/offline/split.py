@@ -32,3 +32,17 @@ def held_out_functions(model, trace) -> np.ndarray:
     seen_file = model.path / "training_keys.txt" if model.path else None
     seen = set(seen_file.read_text().split()) if seen_file and seen_file.exists() else set()
     return np.array([i for i, key in enumerate(trace.keys) if key_digest(key) not in seen], dtype=np.int64)
+
+
+def replay_functions(model, trace, all_functions: bool = False) -> np.ndarray:
+    """Rows `mesp simulate` replays: the functions the model never saw, or all of them."""
+    return np.arange(len(trace.keys), dtype=np.int64) if all_functions else held_out_functions(model, trace)
+
+
+def seeded_sample(rows: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """A seeded sample of n of `rows` (all of them when n >= len(rows)), sorted."""
+    if n < 1:
+        raise ValueError(f"a sample needs at least 1 function, got {n}")
+    if n >= len(rows):
+        return np.asarray(rows)
+    return np.sort(np.random.default_rng(seed).choice(rows, n, replace=False))

@@ -1,6 +1,6 @@
 """The policies MESP is compared with: fixed keep-alive, the hybrid histogram policy, the oracle.
 
-All of them are `mesp_core.replay.simulate.Policy` objects. The keep-alive and histogram policies react to
+All of them are `mesp_core.replay.policies.Policy` objects. The keep-alive and histogram policies react to
 what happened up to the previous minute and decide every minute (as the platforms do); they never
 see the future. The oracle does, on purpose: it is the lower bound.
 """

@@ -25,6 +25,9 @@ from mesp_core.replay.policies import (
 from mesp_core.replay.report import SimulationReport
 from mesp_core.replay.simulate import simulate
 
+# The quantiles of the MESP curve a replay draws by default.
+CURVE_QUANTILES = (0.5, 0.8, 0.9, 0.95, 0.99)
+
 
 def capacities_from_durations(keys: Sequence[tuple], durations, container_concurrency: int = 0,
                               target_utilization: float = 0.7, default: float = 60.0) -> tuple[np.ndarray, int]:
@@ -96,7 +99,7 @@ def model_forecasters(model, approach: str) -> tuple[PointForecaster, QuantileFo
     return ModelForecaster(model, approach, shared), ModelQuantileForecaster(model, approach, shared)
 
 
-def standard_policies(model, quantiles: Sequence[float] = (0.5, 0.8, 0.9, 0.95, 0.99),
+def standard_policies(model, quantiles: Sequence[float] = CURVE_QUANTILES,
                       curve_approaches: Sequence[str] = ("moe",), policy_config: PolicyConfig | None = None,
                       ) -> dict[str, Policy]:
     """The comparison set: Knative default, keep-alive 10/20, hybrid histogram, forecast floors, oracle."""
@@ -119,7 +122,7 @@ def standard_policies(model, quantiles: Sequence[float] = (0.5, 0.8, 0.9, 0.95, 
     return policies
 
 
-def run_replay(model, counts, start_minute: int = 720, quantiles: Sequence[float] = (0.5, 0.8, 0.9, 0.95, 0.99),
+def run_replay(model, counts, start_minute: int = 720, quantiles: Sequence[float] = CURVE_QUANTILES,
                capacity=60.0, replan_every: int = 1, lead_minutes: int = 1, horizon: int | None = None,
                *, end_minute: int | None = None, keep_warm_minutes: int = 2,
                policy_config: PolicyConfig | None = None, curve_approaches: Sequence[str] = ("moe",),

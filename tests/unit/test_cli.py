@@ -136,7 +136,7 @@ def test_simulate_sample_replays_a_seeded_subset(tiny_model_dir, tmp_path, capsy
     assert "replaying a sample" not in capsys.readouterr().err
     assert json.loads((tmp_path / "all.json").read_text())["totals"]["functions"] == 16
     assert "--sample" in _one_line_error(capsys, [*argv, "--sample", "0"])
-    monkeypatch.setattr(cli, "_LONG_REPLAY_PLANS", 5 * 180 / 10 - 1)  # 5 functions x 180 minutes / 10
+    monkeypatch.setattr(cli.simulate, "LONG_REPLAY_PLANS", 5 * 180 / 10 - 1)  # 5 functions x 180 minutes / 10
     assert main([*argv, "--sample", "5", "--json", str(tmp_path / "long.json")]) == 0
     assert "is a long replay; --replan-every 5 or --sample N is quicker" in capsys.readouterr().err
 
