@@ -1,30 +1,19 @@
-"""The whole offline pipeline on a generated trace: train -> artifact -> load -> forecast/route/plan,
-extend without retraining, and the backtest. One tiny model is trained per test session."""
+"""The trained mixture as one object (mesp_core.forecasting.model), on the session's tiny model:
+forecasts for arrays and ragged lists, routes explained, quantiles, plans, the recent-error check and
+the dense hand-off of short contexts."""
 
-import json
+import copy
 
 import numpy as np
 import pytest
 
-from mesp_core import load_model
-from mesp_core.offline.evaluation import backtest, format_table
-from mesp_core.offline.split import held_out_functions
-from mesp_core.forecasting.model import plan_from_distribution, policy_config
+from mesp_core.forecasting.model import (
+    RECENT_CHECK_KEY,
+    plan_from_distribution,
+    policy_config,
+    repeat_last_hour_forecast,
+)
 from mesp_core.forecasting.router import IDLE_CLUSTER
-from mesp_core.offline.extend import extend
-
-
-def test_manifest_records_what_the_model_is(tiny_model_dir, tiny_trace):
-    manifest = json.loads((tiny_model_dir / "manifest.json").read_text())
-    assert manifest["format"] == "mesp-model" and manifest["format_version"] == 1
-    assert manifest["training_data"]["fingerprint"] == tiny_trace.fingerprint()
-    assert len(manifest["clusters"]) == 3
-    for entry in manifest["clusters"]:
-        assert entry["ranking"][0]["candidate"] == entry["chosen"]
-        assert entry["description"]["label"]
-    for relative in manifest["files"]:
-        assert (tiny_model_dir / relative).is_file()
-    assert not list(tiny_model_dir.rglob("*.pt")) and not list(tiny_model_dir.rglob("*.pkl"))
 
 
 def test_forecast_shapes_for_arrays_and_ragged_lists(tiny_model, tiny_trace):
@@ -109,90 +98,6 @@ def test_a_plan_from_one_forecast_needs_lead_and_hold_minutes_beyond_the_plan(ti
         plan_from_distribution(tiny_model.forecast_distribution(context, 30), 30, config)
 
 
-def test_held_out_functions_are_exactly_the_unseen_ones(tiny_model, tiny_trace):
-    held = held_out_functions(tiny_model, tiny_trace)
-    manifest = tiny_model.manifest["training_data"]
-    assert len(held) == manifest["n_test_functions"]
-    assert len(held) + manifest["n_fit_functions"] + manifest["n_val_functions"] == len(tiny_trace.keys)
-
-
-def test_holdout_zero_trains_on_every_function_within_the_window_caps(tiny_trace, tmp_path):
-    from mesp_core import load_model
-    from mesp_core.offline.config import TrainConfig
-    from mesp_core.offline.training import train
-
-    # 64 fit functions x 2 days at stride 60 give ~2,900 fit windows and 128 days: the caps cut
-    # them before routing and clustering.
-    config = TrainConfig(k=3, families=("dlinear",), dense_trials=1, dense_top_n=1, trial_seconds=3.0, cluster_seconds=1.5,
-                         max_dense_windows=3000, max_cluster_windows=1500, min_cluster_windows=50, stride=60,
-                         test_fraction=0.0, max_fit_windows=400, max_val_windows=60, max_cluster_days=90)
-    train(tiny_trace, tmp_path / "all", config, progress=False)
-    model = load_model(tmp_path / "all")
-    data = model.manifest["training_data"]
-    assert data["n_test_functions"] == 0 and data["n_fit_functions"] + data["n_val_functions"] == len(tiny_trace.keys)
-    assert len(held_out_functions(model, tiny_trace)) == 0
-    assert (data["n_fit_windows"], data["n_val_windows"]) == (400, 60)
-    clustering = model.manifest["clustering"]
-    assert clustering["n_days"] == 90 and clustering["n_fit_days"] == 2 * data["n_fit_functions"]
-    with pytest.raises(ValueError, match="window caps"):
-        TrainConfig(max_val_windows=0).validate()
-
-
-def test_backtest_compares_every_approach_on_the_same_forecasts(tiny_model, tiny_trace):
-    held = held_out_functions(tiny_model, tiny_trace)
-    result = backtest(tiny_model, tiny_trace.counts[held], origins=range(720, 1381, 120), horizon=60)
-    assert result.approaches[0] == "moe" and "seasonal_naive" in result.approaches
-    assert result.n_forecasts == len(held) * 6
-    for name in result.approaches:
-        metrics = result.overall[name]
-        assert np.isfinite(metrics["wape"]) and metrics["wape"] >= 0 and metrics["rmse"] >= metrics["mae"] - 1e-9
-    assert sum(result.cluster_sizes.values()) == result.n_forecasts
-    table = format_table(result)
-    assert "moe" in table and "wape" in table
-
-
-def _novel_trace(n=12, seed=5):
-    """Square waves with a 3-hour period: a shape the generator never makes."""
-    from mesp_core.data.trace import InvocationTrace
-
-    rng = np.random.default_rng(seed)
-    minutes = np.arange(2 * 1440)
-    counts = []
-    for i in range(n):
-        wave = ((minutes + 7 * i) // 90) % 2 * 200.0 + 1.0
-        counts.append(rng.poisson(wave).astype(np.float32))
-    keys = [(f"own{i}", f"app{i}", f"fn{i}") for i in range(n)]
-    return InvocationTrace(
-        keys=keys,
-        triggers=["timer"] * n,
-        counts=np.stack(counts),
-        days=["d01", "d02"],
-        present=np.ones((n, 2), bool),
-    )
-
-
-def test_extend_adds_a_cluster_and_leaves_existing_experts_byte_identical(tiny_model_dir, tmp_path):
-    before = {p.relative_to(tiny_model_dir): p.read_bytes() for p in tiny_model_dir.rglob("*") if p.is_file()}
-    out = tmp_path / "extended"
-    report = extend(tiny_model_dir, _novel_trace(), out, threshold=0.2, k=1, progress=False)
-    assert len(report["added"]) == 1
-    extended = load_model(out)
-    assert len(extended.clusters) == 4
-    for relative, data in before.items():  # the source folder is untouched
-        assert (tiny_model_dir / relative).read_bytes() == data
-    for relative in before:
-        if str(relative).startswith(("experts/", "dense/")):
-            assert (out / relative).read_bytes() == before[relative], relative
-    novel = _novel_trace(n=3, seed=9).counts[:, :1440]
-    assert (extended.route(novel) == 3).all()
-
-
-def test_extend_without_new_patterns_copies_the_model(tiny_model_dir, tiny_trace, tmp_path):
-    out = tmp_path / "same"
-    report = extend(tiny_model_dir, tiny_trace.subset(np.arange(5)), out, threshold=5.0, progress=False)
-    assert report["added"] == [] and len(load_model(out).clusters) == 3
-
-
 def test_short_contexts_go_to_the_dense_model(tiny_model, tiny_trace):
     from mesp_core.forecasting.model import MOE_MIN_CONTEXT
 
@@ -206,3 +111,31 @@ def test_short_contexts_go_to_the_dense_model(tiny_model, tiny_trace):
     np.testing.assert_array_equal(mixed[:8], tiny_model.forecast(short, 30, approach="dense"))
     np.testing.assert_allclose(mixed[8:], tiny_model.forecast(long, 30, approach="moe"), rtol=1e-5, atol=1e-5)
     assert not any(r["expert"].startswith("dense:") for r in tiny_model.explain_routes(long))
+
+
+def test_repeat_last_hour_forecast_repeats_the_last_sixty_minutes():
+    row = np.arange(200, dtype=np.float32)
+    out = repeat_last_hour_forecast([row, row[:60]], 90)
+    np.testing.assert_array_equal(out[0, :60], row[-60:])
+    np.testing.assert_array_equal(out[0, 60:], row[-60:-30])
+    np.testing.assert_array_equal(out[1, :60], row[:60])
+
+
+def test_check_replaces_exactly_the_functions_it_flags(tiny_model, tiny_trace):
+    context = tiny_trace.counts[:, :900]
+    checked = copy.copy(tiny_model)
+    checked.recent_check_ratio = 1.0
+    plain = copy.copy(tiny_model)
+    plain.recent_check_ratio = None
+    model_err, alt_err = plain.recent_hour(context).errors()
+    expected = alt_err < model_err
+    assert expected.any() and not expected.all(), "the generated trace should have both kinds"
+
+    distribution = checked.forecast_distribution(context, 60)
+    np.testing.assert_array_equal(distribution.switched, expected)
+    np.testing.assert_allclose(distribution.point[expected], repeat_last_hour_forecast(list(context[expected]), 60))
+    np.testing.assert_allclose(distribution.point[~expected], plain.forecast(context, 60)[~expected], rtol=1e-6)
+    keys = [key for key, members in distribution._groups if len(members)]
+    assert RECENT_CHECK_KEY in keys
+    # dense and naive approaches are never switched.
+    np.testing.assert_array_equal(checked.forecast(context, 60, approach="naive"), plain.forecast(context, 60, approach="naive"))
