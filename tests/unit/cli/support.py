@@ -1,0 +1,16 @@
+"""What the CLI tests share: the tiny trace's flags, the golden model, the one-line error check."""
+
+from mesp_core.cli import main
+
+from ..paths import GOLDEN_MODEL
+
+GOLDEN = GOLDEN_MODEL
+TINY_TRACE = ["--synthetic-functions", "80", "--synthetic-days", "2", "--seed", "1"]  # = conftest.tiny_trace
+COMMANDS = ["train", "cluster", "evaluate", "forecast", "extend", "simulate", "generate", "demo"]
+
+
+def _one_line_error(capsys, argv) -> str:
+    assert main(argv) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("mesp ")]
+    assert len(err) == 1 and "Traceback" not in err[0]
+    return err[0]
