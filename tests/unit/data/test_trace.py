@@ -9,7 +9,7 @@ import pytest
 
 from mesp_core.constants import MINUTES_PER_DAY
 from mesp_core.data.synthetic import generate_trace
-from mesp_core.data.trace import InvocationTrace, split_functions
+from mesp_core.data.trace import InvocationTrace, TraceFormatError, split_functions
 
 
 def test_trace_checks_its_shapes():
@@ -49,3 +49,60 @@ def test_subset_fingerprint_and_split():
         split_functions(trace, 1.0)
     all_train, none_held = split_functions(trace, 0.0)
     assert all_train.tolist() == list(range(50)) and len(none_held) == 0
+
+
+def _two_day_trace():
+    counts = np.concatenate([np.stack([np.full(MINUTES_PER_DAY, 1.0), np.full(MINUTES_PER_DAY, 0.0)]),
+                             np.stack([np.full(MINUTES_PER_DAY, 2.0), np.full(MINUTES_PER_DAY, 5.0)])], axis=1)
+    return InvocationTrace(keys=[("o", "a", "f0"), ("o", "a", "f1")], triggers=["http", "timer"], counts=counts,
+                           days=["d01", "d02"], present=np.array([[True, True], [False, True]]))
+
+
+def test_present_and_triggers_must_fit_the_functions():
+    counts = np.zeros((2, MINUTES_PER_DAY))
+    keys = [("o", "a", "f0"), ("o", "a", "f1")]
+    with pytest.raises(ValueError, match=r"present must have shape \(2, 1\), got \(2, 2\)"):
+        InvocationTrace(keys=keys, triggers=["t", "t"], counts=counts, days=["d01"], present=np.ones((2, 2)))
+    with pytest.raises(ValueError, match="1 triggers for 2 functions"):
+        InvocationTrace(keys=keys, triggers=["t"], counts=counts, days=["d01"], present=np.ones((2, 1)))
+
+
+def test_daily_rows_go_function_by_function_and_leave_out_absent_days():
+    trace = _two_day_trace()
+    rows, owner = trace.daily()
+    assert owner.tolist() == [0, 0, 1]  # f1 is absent on d01
+    assert rows.shape == (3, MINUTES_PER_DAY)
+    assert [float(r[0]) for r in rows] == [1.0, 2.0, 5.0]
+
+
+def test_subset_refuses_a_mask_of_the_wrong_length_and_keeps_the_days():
+    trace = _two_day_trace()
+    with pytest.raises(ValueError, match="boolean mask must have length 2"):
+        trace.subset(np.array([True, False, True]))
+    sub = trace.subset([1])
+    assert sub.days == ["d01", "d02"] and sub.present.tolist() == [[False, True]] and sub.triggers == ["timer"]
+
+
+def test_equality_compares_content_not_identity():
+    trace = _two_day_trace()
+    assert trace == _two_day_trace()
+    other = _two_day_trace()
+    other.triggers[1] = "http"
+    assert trace != other
+    assert trace != "a trace"  # other types are not equal (and do not raise)
+    assert repr(trace) == "InvocationTrace(n_functions=2, days=['d01', 'd02'], skipped=0)"
+
+
+def test_trace_format_error_names_file_and_line():
+    line_error = TraceFormatError("/x/t.csv", 7, "negative count")
+    assert str(line_error) == "/x/t.csv:7: negative count" and line_error.line == 7
+    file_error = TraceFormatError("/x/t.csv", None, "file not found")
+    assert str(file_error) == "/x/t.csv: file not found" and isinstance(file_error, ValueError)
+
+
+def test_split_keeps_one_function_on_each_side_of_a_tiny_trace():
+    trace = generate_trace(n_functions=10, days=1, seed=2).subset([0, 1])
+    train, test = split_functions(trace, test_fraction=0.01)
+    assert len(train) == len(test) == 1 and set(train) | set(test) == {0, 1}
+    train, test = split_functions(trace, test_fraction=0.99)
+    assert len(train) == len(test) == 1
