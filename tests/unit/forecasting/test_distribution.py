@@ -2,6 +2,7 @@
 the recent-error check, the local residual quantiles, and the per-column interpolation of the tables."""
 
 import numpy as np
+import pytest
 
 from mesp_core.forecasting.distribution import RecentHour
 
@@ -57,3 +58,63 @@ def test_quantile_interpolation_over_every_lead_step_is_numpys():
     for q in [0.0, 0.01, 0.05, 0.07, 0.1, 0.333, 0.5, 0.9, 0.93, 0.99, 0.999]:
         expected = np.array([np.interp(q, levels, table[:, j]) for j in range(table.shape[1])])
         np.testing.assert_array_equal(interp_columns(q, levels, table), expected)
+
+
+def test_a_function_without_an_hour_of_history_is_never_switched():
+    empty = np.zeros((0, 60), dtype=np.float32)
+    recent = RecentHour(2, np.array([], dtype=np.int64), empty, empty, empty)
+    model_err, alt_err = recent.errors()
+    assert np.isnan(model_err).all() and np.isnan(alt_err).all()
+    np.testing.assert_array_equal(recent.switch(1.0), [False, False])
+    residuals = recent.residuals(np.array([False, False]))
+    assert residuals.shape == (2, 60) and np.isnan(residuals).all()
+
+
+def test_interp_columns_holds_the_end_rows_outside_the_levels_and_hits_the_knots():
+    from mesp_core.forecasting.distribution import interp_columns
+
+    levels = np.array([0.1, 0.5, 0.9])
+    table = np.array([[-3.0, -1.0], [0.0, 0.0], [2.0, 5.0]])
+    np.testing.assert_array_equal(interp_columns(0.01, levels, table), [-3.0, -1.0])
+    np.testing.assert_array_equal(interp_columns(0.99, levels, table), [2.0, 5.0])
+    np.testing.assert_array_equal(interp_columns(0.5, levels, table), [0.0, 0.0])
+    np.testing.assert_allclose(interp_columns(0.7, levels, table), [1.0, 2.5])
+    held = interp_columns(0.99, levels, table)
+    held[0] = 99.0  # a copy: the model's table is not touched
+    assert table[2, 0] == 2.0
+
+
+@pytest.mark.parametrize("minutes", [100, 900])  # cluster tables only / the functions' own last hour
+def test_quantiles_never_decrease_with_q_and_stay_non_negative(tiny_model, tiny_trace, minutes):
+    distribution = tiny_model.forecast_distribution(tiny_trace.counts[:, :minutes], 60)
+    previous = None
+    for q in np.linspace(0.02, 0.98, 25):
+        current = distribution.quantile(float(q))
+        assert current.shape == distribution.point.shape and (current >= 0).all()
+        if previous is not None:
+            assert (current >= previous - 1e-5).all(), q
+        previous = current
+    assert (previous > distribution.quantile(0.02) + 1e-3).any()  # the band has a width
+
+
+@pytest.mark.parametrize("q", [0.0, 1.0, -0.1, 1.5, float("nan")])
+def test_quantile_outside_the_open_unit_interval_is_refused(tiny_model, tiny_trace, q):
+    distribution = tiny_model.forecast_distribution(tiny_trace.counts[:2, :300], 10)
+    with pytest.raises(ValueError, match=r"quantile must be in \(0, 1\)"):
+        distribution.quantile(q)
+
+
+def test_without_contexts_the_cluster_tables_size_every_row(tiny_model, tiny_trace):
+    from mesp_core.forecasting.distribution import ForecastDistribution
+
+    full = tiny_model.forecast_distribution(tiny_trace.counts[:12, :900], 30)
+    negative = ForecastDistribution(tiny_model, -1.0 - full.point, full._scale, full._groups)
+    assert (negative.point == 0).all() and not negative.switched.any()  # clipped; nothing switched
+    shared_only = ForecastDistribution(tiny_model, full.point, full._scale, full._groups)
+    assert shared_only.local_residuals() is None
+    by_hand = full.point.copy()
+    for key, members in full._groups:
+        by_hand[members] += full._scale[members, None] * tiny_model._residual_quantile(key, 0.9, 30)[None, :]
+    np.testing.assert_allclose(shared_only.quantile(0.9), np.clip(by_hand, 0, None), rtol=1e-6, atol=1e-5)
+    # With its contexts the same forecast is sized from each function's own last hour instead.
+    assert not np.allclose(full.quantile(0.9), shared_only.quantile(0.9))

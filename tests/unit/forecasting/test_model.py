@@ -3,6 +3,7 @@ forecasts for arrays and ragged lists, routes explained, quantiles, plans, the r
 the dense hand-off of short contexts."""
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -139,3 +140,103 @@ def test_check_replaces_exactly_the_functions_it_flags(tiny_model, tiny_trace):
     assert RECENT_CHECK_KEY in keys
     # dense and naive approaches are never switched.
     np.testing.assert_array_equal(checked.forecast(context, 60, approach="naive"), plain.forecast(context, 60, approach="naive"))
+
+
+def _checked(model, ratio=1.0):
+    checked = copy.copy(model)
+    checked.recent_check_ratio = ratio
+    return checked
+
+
+def test_explain_routes_names_repeat_last_hour_exactly_where_the_check_took_over(tiny_model, tiny_trace):
+    context = tiny_trace.counts[:, :900]
+    switched = _checked(tiny_model).forecast_distribution(context, 30).switched
+    assert switched.any() and not switched.all()
+    plain = tiny_model.explain_routes(context)
+    relabelled = tiny_model.explain_routes(context, switched=switched)
+    for before, after, lost in zip(plain, relabelled, switched):
+        if lost:
+            assert after["expert"] == f"repeat_last_hour (recent-error check; routed to {before['expert']})"
+            assert {k: v for k, v in after.items() if k != "expert"} == {k: v for k, v in before.items() if k != "expert"}
+        else:
+            assert after == before
+
+
+def test_outlook_is_the_forecast_its_quantile_routes_and_plan_of_one_model_run(tiny_model, tiny_trace):
+    model = _checked(tiny_model)
+    context = tiny_trace.counts[:, :900]
+    outlook = model.outlook(context, 30, quantile=0.8)
+    distribution = model.forecast_distribution(context, 30)
+    np.testing.assert_array_equal(outlook.point, distribution.point)
+    np.testing.assert_array_equal(outlook.upper, distribution.quantile(0.8))
+    assert outlook.plan is None
+    assert outlook.routes == model.explain_routes(context, switched=distribution.switched)
+
+    planned = model.outlook(context, 30, quantile=0.8, capacity_per_instance=20.0, lead_minutes=2)
+    assert planned.point.shape == planned.upper.shape == planned.plan.shape == (80, 30)
+    np.testing.assert_array_equal(planned.plan, model.plan_min_scale(context, 30, capacity_per_instance=20.0,
+                                                                     lead_minutes=2, quantile=0.8))
+    # The longer forecast behind the plan starts with the same minutes.
+    np.testing.assert_allclose(planned.point, outlook.point, rtol=1e-5, atol=1e-4)
+
+
+def test_policy_config_carries_per_function_capacities_beside_the_config():
+    config, capacity = policy_config(25.0, 3, {"quantile": 0.8, "hold_minutes": 4})
+    assert (config.capacity_per_instance, config.lead_minutes, config.quantile, config.hold_minutes) == (25.0, 3, 0.8, 4)
+    assert capacity is None
+    config, capacity = policy_config([10.0, 30.0], 1, {})
+    assert config.capacity_per_instance == 60.0 and capacity == [10.0, 30.0]  # the placeholder is never used
+    with pytest.raises(ValueError, match="capacity_per_instance"):
+        policy_config(0.0, 1, {})
+
+
+def test_a_plan_with_one_capacity_per_function_is_each_rows_own_plan(tiny_model, tiny_trace):
+    context = tiny_trace.counts[:3, :900]
+    capacities = [5.0, 40.0, 400.0]
+    together = tiny_model.plan_min_scale(context, 20, capacity_per_instance=capacities, lead_minutes=2)
+    for i, capacity in enumerate(capacities):
+        alone = tiny_model.plan_min_scale(context[i:i + 1], 20, capacity_per_instance=capacity, lead_minutes=2)
+        np.testing.assert_array_equal(together[i], alone[0])
+    assert len({tuple(row) for row in together}) > 1  # the capacities really differ in effect
+
+
+def test_horizon_must_be_a_whole_number_of_minutes(tiny_model, tiny_trace):
+    context = tiny_trace.counts[:2, :300]
+    assert tiny_model.forecast(context, 12.0).shape == (2, 12)
+    for bad in (2.5, -3, 0):
+        with pytest.raises(ValueError, match="horizon must be a positive integer"):
+            tiny_model.forecast(context, bad)
+
+
+def test_idle_and_unknown_clusters_are_described_and_fall_back_to_the_floor(tiny_model):
+    assert tiny_model.describe_cluster(IDLE_CLUSTER) == "idle/flat window (seasonal-naive floor)"
+    assert tiny_model.expert_name(IDLE_CLUSTER) == "seasonal_naive"
+    assert tiny_model.expert_name(99) == "seasonal_naive" and tiny_model.describe_cluster(99) == "cluster 99"
+    for entry in tiny_model.clusters:
+        assert tiny_model.describe_cluster(entry["id"]) == entry["description"]["label"]
+
+
+def test_validate_contexts_keeps_one_array_and_names_the_bad_row():
+    from mesp_core.forecasting.model import validate_contexts
+
+    block = np.ones((3, 80), dtype=np.float64)
+    checked = validate_contexts(block)
+    assert isinstance(checked, np.ndarray) and checked.dtype == np.float32 and checked.shape == (3, 80)
+    ragged = validate_contexts([np.ones(60), np.ones(90)])
+    assert isinstance(ragged, list) and [len(r) for r in ragged] == [60, 90]
+    with pytest.raises(ValueError, match="context is empty"):
+        validate_contexts([])
+    bad = np.ones((3, 80))
+    bad[2, 5] = -1
+    with pytest.raises(ValueError, match=r"context\[2\] contains negative counts"):
+        validate_contexts(bad)
+
+
+def test_the_packaged_model_ships_inside_the_package():
+    import mesp_core
+    from mesp_core.forecasting.model import default_model_path, load_model
+
+    path = default_model_path()
+    assert path == mesp_core.default_model_path() and path.parent == Path(mesp_core.__file__).parent
+    model = load_model(str(path))  # a str path works as well as a Path
+    assert model.path == path and model.manifest["format"] == "mesp-model"

@@ -41,3 +41,45 @@ def test_znormalize_and_is_flat():
     np.testing.assert_array_equal(Z[[0, 1, 3]], 0.0)
     assert Z[2].mean() == pytest.approx(0.0) and Z[2].std() == pytest.approx(1.0)
     assert znormalize(X.astype(np.float32)).dtype == np.float32
+
+
+@pytest.fixture
+def two_threads():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_serial_runs_on_one_thread_and_parallel_gives_big_ops_the_callers_threads_back(two_threads):
+    import torch
+
+    from mesp_core.forecasting.sbd import _PARALLEL_MIN_VALUES, parallel, serial
+
+    with parallel(_PARALLEL_MIN_VALUES):  # outside serial(): nothing to give back
+        assert torch.get_num_threads() == 2
+    with serial():
+        assert torch.get_num_threads() == 1
+        with parallel(_PARALLEL_MIN_VALUES - 1):  # a small op stays serial
+            assert torch.get_num_threads() == 1
+        with parallel(_PARALLEL_MIN_VALUES):
+            assert torch.get_num_threads() == 2
+        assert torch.get_num_threads() == 1
+        with serial():  # nested: still the caller's threads for big ops, restored on the way out
+            with parallel(_PARALLEL_MIN_VALUES):
+                assert torch.get_num_threads() == 2
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2
+
+
+def test_series_checks_name_the_problem():
+    for bad, message in [(np.zeros((3, 1)), "at least 2 time steps"), (np.array([[1.0, np.inf]]), "NaN or infinite"),
+                         ([[1.0, 2.0], [3.0]], "2-D numeric array")]:
+        with pytest.raises(ValueError, match=message):
+            znormalize(bad)
+    # tslearn's [n, T, 1] layout is accepted, integers become float64
+    np.testing.assert_array_equal(znormalize(np.arange(6).reshape(2, 3, 1)), znormalize(np.arange(6.0).reshape(2, 3)))
+    assert znormalize(np.arange(6).reshape(2, 3)).dtype == np.float64
