@@ -34,3 +34,35 @@ def test_choosing_the_ratio_scores_the_experts_alone_even_when_a_check_is_on(tin
     plain.recent_check_ratio = None
     counts = tiny_trace.counts[:30]
     assert choose_recent_check(checked, counts, (0.5,))["val_wape"] == choose_recent_check(plain, counts, (0.5,))["val_wape"]
+
+
+def test_nothing_to_choose_from_leaves_the_check_off(tiny_model, tiny_trace):
+    for ratios, counts in [((), tiny_trace.counts[:5]), ((0.5,), tiny_trace.counts[:0])]:
+        entry = choose_recent_check(tiny_model, counts, ratios)
+        assert entry == {"enabled": False, "reason": "no ratios to try or validation series too short", "val_wape": {}}
+
+
+def test_a_chosen_ratio_is_one_that_beat_the_experts_alone(tiny_model, tiny_trace):
+    entry = choose_recent_check(tiny_model, tiny_trace.counts[:40], (1.0, 0.5))
+    assert set(entry["val_wape"]) == {"off", "1", "0.5"} and entry["origins"] == 12 and entry["n_val_functions"] == 40
+    assert entry["window"] == 60 and entry["alternative"] == "repeat_last_hour"
+    if entry["enabled"]:
+        assert entry["val_wape"][f"{entry['switch_ratio']:g}"] < entry["val_wape"]["off"]
+    else:
+        assert entry["val_wape"]["off"] == min(entry["val_wape"].values()) and "switch_ratio" not in entry
+
+
+@pytest.mark.parametrize(
+    "entry, text",
+    [
+        ({"enabled": True, "switch_ratio": 0.7, "val_wape": {"off": 0.3, "0.7": 0.25}},
+         "switch ratio 0.7 (val WAPE off 0.300, 0.7 0.250)"),
+        ({"enabled": False, "val_wape": {"off": 0.2, "0.5": 0.21}}, "off (no ratio beats the experts alone; val WAPE off 0.200, 0.5 0.210)"),
+        ({"enabled": False, "reason": "no ratios to try", "val_wape": {}}, "off (no ratios to try; val WAPE n/a)"),
+        ({}, "off (no ratio beats the experts alone; val WAPE n/a)"),
+    ],
+)
+def test_describe_recent_check(entry, text):
+    from mesp_core.offline.recent_check import describe_recent_check
+
+    assert describe_recent_check(entry) == text
