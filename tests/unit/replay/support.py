@@ -79,3 +79,14 @@ def all_policies(point):
         "floor q": ForecastFloorPolicy(quantile_forecaster=scaled_quantile(point), quantile=0.9),
         "oracle": OraclePolicy(),
     }
+
+
+def replay_settings(n=2, **overrides):
+    """The settings a replay hands its policies, for tests that plan one step by hand."""
+    from mesp_core.replay.policies import ReplaySettings
+
+    values = dict(capacity_per_instance=60.0, keep_warm_minutes=2, lead_minutes=1, replan_every=1, horizon=None,
+                  context_minutes=None, start_minute=10, end_minute=40, n_functions=n, plan_from=9,
+                  capacity_per_function=np.full(n, 60.0))
+    values.update(overrides)
+    return ReplaySettings(**values)

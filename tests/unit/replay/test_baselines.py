@@ -7,6 +7,7 @@ from mesp_core.replay.baselines import FixedKeepAlivePolicy, HybridHistogramPoli
 from mesp_core.replay.policies import KNATIVE_DEFAULT
 from mesp_core.replay.simulate import simulate
 
+from . import support
 from .support import periodic_trace, random_trace
 
 
@@ -69,3 +70,54 @@ def test_hybrid_fallback_keeps_the_function_for_the_histogram_range():
 def test_bad_policy_arguments(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+def _step(history, steps=1, **settings):
+    from mesp_core.replay.policies import PlanningStep
+
+    settings = support.replay_settings(n=history.shape[0], **settings)
+    return PlanningStep(history.shape[1], steps, history, settings, {}, future=None), settings
+
+
+def test_keep_alive_holds_the_peak_demand_of_its_window():
+    history = np.zeros((2, 30), dtype=np.float32)
+    history[0, 22] = 150.0  # 3 instances, 8 minutes ago
+    history[1, 10] = 600.0  # 10 instances, 20 minutes ago: out of a 10-minute window
+    policy = FixedKeepAlivePolicy(10)
+    step, settings = _step(history, steps=3)
+    policy.reset(settings)
+    np.testing.assert_array_equal(policy.plan(step), [[3, 3, 3], [0, 0, 0]])
+
+
+def test_the_oracle_refuses_to_plan_without_the_future_and_asks_for_the_next_demand():
+    policy = OraclePolicy()
+    step, settings = _step(np.ones((1, 30)), lead_minutes=2)
+    policy.reset(settings)
+    with pytest.raises(ValueError, match="the oracle needs the future trace"):
+        policy.plan(step)
+    from mesp_core.replay.policies import PlanningStep
+
+    future = np.zeros((1, 40), dtype=np.float32)
+    future[0, [31, 35]] = [120.0, 60.0]  # 2 instances at 31, 1 at 35
+    plan = policy.plan(PlanningStep(30, 6, future[:, :30], settings, {}, future=future))
+    # Each minute holds the peak demand of itself and the lead minutes after it.
+    np.testing.assert_array_equal(plan, [[2, 2, 0, 1, 1, 1]])  # 32..34 hold no demand
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"range_minutes": 1}, "range_minutes must be >= 2"),
+        ({"tail_percentile": 100.5}, "tail_percentile <= 100"),
+        ({"min_samples": 0}, "min_samples must be >= 1"),
+        ({"fallback_keep_alive_minutes": 0}, "fallback_keep_alive_minutes must be >= 1"),
+        ({"cv_threshold": float("nan")}, "cv_threshold must be finite"),
+    ],
+)
+def test_hybrid_histogram_settings_are_checked(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        HybridHistogramPolicy(**kwargs)
+
+
+def test_the_hybrid_fallback_defaults_to_the_histogram_range():
+    assert HybridHistogramPolicy(range_minutes=90).fallback_keep_alive_minutes == 90

@@ -8,6 +8,7 @@ from mesp_core.replay.baselines import FixedKeepAlivePolicy, OraclePolicy
 from mesp_core.replay.policies import KNATIVE_DEFAULT, ForecastFloorPolicy, demand_instances
 from mesp_core.replay.simulate import simulate
 
+from . import support
 from .support import periodic_trace, random_trace, repeat_period, scaled_quantile
 
 
@@ -71,3 +72,68 @@ def test_forecast_curve_moves_along_the_trade_off():
 def test_bad_policy_arguments(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+def test_demand_instances_takes_one_capacity_per_function_as_a_column():
+    counts = np.array([[0, 30, 31, 90], [0, 30, 31, 90]])
+    np.testing.assert_array_equal(demand_instances(counts, np.array([[30.0], [10.0]])), [[0, 1, 2, 3], [0, 3, 4, 9]])
+
+
+def test_a_planning_step_sees_the_trailing_context_and_shares_each_forecast(rng):
+    from mesp_core.replay.policies import PlanningStep
+
+    history = rng.poisson(5.0, size=(2, 30)).astype(np.float32)
+    calls = []
+
+    def spy(contexts, horizon):
+        calls.append(np.asarray(contexts).shape)
+        return np.ones((2, horizon + 5))  # longer than asked: cut to the horizon
+
+    cache = {}
+    step = PlanningStep(30, 1, history, support.replay_settings(context_minutes=12), cache)
+    np.testing.assert_array_equal(step.contexts(), history[:, -12:])
+    first = step.forecast(spy, 4)
+    again = PlanningStep(30, 1, history, support.replay_settings(context_minutes=12), cache).forecast(spy, 4)
+    assert calls == [(2, 12)] and first.shape == (2, 4) and again is first  # one call per step and horizon
+    step.forecast(spy, 6)
+    assert len(calls) == 2
+    assert PlanningStep(30, 1, history, support.replay_settings(), {}).contexts() is history  # no limit: all of it
+
+
+@pytest.mark.parametrize(
+    "output, message",
+    [
+        (np.ones((2, 3)), r"returned shape \(2, 3\), expected \[2, 4\]"),
+        (np.ones((3, 4)), r"returned shape \(3, 4\), expected \[2, 4\]"),
+        (np.ones(8), r"returned shape \(8,\)"),
+        (np.full((2, 4), np.nan), "returned NaN or infinite values"),
+    ],
+)
+def test_a_forecaster_that_returns_the_wrong_thing_is_named(output, message):
+    from mesp_core.replay.policies import PlanningStep
+
+    step = PlanningStep(30, 1, np.ones((2, 30)), support.replay_settings(), {})
+    with pytest.raises(ValueError, match=message):
+        step.forecast(lambda contexts, horizon: output, 4)
+
+
+def test_no_floor_is_zero_everywhere():
+    from mesp_core.replay.policies import NoFloorPolicy, PlanningStep
+
+    plan = NoFloorPolicy().plan(PlanningStep(30, 5, np.full((3, 30), 100.0), support.replay_settings(n=3), {}))
+    assert plan.shape == (3, 5) and not plan.any()
+
+
+def test_coverage_is_the_share_of_minutes_at_or_below_the_forecast_sized_from():
+    counts = random_trace(n=8, T=200, seed=6)
+    level = 3.0
+
+    def flat(contexts, horizon):
+        return np.full((np.asarray(contexts).shape[0], horizon), level)
+
+    policy = ForecastFloorPolicy(flat)
+    result = simulate(counts, {"flat": policy}, start_minute=100, progress=False).result("flat")
+    counted = counts[:, 100:]
+    assert result.coverage == pytest.approx(np.mean(counted <= level))
+    assert result.coverage_busy == pytest.approx(np.mean(counted[counted > 0] <= level))
+    assert policy.predicted.shape == (8, 101) and np.all(policy.predicted[:, 1:] == level)  # from plan_from = 99

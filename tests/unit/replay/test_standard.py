@@ -73,3 +73,64 @@ def test_capacities_from_the_real_duration_file():
 def test_bad_policy_arguments(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+def test_the_standard_set_draws_curves_only_for_the_approaches_asked():
+    from mesp_core.policy import PolicyConfig
+    from mesp_core.replay.baselines import FixedKeepAlivePolicy, HybridHistogramPolicy, OraclePolicy
+    from mesp_core.replay.policies import NoFloorPolicy
+    from mesp_core.replay.standard import standard_policies
+
+    config = PolicyConfig(hold_minutes=4)
+    policies = standard_policies(LagModel(), quantiles=(0.6, 0.9), curve_approaches=("moe", "dense"), policy_config=config)
+    assert list(policies) == [KNATIVE_DEFAULT, "keep-alive 10 min", "keep-alive 20 min", "hybrid histogram",
+                              "seasonal naive", "dense", "dense q=0.6", "dense q=0.9",
+                              "MESP MoE", "MESP MoE q=0.6", "MESP MoE q=0.9", "oracle"]
+    assert isinstance(policies[KNATIVE_DEFAULT], NoFloorPolicy) and isinstance(policies["oracle"], OraclePolicy)
+    assert [policies[f"keep-alive {m} min"].minutes for m in (10, 20)] == [10, 20]
+    assert isinstance(policies["hybrid histogram"], HybridHistogramPolicy)
+    assert isinstance(policies["keep-alive 10 min"], FixedKeepAlivePolicy)
+    assert (policies["dense q=0.9"].group, policies["dense q=0.9"].quantile) == ("dense", 0.9)
+    assert policies["seasonal naive"].quantile is None and policies["seasonal naive"].config is config
+
+
+def test_point_and_quantile_forecasters_of_one_approach_share_one_model_run(tiny_model, tiny_trace):
+    calls = []
+
+    class Counting:
+        manifest = tiny_model.manifest
+
+        def forecast_distribution(self, context, horizon, approach="moe"):
+            calls.append((np.asarray(context).shape, horizon, approach))
+            return tiny_model.forecast_distribution(context, horizon, approach)
+
+    point, quantile = model_forecasters(Counting(), "dense")
+    context = tiny_trace.counts[:4, :600]
+    p = point(context, 20)
+    q = quantile(context, 20, 0.9)
+    quantile(context, 20, 0.5)
+    assert calls == [((4, 600), 20, "dense")]  # one run for the point and both quantiles
+    np.testing.assert_array_equal(p, tiny_model.forecast(context, 20, approach="dense"))
+    np.testing.assert_array_equal(q, tiny_model.forecast_quantile(context, 20, q=0.9, approach="dense"))
+    point(tiny_trace.counts[:4, :601], 20)  # another step's context: a new run
+    assert len(calls) == 2
+    assert repr(point) == "ModelForecaster(approach='dense')" and repr(quantile) == "ModelQuantileForecaster(approach='dense')"
+
+
+def test_run_replay_checks_its_curve_and_sees_at_least_a_day(tiny_model, tiny_trace):
+    with pytest.raises(ValueError, match="curve approach must be one of"):
+        run_replay(LagModel(), np.ones((2, 100)), start_minute=50, curve_approaches=("oracle",))
+    with pytest.raises(ValueError, match="default capacity must be > 0.0"):
+        capacities_from_durations([("o", "a", "f")], pd.DataFrame(columns=["HashOwner", "HashApp", "HashFunction", "Average"]),
+                                  default=0.0)
+    seen = []
+
+    class Spy(LagModel):
+        manifest = {"input_size_max": 480}  # what mesp train records
+
+        def forecast(self, context, horizon, approach="moe"):
+            seen.append(np.asarray(context).shape[1])
+            return super().forecast(context, horizon, approach)
+
+    run_replay(Spy(), tiny_trace.counts[:2], start_minute=2870, quantiles=(0.5,), progress=False)
+    assert max(seen) == 1440  # the larger of the model's input and one day
