@@ -211,3 +211,19 @@ def test_keep_warm_longer_than_the_trace_and_a_default_without_idle():
     assert report.result("ka").idle_vs_default == float("inf")
     ka = next(p for p in json.loads(report.to_json())["policies"] if p["name"] == "ka")
     assert ka["idle_vs_default"] is None and ka["idle_instance_minutes"] > 0
+
+
+def test_replaying_functions_in_blocks_changes_nothing(monkeypatch):
+    import mesp_core.replay.simulate as engine
+
+    counts = random_trace(n=11, T=240, seed=8)
+
+    def policies():  # fresh policy state for each run
+        return all_policy_kinds(repeat_period(30))
+
+    whole = simulate(counts, policies(), start_minute=120, progress=False)
+    monkeypatch.setattr(engine, "_REPLAY_BLOCK", 4)  # 11 functions: blocks of 4, 4 and 3
+    blocked = simulate(counts, policies(), start_minute=120, progress=False)
+    np.testing.assert_array_equal(blocked.per_function_cold, whole.per_function_cold)
+    np.testing.assert_array_equal(blocked.per_function_idle, whole.per_function_idle)
+    assert blocked.to_dict() == whole.to_dict()
