@@ -5,7 +5,7 @@ the run needs no data; forecasters are numpy seasonal rules (no model), so the f
 replay and the policy themselves. With --model DIR the standard policy set of a trained MESP model
 is replayed instead (run_replay), which adds the model's own forecasting time.
 
-    /root/.venvs/mesp/bin/python bench/bench_simulate.py [--functions 1300] [--replan-every 1]
+    python bench/bench_simulate.py [--functions 1300] [--replan-every 1]
         [--model DIR] [--trace FILE ...] [--plot OUT.png] [--json OUT.json]
 
 Measured on 2 shared cores (2026-11-25), 11 policies, replanning every minute:

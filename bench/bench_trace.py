@@ -1,6 +1,6 @@
 """Benchmark trace ingestion: the shared sample and a full-size generated day (plain and gzip).
 
-    /root/.venvs/mesp/bin/python bench/bench_trace.py [--functions 46000] [--no-slow-path] [--json out.json]
+    python bench/bench_trace.py [--functions 46000] [--no-slow-path] [--json out.json]
 
 A public Azure 2019 day file has ~46,000 rows x 1444 columns. The script generates a day of that
 size with mesp_core.data.synthetic, writes it with write_invocations (plain and gzip), reads it back and
