@@ -5,6 +5,7 @@ import gzip
 import json
 
 import numpy as np
+import pytest
 
 from mesp_core.cli import main
 
@@ -54,3 +55,28 @@ def test_forecast_with_capacity_plans_min_scale_like_the_model_api(tiny_model_di
     expected = tiny_model.plan_min_scale(tiny_trace.counts[:, :2000], 30, capacity_per_instance=20.0, lead_minutes=2)
     np.testing.assert_array_equal(plans, expected)
     assert "capacity_per_instance" in _one_line_error(capsys, [*argv, "--capacity", "0"])
+
+
+def test_one_function_is_picked_by_its_hash(tiny_model_dir, tiny_trace, capsys):
+    key = tiny_trace.keys[7]
+    argv = ["forecast", "--model", str(tiny_model_dir), *TINY_TRACE, "--at", "1500", "--horizon", "5"]
+    assert main([*argv, "--function", key[2], "--json", "-"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert [f["function"] for f in payload["functions"]] == ["/".join(key)]
+    assert (payload["at"], payload["horizon"], payload["approach"]) == (1500, 5, "moe")
+    assert "no function with hash 'nothing-like-it'" in _one_line_error(capsys, [*argv, "--function", "nothing-like-it"])
+
+
+@pytest.mark.parametrize("at", ["59", "2881"])
+def test_the_origin_must_leave_an_hour_of_context_inside_the_trace(tiny_model_dir, capsys, at):
+    line = _one_line_error(capsys, ["forecast", "--model", str(tiny_model_dir), *TINY_TRACE, "--at", at])
+    assert line == "mesp forecast: error: --at must be between 60 and 2880 (minutes into the trace)"
+
+
+def test_the_table_shows_limit_rows_and_says_how_many_more(tiny_model_dir, capsys):
+    assert main(["forecast", "--model", str(tiny_model_dir), *TINY_TRACE, "--horizon", "10", "--limit", "3",
+                 "--approach", "naive"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "forecast at minute 2880, next 10 minutes (naive); showing the first 10 minutes"
+    assert len(lines) == 1 + 3 + 1 and lines[-1] == "... 77 more (use --json for all)"
+    assert all(" cluster " in line for line in lines[1:4])

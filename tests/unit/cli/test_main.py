@@ -30,3 +30,20 @@ def test_console_script_runs_out_of_process():
                             capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("mesp forecast: error:")
+
+
+def test_mesp_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for command in [*COMMANDS, "operator"]:
+        assert f"    {command} " in out, command
+
+
+def test_no_command_or_an_unknown_one_is_a_usage_error(capsys):
+    for argv in ([], ["fly"]):
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        assert info.value.code == 2
+        assert "usage: mesp" in capsys.readouterr().err

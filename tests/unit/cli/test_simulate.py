@@ -8,7 +8,7 @@ import pytest
 from mesp_core import cli
 from mesp_core.cli import main
 
-from .support import TINY_TRACE, _one_line_error
+from .support import TINY_TRACE, _one_line_error, seen_functions_only, write_trace
 
 
 def test_simulate_keep_warm_and_quantiles(tiny_model_dir, tmp_path, capsys):
@@ -61,3 +61,14 @@ def test_simulate_capacity_from_duration_files(tiny_model_dir, tiny_trace, tmp_p
     assert "container_concurrency" in _one_line_error(capsys, [*argv, "--durations", str(durations), "--container-concurrency", "-1"])
     durations.write_text(header + "\nonly,three,fields\n")
     assert "d01.csv:2: expected 14 columns" in _one_line_error(capsys, [*argv, "--durations", str(durations)])
+
+
+def test_all_functions_replays_the_training_functions_too(tiny_model, tiny_model_dir, tiny_trace, tmp_path, capsys):
+    argv = ["simulate", "--model", str(tiny_model_dir), "--start", "2820", "--replan-every", "10", "--quantiles", "0.9"]
+    files = write_trace(seen_functions_only(tiny_model, tiny_trace), tmp_path / "seen")
+    line = _one_line_error(capsys, [*argv, "--trace", *files])
+    assert line == "mesp simulate: error: no unseen functions to replay (use --all-functions to replay training functions too)"
+    assert main([*argv, "--trace", *files, "--all-functions", "--json", "-"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["totals"]["functions"] == len(seen_functions_only(tiny_model, tiny_trace).keys) == 64
+    assert payload["model"] == str(tiny_model_dir) and payload["settings"]["start_minute"] == 2820
