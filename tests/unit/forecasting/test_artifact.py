@@ -7,9 +7,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from mesp_core import load_model
-from mesp_core.forecasting.artifact import ArtifactError
+from mesp_core.forecasting.artifact import (
+    FORMAT_VERSION,
+    ArtifactError,
+    commit_output_dir,
+    load_tensors,
+    prepare_output_dir,
+    read_manifest,
+    save_tensors,
+    sha256_file,
+    write_manifest,
+)
 
 from ..paths import GOLDEN_MODEL as GOLDEN
 
@@ -109,10 +120,6 @@ def test_quantile_tables_that_cannot_size_a_floor_are_refused(tmp_path, damage):
 
 
 def test_tensors_round_trip_under_their_hash_and_a_changed_file_is_caught(tmp_path):
-    import torch
-
-    from mesp_core.forecasting.artifact import load_tensors, save_tensors, sha256_file
-
     tensors = {"w": torch.arange(6, dtype=torch.float32).reshape(2, 3).t()}  # not contiguous: saved all the same
     digest = save_tensors(tmp_path / "sub" / "w.safetensors", tensors)
     assert digest == sha256_file(tmp_path / "sub" / "w.safetensors")
@@ -126,8 +133,6 @@ def test_tensors_round_trip_under_their_hash_and_a_changed_file_is_caught(tmp_pa
 
 
 def test_manifest_round_trip_and_what_is_not_a_manifest(tmp_path):
-    from mesp_core.forecasting.artifact import FORMAT_VERSION, read_manifest, write_manifest
-
     write_manifest(tmp_path, {"clusters": [], "value": np.float32(0.5), "table": np.arange(2)})
     manifest = read_manifest(tmp_path)
     assert list(manifest)[:2] == ["format", "format_version"] and manifest["format_version"] == FORMAT_VERSION
@@ -142,8 +147,6 @@ def test_manifest_round_trip_and_what_is_not_a_manifest(tmp_path):
 
 
 def test_a_model_folder_is_replaced_whole_and_another_folder_never(tmp_path):
-    from mesp_core.forecasting.artifact import commit_output_dir, prepare_output_dir, write_manifest
-
     out = tmp_path / "models" / "m"
     staging = prepare_output_dir(out)
     assert staging.parent == out.parent and staging.name.startswith(".m.staging-") and not any(staging.iterdir())

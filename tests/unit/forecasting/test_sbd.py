@@ -5,8 +5,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
-from mesp_core.forecasting.sbd import aligned_members, is_flat, sbd_to_centroids, znormalize
+from mesp_core.forecasting.sbd import (
+    _PARALLEL_MIN_VALUES,
+    aligned_members,
+    is_flat,
+    parallel,
+    sbd_to_centroids,
+    serial,
+    znormalize,
+)
 
 
 def brute_force_sbd(x: np.ndarray, c: np.ndarray) -> float:
@@ -45,8 +54,6 @@ def test_znormalize_and_is_flat():
 
 @pytest.fixture
 def two_threads():
-    import torch
-
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     yield
@@ -54,10 +61,6 @@ def two_threads():
 
 
 def test_serial_runs_on_one_thread_and_parallel_gives_big_ops_the_callers_threads_back(two_threads):
-    import torch
-
-    from mesp_core.forecasting.sbd import _PARALLEL_MIN_VALUES, parallel, serial
-
     with parallel(_PARALLEL_MIN_VALUES):  # outside serial(): nothing to give back
         assert torch.get_num_threads() == 2
     with serial():

@@ -1,6 +1,9 @@
 """Adding pattern K+1 without retraining (mesp_core.offline.extend), from the session's tiny model."""
 
+import json
+
 import numpy as np
+import pytest
 
 from mesp_core import load_model
 from mesp_core.offline.extend import extend
@@ -31,8 +34,6 @@ def test_extend_without_new_patterns_copies_the_model(tiny_model_dir, tiny_trace
 
 
 def test_the_model_folder_itself_is_never_the_output(tiny_model_dir):
-    import pytest
-
     before = (tiny_model_dir / "manifest.json").read_bytes()
     with pytest.raises(ValueError, match="--out must differ from --model"):
         extend(tiny_model_dir, _novel_trace(), tiny_model_dir / ".", progress=False)
@@ -47,8 +48,6 @@ def test_by_default_a_day_is_new_beyond_the_widest_clusters_p95_route_distance(t
 
 
 def test_the_extended_manifest_records_what_was_added_and_from_which_trace(tiny_model_dir, tmp_path):
-    import json
-
     novel = _novel_trace()
     report = extend(tiny_model_dir, novel, tmp_path / "extended", threshold=0.2, k=1, progress=False)
     manifest = json.loads((tmp_path / "extended" / "manifest.json").read_text())

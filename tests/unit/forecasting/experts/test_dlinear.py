@@ -1,9 +1,12 @@
 """DLinear (mesp_core.forecasting.experts.dlinear): trend + seasonal remainder, one linear head each."""
 
 import numpy as np
+import pytest
+import torch
 
 from mesp_core.data.windows import make_windows
 from mesp_core.forecasting.experts import DLinear, RepeatLastHour
+from mesp_core.forecasting.experts.dlinear import _DLinearNet
 
 from .support import HORIZON, periodic_series
 
@@ -21,10 +24,6 @@ def test_dlinear_beats_repeat_last_hour_on_noisy_periodic_signal():
 
 
 def test_the_trend_of_a_flat_context_is_the_context_itself_so_the_seasonal_head_sees_nothing():
-    import torch
-
-    from mesp_core.forecasting.experts.dlinear import _DLinearNet
-
     torch.manual_seed(0)
     net = _DLinearNet(input_size=48, horizon=6, moving_avg=25)
     with torch.no_grad():
@@ -40,8 +39,6 @@ def test_the_trend_of_a_flat_context_is_the_context_itself_so_the_seasonal_head_
 
 
 def test_moving_avg_is_a_centred_odd_window_and_kept_in_the_config():
-    import pytest
-
     expert = DLinear(horizon=HORIZON, input_size=120, moving_avg=13)
     assert expert.config()["moving_avg"] == 13 and expert.module.kernel == 13
     with pytest.raises(ValueError, match="moving_avg must be odd"):
