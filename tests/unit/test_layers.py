@@ -74,7 +74,7 @@ def _lint_copy(tmp_path: Path, *edits) -> tuple[int, str]:
     return result.returncode, " ".join((result.stdout + result.stderr).split())  # unwrapped
 
 
-def test_the_copy_the_contracts_are_checked_on_passes_untouched(tmp_path):
+def test_an_untouched_copy_keeps_both_contracts(tmp_path):
     code, output = _lint_copy(tmp_path)
     assert code == 0, output
     assert f"{LAYERS_CONTRACT} KEPT" in output and f"{ACYCLIC_CONTRACT} KEPT" in output

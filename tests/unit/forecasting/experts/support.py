@@ -4,14 +4,11 @@ import numpy as np
 
 from mesp_core.forecasting.experts import build_expert
 
-
 HORIZON = 60
-
-
 INPUT = 120
 
 
-# Small architectures so that the whole file stays fast on one thread.
+# Small architectures so that the expert tests stay fast on one thread.
 TINY = {
     "dlinear": {},
     "nbeats": {"n_stacks": 1, "n_blocks": 2, "width": 32},
