@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mesp_core.replay.baselines import FixedKeepAlivePolicy, HybridHistogramPolicy, OraclePolicy
-from mesp_core.replay.policies import KNATIVE_DEFAULT
+from mesp_core.replay.policies import KNATIVE_DEFAULT, PlanningStep
 from mesp_core.replay.simulate import simulate
 
 from . import support
@@ -73,8 +73,6 @@ def test_bad_policy_arguments(make, message):
 
 
 def _step(history, steps=1, **settings):
-    from mesp_core.replay.policies import PlanningStep
-
     settings = support.replay_settings(n=history.shape[0], **settings)
     return PlanningStep(history.shape[1], steps, history, settings, {}, future=None), settings
 
@@ -95,8 +93,6 @@ def test_the_oracle_refuses_to_plan_without_the_future_and_asks_for_the_next_dem
     policy.reset(settings)
     with pytest.raises(ValueError, match="the oracle needs the future trace"):
         policy.plan(step)
-    from mesp_core.replay.policies import PlanningStep
-
     future = np.zeros((1, 40), dtype=np.float32)
     future[0, [31, 35]] = [120.0, 60.0]  # 2 instances at 31, 1 at 35
     plan = policy.plan(PlanningStep(30, 6, future[:, :30], settings, {}, future=future))

@@ -5,7 +5,7 @@ import pytest
 
 from mesp_core.policy import PolicyConfig
 from mesp_core.replay.baselines import FixedKeepAlivePolicy, OraclePolicy
-from mesp_core.replay.policies import KNATIVE_DEFAULT, ForecastFloorPolicy, demand_instances
+from mesp_core.replay.policies import KNATIVE_DEFAULT, ForecastFloorPolicy, NoFloorPolicy, PlanningStep, demand_instances
 from mesp_core.replay.simulate import simulate
 
 from . import support
@@ -80,8 +80,6 @@ def test_demand_instances_takes_one_capacity_per_function_as_a_column():
 
 
 def test_a_planning_step_sees_the_trailing_context_and_shares_each_forecast(rng):
-    from mesp_core.replay.policies import PlanningStep
-
     history = rng.poisson(5.0, size=(2, 30)).astype(np.float32)
     calls = []
 
@@ -110,16 +108,12 @@ def test_a_planning_step_sees_the_trailing_context_and_shares_each_forecast(rng)
     ],
 )
 def test_a_forecaster_that_returns_the_wrong_thing_is_named(output, message):
-    from mesp_core.replay.policies import PlanningStep
-
     step = PlanningStep(30, 1, np.ones((2, 30)), support.replay_settings(), {})
     with pytest.raises(ValueError, match=message):
         step.forecast(lambda contexts, horizon: output, 4)
 
 
 def test_no_floor_is_zero_everywhere():
-    from mesp_core.replay.policies import NoFloorPolicy, PlanningStep
-
     plan = NoFloorPolicy().plan(PlanningStep(30, 5, np.full((3, 30), 100.0), support.replay_settings(n=3), {}))
     assert plan.shape == (3, 5) and not plan.any()
 

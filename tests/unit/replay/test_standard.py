@@ -5,9 +5,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mesp_core.replay.policies import KNATIVE_DEFAULT, ForecastFloorPolicy, demand_instances
+from mesp_core.policy import PolicyConfig
+from mesp_core.replay.baselines import FixedKeepAlivePolicy, HybridHistogramPolicy, OraclePolicy
+from mesp_core.replay.policies import KNATIVE_DEFAULT, ForecastFloorPolicy, NoFloorPolicy, demand_instances
 from mesp_core.replay.simulate import simulate
-from mesp_core.replay.standard import capacities_from_durations, model_forecasters, run_replay
+from mesp_core.replay.standard import capacities_from_durations, model_forecasters, run_replay, standard_policies
 
 from ..paths import SHARED_AZURE
 from .support import LagModel, periodic_trace, repeat_period
@@ -76,11 +78,6 @@ def test_bad_policy_arguments(make, message):
 
 
 def test_the_standard_set_draws_curves_only_for_the_approaches_asked():
-    from mesp_core.policy import PolicyConfig
-    from mesp_core.replay.baselines import FixedKeepAlivePolicy, HybridHistogramPolicy, OraclePolicy
-    from mesp_core.replay.policies import NoFloorPolicy
-    from mesp_core.replay.standard import standard_policies
-
     config = PolicyConfig(hold_minutes=4)
     policies = standard_policies(LagModel(), quantiles=(0.6, 0.9), curve_approaches=("moe", "dense"), policy_config=config)
     assert list(policies) == [KNATIVE_DEFAULT, "keep-alive 10 min", "keep-alive 20 min", "hybrid histogram",
@@ -120,9 +117,6 @@ def test_point_and_quantile_forecasters_of_one_approach_share_one_model_run(tiny
 def test_run_replay_checks_its_curve_and_sees_at_least_a_day(tiny_model, tiny_trace):
     with pytest.raises(ValueError, match="curve approach must be one of"):
         run_replay(LagModel(), np.ones((2, 100)), start_minute=50, curve_approaches=("oracle",))
-    with pytest.raises(ValueError, match="default capacity must be > 0.0"):
-        capacities_from_durations([("o", "a", "f")], pd.DataFrame(columns=["HashOwner", "HashApp", "HashFunction", "Average"]),
-                                  default=0.0)
     seen = []
 
     class Spy(LagModel):
@@ -134,3 +128,11 @@ def test_run_replay_checks_its_curve_and_sees_at_least_a_day(tiny_model, tiny_tr
 
     run_replay(Spy(), tiny_trace.counts[:2], start_minute=2870, quantiles=(0.5,), progress=False)
     assert max(seen) == 1440  # the larger of the model's input and one day
+
+
+def test_the_default_capacity_must_be_positive():
+    empty = pd.DataFrame(columns=["HashOwner", "HashApp", "HashFunction", "Average"])
+    caps, derived = capacities_from_durations([("o", "a", "f")], empty, default=12.5)
+    assert caps.tolist() == [12.5] and derived == 0
+    with pytest.raises(ValueError, match="default capacity must be > 0.0"):
+        capacities_from_durations([("o", "a", "f")], empty, default=0.0)
