@@ -18,12 +18,12 @@ def test_cluster_command_writes_plot_and_labels(tmp_path, capsys):
 
 def test_cluster_json_on_stdout_replaces_the_table(tmp_path, capsys):
     out = tmp_path / "clusters"
-    argv = ["cluster", "--synthetic-functions", "20", "--synthetic-days", "1", "--seed", "2", "--k", "2", "--out", str(out)]
+    argv = ["cluster", "--synthetic-functions", "10", "--synthetic-days", "1", "--seed", "2", "--k", "2", "--out", str(out)]
     assert main([*argv, "--json", "-"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["k"] == 2 and sum(summary["sizes"].values()) == 20
+    assert summary["k"] == 2 and sum(summary["sizes"].values()) == 10
     assert summary == json.loads((out / "clusters.json").read_text())
     assert main(argv) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0].startswith("K-Shape: 20 daily patterns -> K=2 clusters (+")
+    assert table[0].startswith("K-Shape: 10 daily patterns -> K=2 clusters (+")
     assert [line.split()[:2] for line in table if line.startswith("cluster ")] == [["cluster", "0"], ["cluster", "1"]]

@@ -10,15 +10,16 @@ from .support import _one_line_error, write_trace
 
 
 def test_extend_adds_a_cluster_for_a_new_shape_and_reports_it(tiny_model_dir, tmp_path, capsys):
-    files = write_trace(_novel_trace(), tmp_path / "novel")
+    # Two functions: too few windows to train on, so the new cluster is ranked and written without training.
+    files = write_trace(_novel_trace(n=2), tmp_path / "novel")
     out = tmp_path / "extended"
     argv = ["extend", "--model", str(tiny_model_dir), "--trace", *files, "--out", str(out), "--threshold", "0.2",
             "--k", "1", "--quiet"]
     assert main([*argv, "--json", str(tmp_path / "extend.json")]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0] == "24 of 24 new daily patterns are far from every centroid (distance > 0.200)"
+    assert table[0] == "4 of 4 new daily patterns are far from every centroid (distance > 0.200)"
     assert table[1] == f"added clusters: [3]; existing experts unchanged; model in {out}"
-    assert table[2].startswith("  cluster 3: 24 days, ")
+    assert table[2].startswith("  cluster 3: 4 days, ")
     report = json.loads((tmp_path / "extend.json").read_text())
     assert [c["id"] for c in report["added"]] == [3] and report["threshold"] == 0.2
     assert len(load_model(out).clusters) == 4
