@@ -15,7 +15,7 @@ import kopf
 from mesp_operator import knative as kn
 from mesp_operator import runtime as rt
 from mesp_operator.errors import classify
-from mesp_operator.reconcile import GROUP, PLURAL, VERSION, PolicyObject
+from mesp_operator.spec import GROUP, PLURAL, VERSION, PolicyObject
 
 
 def build_registry(connection: Callable[[], kopf.ConnectionInfo]) -> kopf.OperatorRegistry:
