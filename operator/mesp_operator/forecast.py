@@ -26,13 +26,12 @@ def forecast_batch(model, contexts: np.ndarray, requests: list[tuple[str, int, f
 
     One model run per (approach, length); every quantile is derived from that run. The routes name
     repeat-last-hour where the model's recent-error check replaced the routed expert."""
-    routes = model.explain_routes(contexts)
     groups: dict[tuple[str, int], list[int]] = {}
     for i, (approach, length, _) in enumerate(requests):
         groups.setdefault((approach, length), []).append(i)
     point: list = [None] * len(requests)
     upper: list = [None] * len(requests)
-    switched = [False] * len(requests)
+    switched = [False] * len(requests)  # per row, gathered from the groups for explain_routes
     for (approach, length), members in groups.items():
         distribution = model.forecast_distribution(contexts[members], horizon=length, approach=approach)
         by_quantile: dict[float | None, list[int]] = {}
@@ -44,7 +43,4 @@ def forecast_batch(model, contexts: np.ndarray, requests: list[tuple[str, int, f
             quant = None if q is None else distribution.quantile(q)
             for j in rows:
                 upper[members[j]] = None if quant is None else quant[j]
-    for route, lost in zip(routes, switched):
-        if lost:  # the routed expert lost to repeat-last-hour on this function's last hour
-            route["expert"] = f"repeat_last_hour (recent-error check; routed to {route['expert']})"
-    return BatchForecast(point, upper, routes)
+    return BatchForecast(point, upper, model.explain_routes(contexts, switched=switched))

@@ -3,7 +3,7 @@ and its spec validated into a PolicySpec.
 
 The CRD (charts/mesp/crds/) checks most of a spec; parse_spec re-checks what a schema cannot (and
 what an older CRD may have let through). Its defaults are PolicySpec's; a test checks that the CRD's
-`default:` values agree with them.
+`default:` values and its `spec.approach` enum agree with them and with mesp_core's APPROACHES.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import dataclasses
 import math
 from typing import Any, Mapping
 
+from mesp_core.forecasting.approaches import APPROACHES
 from mesp_operator.errors import PolicyError
 from mesp_operator.settings import OperatorSettings
 
@@ -21,7 +22,6 @@ PLURAL = "mesppolicies"
 KIND = "MespPolicy"
 MODES = ("Off", "ForecastOnly", "Active")
 ACTUATIONS = ("Auto", "Revision", "Template")
-APPROACHES = ("moe", "dense", "naive")
 CONDITION_TYPES = ("Ready", "ModelLoaded", "MetricsAvailable", "Actuated")
 
 
