@@ -33,3 +33,21 @@ def test_api_error_message_comes_from_the_status_body():
     exc = ApiException(status=422, reason="Invalid")
     exc.body = json.dumps({"message": "spec.mode: Unsupported value"})
     assert classify(exc).message == "API 422: spec.mode: Unsupported value"
+
+
+def test_the_operators_own_errors_carry_their_kind():
+    from mesp_operator.errors import ModelError, SettingsError, TargetNotFound
+
+    assert [(classify(e).kind, classify(e).retryable) for e in
+            (SettingsError("x"), ModelError("x"), TargetNotFound("x"), MetricsError("x", "PrometheusTimeout"))] == \
+        [("settings", False), ("model", False), ("target_missing", True), ("prometheus", True)]
+    assert MetricsError("x").reason == "PrometheusUnavailable"
+
+
+def test_messages_are_one_short_line():
+    info = classify(ValueError("first line\n  second line " + "x" * 1000))
+    assert info.kind == "unexpected" and info.retryable
+    assert info.message.startswith("ValueError: first line second line x") and len(info.message) == 400
+    assert info.message.endswith("...")
+    assert classify(ApiException(status=0, reason="no answer")).kind == "api_server"
+    assert classify(ApiException(status=404, reason="Not Found")).message == "API 404: Not Found"

@@ -118,3 +118,40 @@ def test_api_calls_give_up_on_a_server_that_never_answers(monkeypatch):
         assert classify(info.value).kind == "timeout"
     finally:
         listener.close()
+
+
+def test_scale_annotations_are_read_as_non_negative_integers():
+    assert kn.read_min_scale({kn.MIN_SCALE: " 3 "}) == 3
+    assert kn.read_min_scale({kn.MIN_SCALE: "-1"}) is None and kn.read_min_scale(None) is None
+    assert kn.read_max_scale({kn.MAX_SCALE_LEGACY: "12"}) == 12
+    assert kn.read_min_scale({kn.MIN_SCALE: "5", kn.MIN_SCALE_LEGACY: "2"}) == 5  # the current spelling first
+    assert kn.read_scale({kn.TARGET: "10"}, kn.TARGET, kn.TARGET) == 10
+
+
+def test_views_of_incomplete_objects():
+    info = kn.service_info({"metadata": {"namespace": "ns", "name": "fn"},
+                            "spec": {"template": {"spec": {"containerConcurrency": "10"}}}})
+    assert (info.template_annotations, info.latest_ready_revision, info.container_concurrency) == ({}, None, None)
+    assert kn.revision_info({"metadata": {}}).service is None
+
+
+def test_writes_land_where_knative_reads_them_in_the_spelling_in_use():
+    from .fake_cluster import FakeCluster, clients
+
+    cluster = FakeCluster()
+    cluster.add_service("ns", "fn", {kn.MIN_SCALE_LEGACY: "1"}, "fn-00001")
+    cluster.add_revision("ns", "fn-00001", "fn", {})
+    knative, _ = clients(cluster)
+    result = knative.set_template_min_scale("ns", "fn", "4")
+    assert (result.changed, result.previous, result.key) == (True, "1", kn.MIN_SCALE_LEGACY)
+    assert cluster.body("services", "ns", "fn")["spec"]["template"]["metadata"]["annotations"] == \
+        {kn.MIN_SCALE_LEGACY: "4"}
+    assert not knative.set_template_min_scale("ns", "fn", "4").changed  # already so: nothing sent
+    assert knative.set_revision_min_scale("ns", "fn-00001", "2").changed
+    assert cluster.revision_min_scale("ns", "fn-00001") == "2"
+    stale = kn.revision_info(cluster.body("revisions", "ns", "fn-00001"))
+    cluster.patch_namespaced_custom_object(kn.GROUP, kn.VERSION, "ns", "revisions", "fn-00001",
+                                           {"metadata": {"labels": {"touched": "yes"}}})
+    # A stale view gets a 409 and is read again; None removes the annotation.
+    assert knative.set_revision_min_scale("ns", "fn-00001", None, known=stale).previous == "2"
+    assert cluster.revision_min_scale("ns", "fn-00001") is None
