@@ -60,8 +60,8 @@ class Actuator:
             unreadable = policy.annotations.get(ORIGINAL_ANNOTATION)
             if unreadable:  # edited by hand: what it held is lost, so say what is recorded instead
                 self.event(policy, "Warning", "OriginalRecordUnreadable",
-                            f"annotation {ORIGINAL_ANNOTATION} is not MESP's record ({unreadable[:200]!r}); "
-                            f"recording the current min-scale {current or 'unset'} as the user's own")
+                           f"annotation {ORIGINAL_ANNOTATION} is not MESP's record ({unreadable[:200]!r}); "
+                           f"recording the current min-scale {current or 'unset'} as the user's own")
             record = OriginalRecord(kind, name, key, current)
             self.store.set_original(policy, record)  # saved before the first write, so it can be restored
         elif applied is not None and current is not None and current != str(applied) and current != record.value:
@@ -92,7 +92,7 @@ class Actuator:
             self.metrics.actuations.labels(actuation.lower()).inc()
             why = "; ".join(o.reasons) or o.plan_source
             self.event(policy, "Normal", "MinScaleSet",
-                        f"{target}: min-scale {result.previous or 'unset'} -> {value} ({why})")
+                       f"{target}: min-scale {result.previous or 'unset'} -> {value} ({why})")
         o.set("Actuated", True, "Applied", f"{target} has min-scale {value}")
         return "Actuated", value, record.value
 

@@ -46,20 +46,24 @@ def test_the_status_says_what_the_loop_decided():
                for c in status["conditions"])
     assert (status["plan"], status["planStart"], status["planSource"], status["desiredMinScale"]) == \
         ([3, 3, 2], "2026-01-01T00:00:00Z", "fresh", 3)
-    assert (status["appliedMinScale"], status["originalMinScale"], status["userFloor"], status["maxScale"]) == (3, "1", 1, 10)
-    assert (status["forecastNextMinute"], status["capacityPerInstance"], status["requestDurationMs"]) == (90.123, 42.0, 1000.0)
+    assert (status["appliedMinScale"], status["originalMinScale"], status["userFloor"], status["maxScale"]) == \
+        (3, "1", 1, 10)
+    assert (status["forecastNextMinute"], status["capacityPerInstance"], status["requestDurationMs"]) == \
+        (90.123, 42.0, 1000.0)
     assert status["planState"] == {"minute": "2026-01-01T00:00:00Z", "current": 3, "minutesSinceNeeded": 1}
     assert status["planReasons"] == ["raise to 3"] and status["route"]["expert"] == "dlinear"
 
 
 def test_a_condition_keeps_its_transition_time_while_its_status_stays():
-    before = {"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2025-12-31T00:00:00Z"},
-                             {"type": "MetricsAvailable", "status": "False", "lastTransitionTime": "2025-12-31T00:00:00Z"}]}
+    yesterday = "2025-12-31T00:00:00Z"
+    before = {"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": yesterday},
+                             {"type": "MetricsAvailable", "status": "False", "lastTransitionTime": yesterday}]}
     o, memory = _planned(before)
     o.set("Ready", True, "Ready", "m" * 1500)
-    times = {c["type"]: c["lastTransitionTime"] for c in build_status(o, memory, None, None, None, None, NOW)["conditions"]}
-    assert times == {"Ready": "2025-12-31T00:00:00Z", "MetricsAvailable": "2026-01-01T00:00:00Z"}
-    assert len(build_status(o, memory, None, None, None, None, NOW)["conditions"][0]["message"]) == 1000
+    conditions = build_status(o, memory, None, None, None, None, NOW)["conditions"]
+    times = {c["type"]: c["lastTransitionTime"] for c in conditions}
+    assert times == {"Ready": yesterday, "MetricsAvailable": "2026-01-01T00:00:00Z"}  # MetricsAvailable turned True
+    assert len(conditions[0]["message"]) == 1000
 
 
 def test_a_held_plan_reports_no_forecast_figures():

@@ -86,7 +86,8 @@ def test_events_name_the_policy_and_keep_messages_short():
     store.event(POLICY, "Warning", "InvalidSpec", "x" * 2000)
     ((namespace, body, kwargs),) = store.core.events
     assert namespace == "team" and kwargs == {"_request_timeout": kn.API_REQUEST_TIMEOUT}
-    assert (body.involved_object.kind, body.involved_object.name, body.involved_object.uid) == ("MespPolicy", "p", "u-1")
-    assert body.involved_object.api_version == "mesp.dev/v1alpha1"
+    involved = body.involved_object
+    assert (involved.api_version, involved.kind, involved.name, involved.uid) == \
+        ("mesp.dev/v1alpha1", "MespPolicy", "p", "u-1")
     assert (body.type, body.reason, len(body.message)) == ("Warning", "InvalidSpec", 1024)
     assert body.metadata.name.startswith("p.") and body.source.component == "mesp-operator"
