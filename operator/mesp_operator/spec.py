@@ -71,7 +71,7 @@ class PolicySpec:
     hold: int = 2
     quantile: float | None = 0.9
     capacity: float | None = None
-    request_duration_ms: float | None = None  # None: measured from Prometheus, else DEFAULT_REQUEST_DURATION_MS
+    request_duration_ms: float | None = None  # None: measured by Prometheus, else decisions.DEFAULT_REQUEST_DURATION_MS
     min_scale: int | None = None
     max_scale: int | None = None
     cooldown: int = 2
