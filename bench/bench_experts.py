@@ -1,6 +1,6 @@
 """Benchmark every expert family: fit time on 20k windows and inference time for 10,000 contexts.
 
-    /root/.venvs/mesp/bin/python bench/bench_experts.py [--threads 2] [--windows 20000] [--families dlinear nbeats]
+    python bench/bench_experts.py [--threads 2] [--windows 20000] [--families dlinear nbeats]
 
 Data: a seeded numpy generator (below) of two-day per-minute traces mixing diurnal, timer, bursty
 and sparse functions with levels over four orders of magnitude. Windows use input 240 and horizon 60;

@@ -34,8 +34,8 @@ import torch
 
 from mesp_core.offline.metrics import wape
 from mesp_core.forecasting.model import default_model_path, load_model, repeat_last_hour_forecast
-from mesp_core.data.trace import read_invocations
-from mesp_core.offline.training import function_split
+from mesp_core.data.reader import read_invocations
+from mesp_core.offline.split import function_split
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO.parent / "shared" / "data" / "azure2019" / "invocations_per_function_md.sample.csv.gz"

@@ -143,7 +143,7 @@ def main(argv=None) -> int:
     if args.real:
         import pandas as pd
 
-        from mesp_core.forecasting.kshape import cluster_days
+        from mesp_core.forecasting.patterns import cluster_days
 
         frame = pd.read_csv(args.real)
         days = frame[[str(m) for m in range(1, 1441)]].to_numpy(dtype=np.float32)

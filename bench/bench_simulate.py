@@ -5,7 +5,7 @@ the run needs no data; forecasters are numpy seasonal rules (no model), so the f
 replay and the policy themselves. With --model DIR the standard policy set of a trained MESP model
 is replayed instead (run_replay), which adds the model's own forecasting time.
 
-    /root/.venvs/mesp/bin/python bench/bench_simulate.py [--functions 1300] [--replan-every 1]
+    python bench/bench_simulate.py [--functions 1300] [--replan-every 1]
         [--model DIR] [--trace FILE ...] [--plot OUT.png] [--json OUT.json]
 
 Measured on 2 shared cores (2026-11-25), 11 policies, replanning every minute:
@@ -26,15 +26,10 @@ import time
 import numpy as np
 
 from mesp_core.replay.baselines import FixedKeepAlivePolicy, HybridHistogramPolicy, OraclePolicy
-from mesp_core.replay.simulate import (
-    KNATIVE_DEFAULT,
-    ForecastFloorPolicy,
-    NoFloorPolicy,
-    format_table,
-    plot_tradeoff,
-    run_replay,
-    simulate,
-)
+from mesp_core.replay.policies import ForecastFloorPolicy, KNATIVE_DEFAULT, NoFloorPolicy
+from mesp_core.replay.report import format_table, plot_tradeoff
+from mesp_core.replay.simulate import simulate
+from mesp_core.replay.standard import run_replay
 
 
 def generated_counts(n: int, minutes: int, seed: int) -> np.ndarray:
@@ -112,7 +107,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     if args.trace:
-        from mesp_core.data.trace import read_invocations
+        from mesp_core.data.reader import read_invocations
 
         counts = read_invocations(args.trace).counts
     else:

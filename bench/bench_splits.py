@@ -25,7 +25,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mesp_core.replay.simulate import PolicyResult, compare_curves
+from mesp_core.replay.report import PolicyResult, compare_curves
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO.parent / "shared" / "data" / "azure2019" / "invocations_per_function_md.sample.csv.gz"

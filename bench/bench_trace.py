@@ -1,6 +1,6 @@
 """Benchmark trace ingestion: the shared sample and a full-size generated day (plain and gzip).
 
-    /root/.venvs/mesp/bin/python bench/bench_trace.py [--functions 46000] [--no-slow-path] [--json out.json]
+    python bench/bench_trace.py [--functions 46000] [--no-slow-path] [--json out.json]
 
 A public Azure 2019 day file has ~46,000 rows x 1444 columns. The script generates a day of that
 size with mesp_core.data.synthetic, writes it with write_invocations (plain and gzip), reads it back and
@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 
 from mesp_core.data.synthetic import generate_trace
-from mesp_core.data.trace import read_invocations, write_invocations
+from mesp_core.data.reader import read_invocations
+from mesp_core.data.writer import write_invocations
 
 # ../shared sits beside the checkout (CI too).
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "azure2019" / "invocations_per_function_md.sample.csv.gz"

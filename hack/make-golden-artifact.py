@@ -15,7 +15,8 @@ import torch
 
 from mesp_core import load_model
 from mesp_core.data.synthetic import generate_trace
-from mesp_core.offline.training import TrainConfig, train
+from mesp_core.offline.config import TrainConfig
+from mesp_core.offline.training import train
 
 OUT = Path(__file__).resolve().parents[1] / "tests" / "golden" / "model_v1"
 

@@ -19,10 +19,11 @@ Timing convention (shared with `mesp_core.replay.simulate`):
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from mesp_core.checks import check_int, check_number
 
 # Rounding guard: 120.0000001 invocations at capacity 60 are 2 instances, not 3.
 _ROUNDING_EPS = 1e-6
@@ -57,23 +58,23 @@ class PolicyConfig:
     min_demand: float = 0.5
 
     def __post_init__(self):
-        _check_number("capacity_per_instance", self.capacity_per_instance, low=0.0, low_inclusive=False)
-        _check_int("lead_minutes", self.lead_minutes, low=0)
-        _check_int("hold_minutes", self.hold_minutes, low=0)
-        _check_int("user_min_scale", self.user_min_scale, low=0)
+        check_number("capacity_per_instance", self.capacity_per_instance, low=0.0, low_inclusive=False)
+        check_int("lead_minutes", self.lead_minutes, low=0)
+        check_int("hold_minutes", self.hold_minutes, low=0)
+        check_int("user_min_scale", self.user_min_scale, low=0)
         if self.max_scale is not None:
-            _check_int("max_scale", self.max_scale, low=1)
+            check_int("max_scale", self.max_scale, low=1)
             if self.max_scale < self.user_min_scale:
                 raise ValueError(
                     f"max_scale ({self.max_scale}) must be >= user_min_scale ({self.user_min_scale})"
                 )
-        _check_int("scale_down_hysteresis", self.scale_down_hysteresis, low=0)
-        _check_int("cooldown_minutes", self.cooldown_minutes, low=0)
+        check_int("scale_down_hysteresis", self.scale_down_hysteresis, low=0)
+        check_int("cooldown_minutes", self.cooldown_minutes, low=0)
         if self.quantile is not None:
-            _check_number("quantile", self.quantile, low=0.0, low_inclusive=False)
+            check_number("quantile", self.quantile, low=0.0, low_inclusive=False)
             if not self.quantile < 1.0:
                 raise ValueError(f"quantile must be in (0, 1), got {self.quantile}")
-        _check_number("min_demand", self.min_demand, low=0.0, low_inclusive=False)
+        check_number("min_demand", self.min_demand, low=0.0, low_inclusive=False)
 
     @property
     def lookahead(self) -> int:
@@ -82,23 +83,6 @@ class PolicyConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _check_int(name, value, low):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-
-
-def _check_number(name, value, low, low_inclusive=True):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    if not math.isfinite(float(value)):
-        raise ValueError(f"{name} must be finite, got {value}")
-    if value < low or (value == low and not low_inclusive):
-        relation = ">=" if low_inclusive else ">"
-        raise ValueError(f"{name} must be {relation} {low}, got {value}")
 
 
 def capacity_from_concurrency(
@@ -115,8 +99,8 @@ def capacity_from_concurrency(
         raise ValueError(f"container_concurrency must be an integer, got {container_concurrency!r}")
     if container_concurrency < 0:
         raise ValueError(f"container_concurrency must be >= 0 (0 = unlimited), got {container_concurrency}")
-    _check_number("duration_ms", duration_ms, low=0.0, low_inclusive=False)
-    _check_number("target_utilization", target_utilization, low=0.0, low_inclusive=False)
+    check_number("duration_ms", duration_ms, low=0.0, low_inclusive=False)
+    check_number("target_utilization", target_utilization, low=0.0, low_inclusive=False)
     if target_utilization > 1.0:
         raise ValueError(f"target_utilization must be in (0, 1], got {target_utilization}")
     concurrency = container_concurrency if container_concurrency > 0 else 100
@@ -152,8 +136,8 @@ class PlanState:
     @classmethod
     def single(cls, current: int, minutes_since_needed: int) -> "PlanState":
         """The state of one function, e.g. as the operator keeps it in a resource's status."""
-        _check_int("current", current, low=0)
-        _check_int("minutes_since_needed", minutes_since_needed, low=1)
+        check_int("current", current, low=0)
+        check_int("minutes_since_needed", minutes_since_needed, low=1)
         return cls(current=np.array([current], dtype=np.int64),
                    minutes_since_needed=np.array([min(minutes_since_needed, _LONG_AGO)], dtype=np.int64))
 
@@ -230,7 +214,7 @@ def plan_min_scale(
         raise ValueError(f"upper_forecast has {upper.shape[1]} columns, point_forecast has {h}")
     if plan_horizon is None:
         plan_horizon = h
-    _check_int("plan_horizon", plan_horizon, low=0)
+    check_int("plan_horizon", plan_horizon, low=0)
     if plan_horizon > h:
         raise ValueError(f"plan_horizon ({plan_horizon}) exceeds the forecast horizon ({h})")
     if previous is None:
@@ -283,7 +267,7 @@ def plan_min_scale(
 def per_function_capacity(capacity, n: int, name: str = "capacity"):
     """A positive capacity as a float, or n of them (one per function) as float [n]; checked."""
     if np.ndim(capacity) == 0:
-        _check_number(name, capacity, low=0.0, low_inclusive=False)
+        check_number(name, capacity, low=0.0, low_inclusive=False)
         return float(capacity)
     try:
         values = np.asarray(capacity, dtype=np.float64)

@@ -7,11 +7,13 @@ model only uses the context it is given: nothing here looks at wall-clock time o
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 import torch
 
 from mesp_core.forecasting.approaches import DENSE_PREFIX, check_approach
+from mesp_core.forecasting.distribution import ForecastDistribution, RecentHour, interp_columns
 from mesp_core.forecasting.artifact import ArtifactError, load_tensors, read_manifest
 from mesp_core.constants import DEFAULT_HORIZON, MIN_CONTEXT
 from mesp_core.forecasting.router import IDLE_CLUSTER, Router, as_context_list
@@ -305,6 +307,31 @@ class MespModel:
         distribution = self.forecast_distribution(context, horizon + config.lookahead, approach)
         return plan_from_distribution(distribution, horizon, config, capacity)
 
+    def outlook(self, context, horizon: int = DEFAULT_HORIZON, approach: str = "moe", quantile: float = 0.9,
+                capacity_per_instance=None, lead_minutes: int = 1) -> "Outlook":
+        """What `mesp forecast` shows: point and `quantile` forecasts [n, horizon], the routes explained
+        (repeat-last-hour named where the recent-error check took over) and, with a capacity, the
+        min-scale plan the operator would set, all from one model run."""
+        config = None
+        if capacity_per_instance is not None:
+            config = policy_config(capacity_per_instance, lead_minutes, {"quantile": quantile})[0]
+        # A plan's last minutes are sized over [i, i + lead + hold], so one forecast reaches that much further.
+        distribution = self.forecast_distribution(context, horizon + (config.lookahead if config else 0), approach)
+        return Outlook(
+            point=distribution.point[:, :horizon],
+            upper=distribution.quantile(quantile)[:, :horizon],
+            plan=None if config is None else plan_from_distribution(distribution, horizon, config),
+            routes=self.explain_routes(context, switched=distribution.switched),
+        )
+
+
+@dataclass
+class Outlook:
+    point: np.ndarray           # [n, horizon] point forecast
+    upper: np.ndarray           # [n, horizon] the asked quantile
+    plan: np.ndarray | None     # [n, horizon] min-scale plan, when a capacity was given
+    routes: list[dict]          # explain_routes, per function
+
 
 def policy_config(capacity_per_instance, lead_minutes: int, policy: dict):
     """(PolicyConfig, per-function capacities or None). Per-function capacities travel beside the
@@ -329,54 +356,6 @@ def plan_from_distribution(distribution: "ForecastDistribution", horizon: int, c
     return plan
 
 
-class RecentHour:
-    """Forecasts of each function's last hour made from the minutes before it (its own errors)."""
-
-    def __init__(self, n: int, usable: np.ndarray, actual: np.ndarray, model_past: np.ndarray, alt_past: np.ndarray):
-        self.n = n
-        self.usable = usable
-        self.actual = actual
-        self.model_past = model_past
-        self.alt_past = alt_past
-
-    def errors(self) -> tuple[np.ndarray, np.ndarray]:
-        """Mean absolute error per function of the model and of repeat-last-hour (NaN: too short)."""
-        model_err = np.full(self.n, np.nan)
-        alt_err = np.full(self.n, np.nan)
-        model_err[self.usable] = np.abs(self.model_past - self.actual).mean(axis=1)
-        alt_err[self.usable] = np.abs(self.alt_past - self.actual).mean(axis=1)
-        return model_err, alt_err
-
-    def switch(self, ratio: float) -> np.ndarray:
-        """Functions whose model did clearly worse than repeat-last-hour: error < ratio * model's."""
-        model_err, alt_err = self.errors()
-        with np.errstate(invalid="ignore"):
-            return alt_err < ratio * model_err  # NaN (short context) compares False: keep the expert
-
-    def residuals(self, switched: np.ndarray) -> np.ndarray:
-        """actual - forecast [n, window] of whichever forecaster each row uses; NaN rows: too short."""
-        out = np.full((self.n, self.actual.shape[1]), np.nan, dtype=np.float32)
-        use_alt = switched[self.usable][:, None]
-        out[self.usable] = self.actual - np.where(use_alt, self.alt_past, self.model_past)
-        return out
-
-
-def interp_columns(x: float, xp: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """`np.interp(x, xp, table[:, j])` for every column j of a finite table at once, with numpy's own
-    arithmetic (the same float64 results; the replay asks for a quantile every minute)."""
-    fp = np.asarray(table, dtype=np.float64)
-    xp = np.asarray(xp, dtype=np.float64)
-    if x < xp[0]:
-        return fp[0].copy()
-    if x >= xp[-1]:
-        return fp[-1].copy()
-    j = int(np.searchsorted(xp, x, side="right")) - 1
-    if x == xp[j]:
-        return fp[j].copy()
-    slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j])
-    return slope * (x - xp[j]) + fp[j]
-
-
 def repeat_last_hour_forecast(rows: np.ndarray | list[np.ndarray], horizon: int) -> np.ndarray:
     """Repeat-last-hour forecast [n, horizon] of contexts of any length >= 60 minutes."""
     from mesp_core.forecasting.experts.naive import RepeatLastHour
@@ -394,56 +373,6 @@ def _as_batch(rows):
     if rows and all(len(row) == len(rows[0]) for row in rows):
         return np.stack(rows)
     return rows
-
-
-class ForecastDistribution:
-    """A batch's point forecast and, per row, the residual table that turns it into quantiles.
-
-    `switched[i]` is True where the recent-error check replaced the routed expert by repeat-last-hour.
-    """
-
-    def __init__(self, model: MespModel, point: np.ndarray, scale: np.ndarray, groups: list[tuple[str, np.ndarray]],
-                 switched: np.ndarray | None = None, *, rows: np.ndarray | list[np.ndarray] | None = None,
-                 approach: str = "moe", recent: RecentHour | None = None, clusters: np.ndarray | None = None):
-        self.point = np.clip(point, 0.0, None)
-        self._model = model
-        self._scale = scale
-        self._groups = groups
-        self.switched = np.zeros(len(point), dtype=bool) if switched is None else switched
-        self._rows = rows
-        self._approach = approach
-        self._recent = recent
-        self._clusters = clusters
-        self._local: np.ndarray | None = None
-
-    def local_residuals(self) -> np.ndarray | None:
-        """The function's own last-hour residuals [n, 60] (NaN rows: context too short), or None
-        when the distribution was built without its contexts."""
-        if self._local is None and self._rows is not None:
-            recent = self._recent
-            if recent is None:
-                with torch.inference_mode():
-                    recent = self._model._recent_hour(self._rows, self._approach, self._clusters)
-            self._local = recent.residuals(self.switched)
-        return self._local
-
-    def quantile(self, q: float) -> np.ndarray:
-        if not 0.0 < q < 1.0:
-            raise ValueError(f"quantile must be in (0, 1), got {q}")
-        out = self.point.copy()
-        horizon = out.shape[1]
-        for key, members in self._groups:
-            residual = self._model._residual_quantile(key, q, horizon)
-            out[members] = self.point[members] + self._scale[members, None] * residual[None, :]
-        # Functions with an hour of their own recent errors are sized from those (local conformal):
-        # a shared table scaled by level is far too wide for steady functions and too narrow for
-        # jumpy ones. The others keep the per-cluster validation table.
-        local = self.local_residuals()
-        if local is not None:
-            own = ~np.isnan(local[:, 0])
-            if own.any():
-                out[own] = self.point[own] + np.quantile(local[own], q, axis=1)[:, None]
-        return np.clip(out, 0.0, None)
 
 
 def load_model(path: str | os.PathLike) -> MespModel:

@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mesp_core.constants import DEFAULT_HORIZON, MINUTES_PER_DAY
-from mesp_core.offline.metrics import all_metrics
+from mesp_core.offline.metrics import METRIC_NAMES, all_metrics
 
-DEFAULT_ORIGINS = tuple(range(720, 1381, 60))
-METRIC_NAMES = ("mae", "rmse", "mape_nonzero", "smape", "wape", "mase")
+# The protocol's origins: minutes of the last day (the defaults of `mesp evaluate`).
+FIRST_ORIGIN, LAST_ORIGIN, ORIGIN_EVERY = 720, 1380, 60
+DEFAULT_ORIGINS = tuple(range(FIRST_ORIGIN, LAST_ORIGIN + 1, ORIGIN_EVERY))
 
 
 @dataclass
@@ -46,15 +47,6 @@ class BacktestResult:
             "per_cluster": self.per_cluster,
             "cluster_sizes": self.cluster_sizes,
         }
-
-
-def held_out_functions(model, trace) -> np.ndarray:
-    """Indices of functions of `trace` the model never trained or validated on."""
-    from mesp_core.offline.training import key_digest
-
-    seen_file = model.path / "training_keys.txt" if model.path else None
-    seen = set(seen_file.read_text().split()) if seen_file and seen_file.exists() else set()
-    return np.array([i for i, key in enumerate(trace.keys) if key_digest(key) not in seen], dtype=np.int64)
 
 
 def approach_names(model) -> list[str]:

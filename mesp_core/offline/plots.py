@@ -20,7 +20,7 @@ def plot_clusters(result, days_raw, path, members_per_cluster: int = 8) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mesp_core.forecasting.kshape import aligned_members, znormalize
+    from mesp_core.forecasting.sbd import aligned_members, znormalize
 
     days = np.asarray(days_raw)
     labels = np.asarray(result.labels)

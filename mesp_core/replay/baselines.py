@@ -1,6 +1,6 @@
 """The policies MESP is compared with: fixed keep-alive, the hybrid histogram policy, the oracle.
 
-All of them are `mesp_core.replay.simulate.Policy` objects. The keep-alive and histogram policies react to
+All of them are `mesp_core.replay.policies.Policy` objects. The keep-alive and histogram policies react to
 what happened up to the previous minute and decide every minute (as the platforms do); they never
 see the future. The oracle does, on purpose: it is the lower bound.
 """
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from mesp_core.policy import _check_int, _check_number
-from mesp_core.replay.simulate import Policy, demand_instances
+from mesp_core.checks import check_int, check_number
+from mesp_core.replay.policies import Policy, demand_instances
 
 
 class FixedKeepAlivePolicy(Policy):
@@ -23,7 +23,7 @@ class FixedKeepAlivePolicy(Policy):
     cadence = 1
 
     def __init__(self, minutes: int):
-        _check_int("keep-alive minutes", minutes, low=1)
+        check_int("keep-alive minutes", minutes, low=1)
         self.minutes = minutes
 
     def reset(self, settings):
@@ -57,21 +57,21 @@ class HybridHistogramPolicy(Policy):
     def __init__(self, range_minutes: int = 240, head_percentile: float = 5.0, tail_percentile: float = 99.0,
                  margin: float = 0.10, cv_threshold: float = 2.0, min_samples: int = 10,
                  max_out_of_bounds: float = 0.5, fallback_keep_alive_minutes: int | None = None):
-        _check_int("range_minutes", range_minutes, low=2)
-        _check_number("head_percentile", head_percentile, low=0.0)
-        _check_number("tail_percentile", tail_percentile, low=0.0)
+        check_int("range_minutes", range_minutes, low=2)
+        check_number("head_percentile", head_percentile, low=0.0)
+        check_number("tail_percentile", tail_percentile, low=0.0)
         if not head_percentile < tail_percentile <= 100.0:
             raise ValueError(f"need 0 <= head_percentile < tail_percentile <= 100, got "
                              f"{head_percentile}, {tail_percentile}")
-        _check_number("margin", margin, low=0.0)
+        check_number("margin", margin, low=0.0)
         if margin >= 1.0:
             raise ValueError(f"margin must be in [0, 1), got {margin}")
-        _check_number("cv_threshold", cv_threshold, low=0.0)
-        _check_int("min_samples", min_samples, low=1)
-        _check_number("max_out_of_bounds", max_out_of_bounds, low=0.0)
+        check_number("cv_threshold", cv_threshold, low=0.0)
+        check_int("min_samples", min_samples, low=1)
+        check_number("max_out_of_bounds", max_out_of_bounds, low=0.0)
         if fallback_keep_alive_minutes is None:
             fallback_keep_alive_minutes = range_minutes
-        _check_int("fallback_keep_alive_minutes", fallback_keep_alive_minutes, low=1)
+        check_int("fallback_keep_alive_minutes", fallback_keep_alive_minutes, low=1)
         self.range_minutes = range_minutes
         self.head_percentile = head_percentile
         self.tail_percentile = tail_percentile

@@ -30,280 +30,17 @@ running), so a floor can be in place when counting starts.
 
 from __future__ import annotations
 
-import json
 import math
-from abc import ABC, abstractmethod
-from dataclasses import dataclass, field, replace
-from typing import Callable, Mapping, Sequence
+from typing import Mapping
 
 import numpy as np
 
-from mesp_core.policy import PlanState, PolicyConfig, _check_int, _check_number, per_function_capacity, plan_min_scale
+from mesp_core.checks import check_int
+from mesp_core.policy import per_function_capacity
+from mesp_core.replay.policies import KNATIVE_DEFAULT, NoFloorPolicy, PlanningStep, Policy, ReplaySettings, demand_instances
+from mesp_core.replay.report import PolicyResult, SimulationReport
 
-# A point forecaster maps contexts (2-D [n, t] array or list of 1-D arrays, oldest first) and a
-# horizon to [n, horizon] forecast invocations per minute.
-PointForecaster = Callable[[object, int], np.ndarray]
-# A quantile forecaster maps (contexts, horizon, q) to the q-quantile forecast [n, horizon].
-QuantileForecaster = Callable[[object, int, float], np.ndarray]
-
-KNATIVE_DEFAULT = "knative default"
 _REPLAY_BLOCK = 512  # functions replayed at once after planning
-
-
-def demand_instances(counts: np.ndarray, capacity_per_instance) -> np.ndarray:
-    """Instances needed per minute: ceil(invocations / capacity), at least 1 with any invocation.
-
-    `capacity_per_instance` is a number or an array that broadcasts against `counts` (for
-    per-function capacities of [n, T] counts, an [n, 1] column)."""
-    counts = np.asarray(counts, dtype=np.float64)
-    # Relative slack: an exact multiple stays k instances at any capacity (counts are whole numbers).
-    needed = np.ceil(counts / capacity_per_instance * (1.0 - 1e-12))
-    return np.where(counts > 0, np.maximum(needed, 1.0), 0.0).astype(np.int64)
-
-
-@dataclass(frozen=True)
-class ReplaySettings:
-    capacity_per_instance: float | None  # None when functions have their own capacities
-    keep_warm_minutes: int
-    lead_minutes: int
-    replan_every: int
-    horizon: int | None
-    context_minutes: int | None
-    start_minute: int
-    end_minute: int
-    n_functions: int
-    plan_from: int  # first planning minute (lead minutes before start_minute, at least 1)
-    capacity_per_function: np.ndarray = field(repr=False, compare=False, default=None)  # float [n]
-
-    @property
-    def capacity_column(self) -> np.ndarray:
-        """Per-function capacity as an [n, 1] column (broadcasts against [n, minutes] counts)."""
-        return self.capacity_per_function[:, None]
-
-    def to_dict(self) -> dict:
-        out = {k: v for k, v in vars(self).items() if k != "capacity_per_function"}
-        if self.capacity_per_instance is None:
-            caps = self.capacity_per_function
-            out["capacity_per_function"] = {"min": float(caps.min()), "median": float(np.median(caps)),
-                                            "max": float(caps.max())}
-        return out
-
-
-class PlanningStep:
-    """What a policy may look at when it plans at minute `t` for the next `steps` minutes."""
-
-    def __init__(self, t: int, steps: int, history: np.ndarray, settings: ReplaySettings,
-                 cache: dict, future: np.ndarray | None = None):
-        self.t = t
-        self.steps = steps
-        self.history = history  # read-only [n, t] view: minutes 0 .. t-1
-        self.settings = settings
-        self.future = future
-        self._cache = cache
-
-    def contexts(self) -> np.ndarray:
-        ctx = self.settings.context_minutes
-        return self.history if ctx is None else self.history[:, max(0, self.t - ctx):]
-
-    def forecast(self, forecaster: Callable, horizon: int, q: float | None = None) -> np.ndarray:
-        """Call a forecaster on the history (memoised per step: policies share forecasts)."""
-        key = (id(forecaster), horizon, q)
-        if key not in self._cache:
-            contexts = self.contexts()
-            out = forecaster(contexts, horizon) if q is None else forecaster(contexts, horizon, q)
-            out = np.asarray(out, dtype=np.float64)
-            n = self.history.shape[0]
-            if out.ndim != 2 or out.shape[0] != n or out.shape[1] < horizon:
-                raise ValueError(
-                    f"forecaster {forecaster!r} returned shape {out.shape}, expected [{n}, {horizon}]"
-                )
-            if not np.all(np.isfinite(out)):
-                raise ValueError(f"forecaster {forecaster!r} returned NaN or infinite values")
-            self._cache[key] = out[:, :horizon]
-        return self._cache[key]
-
-
-class Policy(ABC):
-    """A min-scale floor policy: at planning minute t, settings for minutes t .. t+steps-1."""
-
-    #: minutes between planning steps; None = the replay's replan_every. Reactive baselines use 1.
-    cadence: int | None = None
-    #: only the oracle: receives the whole trace.
-    sees_future: bool = False
-    #: policies with the same group are drawn as one curve (e.g. a quantile sweep).
-    group: str | None = None
-    quantile: float | None = None
-
-    def reset(self, settings: ReplaySettings) -> None:
-        """Forget all state before a replay."""
-
-    @abstractmethod
-    def plan(self, step: PlanningStep) -> np.ndarray:
-        """Min-scale settings int [n, step.steps] for minutes step.t .. step.t + step.steps - 1."""
-
-
-class NoFloorPolicy(Policy):
-    """Knative as shipped: no min-scale, only the reactive autoscaler."""
-
-    def plan(self, step):
-        return np.zeros((step.history.shape[0], step.steps), dtype=np.int64)
-
-
-class ForecastFloorPolicy(Policy):
-    """Min-scale from a forecaster through `mesp_core.policy.plan_min_scale`.
-
-    With `quantile_forecaster` and `quantile`, the plan is sized from that quantile; otherwise from
-    the point forecast. The replay's capacity and lead time override the config's.
-    """
-
-    def __init__(self, forecaster: PointForecaster | None = None, *,
-                 quantile_forecaster: QuantileForecaster | None = None, quantile: float | None = None,
-                 config: PolicyConfig | None = None, group: str | None = None):
-        if (quantile is None) != (quantile_forecaster is None):
-            raise ValueError("give quantile_forecaster and quantile together")
-        if quantile is None and forecaster is None:
-            raise ValueError("give a forecaster or a quantile_forecaster with a quantile")
-        if quantile is not None:
-            _check_number("quantile", quantile, low=0.0, low_inclusive=False)
-            if quantile >= 1.0:
-                raise ValueError(f"quantile must be in (0, 1), got {quantile}")
-        self.forecaster = forecaster
-        self.quantile_forecaster = quantile_forecaster
-        self.quantile = quantile
-        self.config = config or PolicyConfig()
-        self.group = group
-        self._state: PlanState | None = None
-        self._config = self.config
-        self.predicted: np.ndarray | None = None
-
-    def reset(self, settings):
-        # Capacity goes to plan_min_scale per function (the replay's, one figure or one each), so the
-        # config's own capacity is not used here.
-        self._config = replace(self.config, lead_minutes=settings.lead_minutes, quantile=self.quantile)
-        needed = (self.cadence or settings.replan_every) + self._config.lookahead
-        if settings.horizon is not None and settings.horizon < needed:
-            # A shorter forecast would silently size the last minutes of each plan from nothing.
-            raise ValueError(f"horizon {settings.horizon} is too short: each plan is sized from {needed} forecast "
-                             f"minutes (replan interval + lead {settings.lead_minutes} + hold "
-                             f"{self._config.hold_minutes})")
-        self._capacity = settings.capacity_per_function
-        self._state = PlanState.initial(settings.n_functions, self._config)
-        # The forecast each minute was sized from, made `lead` minutes ahead where the cadence
-        # allows (for the coverage of quantile forecasts); minutes from settings.plan_from on.
-        self._plan_from = settings.plan_from
-        self.predicted = np.full((settings.n_functions, settings.end_minute - settings.plan_from), np.nan,
-                                 dtype=np.float32)
-
-    def plan(self, step):
-        horizon = step.settings.horizon or step.steps + self._config.lookahead
-        if self.quantile is not None:
-            sizing = step.forecast(self.quantile_forecaster, horizon, self.quantile)
-        else:
-            sizing = step.forecast(self.forecaster, horizon)
-        plan, _, self._state = plan_min_scale(sizing, None, self._config, previous=self._state,
-                                              plan_horizon=step.steps, explain=False, return_state=True,
-                                              capacity=self._capacity)
-        lead = self._config.lead_minutes
-        offset = step.t - self._plan_from
-        for j in range(lead, min(lead + step.steps, sizing.shape[1])):
-            if offset + j < self.predicted.shape[1]:
-                self.predicted[:, offset + j] = sizing[:, j]
-        return plan
-
-
-@dataclass
-class PolicyResult:
-    name: str
-    cold_starts: int
-    cold_start_rate: float        # cold starts / demanded instance-minutes
-    cold_minutes: int             # minutes with at least one cold start
-    cold_minute_rate: float       # cold_minutes / minutes with demand
-    idle_instance_minutes: int
-    warm_instance_minutes: int    # instance-minutes held (alive or starting for the floor)
-    cold_vs_default: float        # cold starts relative to the Knative default (1.0 = same)
-    idle_vs_default: float
-    # 75th percentile over functions with demand of cold starts / demanded instance-minutes (Shahrad
-    # et al. report the 75th percentile of per-function cold starts per invocation; same idea, this unit)
-    p75_function_cold_rate: float
-    changes_per_hour: float       # min-scale changes per function-hour (each is an API write, or a revision)
-    coverage: float | None = None       # share of minutes with invocations <= the forecast sized from
-    coverage_busy: float | None = None  # the same over minutes with invocations only
-    group: str | None = None
-    quantile: float | None = None
-
-
-@dataclass
-class SimulationReport:
-    results: list[PolicyResult]
-    settings: dict
-    totals: dict                  # demand instance-minutes, busy minutes, invocations, functions
-    per_function_cold: np.ndarray = field(repr=False)   # int [n_policies, n_functions]
-    per_function_idle: np.ndarray = field(repr=False)
-    recorded_settings: dict | None = field(default=None, repr=False)  # name -> int [n, span] (record_settings=True)
-
-    def result(self, name: str) -> PolicyResult:
-        for r in self.results:
-            if r.name == name:
-                return r
-        raise KeyError(f"no policy named {name!r}; have {[r.name for r in self.results]}")
-
-    def curve_comparisons(self) -> list[dict]:
-        """Each quantile curve read off at every other policy's idle cost and cold-start rate."""
-        return compare_curves(self.results)
-
-    def to_dict(self) -> dict:
-        return {
-            "settings": self.settings,
-            "totals": self.totals,
-            "cold_start_rate_definition": "cold starts / demanded instance-minutes",
-            # JSON has no infinity: "vs default" of a policy when the default had none is null.
-            "policies": [{k: (None if isinstance(v, float) and math.isinf(v) else v) for k, v in vars(r).items()}
-                         for r in self.results],
-            "curve_comparisons": self.curve_comparisons(),
-        }
-
-    def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent, allow_nan=False, default=_json_default)
-
-
-def compare_curves(results: Sequence[PolicyResult]) -> list[dict]:
-    """A quantile curve (a group's points over q) against each single policy: the curve's cold-start
-    rate at the same idle instance-minutes, and its idle at the same cold-start rate, by linear
-    interpolation between the curve's points (None outside the range the curve covers; no
-    extrapolation). A lower figure than the policy's own means the curve does better on that axis."""
-    curves: dict[str, list[PolicyResult]] = {}
-    for r in results:
-        if r.group and r.quantile is not None:
-            curves.setdefault(r.group, []).append(r)
-    out = []
-    for group, points in curves.items():
-        if len(points) < 2:
-            continue
-        by_idle = sorted(points, key=lambda r: r.idle_instance_minutes)
-        idle = np.array([r.idle_instance_minutes for r in by_idle], dtype=float)
-        cold = np.array([r.cold_start_rate for r in by_idle], dtype=float)
-        by_cold = np.argsort(cold, kind="stable")
-        for other in results:
-            if other.group == group or other.name == "oracle":
-                continue
-            entry = {"curve": group, "policy": other.name, "policy_cold_start_rate": other.cold_start_rate,
-                     "policy_idle_instance_minutes": other.idle_instance_minutes,
-                     "curve_cold_start_rate_at_same_idle": None, "curve_idle_at_same_cold_start_rate": None}
-            if idle[0] <= other.idle_instance_minutes <= idle[-1]:
-                entry["curve_cold_start_rate_at_same_idle"] = float(np.interp(other.idle_instance_minutes, idle, cold))
-            if cold[by_cold[0]] <= other.cold_start_rate <= cold[by_cold[-1]]:
-                entry["curve_idle_at_same_cold_start_rate"] = float(
-                    np.interp(other.cold_start_rate, cold[by_cold], idle[by_cold]))
-            out.append(entry)
-    return out
-
-
-def _json_default(value):
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
 
 
 def _capacities(capacity_per_instance, n: int) -> tuple[float | None, np.ndarray]:
@@ -312,30 +49,6 @@ def _capacities(capacity_per_instance, n: int) -> tuple[float | None, np.ndarray
     if isinstance(value, float):
         return value, np.full(n, value)
     return None, value
-
-
-def capacities_from_durations(keys: Sequence[tuple], durations, container_concurrency: int = 0,
-                              target_utilization: float = 0.7, default: float = 60.0) -> tuple[np.ndarray, int]:
-    """Capacity per function (invocations/minute per instance) from the trace's duration files.
-
-    `durations` is a frame from `mesp_core.data.trace.read_durations` (or several concatenated: a key
-    seen on several days gets the mean of its daily averages). A function with a positive mean
-    duration gets `capacity_from_concurrency(container_concurrency, duration, target_utilization)`;
-    the others (not in the file, or 0 ms) get `default`. Returns (capacities [n], how many were derived).
-    """
-    from mesp_core.policy import capacity_from_concurrency
-    from mesp_core.data.trace import KEY_COLUMNS
-
-    _check_number("default capacity", default, low=0.0, low_inclusive=False)
-    mean_ms = durations.groupby(list(KEY_COLUMNS))["Average"].mean().to_dict()
-    caps = np.full(len(keys), float(default))
-    derived = 0
-    for i, key in enumerate(keys):
-        duration = mean_ms.get(tuple(key))
-        if duration is not None and duration > 0:
-            caps[i] = capacity_from_concurrency(container_concurrency, float(duration), target_utilization)
-            derived += 1
-    return caps, derived
 
 
 def _as_counts(trace_counts) -> np.ndarray:
@@ -410,27 +123,27 @@ def simulate(trace_counts, policies: Mapping[str, Policy], start_minute: int = 7
     counts = _as_counts(trace_counts)
     n, T = counts.shape
     uniform_capacity, capacities = _capacities(capacity_per_instance, n)
-    _check_int("keep_warm_minutes", keep_warm_minutes, low=0)
-    _check_int("lead_minutes", lead_minutes, low=0)
-    _check_int("replan_every", replan_every, low=1)
+    check_int("keep_warm_minutes", keep_warm_minutes, low=0)
+    check_int("lead_minutes", lead_minutes, low=0)
+    check_int("replan_every", replan_every, low=1)
     # Planning starts `lead` minutes before counting, after at least one minute of history, so even
     # the oracle can have every counted minute ready.
-    _check_int("start_minute", start_minute, low=lead_minutes + 1)
+    check_int("start_minute", start_minute, low=lead_minutes + 1)
     end_minute = T if end_minute is None else end_minute
-    _check_int("end_minute", end_minute, low=start_minute + 1)
+    check_int("end_minute", end_minute, low=start_minute + 1)
     if end_minute > T:
         raise ValueError(f"end_minute ({end_minute}) is past the end of the trace ({T} minutes)")
     if horizon is not None:
-        _check_int("horizon", horizon, low=replan_every)
+        check_int("horizon", horizon, low=replan_every)
     if context_minutes is not None:
-        _check_int("context_minutes", context_minutes, low=1)
+        check_int("context_minutes", context_minutes, low=1)
     if not policies:
         raise ValueError("no policies to compare")
     for name, policy in policies.items():
         if not isinstance(policy, Policy):
-            raise ValueError(f"policy {name!r} is a {type(policy).__name__}, not a mesp_core.replay.simulate.Policy")
+            raise ValueError(f"policy {name!r} is a {type(policy).__name__}, not a mesp_core.replay.policies.Policy")
         if policy.cadence is not None:
-            _check_int(f"cadence of policy {name!r}", policy.cadence, low=1)
+            check_int(f"cadence of policy {name!r}", policy.cadence, low=1)
 
     named = dict(policies)
     if not any(isinstance(p, NoFloorPolicy) for p in named.values()):
@@ -559,203 +272,3 @@ def _relative(a, reference):
     if reference == 0:
         return 1.0 if a == 0 else math.inf
     return float(a) / float(reference)
-
-
-def format_table(report: SimulationReport) -> str:
-    """The comparison as a fixed-width text table."""
-    header = ("policy", "cold starts", "cold rate", "vs default", "idle inst-min", "vs default",
-              "p75 fn cold", "changes/h", "fc coverage (busy)")
-    rows = []
-    for r in report.results:
-        rows.append((r.name, f"{r.cold_starts:,}", f"{100 * r.cold_start_rate:.2f}%",
-                     _times(r.cold_vs_default), f"{r.idle_instance_minutes:,}", _times(r.idle_vs_default),
-                     f"{100 * r.p75_function_cold_rate:.1f}%", f"{r.changes_per_hour:.2f}",
-                     _coverage_text(r)))
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))]
-    lines.append("  ".join("-" * w for w in widths))
-    for row in rows:
-        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
-    comparisons = [c for c in report.curve_comparisons()
-                   if c["curve_cold_start_rate_at_same_idle"] is not None or c["curve_idle_at_same_cold_start_rate"] is not None]
-    if comparisons:
-        lines.append("")
-        lines.append("quantile curve read off at each policy's idle cost and cold-start rate (linear between its points):")
-        for c in comparisons:
-            parts = []
-            at_idle = c["curve_cold_start_rate_at_same_idle"]
-            if at_idle is not None:
-                parts.append(f"cold rate {100 * at_idle:.2f}% vs {100 * c['policy_cold_start_rate']:.2f}% at the same idle")
-            at_cold = c["curve_idle_at_same_cold_start_rate"]
-            if at_cold is not None:
-                parts.append(f"idle {at_cold:,.0f} vs {c['policy_idle_instance_minutes']:,} at the same cold rate")
-            lines.append(f"  {c['curve']} vs {c['policy']}: " + "; ".join(parts))
-    t = report.totals
-    lines.append("")
-    lines.append(f"{t['functions']} functions x {t['minutes']} minutes, {t['invocations']:,.0f} invocations, "
-                 f"{t['demand_instance_minutes']:,} demanded instance-minutes; "
-                 f"cold rate = cold starts / demanded instance-minutes; 'vs default' relative to "
-                 f"'{t['reference_policy']}'; changes/h = min-scale changes per function-hour; fc coverage = "
-                 f"share of minutes (with invocations) at or below the forecast sized from, {report.settings['lead_minutes']} "
-                 f"min ahead.")
-    return "\n".join(lines)
-
-
-def _coverage_text(r: PolicyResult) -> str:
-    if r.coverage is None:
-        return "-"
-    busy = "-" if r.coverage_busy is None else f"{100 * r.coverage_busy:.1f}%"
-    return f"{100 * r.coverage:.1f}% ({busy})"
-
-
-def _times(x: float) -> str:
-    return "inf" if math.isinf(x) else f"{x:.2f}x"
-
-
-def plot_tradeoff(report: SimulationReport, path) -> None:
-    """PNG: cold-start rate vs idle instance-minutes, one point per policy, sweeps as curves."""
-    # matplotlib is heavy and optional at run time: import it only here, without pyplot's global state.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(9, 6), dpi=110)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    groups: dict[str, list[PolicyResult]] = {}
-    singles = []
-    for r in report.results:
-        if r.group and r.quantile is not None:
-            groups.setdefault(r.group, []).append(r)
-        else:
-            singles.append(r)
-    for g, members in list(groups.items()):
-        if len(members) < 2:
-            singles.extend(members)
-            del groups[g]
-    colors = [f"C{i % 10}" for i in range(len(singles) + len(groups))]
-    markers = "osD^v<>phX*"
-    for i, r in enumerate(singles):
-        ax.scatter(r.idle_instance_minutes, 100 * r.cold_start_rate, marker=markers[i % len(markers)],
-                   s=60, color=colors[i], label=r.name, zorder=3, clip_on=False)
-    for j, (g, members) in enumerate(groups.items()):
-        members = sorted(members, key=lambda r: r.quantile)
-        xs = [r.idle_instance_minutes for r in members]
-        ys = [100 * r.cold_start_rate for r in members]
-        ax.plot(xs, ys, "-o", lw=1.5, ms=4, color=colors[len(singles) + j],
-                label=f"{g}, quantile sweep", zorder=4, clip_on=False)
-        for k, (r, x, y) in enumerate(zip(members, xs, ys)):
-            ax.annotate(f"q={r.quantile:g}", (x, y), textcoords="offset points",
-                        xytext=(6, 6 if k % 2 == 0 else -12), fontsize=7)
-    ax.set_xlabel("idle instance-minutes (lower is cheaper)")
-    ax.set_ylabel("cold-start rate, % of demanded instance-minutes")
-    t = report.totals
-    ax.set_title(f"Cold starts vs idle cost: {t['functions']} functions x {t['minutes']} min replayed")
-    ax.grid(True, alpha=0.3)
-    ax.set_xlim(left=0)
-    ax.set_ylim(bottom=0)
-    ax.legend(fontsize=8, loc="upper right")
-    fig.tight_layout()
-    fig.savefig(path)
-
-
-class ModelForecaster:
-    """Adapter from a loaded MESP model (mesp_core.load_model) to the forecaster protocol.
-
-    The point and quantile adapters of one approach share the model's forecast of the last
-    contexts they saw, so a quantile sweep costs one forward pass per planning step, not one per q.
-    """
-
-    def __init__(self, model, approach: str, shared: dict | None = None):
-        self.model = model
-        self.approach = approach
-        self._shared = {} if shared is None else shared
-
-    def _distribution(self, contexts, horizon: int):
-        array = np.asarray(contexts)
-        key = (array.__array_interface__["data"][0], array.shape, array.strides, horizon)
-        if self._shared.get("key") != key:
-            self._shared["key"] = key
-            self._shared["value"] = self.model.forecast_distribution(array, horizon, approach=self.approach)
-        return self._shared["value"]
-
-    def __call__(self, contexts, horizon: int) -> np.ndarray:
-        if not hasattr(self.model, "forecast_distribution"):
-            return self.model.forecast(contexts, horizon=horizon, approach=self.approach)
-        return self._distribution(contexts, horizon).point
-
-    def __repr__(self):
-        return f"ModelForecaster(approach={self.approach!r})"
-
-
-class ModelQuantileForecaster(ModelForecaster):
-    def __call__(self, contexts, horizon: int, q: float) -> np.ndarray:
-        if not hasattr(self.model, "forecast_distribution"):
-            return self.model.forecast_quantile(contexts, horizon, q=q, approach=self.approach)
-        return self._distribution(contexts, horizon).quantile(q)
-
-    def __repr__(self):
-        return f"ModelQuantileForecaster(approach={self.approach!r})"
-
-
-def model_forecasters(model, approach: str) -> tuple[PointForecaster, QuantileForecaster]:
-    """(point, quantile) forecasters for one approach ("moe", "dense" or "naive") of a loaded model."""
-    if approach not in ("moe", "dense", "naive"):
-        raise ValueError(f"approach must be 'moe', 'dense' or 'naive', got {approach!r}")
-    shared: dict = {}
-    return ModelForecaster(model, approach, shared), ModelQuantileForecaster(model, approach, shared)
-
-
-APPROACH_LABELS = {"naive": "seasonal naive", "dense": "dense", "moe": "MESP MoE"}
-
-
-def standard_policies(model, quantiles: Sequence[float] = (0.5, 0.8, 0.9, 0.95, 0.99),
-                      curve_approaches: Sequence[str] = ("moe",), policy_config: PolicyConfig | None = None,
-                      ) -> dict[str, Policy]:
-    """The comparison set: Knative default, keep-alive 10/20, hybrid histogram, forecast floors, oracle."""
-    from mesp_core.replay.baselines import FixedKeepAlivePolicy, HybridHistogramPolicy, OraclePolicy
-
-    config = policy_config or PolicyConfig()
-    policies: dict[str, Policy] = {
-        KNATIVE_DEFAULT: NoFloorPolicy(),
-        "keep-alive 10 min": FixedKeepAlivePolicy(10),
-        "keep-alive 20 min": FixedKeepAlivePolicy(20),
-        "hybrid histogram": HybridHistogramPolicy(),
-    }
-    for approach in ("naive", "dense", "moe"):
-        point, quantile = model_forecasters(model, approach)
-        label = APPROACH_LABELS[approach]
-        policies[label] = ForecastFloorPolicy(point, config=config, group=label)
-        if approach in curve_approaches:
-            for q in quantiles:
-                policies[f"{label} q={q:g}"] = ForecastFloorPolicy(
-                    quantile_forecaster=quantile, quantile=float(q), config=config, group=label)
-    policies["oracle"] = OraclePolicy()
-    return policies
-
-
-def run_replay(model, counts, start_minute: int = 720, quantiles: Sequence[float] = (0.5, 0.8, 0.9, 0.95, 0.99),
-               capacity=60.0, replan_every: int = 1, lead_minutes: int = 1, horizon: int | None = None,
-               *, end_minute: int | None = None, keep_warm_minutes: int = 2,
-               policy_config: PolicyConfig | None = None, curve_approaches: Sequence[str] = ("moe",),
-               context_minutes: int | None = None, progress: bool = True) -> SimulationReport:
-    """Replay `counts` ([n, T] array or InvocationTrace) under the standard policy set built from `model`.
-
-    Forecasters see at most `context_minutes` trailing minutes (default: the model's input size, at
-    least one day, so the router sees a full daily shape).
-    """
-    for q in quantiles:
-        _check_number("quantile", q, low=0.0, low_inclusive=False)
-        if q >= 1.0:
-            raise ValueError(f"quantiles must be in (0, 1), got {q}")
-    for approach in curve_approaches:
-        if approach not in APPROACH_LABELS:
-            raise ValueError(f"curve approach must be one of {sorted(APPROACH_LABELS)}, got {approach!r}")
-    if context_minutes is None:
-        manifest = getattr(model, "manifest", None) or {}
-        input_size = (manifest.get("input_size") or manifest.get("input_size_max")) if isinstance(manifest, dict) else None
-        context_minutes = max(int(input_size or 0), 1440)
-    policies = standard_policies(model, quantiles, curve_approaches, policy_config)
-    return simulate(counts, policies, start_minute, end_minute, capacity_per_instance=capacity,
-                    keep_warm_minutes=keep_warm_minutes, lead_minutes=lead_minutes,
-                    replan_every=replan_every, horizon=horizon, context_minutes=context_minutes,
-                    progress=progress)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from mesp_core.offline.training import TrainConfig
+from mesp_core.offline.config import TrainConfig
 
 # A pipeline small enough for a unit test: every stage runs, each for a few seconds.
 TINY = TrainConfig(

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 import mesp_core
-from mesp_core.offline.evaluation import backtest, held_out_functions
+from mesp_core.offline.evaluation import backtest
+from mesp_core.offline.split import held_out_functions
 from mesp_core.forecasting.model import default_model_path
 from mesp_core.data.synthetic import generate_trace
-from mesp_core.data.trace import read_invocations
+from mesp_core.data.reader import read_invocations
 
 SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "azure2019" / "invocations_per_function_md.sample.csv.gz"
 needs_shared_data = pytest.mark.skipif(not SAMPLE.exists(), reason="the shared Azure sample is not beside the checkout")

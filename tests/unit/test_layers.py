@@ -1,6 +1,7 @@
 """Layering: checked statically by import-linter and dynamically by what an import really loads."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -45,3 +46,52 @@ def test_the_operator_never_loads_optuna_or_matplotlib():
 def test_cli_help_is_cheap():
     loaded = _loaded_after("from mesp_core import cli\ncli.build_parser().format_help()")
     assert not loaded & (HEAVY_FOR_SERVING | {"torch"}), loaded
+
+
+LAYERS_CONTRACT = "MESP is layered: a package imports only the layers below it"
+ACYCLIC_CONTRACT = "No module imports another that imports it back (no cycles between siblings, at any depth)"
+# Imports added by hand to a copy of the code: one layer importing a layer above it, one cycle between
+# two modules of the same layer (the layers contract allows imports within a layer).
+UPWARD_IMPORT = ("mesp_core/data/windows.py", "top", "from mesp_core.forecasting import router")
+SIBLING_CYCLE = ("mesp_core/replay/policies.py", "end", "from mesp_core.replay import baselines")
+
+
+def _lint_copy(tmp_path: Path, *edits) -> tuple[int, str]:
+    """lint-imports on a copy of mesp_core/, operator/ and pyproject.toml with `edits` applied; (exit code, output)."""
+    lint = shutil.which("lint-imports", path=str(Path(sys.executable).parent)) or shutil.which("lint-imports")
+    assert lint, "import-linter is a test dependency (pip install -e '.[test]')"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "default_model")  # the packaged weights are no code
+    shutil.copytree(ROOT / "mesp_core", tmp_path / "mesp_core", ignore=ignore)
+    shutil.copytree(ROOT / "operator", tmp_path / "operator", ignore=ignore)
+    shutil.copy2(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    for relative, where, line in edits:
+        path = tmp_path / relative
+        text = path.read_text()
+        assert line not in text  # the import really is new
+        path.write_text(f"{line}\n{text}" if where == "top" else f"{text.rstrip()}\n{line}\n")
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{tmp_path / 'operator'}", "COLUMNS": "400"}
+    result = subprocess.run([lint, "--no-cache"], capture_output=True, text=True, cwd=tmp_path, env=env)
+    return result.returncode, " ".join((result.stdout + result.stderr).split())  # unwrapped
+
+
+def test_the_copy_the_contracts_are_checked_on_passes_untouched(tmp_path):
+    code, output = _lint_copy(tmp_path)
+    assert code == 0, output
+    assert f"{LAYERS_CONTRACT} KEPT" in output and f"{ACYCLIC_CONTRACT} KEPT" in output
+
+
+def test_an_upward_import_breaks_the_layers_contract(tmp_path):
+    code, output = _lint_copy(tmp_path, UPWARD_IMPORT)
+    assert code != 0, output
+    assert f"{LAYERS_CONTRACT} BROKEN" in output, output
+    assert "mesp_core.data is not allowed to import mesp_core.forecasting" in output, output
+    assert "mesp_core.data.windows -> mesp_core.forecasting.router (l.1)" in output, output
+
+
+def test_a_cycle_between_siblings_breaks_the_acyclic_contract(tmp_path):
+    code, output = _lint_copy(tmp_path, SIBLING_CYCLE)
+    assert code != 0, output
+    assert f"{ACYCLIC_CONTRACT} BROKEN" in output, output
+    assert "No cycles are allowed in mesp_core.replay" in output and ".policies -> .baselines" in output, output
+    # Both modules sit in one layer: only the acyclic contract can see this one.
+    assert f"{LAYERS_CONTRACT} KEPT" in output, output

@@ -1,3 +1,6 @@
+"""The versioned model folder (mesp_core.forecasting.artifact): the golden artifact still loads, and a
+missing, corrupt or mismatched folder is refused with a clear ArtifactError."""
+
 import json
 import shutil
 from pathlib import Path
@@ -8,7 +11,7 @@ import pytest
 from mesp_core import load_model
 from mesp_core.forecasting.artifact import ArtifactError
 
-GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "model_v1"
+from ..paths import GOLDEN_MODEL as GOLDEN
 
 
 def _copy_golden(tmp_path) -> Path:
@@ -105,11 +108,60 @@ def test_quantile_tables_that_cannot_size_a_floor_are_refused(tmp_path, damage):
         load_model(model_dir)
 
 
-def test_quantile_interpolation_over_every_lead_step_is_numpys():
-    from mesp_core.forecasting.model import interp_columns
+def test_tensors_round_trip_under_their_hash_and_a_changed_file_is_caught(tmp_path):
+    import torch
 
-    levels = np.array([0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99])
-    table = np.random.default_rng(3).normal(size=(len(levels), 60)) * 50
-    for q in [0.0, 0.01, 0.05, 0.07, 0.1, 0.333, 0.5, 0.9, 0.93, 0.99, 0.999]:
-        expected = np.array([np.interp(q, levels, table[:, j]) for j in range(table.shape[1])])
-        np.testing.assert_array_equal(interp_columns(q, levels, table), expected)
+    from mesp_core.forecasting.artifact import load_tensors, save_tensors, sha256_file
+
+    tensors = {"w": torch.arange(6, dtype=torch.float32).reshape(2, 3).t()}  # not contiguous: saved all the same
+    digest = save_tensors(tmp_path / "sub" / "w.safetensors", tensors)
+    assert digest == sha256_file(tmp_path / "sub" / "w.safetensors")
+    loaded = load_tensors(tmp_path, "sub/w.safetensors", digest)
+    assert torch.equal(loaded["w"], tensors["w"])
+    assert torch.equal(load_tensors(tmp_path, "sub/w.safetensors", None)["w"], tensors["w"])  # no hash: not checked
+    with pytest.raises(ArtifactError, match="is corrupt"):
+        load_tensors(tmp_path, "sub/w.safetensors", "0" * 64)
+    with pytest.raises(ArtifactError, match="weights file sub/x.safetensors is missing"):
+        load_tensors(tmp_path, "sub/x.safetensors", None)
+
+
+def test_manifest_round_trip_and_what_is_not_a_manifest(tmp_path):
+    from mesp_core.forecasting.artifact import FORMAT_VERSION, read_manifest, write_manifest
+
+    write_manifest(tmp_path, {"clusters": [], "value": np.float32(0.5), "table": np.arange(2)})
+    manifest = read_manifest(tmp_path)
+    assert list(manifest)[:2] == ["format", "format_version"] and manifest["format_version"] == FORMAT_VERSION
+    assert manifest["value"] == 0.5 and manifest["table"] == [0, 1]
+    assert not (tmp_path / "manifest.json.tmp").exists()
+    for text, message in [('{"format": "other", "format_version": 1}', "not a MESP model manifest"),
+                          ('["a list"]', "not a MESP model manifest"),
+                          ('{"format": "mesp-model", "format_version": "1"}', "no integer format_version")]:
+        (tmp_path / "manifest.json").write_text(text)
+        with pytest.raises(ArtifactError, match=message):
+            read_manifest(tmp_path)
+
+
+def test_a_model_folder_is_replaced_whole_and_another_folder_never(tmp_path):
+    from mesp_core.forecasting.artifact import commit_output_dir, prepare_output_dir, write_manifest
+
+    out = tmp_path / "models" / "m"
+    staging = prepare_output_dir(out)
+    assert staging.parent == out.parent and staging.name.startswith(".m.staging-") and not any(staging.iterdir())
+    write_manifest(staging, {"n": 1})
+    assert commit_output_dir(staging, out) == out and json.loads((out / "manifest.json").read_text())["n"] == 1
+    assert not staging.exists()
+
+    again = prepare_output_dir(out)  # an existing model folder is replaced, not merged
+    (out / "stale.bin").write_bytes(b"old")
+    write_manifest(again, {"n": 2})
+    commit_output_dir(again, out)
+    assert json.loads((out / "manifest.json").read_text())["n"] == 2 and not (out / "stale.bin").exists()
+
+    with pytest.raises(ArtifactError, match="already exists"):
+        prepare_output_dir(out, overwrite=False)
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("keep me")
+    with pytest.raises(ArtifactError, match="is not a MESP model folder; refusing to overwrite"):
+        commit_output_dir(prepare_output_dir(precious), precious)
+    assert (precious / "thesis.tex").read_text() == "keep me"

@@ -1,0 +1,39 @@
+"""`mesp cluster`: Experiment 1 only — K-Shape clusters of the daily patterns, described, plotted."""
+
+from __future__ import annotations
+
+from mesp_core.cli.common import add_json, add_trace, command, emit, load_trace
+from mesp_core.offline.config import TrainConfig
+
+_DEFAULTS = TrainConfig()
+
+
+def register(sub) -> None:
+    p = command(sub, "cluster", "Experiment 1 only: K-Shape clusters of the daily patterns, with descriptions and a plot")
+    add_trace(p)
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for clusters.png, clusters.json, centroids.npy, labels.csv")
+    p.add_argument("--k", type=int, help="number of clusters (default: best silhouette in --k-min..--k-max)")
+    p.add_argument("--k-min", type=int, default=_DEFAULTS.k_min, help=f"smallest K tried (default {_DEFAULTS.k_min})")
+    p.add_argument("--k-max", type=int, default=_DEFAULTS.k_max, help=f"largest K tried (default {_DEFAULTS.k_max})")
+    add_json(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from mesp_core.forecasting.patterns import cluster_days
+    from mesp_core.offline.cluster_report import write_cluster_report
+
+    trace = load_trace(args)
+    days, owner = trace.daily()
+    result = cluster_days(days, k=args.k, k_range=range(args.k_min, args.k_max + 1), random_state=args.seed, progress=True)
+    summary = write_cluster_report(result, days, owner, trace.keys, args.out)
+    sizes = summary["sizes"]
+    lines = [f"K-Shape: {len(days)} daily patterns -> K={result.k} clusters (+{sizes.get(-1, 0)} idle/flat days)"]
+    if result.silhouette:
+        lines.append("silhouette: " + ", ".join(f"k={k}: {v:.3f}" for k, v in result.silhouette.items()))
+    lines.append("")
+    for c in range(result.k):
+        lines.append(f"cluster {c:<3} {sizes.get(c, 0):>6} days  {result.descriptions[c]['label']}")
+    lines.append(f"\nplot: {summary['outputs']['plot']}; labels: {summary['outputs']['labels']}")
+    emit(args, summary, "\n".join(lines))
+    return 0

@@ -1,0 +1,105 @@
+"""`mesp simulate`: the cold-start replay — Knative default, keep-alive, hybrid histogram, forecast floors, oracle."""
+
+from __future__ import annotations
+
+import sys
+
+from mesp_core.cli.common import CliError, add_json, add_model, add_trace, command, emit, load_trace, model_dir
+from mesp_core.replay.standard import CURVE_QUANTILES
+
+# Function-plans above which `mesp simulate` suggests a faster setting (1,284 functions x 720
+# minutes, a plan every minute, took 162 s on 2 cores).
+LONG_REPLAY_PLANS = 2_000_000
+
+
+def register(sub) -> None:
+    p = command(sub, "simulate", "cold-start replay: policies side by side (Knative default, keep-alive, hybrid histogram, forecast floors, oracle)")
+    add_model(p)
+    add_trace(p)
+    p.add_argument("--start", type=int, help="first replayed minute (default: the last 720 minutes)")
+    p.add_argument("--capacity", type=float, default=60.0,
+                   help="invocations per minute one instance serves (default 60; with --durations, for functions the files do not cover)")
+    p.add_argument("--durations", nargs="+", metavar="FILE",
+                   help="function_durations_percentiles files: each function's capacity becomes container concurrency x "
+                        "target utilisation x 60000 / its mean duration in ms, as Knative would scale it")
+    p.add_argument("--container-concurrency", type=int, default=0, metavar="N",
+                   help="with --durations: requests one instance runs at once (default 0 = unlimited, Knative's "
+                        "soft target of 100 applies)")
+    p.add_argument("--target-utilization", type=float, default=0.7, metavar="U",
+                   help="with --durations: share of that concurrency Knative fills before adding an instance (default 0.7)")
+    p.add_argument("--replan-every", type=int, default=1, help="minutes between plans (default 1, as the operator)")
+    p.add_argument("--lead", type=int, default=1, help="minutes an instance needs to become ready (default 1)")
+    p.add_argument("--keep-warm", type=int, default=2, metavar="MINUTES",
+                   help="minutes Knative keeps an instance after its last need: stable window + scale-to-zero grace (default 2)")
+    p.add_argument("--quantiles", type=float, nargs="+", default=list(CURVE_QUANTILES), metavar="Q",
+                   help="forecast quantiles of the MESP curve (default " + " ".join(f"{q:g}" for q in CURVE_QUANTILES) + ")")
+    p.add_argument("--horizon", type=int, help="forecast horizon used for planning (default and minimum: replan interval + lead + hold)")
+    p.add_argument("--all-functions", action="store_true", help="also replay functions the model was trained on")
+    p.add_argument("--sample", type=int, metavar="N",
+                   help="replay a random sample of N of those functions, for a quicker look at a big trace")
+    p.add_argument("--sample-seed", type=int, default=0, metavar="S", help="seed of --sample's choice (default 0)")
+    p.add_argument("--plot", metavar="PNG", help="write the cold-start vs idle trade-off plot")
+    add_json(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from mesp_core import load_model
+    from mesp_core.offline.split import replay_functions, seeded_sample
+    from mesp_core.replay.report import format_table, plot_tradeoff
+    from mesp_core.replay.standard import run_replay
+
+    folder = model_dir(args)
+    model = load_model(folder)
+    trace = load_trace(args)
+    if args.sample is not None and args.sample < 1:
+        raise CliError(f"--sample must be at least 1, got {args.sample}")
+    rows = replay_functions(model, trace, all_functions=args.all_functions)
+    if len(rows) == 0:
+        raise CliError("no unseen functions to replay (use --all-functions to replay training functions too)")
+    if args.sample is not None and args.sample < len(rows):
+        print(f"mesp: replaying a sample of {args.sample} of {len(rows)} functions (--sample-seed {args.sample_seed})",
+              file=sys.stderr)
+        rows = seeded_sample(rows, args.sample, args.sample_seed)
+    counts = trace.counts[rows]
+    start = args.start if args.start is not None else counts.shape[1] - 720
+    plans = len(counts) * max(0, counts.shape[1] - start) / max(1, args.replan_every)  # run_replay checks it
+    if plans > LONG_REPLAY_PLANS:  # ~6 minutes on 2 cores: say how to get a quicker look
+        print(f"mesp: {len(counts)} functions x {counts.shape[1] - start} minutes with a plan every "
+              f"{args.replan_every} min is a long replay; --replan-every 5 or --sample N is quicker", file=sys.stderr)
+    capacity = args.capacity
+    if args.durations:
+        capacity = _capacities_from_durations(args, [trace.keys[i] for i in rows])
+    report = run_replay(
+        model,
+        counts,
+        start_minute=start,
+        capacity=capacity,
+        replan_every=args.replan_every,
+        lead_minutes=args.lead,
+        horizon=args.horizon,
+        keep_warm_minutes=args.keep_warm,
+        quantiles=tuple(args.quantiles),
+    )
+    if args.plot:
+        plot_tradeoff(report, args.plot)
+        print(f"mesp: trade-off plot written to {args.plot}", file=sys.stderr)
+    emit(args, report.to_dict() | {"model": folder}, format_table(report))
+    return 0
+
+
+def _capacities_from_durations(args, keys):
+    """Per-function capacity from --durations files (see mesp_core.replay.standard.capacities_from_durations)."""
+    from mesp_core.data.tables import read_duration_files
+    from mesp_core.replay.standard import capacities_from_durations
+
+    durations, skipped = read_duration_files(args.durations, on_error="skip" if args.skip_bad_rows else "raise")
+    for path, count in skipped.items():
+        print(f"mesp: skipped {count} malformed rows of {path}", file=sys.stderr)
+    capacities, derived = capacities_from_durations(
+        keys, durations, container_concurrency=args.container_concurrency,
+        target_utilization=args.target_utilization, default=args.capacity)
+    print(f"mesp: capacity from mean duration for {derived} of {len(keys)} functions "
+          f"(container concurrency {args.container_concurrency or 'unlimited'}, target utilisation "
+          f"{args.target_utilization:g}); the others use --capacity {args.capacity:g}", file=sys.stderr)
+    return capacities

@@ -1,0 +1,83 @@
+"""`mesp train`: Experiments 1 and 2 — cluster, tune experts per cluster and a dense baseline, write a model."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from mesp_core.cli.common import add_json, add_trace, command, emit, fraction, load_trace
+from mesp_core.offline.config import TrainConfig
+
+_DEFAULTS = TrainConfig()
+
+
+def register(sub) -> None:
+    p = command(sub, "train", "cluster the trace, tune experts per cluster and a dense baseline, write a model folder",
+                description="Experiments 1 and 2: K-Shape clusters, per-cluster expert selection with Optuna, dense baseline. "
+                "Holds out 20% of the functions (by key hash, see --holdout) for 'mesp evaluate'.")
+    add_trace(p)
+    p.add_argument("--out", required=True, metavar="DIR", help="model folder to write (replaced atomically)")
+    p.add_argument("--k", type=int, help="number of clusters (default: chosen by silhouette)")
+    p.add_argument("--holdout", type=fraction, default=_DEFAULTS.test_fraction, metavar="FRACTION",
+                   help=f"share of functions held out for 'mesp evaluate' and 'mesp simulate' (default {_DEFAULTS.test_fraction:g}; "
+                   "0 trains on every function, for the model you deploy once the figures are known)")
+    p.add_argument("--families", nargs="+", default=list(_DEFAULTS.families), help="trainable candidate families")
+    p.add_argument("--trials", type=int, default=_DEFAULTS.dense_trials,
+                   help=f"Optuna trials per family for the dense baseline (default {_DEFAULTS.dense_trials})")
+    p.add_argument("--loss-weight", choices=["none", "sqrt_scale", "scale"], default=_DEFAULTS.loss_weight,
+                   help=f"networks' per-window loss weight: scale = WAPE-aligned (busy functions count more); default {_DEFAULTS.loss_weight}")
+    p.add_argument("--threads", type=int, default=_DEFAULTS.threads,
+                   help=f"torch threads (default {_DEFAULTS.threads}: these networks are small)")
+    p.add_argument("--quick", action="store_true", help="small time budget (demo/tests): same pipeline, fewer windows and shorter trials")
+    p.add_argument("--plots", metavar="DIR", help="write centroid plots to DIR")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    add_json(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from mesp_core.offline.config import quick
+    from mesp_core.offline.training import train
+
+    trace = load_trace(args)
+    config = TrainConfig(
+        k=args.k,
+        families=tuple(args.families),
+        dense_trials=args.trials,
+        seed=args.seed if hasattr(args, "seed") else 0,
+        threads=args.threads,
+        loss_weight=args.loss_weight,
+        test_fraction=args.holdout,
+    )
+    if args.quick:
+        config = quick(config)
+    report = train(trace, args.out, config, progress=not args.quiet)
+    if args.plots:
+        _plot_centroids(args.out, args.plots)
+    emit(args, report.to_json(), _table(report))
+    return 0
+
+
+def _table(report) -> str:
+    lines = [f"trained in {report.seconds:.0f}s: K={report.k} clusters; model in {report.out_dir}", ""]
+    lines.append(f"{'cluster':<8}{'days':>6}  {'expert':<24}{'val WAPE':>9}  description")
+    for c in report.clusters:
+        best = c["ranking"][0]
+        lines.append(f"{c['id']:<8}{c['n_days']:>6}  {c['chosen']:<24}{best['val_wape']:>9.3f}  {c['description']['label']}")
+    lines += ["", "dense baseline (all clusters, validation WAPE):"]
+    for r in report.dense_ranking:
+        lines.append(f"  {r['family']:<22}{r['val_wape']:.3f}")
+    if report.recent_check:
+        from mesp_core.offline.recent_check import describe_recent_check
+
+        lines += ["", "recent-error check: " + describe_recent_check(report.recent_check)]
+    return "\n".join(lines)
+
+
+def _plot_centroids(model_dir, plot_dir) -> None:
+    from mesp_core import load_model
+    from mesp_core.offline.plots import plot_router_centroids
+
+    path = Path(plot_dir) / "centroids.png"
+    plot_router_centroids(load_model(model_dir), path)
+    print(f"mesp: centroid plot written to {path}", file=sys.stderr)

@@ -1,0 +1,45 @@
+"""Experiment 1's outputs on disk: the cluster plot, centroids, per-day labels and a JSON summary."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def write_cluster_report(result, days: np.ndarray, owner: np.ndarray, keys, out_dir) -> dict:
+    """Write clusters.png, centroids.npy, labels.csv and clusters.json for a `cluster_days` result.
+
+    `days` and `owner` come from `InvocationTrace.daily()`; `keys` are the trace's function keys.
+    Returns the summary written to clusters.json."""
+    from mesp_core.offline.plots import plot_clusters
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plot_clusters(result, days, out / "clusters.png")
+    np.save(out / "centroids.npy", result.centroids)
+    with open(out / "labels.csv", "w") as handle:
+        handle.write("HashOwner,HashApp,HashFunction,day,cluster\n")
+        for row, (function, label) in enumerate(zip(owner, result.labels)):
+            key = keys[function]
+            day_index = int(np.sum(owner[:row] == function))
+            handle.write(f"{key[0]},{key[1]},{key[2]},{day_index},{int(label)}\n")
+    sizes = {int(c): int((result.labels == c).sum()) for c in np.unique(result.labels)}
+    summary = {
+        "k": result.k,
+        "silhouette": {str(k): v for k, v in result.silhouette.items()},
+        "inertia": result.inertia,
+        "sizes": sizes,
+        "clusters": [{"id": c, "size": sizes.get(c, 0), **result.descriptions[c]} for c in range(result.k)],
+        "idle_days": sizes.get(-1, 0),
+        "outputs": {"plot": str(out / "clusters.png"), "centroids": str(out / "centroids.npy"), "labels": str(out / "labels.csv")},
+    }
+    (out / "clusters.json").write_text(json.dumps(summary, indent=2, default=_jsonable) + "\n")
+    return summary
+
+
+def _jsonable(value):
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(type(value).__name__)

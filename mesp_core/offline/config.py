@@ -1,0 +1,112 @@
+"""What `mesp train` may spend and try: the training configuration, its defaults written once.
+
+Kept free of torch and Optuna so the CLI can show these defaults in `--help` without loading them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+
+from mesp_core.constants import DEFAULT_HORIZON
+
+TRAINABLE_DEFAULT = ("dlinear", "nbeats", "lstm", "patchtst")
+BASELINE_FAMILIES = ("seasonal_naive", "repeat_last_hour")
+QUANTILE_LEVELS = (0.05, 0.1, 0.25, 0.5, 0.75, 0.8, 0.85, 0.9, 0.95, 0.975, 0.99)
+
+
+@dataclass
+class TrainConfig:
+    """Knobs of `mesp train`; the defaults finish the shared 6,418-function sample in < 15 min on 2 cores."""
+
+    k: int | None = None  # clusters; None = chosen by silhouette over k_range
+    k_min: int = 3
+    k_max: int = 10
+    horizon: int = DEFAULT_HORIZON
+    input_size_max: int = 480  # widest context any candidate may ask for
+    families: tuple[str, ...] = TRAINABLE_DEFAULT
+    dense_trials: int = 3  # Optuna trials per family for the dense baseline
+    dense_top_n: int = 2  # dense families kept (and specialised per cluster)
+    scratch_trials: int = 1  # per cluster and family: trials trained from scratch
+    trial_seconds: float = 25.0  # time cap of one dense trial
+    cluster_seconds: float = 8.0  # time cap of one per-cluster candidate
+    max_dense_windows: int = 60_000
+    max_cluster_windows: int = 20_000
+    # Windows cut (and routed) at most, a seeded sample of them: the dense and per-cluster caps above
+    # only apply after routing, and 14-day traces give ~700 windows per function (4,000 functions x
+    # 14 days peaked at 24 GB without these). The shared sample has 185k / 24k, below both.
+    max_fit_windows: int = 250_000
+    max_val_windows: int = 60_000
+    # K-Shape fits a seeded sample of at most this many fit days (100k x 1440 takes ~200 s and ~4.4 GB;
+    # the 14-day public trace has ~390k). The router only needs the centroids.
+    max_cluster_days: int = 100_000
+    min_cluster_windows: int = 300  # below this a cluster reuses the dense model
+    stride: int = 30
+    # Selection and residual quantiles use windows with at least this much history: online the
+    # operator always has a day of context, and the naive floors need it to see their period.
+    val_min_context: int = 720
+    test_fraction: float = 0.2
+    val_fraction: float = 0.2
+    metric: str = "wape"
+    loss_weight: str = "sqrt_scale"  # networks' per-window loss weight (see TorchExpert)
+    blend_weights: tuple[float, ...] = (0.25, 0.5, 0.75)  # mixes of a cluster's two best tried
+    # Recent-error check (mesp_core.forecasting.model): switch ratios tried on the validation functions; the
+    # best by WAPE is kept, or none when no ratio beats the experts alone. () = no check.
+    recent_check_ratios: tuple[float, ...] = (0.9, 0.7, 0.5, 0.3)
+    seed: int = 0
+    threads: int = 1  # small networks: a second thread costs more in sync than it gains
+
+    def validate(self) -> "TrainConfig":
+        if self.k is not None and self.k < 1:
+            raise ValueError(f"k must be >= 1, got {self.k}")
+        if not 2 <= self.k_min <= self.k_max:
+            raise ValueError(f"need 2 <= k_min <= k_max, got {self.k_min}..{self.k_max}")
+        if not 0.0 <= self.test_fraction < 1.0 or not 0.0 < self.val_fraction < 1.0:
+            raise ValueError("test_fraction must be in [0, 1) and val_fraction in (0, 1)")
+        from mesp_core.forecasting.model import SCALE_MINUTES
+
+        if self.input_size_max < SCALE_MINUTES:
+            raise ValueError(f"input_size_max must be >= {SCALE_MINUTES}")
+        if min(self.max_fit_windows, self.max_val_windows, self.max_dense_windows, self.max_cluster_windows) < 1:
+            raise ValueError("window caps must be >= 1")
+        if self.max_cluster_days < self.k_max:
+            raise ValueError(f"max_cluster_days must be >= k_max ({self.k_max})")
+        if self.metric != "wape":
+            raise ValueError("only metric 'wape' is supported for selection")
+        if any(not 0.0 < r <= 1.0 for r in self.recent_check_ratios):
+            raise ValueError(f"recent_check_ratios must be in (0, 1], got {self.recent_check_ratios}")
+        from mesp_core.forecasting.experts import EXPERT_FAMILIES
+
+        unknown = [f for f in self.families if f not in EXPERT_FAMILIES or f in BASELINE_FAMILIES]
+        if unknown:
+            trainable = sorted(set(EXPERT_FAMILIES) - set(BASELINE_FAMILIES))
+            raise ValueError(f"unknown trainable families {unknown}; choose from {trainable}")
+        return self
+
+
+
+def quick(config: TrainConfig) -> TrainConfig:
+    """A budget for demos and tests: a few minutes on 2 cores, same pipeline."""
+    return replace(
+        config,
+        dense_trials=min(config.dense_trials, 2),
+        trial_seconds=8.0,
+        cluster_seconds=4.0,
+        max_dense_windows=15_000,
+        max_cluster_windows=6_000,
+        k_max=min(config.k_max, 8),
+    )
+
+
+def config_json(config: TrainConfig) -> dict:
+    return json.loads(json.dumps(asdict(config)))
+
+
+def train_config_fields(manifest: dict) -> dict:
+    """The training config recorded in a manifest, limited to fields this version knows."""
+    recorded = manifest.get("training", {}).get("config", {})
+    known = TrainConfig.__dataclass_fields__
+    fields = {k: v for k, v in recorded.items() if k in known}
+    if "families" in fields:
+        fields["families"] = tuple(fields["families"])
+    return fields

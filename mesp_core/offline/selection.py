@@ -1,0 +1,133 @@
+"""Experiment 2's machinery: score candidates on windows, tune a family with Optuna, pick a cluster's expert.
+
+Optuna is imported here (lazily) and in nothing the operator loads.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from mesp_core.constants import MINUTES_PER_DAY
+from mesp_core.forecasting.model import SCALE_MINUTES, window_scale
+from mesp_core.forecasting.router import Router
+from mesp_core.offline.config import QUANTILE_LEVELS, TrainConfig
+from mesp_core.offline.metrics import wape
+
+
+def predict_windows(expert, windows, series=None) -> np.ndarray:
+    """Forecasts for windows. Non-trainable experts (the naive floors, blends) read the window's full
+    history from `series`, as they do online; networks read the fixed-width window they train on."""
+    if not expert.trainable and series is not None:
+        contexts = [series[s][:o] for s, o in zip(windows.series, windows.origin)]
+    else:
+        contexts = windows.x[:, -expert.input_size :]
+    with torch.inference_mode():
+        return np.clip(np.asarray(expert.predict(contexts), np.float32), 0, None)
+
+
+def score(expert, windows, series=None) -> float:
+    if len(windows) == 0:
+        return math.inf
+    return float(wape(windows.y, predict_windows(expert, windows, series)))
+
+
+def residual_quantiles(expert, windows, series=None, levels=QUANTILE_LEVELS) -> np.ndarray:
+    """[n_levels, horizon] quantiles of (actual - forecast) / window scale."""
+    prediction = predict_windows(expert, windows, series)
+    scale = window_scale(windows.x[:, -SCALE_MINUTES:])
+    residual = (windows.y - prediction) / scale[:, None]
+    return np.quantile(residual, levels, axis=0).astype(np.float32)
+
+
+def route_windows(router: Router, series: list[np.ndarray], windows) -> tuple[np.ndarray, np.ndarray]:
+    """Route each window by the full history before its origin, as the online router would."""
+    contexts = [series[s][max(0, o - MINUTES_PER_DAY) : o] for s, o in zip(windows.series, windows.origin)]
+    return router.route(contexts)
+
+
+def _fit_candidate(family: str, params: dict, horizon: int, train, val, seconds: float, seed: int, init_from=None, loss_weight="none"):
+    from mesp_core.forecasting.experts import EXPERT_FAMILIES
+
+    expert = EXPERT_FAMILIES[family](horizon=horizon, seed=seed, **{"loss_weight": loss_weight, **params})
+    expert.fit(train, val, max_seconds=seconds, init_from=init_from)
+    return expert
+
+
+def tune_family(family: str, train, val, config: TrainConfig, n_trials: int, seconds: float, progress=None):
+    """Optuna search over one family's space; returns (best expert, best val WAPE, trials table)."""
+    import optuna
+
+    from mesp_core.forecasting.experts import EXPERT_FAMILIES
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    cls = EXPERT_FAMILIES[family]
+    best: dict = {"expert": None, "score": math.inf}
+    trials: list[dict] = []
+
+    def objective(trial):
+        params = cls.search_space(trial)
+        params = {k: v for k, v in params.items() if k != "input_size" or v <= config.input_size_max}
+        expert = _fit_candidate(family, params, config.horizon, train, val, seconds, config.seed + trial.number, loss_weight=config.loss_weight)
+        value = score(expert, val)
+        trials.append({"trial": trial.number, "params": params, "val_wape": value})
+        if value < best["score"]:
+            best.update(expert=expert, score=value)
+        if progress is not None:
+            progress.update(1)
+        return value
+
+    sampler = optuna.samplers.TPESampler(seed=config.seed, n_startup_trials=max(1, n_trials // 2))
+    study = optuna.create_study(direction="minimize", sampler=sampler)
+    study.optimize(objective, n_trials=n_trials, catch=(FloatingPointError,))
+    return best["expert"], best["score"], trials
+
+
+def select_expert(c_train, c_val, baselines: dict, dense_models: dict, top_families, config: TrainConfig, seed: int, val_series=None):
+    """Experiment 2 for one cluster: rank the candidates on its validation windows.
+
+    Candidates: the naive floors; each top dense family fine-tuned on the cluster (warm start) and
+    trained from scratch; then blends of the two best. A cluster too small to train on gets the
+    dense model itself. `val_series` holds the histories c_val's windows were cut from."""
+    from mesp_core.forecasting.experts import Blend, build_expert
+
+    if len(c_val) == 0:  # nothing to rank on: keep the floor rather than guess
+        return [{"candidate": "seasonal_naive", "family": "seasonal_naive", "val_wape": None}], baselines["seasonal_naive"]
+    candidates: dict[str, object] = dict(baselines)
+    if len(c_train) >= config.min_cluster_windows:
+        for family in top_families:
+            dense = dense_models[family]
+            tuned = build_expert(dense.config())
+            tuned.fit(c_train, c_val, max_seconds=config.cluster_seconds, init_from=dense)
+            candidates[f"{family}/finetuned"] = tuned
+            for trial in range(config.scratch_trials):
+                candidates[f"{family}/scratch{trial}"] = _fit_candidate(
+                    family, _hyperparams(dense.config()), config.horizon, c_train, c_val, config.cluster_seconds, seed + 7 * trial,
+                )
+    else:
+        best = top_families[0]
+        candidates[f"{best}/dense"] = dense_models[best]
+    predictions = {name: predict_windows(expert, c_val, val_series) for name, expert in candidates.items()}
+    ranking = [
+        {"candidate": name, "family": candidates[name].family, "val_wape": float(wape(c_val.y, p))}
+        for name, p in predictions.items()
+    ]
+    ranking.sort(key=lambda r: r["val_wape"])
+    first, second = ranking[0]["candidate"], ranking[1]["candidate"]
+    for w in config.blend_weights:  # forecast combination of the two best
+        mixed = w * predictions[first] + (1 - w) * predictions[second]
+        name = f"blend({first} {w:g}, {second} {1 - w:g})"
+        candidates[name] = (first, second, w)
+        ranking.append({"candidate": name, "family": "blend", "val_wape": float(wape(c_val.y, mixed))})
+    ranking.sort(key=lambda r: r["val_wape"])
+    chosen = candidates[ranking[0]["candidate"]]
+    if isinstance(chosen, tuple):
+        a, b, w = chosen
+        chosen = Blend(horizon=config.horizon, members=[candidates[a], candidates[b]], weights=[w, 1 - w])
+    return ranking, chosen
+
+
+def _hyperparams(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k not in ("family", "horizon", "seed")}

@@ -1,0 +1,150 @@
+"""The standard comparison: a loaded model's forecasts as floor policies beside every baseline, replayed.
+
+`run_replay` is what `mesp simulate` runs; `capacities_from_durations` gives each function its own
+capacity from the trace's duration files.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from mesp_core.checks import check_number
+from mesp_core.forecasting.approaches import APPROACH_LABELS, check_approach
+from mesp_core.policy import PolicyConfig
+from mesp_core.replay.baselines import FixedKeepAlivePolicy, HybridHistogramPolicy, OraclePolicy
+from mesp_core.replay.policies import (
+    KNATIVE_DEFAULT,
+    ForecastFloorPolicy,
+    NoFloorPolicy,
+    PointForecaster,
+    Policy,
+    QuantileForecaster,
+)
+from mesp_core.replay.report import SimulationReport
+from mesp_core.replay.simulate import simulate
+
+# The quantiles of the MESP curve a replay draws by default.
+CURVE_QUANTILES = (0.5, 0.8, 0.9, 0.95, 0.99)
+
+
+def capacities_from_durations(keys: Sequence[tuple], durations, container_concurrency: int = 0,
+                              target_utilization: float = 0.7, default: float = 60.0) -> tuple[np.ndarray, int]:
+    """Capacity per function (invocations/minute per instance) from the trace's duration files.
+
+    `durations` is a frame from `mesp_core.data.trace.read_durations` (or several concatenated: a key
+    seen on several days gets the mean of its daily averages). A function with a positive mean
+    duration gets `capacity_from_concurrency(container_concurrency, duration, target_utilization)`;
+    the others (not in the file, or 0 ms) get `default`. Returns (capacities [n], how many were derived).
+    """
+    from mesp_core.policy import capacity_from_concurrency
+    from mesp_core.data.trace import KEY_COLUMNS
+
+    check_number("default capacity", default, low=0.0, low_inclusive=False)
+    mean_ms = durations.groupby(list(KEY_COLUMNS))["Average"].mean().to_dict()
+    caps = np.full(len(keys), float(default))
+    derived = 0
+    for i, key in enumerate(keys):
+        duration = mean_ms.get(tuple(key))
+        if duration is not None and duration > 0:
+            caps[i] = capacity_from_concurrency(container_concurrency, float(duration), target_utilization)
+            derived += 1
+    return caps, derived
+
+
+class ModelForecaster:
+    """Adapter from a loaded MESP model (mesp_core.load_model) to the forecaster protocol.
+
+    The point and quantile adapters of one approach share the model's forecast of the last
+    contexts they saw, so a quantile sweep costs one forward pass per planning step, not one per q.
+    """
+
+    def __init__(self, model, approach: str, shared: dict | None = None):
+        self.model = model
+        self.approach = approach
+        self._shared = {} if shared is None else shared
+
+    def _distribution(self, contexts, horizon: int):
+        array = np.asarray(contexts)
+        key = (array.__array_interface__["data"][0], array.shape, array.strides, horizon)
+        if self._shared.get("key") != key:
+            self._shared["key"] = key
+            self._shared["value"] = self.model.forecast_distribution(array, horizon, approach=self.approach)
+        return self._shared["value"]
+
+    def __call__(self, contexts, horizon: int) -> np.ndarray:
+        if not hasattr(self.model, "forecast_distribution"):
+            return self.model.forecast(contexts, horizon=horizon, approach=self.approach)
+        return self._distribution(contexts, horizon).point
+
+    def __repr__(self):
+        return f"ModelForecaster(approach={self.approach!r})"
+
+
+class ModelQuantileForecaster(ModelForecaster):
+    def __call__(self, contexts, horizon: int, q: float) -> np.ndarray:
+        if not hasattr(self.model, "forecast_distribution"):
+            return self.model.forecast_quantile(contexts, horizon, q=q, approach=self.approach)
+        return self._distribution(contexts, horizon).quantile(q)
+
+    def __repr__(self):
+        return f"ModelQuantileForecaster(approach={self.approach!r})"
+
+
+def model_forecasters(model, approach: str) -> tuple[PointForecaster, QuantileForecaster]:
+    """(point, quantile) forecasters for one approach ("moe", "dense" or "naive") of a loaded model."""
+    check_approach(approach, allow_family=False)
+    shared: dict = {}
+    return ModelForecaster(model, approach, shared), ModelQuantileForecaster(model, approach, shared)
+
+
+def standard_policies(model, quantiles: Sequence[float] = CURVE_QUANTILES,
+                      curve_approaches: Sequence[str] = ("moe",), policy_config: PolicyConfig | None = None,
+                      ) -> dict[str, Policy]:
+    """The comparison set: Knative default, keep-alive 10/20, hybrid histogram, forecast floors, oracle."""
+    config = policy_config or PolicyConfig()
+    policies: dict[str, Policy] = {
+        KNATIVE_DEFAULT: NoFloorPolicy(),
+        "keep-alive 10 min": FixedKeepAlivePolicy(10),
+        "keep-alive 20 min": FixedKeepAlivePolicy(20),
+        "hybrid histogram": HybridHistogramPolicy(),
+    }
+    for approach in APPROACH_LABELS:  # table order: naive, dense, moe
+        point, quantile = model_forecasters(model, approach)
+        label = APPROACH_LABELS[approach]
+        policies[label] = ForecastFloorPolicy(point, config=config, group=label)
+        if approach in curve_approaches:
+            for q in quantiles:
+                policies[f"{label} q={q:g}"] = ForecastFloorPolicy(
+                    quantile_forecaster=quantile, quantile=float(q), config=config, group=label)
+    policies["oracle"] = OraclePolicy()
+    return policies
+
+
+def run_replay(model, counts, start_minute: int = 720, quantiles: Sequence[float] = CURVE_QUANTILES,
+               capacity=60.0, replan_every: int = 1, lead_minutes: int = 1, horizon: int | None = None,
+               *, end_minute: int | None = None, keep_warm_minutes: int = 2,
+               policy_config: PolicyConfig | None = None, curve_approaches: Sequence[str] = ("moe",),
+               context_minutes: int | None = None, progress: bool = True) -> SimulationReport:
+    """Replay `counts` ([n, T] array or InvocationTrace) under the standard policy set built from `model`.
+
+    Forecasters see at most `context_minutes` trailing minutes (default: the model's input size, at
+    least one day, so the router sees a full daily shape).
+    """
+    for q in quantiles:
+        check_number("quantile", q, low=0.0, low_inclusive=False)
+        if q >= 1.0:
+            raise ValueError(f"quantiles must be in (0, 1), got {q}")
+    for approach in curve_approaches:
+        if approach not in APPROACH_LABELS:
+            raise ValueError(f"curve approach must be one of {sorted(APPROACH_LABELS)}, got {approach!r}")
+    if context_minutes is None:
+        manifest = getattr(model, "manifest", None) or {}
+        input_size = (manifest.get("input_size") or manifest.get("input_size_max")) if isinstance(manifest, dict) else None
+        context_minutes = max(int(input_size or 0), 1440)
+    policies = standard_policies(model, quantiles, curve_approaches, policy_config)
+    return simulate(counts, policies, start_minute, end_minute, capacity_per_instance=capacity,
+                    keep_warm_minutes=keep_warm_minutes, lead_minutes=lead_minutes,
+                    replan_every=replan_every, horizon=horizon, context_minutes=context_minutes,
+                    progress=progress)

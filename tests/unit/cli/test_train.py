@@ -1,0 +1,52 @@
+"""`mesp train` (mesp_core.cli.train): its flags become the TrainConfig, the model is trained and
+written, the table, JSON and centroid plot come out."""
+
+import json
+from dataclasses import replace
+
+from mesp_core import load_model
+from mesp_core.cli import build_parser, main
+from mesp_core.offline import config as config_module
+from mesp_core.offline.config import TrainConfig
+
+# What --quick becomes here: conftest's tiny budget, so the real pipeline runs in seconds.
+TINY_BUDGET = dict(dense_top_n=1, scratch_trials=1, trial_seconds=3.0, cluster_seconds=1.5, max_dense_windows=3000,
+                   max_cluster_windows=1500, min_cluster_windows=50, stride=60)
+
+
+def test_the_defaults_of_the_flags_are_the_training_configs():
+    defaults = TrainConfig()
+    args = build_parser().parse_args(["train", "--out", "model"])
+    assert args.holdout == defaults.test_fraction and tuple(args.families) == defaults.families
+    assert args.trials == defaults.dense_trials and args.loss_weight == defaults.loss_weight
+    assert args.threads == defaults.threads and args.k is None and args.quick is False
+
+
+def test_train_turns_its_flags_into_the_config_and_writes_model_report_and_plot(tmp_path, capsys, monkeypatch):
+    given = []
+
+    def tiny_quick(config):
+        given.append(config)
+        return replace(config, **TINY_BUDGET)
+
+    monkeypatch.setattr(config_module, "quick", tiny_quick)
+    out, report = tmp_path / "model", tmp_path / "train.json"
+    argv = ["train", "--synthetic-functions", "40", "--synthetic-days", "2", "--seed", "2", "--out", str(out),
+            "--k", "2", "--families", "dlinear", "--trials", "1", "--holdout", "0.25", "--loss-weight", "scale",
+            "--threads", "1", "--quick", "--quiet", "--json", str(report), "--plots", str(tmp_path / "plots")]
+    assert main(argv) == 0
+    (config,) = given
+    assert (config.k, config.families, config.dense_trials, config.seed) == (2, ("dlinear",), 1, 2)
+    assert (config.test_fraction, config.loss_weight, config.threads) == (0.25, "scale", 1)
+
+    captured = capsys.readouterr()
+    assert captured.out.startswith("trained in ") and "K=2 clusters; model in " + str(out) in captured.out
+    assert "dense baseline (all clusters, validation WAPE):" in captured.out and "recent-error check: " in captured.out
+    payload = json.loads(report.read_text())
+    assert payload["k"] == 2 and len(payload["clusters"]) == 2 and payload["n_test_functions"] == 10
+    assert payload["out_dir"] == str(out)
+    model = load_model(out)
+    recorded = model.manifest["training"]["config"]
+    assert recorded["loss_weight"] == "scale" and recorded["trial_seconds"] == 3.0 and recorded["families"] == ["dlinear"]
+    assert (tmp_path / "plots" / "centroids.png").stat().st_size > 10_000
+    assert f"centroid plot written to {tmp_path / 'plots' / 'centroids.png'}" in captured.err

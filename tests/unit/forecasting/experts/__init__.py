@@ -1,0 +1,1 @@
+"""Tests of mesp_core.forecasting.experts: the base classes, the registry and every family."""

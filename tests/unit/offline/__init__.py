@@ -1,0 +1,1 @@
+"""Tests of mesp_core.offline: configuration, split, selection, training, extension, evaluation, plots."""
