@@ -1,4 +1,4 @@
-"""kopf registrations only. Each handler hands plain data to mesp_operator.reconcile / runtime.
+"""kopf registrations only. Each handler hands plain data to one function of mesp_operator.runtime.
 
 Knative Services and Revisions are only *indexed* (read from the watch stream): kopf adds no finalizer
 and no annotation to them. The loop and the deletion finalizer live on MESP's own MespPolicy objects.
@@ -7,15 +7,13 @@ A fresh registry per run keeps several embedded operators (tests, benchmarks) in
 
 from __future__ import annotations
 
-import asyncio
 from typing import Callable
 
 import kopf
 
 from mesp_operator import knative as kn
 from mesp_operator import runtime as rt
-from mesp_operator.errors import classify
-from mesp_operator.reconcile import GROUP, PLURAL, VERSION, PolicyObject
+from mesp_operator.spec import GROUP, PLURAL, VERSION, PolicyObject
 
 
 def build_registry(connection: Callable[[], kopf.ConnectionInfo]) -> kopf.OperatorRegistry:
@@ -44,15 +42,7 @@ def build_registry(connection: Callable[[], kopf.ConnectionInfo]) -> kopf.Operat
 
     @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, id="restore_on_delete")  # the finalizer sits on MESP's own object
     async def policy_deleted(body, memo: kopf.Memo, logger, **_):
-        try:
-            message = await asyncio.to_thread(memo.runtime.reconciler.restore_policy, PolicyObject.from_body(body))
-        except Exception as exc:
-            info = classify(exc)
-            if info.retryable:
-                raise kopf.TemporaryError(f"restoring min-scale: {info.message}", delay=5) from exc
-            raise kopf.PermanentError(f"restoring min-scale: {info.message}") from exc
-        if message:
-            logger.info(message)
+        await memo.runtime.restore_on_delete(body, logger)
 
     @kopf.on.startup(registry=registry, id="configure")
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_):

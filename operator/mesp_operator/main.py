@@ -95,8 +95,9 @@ async def operate(settings: OperatorSettings, *, model=None, model_description: 
     from mesp_operator.knative import KnativeClient
     from mesp_operator.metrics import OperatorMetrics
     from mesp_operator.prometheus import PrometheusSource
-    from mesp_operator.reconcile import PolicyStore, Reconciler
+    from mesp_operator.reconcile import Reconciler
     from mesp_operator.runtime import Runtime
+    from mesp_operator.store import PolicyStore
 
     if model is None:
         model, model_description = await asyncio.to_thread(load_model, settings)

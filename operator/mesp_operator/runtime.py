@@ -8,6 +8,7 @@ import time
 from typing import Callable
 
 from mesp_operator.errors import classify
+from mesp_operator.spec import PolicyObject
 
 log = logging.getLogger("mesp.operator")
 
@@ -52,6 +53,21 @@ class Runtime:
         if self.generations.get(uid) != generation:  # a new or changed spec: act without waiting a full interval
             self.generations[uid] = generation
             self.wake.set()
+
+    async def restore_on_delete(self, body, logger) -> None:
+        """The deletion finalizer's work: give back what the policy changed, in a worker thread.
+        kopf retries a TemporaryError and gives up on a PermanentError."""
+        import kopf
+
+        try:
+            message = await asyncio.to_thread(self.reconciler.restore_policy, PolicyObject.from_body(body))
+        except Exception as exc:
+            info = classify(exc)
+            if info.retryable:
+                raise kopf.TemporaryError(f"restoring min-scale: {info.message}", delay=5) from exc
+            raise kopf.PermanentError(f"restoring min-scale: {info.message}") from exc
+        if message:
+            logger.info(message)
 
     def start_loop(self, policies, services, revisions) -> None:
         self.task = asyncio.create_task(self._loop(policies, services, revisions), name="mesp-loop")

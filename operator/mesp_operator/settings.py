@@ -1,7 +1,9 @@
 """The operator's settings: one typed object, read from flags and MESP_* environment variables and
 validated once at start-up (never at import time), so a bad value stops the operator with one clear line.
 
-Precedence: command-line flag > environment variable > default.
+Precedence: command-line flag > environment variable > default. Each setting is declared once, as a
+field of OperatorSettings with its default and --help text; its flag, its MESP_* variable and how
+their text is converted follow from the field's name and type.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import argparse
 import dataclasses
 import math
 import os
+import types
+import typing
 from pathlib import Path
 from typing import Mapping, Sequence
 from urllib.parse import urlparse
@@ -18,37 +22,80 @@ from mesp_operator.errors import SettingsError
 from mesp_operator.prometheus import PRESETS
 
 ACTUATION_SUPPORT_CHOICES = ("auto", "revision", "template")
+_ENV_PREFIX = "MESP_"
+
+
+def _setting(default, help_text: str, *, flag: str | None = None):
+    """A settings field with its --help text (the default is appended to it); `flag` when the flag is
+    not --<field-name>. The environment variable is MESP_ + the flag's name (--model -> MESP_MODEL)."""
+    return dataclasses.field(default=default, metadata={"help": help_text, "flag": flag})
 
 
 @dataclasses.dataclass(frozen=True)
 class OperatorSettings:
-    model_path: Path | None = None              # None: the default artifact shipped with mesp_core
-    kubeconfig: Path | None = None              # None: in-cluster config, else $KUBECONFIG / ~/.kube/config
-    prometheus_url: str = "http://127.0.0.1:9090"
-    prometheus_timeout_seconds: float = 10.0
-    metrics_preset: str = "knative-legacy"      # see mesp_operator.prometheus.PRESETS
-    promql: str | None = None                   # cluster-wide query replacing the preset's
-    loop_interval_seconds: float = 60.0
-    context_minutes: int | None = None          # trailing window fed to the model (default: model's input size)
-    stale_plan_seconds: float = 600.0           # keep the last plan this long when metrics fail
-    max_scale_cap: int = 100                    # cap when neither the policy nor the Service sets max-scale
-    revision_annotations: str = "auto"          # does the cluster propagate Revision annotations (Knative >= 1.21)?
-    template_cooldown_seconds: float = 600.0    # Template mode default: no template decrease sooner than this
-    template_hysteresis: int = 1                # default: lower the template floor only by at least this much
-    write_concurrency: int = 8                  # parallel API writes per loop
-    namespaces: tuple[str, ...] = ()            # empty: cluster-wide
-    metrics_port: int = 9102                    # the operator's own /metrics (0 disables)
-    metrics_address: str = "0.0.0.0"
-    liveness_endpoint: str | None = None        # e.g. http://0.0.0.0:8081/healthz (kopf's probe)
-    torch_threads: int = 1
-    verbose: bool = False
+    model_path: Path | None = _setting(
+        None, "model artifact directory (default: the model shipped with MESP, trained on the real Azure sample)",
+        flag="--model")
+    kubeconfig: Path | None = _setting(
+        None, "kubeconfig file (default: in-cluster service account, else $KUBECONFIG or ~/.kube/config)")
+    prometheus_url: str = _setting("http://127.0.0.1:9090", "Prometheus base URL")
+    prometheus_timeout_seconds: float = _setting(10.0, "timeout of one Prometheus query")
+    metrics_preset: str = _setting("knative-legacy", f"PromQL preset: {', '.join(sorted(PRESETS))}")
+    promql: str | None = _setting(
+        None, "cluster-wide PromQL replacing the preset; must return per-minute counts labelled by the "
+        "preset's namespace and service labels")
+    loop_interval_seconds: float = _setting(60.0, "seconds between two reconcile loops over all policies")
+    context_minutes: int | None = _setting(
+        None, "trailing minutes of history fed to the model (default: the model's input size)")
+    stale_plan_seconds: float = _setting(600.0, "how long to keep the last plan when Prometheus fails")
+    max_scale_cap: int = _setting(100, "cap used when neither policy nor Service sets max-scale")
+    revision_annotations: str = _setting(
+        "auto", "auto|revision|template: whether annotating Revisions works (Knative >= 1.21); "
+        "auto reads the installed Knative version")
+    template_cooldown_seconds: float = _setting(
+        600.0, "Template mode default: seconds before a template floor may drop after a change, also the "
+        "look-ahead one raise covers, rounded up to whole minutes")
+    template_hysteresis: int = _setting(1, "default minimum decrease of the template floor")
+    write_concurrency: int = _setting(8, "parallel API writes per loop")
+    namespaces: tuple[str, ...] = _setting(
+        (), "watch only this namespace (repeatable; env: comma-separated MESP_NAMESPACE; default: all)",
+        flag="--namespace")
+    metrics_port: int = _setting(9102, "port of the operator's /metrics, 0 disables")
+    metrics_address: str = _setting("0.0.0.0", "bind address of /metrics")
+    liveness_endpoint: str | None = _setting(None, "kopf liveness endpoint, e.g. http://0.0.0.0:8081/healthz")
+    torch_threads: int = _setting(1, "torch intra-op threads for the model")
+    verbose: bool = _setting(False, "debug logging")
 
     @property
     def template_cooldown_minutes(self) -> int:
         return int(math.ceil(self.template_cooldown_seconds / 60.0))
 
 
-_ENV_PREFIX = "MESP_"
+def _value_type(hint):
+    """The type a setting's text converts to: `int | None` -> int."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        (hint,) = [t for t in typing.get_args(hint) if t is not type(None)]
+    return hint
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(OperatorSettings)}
+_TYPES = {name: _value_type(hint) for name, hint in typing.get_type_hints(OperatorSettings).items()}
+
+
+def _flag(name: str) -> str:
+    return _FIELDS[name].metadata["flag"] or "--" + name.replace("_", "-")
+
+
+def _env_name(name: str) -> str:
+    return _ENV_PREFIX + _flag(name)[2:].replace("-", "_").upper()
+
+
+def _help(field: dataclasses.Field) -> str:
+    """The field's help with its default appended, where the default is a value worth showing."""
+    text, default = field.metadata["help"], field.default
+    if default is None or isinstance(default, bool) or default == ():
+        return text
+    return f"{text} (default {default:g})" if isinstance(default, float) else f"{text} (default {default})"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -57,43 +104,15 @@ def _parser() -> argparse.ArgumentParser:
         description="Run the MESP operator: forecasts each MespPolicy's Knative Service and sets its min-scale ahead of peaks. "
         "Every flag can also be given as an environment variable MESP_<FLAG> (e.g. MESP_PROMETHEUS_URL).",
     )
-    a = p.add_argument
-    a("--model", dest="model_path", help="model artifact directory (default: the model shipped with MESP, trained on the real Azure sample)")
-    a("--kubeconfig", help="kubeconfig file (default: in-cluster service account, else $KUBECONFIG or ~/.kube/config)")
-    a("--prometheus-url", help="Prometheus base URL (default http://127.0.0.1:9090)")
-    a("--prometheus-timeout-seconds", type=float, help="timeout of one Prometheus query (default 10)")
-    a("--metrics-preset", help=f"PromQL preset: {', '.join(sorted(PRESETS))} (default knative-legacy)")
-    a("--promql", help="cluster-wide PromQL replacing the preset; must return per-minute counts labelled by "
-      "the preset's namespace and service labels")
-    a("--loop-interval-seconds", type=float, help="seconds between two reconcile loops over all policies (default 60)")
-    a("--context-minutes", type=int, help="trailing minutes of history fed to the model (default: the model's input size)")
-    a("--stale-plan-seconds", type=float, help="how long to keep the last plan when Prometheus fails (default 600)")
-    a("--max-scale-cap", type=int, help="cap used when neither policy nor Service sets max-scale (default 100)")
-    a("--revision-annotations", help="auto|revision|template: whether annotating Revisions works (Knative >= 1.21); "
-      "auto reads the installed Knative version (default auto)")
-    a("--template-cooldown-seconds", type=float, help="Template mode default: seconds before a template floor may "
-      "drop after a change, also the look-ahead one raise covers (default 600; rounded up to whole minutes)")
-    a("--template-hysteresis", type=int, help="default minimum decrease of the template floor (default 1)")
-    a("--write-concurrency", type=int, help="parallel API writes per loop (default 8)")
-    a("--namespace", dest="namespaces", action="append",
-      help="watch only this namespace (repeatable; env: comma-separated MESP_NAMESPACE; default: all)")
-    a("--metrics-port", type=int, help="port of the operator's /metrics (default 9102, 0 disables)")
-    a("--metrics-address", help="bind address of /metrics (default 0.0.0.0)")
-    a("--liveness-endpoint", help="kopf liveness endpoint, e.g. http://0.0.0.0:8081/healthz")
-    a("--torch-threads", type=int, help="torch intra-op threads for the model (default 1)")
-    a("--verbose", action="store_true", default=None, help="debug logging")
+    for name, field in _FIELDS.items():
+        kind = _TYPES[name]
+        if kind is bool:
+            p.add_argument(_flag(name), dest=name, action="store_true", default=None, help=_help(field))
+        elif kind == tuple[str, ...]:
+            p.add_argument(_flag(name), dest=name, action="append", help=_help(field))
+        else:  # paths stay text until _coerce (which expands ~)
+            p.add_argument(_flag(name), dest=name, type=kind if kind in (int, float) else None, help=_help(field))
     return p
-
-
-# Environment names follow the flags (--model -> MESP_MODEL, --namespace -> MESP_NAMESPACE).
-_ENV_NAMES = {"model_path": "MODEL", "namespaces": "NAMESPACE"}
-
-
-def _env_value(env: Mapping[str, str], name: str):
-    raw = env.get(_ENV_PREFIX + _ENV_NAMES.get(name, name.upper()))
-    if raw is None or raw == "":
-        return None
-    return raw
 
 
 def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> OperatorSettings:
@@ -107,54 +126,46 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
             raise
         raise SettingsError("invalid command-line arguments (see the usage above)") from exc
 
-    fields = {f.name: f for f in dataclasses.fields(OperatorSettings)}
     values: dict = {}
-    for name, field in fields.items():
+    for name in _FIELDS:
         value = getattr(args, name, None)
         if value is None:
-            raw = _env_value(env, name)
-            if raw is not None:
-                value = _convert_env(name, raw, field)
+            raw = env.get(_env_name(name))
+            if raw:
+                value = _convert_env(name, raw)
         if value is not None:
             values[name] = value
     return validate(OperatorSettings(**_coerce(values)))
 
 
-def _convert_env(name: str, raw: str, field: dataclasses.Field):
-    default = field.default
+def _convert_env(name: str, raw: str):
+    kind = _TYPES[name]
     try:
-        if name == "namespaces":
+        if kind == tuple[str, ...]:
             return tuple(ns.strip() for ns in raw.split(",") if ns.strip())
-        if name == "verbose":
+        if kind is bool:
             if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
                 raise ValueError(raw)
             return raw.lower() in ("1", "true", "yes")
-        if name in ("context_minutes",):
-            return int(raw)
-        if isinstance(default, bool):
-            return raw.lower() in ("1", "true", "yes")
-        if isinstance(default, int):
-            return int(raw)
-        if isinstance(default, float):
-            return float(raw)
+        if kind in (int, float):
+            return kind(raw)
         return raw
     except ValueError:
-        raise SettingsError(f"{_ENV_PREFIX}{_ENV_NAMES.get(name, name.upper())}={raw!r} is not a valid value") from None
+        raise SettingsError(f"{_env_name(name)}={raw!r} is not a valid value") from None
 
 
 def _coerce(values: dict) -> dict:
-    if "model_path" in values and values["model_path"] is not None:
-        values["model_path"] = Path(values["model_path"]).expanduser()
-    if values.get("kubeconfig") is not None:
-        values["kubeconfig"] = Path(values["kubeconfig"]).expanduser()
+    for name in ("model_path", "kubeconfig"):
+        if values.get(name) is not None:
+            values[name] = Path(values[name]).expanduser()
     if "namespaces" in values:
         values["namespaces"] = tuple(values["namespaces"])
     return values
 
 
 def validate(s: OperatorSettings) -> OperatorSettings:
-    def bad(flag: str, why: str):
-        raise SettingsError(f"--{flag.replace('_', '-')}: {why}")
+    def bad(name: str, why: str):
+        raise SettingsError(f"{_flag(name)}: {why}")
 
     url = urlparse(s.prometheus_url)
     if url.scheme not in ("http", "https") or not url.netloc:
@@ -185,9 +196,9 @@ def validate(s: OperatorSettings) -> OperatorSettings:
         bad("torch_threads", "must be between 1 and 64")
     if s.model_path is not None:
         if not s.model_path.is_dir():
-            bad("model", f"{s.model_path} is not a directory")
+            bad("model_path", f"{s.model_path} is not a directory")
         if not (s.model_path / "manifest.json").is_file():
-            bad("model", f"{s.model_path} has no manifest.json (not a MESP model artifact)")
+            bad("model_path", f"{s.model_path} has no manifest.json (not a MESP model artifact)")
     if s.kubeconfig is not None and not s.kubeconfig.is_file():
         bad("kubeconfig", f"{s.kubeconfig} does not exist")
     if s.liveness_endpoint is not None and not urlparse(s.liveness_endpoint).netloc:

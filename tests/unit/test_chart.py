@@ -7,6 +7,7 @@ always run.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -386,3 +387,41 @@ def test_chart_readme_documents_every_value_and_only_real_metrics():
     documented = set(re.findall(r"`(mesp_[a-z_]+)`", readme))
     assert documented, "no metric names in the chart README"
     assert documented <= _operator_metric_names(), sorted(documented - _operator_metric_names())
+
+
+def _schema_generator():
+    spec = importlib.util.spec_from_file_location("gen_values_schema", REPO / "hack" / "gen-values-schema.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_value_is_documented_by_a_comment_in_values_yaml():
+    text = (CHART / "values.yaml").read_text()
+    comments = _schema_generator().value_comments(text)
+    missing = [p for p in _value_paths(yaml.safe_load(text)) if p not in comments]
+    assert not missing, f"values.yaml keys without a '# --' comment: {missing}"
+
+
+def test_schema_descriptions_are_generated_from_the_values_comments():
+    assert (CHART / "values.schema.json").read_text() == _schema_generator().render(), \
+        "values.schema.json descriptions differ from values.yaml's comments; run hack/gen-values-schema.py"
+
+
+def test_values_comments_are_read_per_key_path():
+    text = """# A file comment, not a value's.
+# -- Top value, continued
+#    on a second line.
+top: 1
+group:
+  # -- Nested value.
+  inner: [a]
+  # -- Dropped: a blank line ends a comment.
+
+  plain: 2
+# -- Back at the top.
+other:
+  - item
+"""
+    assert _schema_generator().value_comments(text) == {
+        "top": "Top value, continued on a second line.", "group.inner": "Nested value.", "other": "Back at the top."}

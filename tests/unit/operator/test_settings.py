@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mesp_operator.errors import SettingsError
-from mesp_operator.settings import OperatorSettings, parse_settings
+from mesp_operator.settings import OperatorSettings, _parser, parse_settings
 
 
 def test_defaults_are_valid():
@@ -69,3 +70,48 @@ def test_the_operator_does_not_import_training_or_plotting_libraries():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+GOLDEN_MODEL = Path(__file__).resolve().parents[3] / "tests" / "golden" / "model_v1"
+# Every setting's flag and environment variable, with a valid value and what it parses to. The chart
+# and users' scripts depend on these names.
+EVERY_SETTING = [
+    ("model_path", "--model", "MESP_MODEL", str(GOLDEN_MODEL), GOLDEN_MODEL),
+    ("kubeconfig", "--kubeconfig", "MESP_KUBECONFIG", __file__, Path(__file__)),
+    ("prometheus_url", "--prometheus-url", "MESP_PROMETHEUS_URL", "http://prom:9090", "http://prom:9090"),
+    ("prometheus_timeout_seconds", "--prometheus-timeout-seconds", "MESP_PROMETHEUS_TIMEOUT_SECONDS", "2.5", 2.5),
+    ("metrics_preset", "--metrics-preset", "MESP_METRICS_PRESET", "knative-otel", "knative-otel"),
+    ("promql", "--promql", "MESP_PROMQL", "sum(x)", "sum(x)"),
+    ("loop_interval_seconds", "--loop-interval-seconds", "MESP_LOOP_INTERVAL_SECONDS", "30", 30.0),
+    ("context_minutes", "--context-minutes", "MESP_CONTEXT_MINUTES", "120", 120),
+    ("stale_plan_seconds", "--stale-plan-seconds", "MESP_STALE_PLAN_SECONDS", "90", 90.0),
+    ("max_scale_cap", "--max-scale-cap", "MESP_MAX_SCALE_CAP", "7", 7),
+    ("revision_annotations", "--revision-annotations", "MESP_REVISION_ANNOTATIONS", "template", "template"),
+    ("template_cooldown_seconds", "--template-cooldown-seconds", "MESP_TEMPLATE_COOLDOWN_SECONDS", "120", 120.0),
+    ("template_hysteresis", "--template-hysteresis", "MESP_TEMPLATE_HYSTERESIS", "3", 3),
+    ("write_concurrency", "--write-concurrency", "MESP_WRITE_CONCURRENCY", "2", 2),
+    ("namespaces", "--namespace", "MESP_NAMESPACE", "team-a", ("team-a",)),
+    ("metrics_port", "--metrics-port", "MESP_METRICS_PORT", "0", 0),
+    ("metrics_address", "--metrics-address", "MESP_METRICS_ADDRESS", "127.0.0.1", "127.0.0.1"),
+    ("liveness_endpoint", "--liveness-endpoint", "MESP_LIVENESS_ENDPOINT", "http://0.0.0.0:8081/healthz",
+     "http://0.0.0.0:8081/healthz"),
+    ("torch_threads", "--torch-threads", "MESP_TORCH_THREADS", "2", 2),
+]
+
+
+@pytest.mark.parametrize("name,flag,variable,raw,value", EVERY_SETTING, ids=[s[0] for s in EVERY_SETTING])
+def test_every_setting_is_read_from_its_flag_and_its_variable(name, flag, variable, raw, value):
+    assert getattr(parse_settings([flag, raw], env={}), name) == value
+    assert getattr(parse_settings([], env={variable: raw}), name) == value
+
+
+def test_the_flags_are_exactly_the_settings_and_each_has_help_with_its_default():
+    options = {a.dest: a for a in _parser()._actions if a.dest != "help"}
+    assert set(options) == {f.name for f in dataclasses.fields(OperatorSettings)}
+    assert {name: options[name].option_strings for name, *_ in EVERY_SETTING} == \
+        {name: [flag] for name, flag, *_ in EVERY_SETTING}
+    assert options["verbose"].option_strings == ["--verbose"] and parse_settings([], {"MESP_VERBOSE": "1"}).verbose
+    assert all(a.help for a in options.values())
+    assert options["prometheus_url"].help == "Prometheus base URL (default http://127.0.0.1:9090)"
+    assert options["loop_interval_seconds"].help.endswith("(default 60)")
+    assert options["metrics_preset"].help.endswith("knative-otel-activator (default knative-legacy)")

@@ -1,0 +1,160 @@
+"""A policy's status, both ways: what one loop decided (Outcome) written as the MespPolicy's status,
+the PolicyMemory read back from a status after a restart, and the Events a condition change is told by.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+from mesp_core.policy import PlanState
+from mesp_operator import knative as kn
+from mesp_operator.spec import CONDITION_TYPES, PolicyObject, PolicySpec
+from mesp_operator.store import PolicyMemory
+
+# Conditions whose changes are told by Events here (Ready and Actuated are told where they change).
+_TRANSITION_EVENTS = ("MetricsAvailable", "ModelLoaded")
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+@dataclasses.dataclass
+class Outcome:
+    """Everything decided for one policy in one loop, applied by a worker thread."""
+
+    policy: PolicyObject
+    spec: PolicySpec | None = None
+    service: kn.ServiceInfo | None = None
+    conditions: dict = dataclasses.field(default_factory=dict)   # type -> (status, reason, message)
+    plan: list[int] | None = None
+    plan_start: int | None = None
+    value: int | None = None          # the min-scale the plan asks for now
+    floor: int = 0
+    cap: int | None = None
+    capacity: float | None = None
+    capacity_source: str | None = None  # spec | requestDurationMs | measuredDuration | defaultDuration
+    duration_ms: float | None = None    # the request duration the capacity was derived from
+    plan_source: str = "none"         # fresh | held | floor
+    reasons: list = dataclasses.field(default_factory=list)
+
+    def set(self, type_: str, ok: bool, reason: str, message: str) -> None:
+        self.conditions[type_] = ("True" if ok else "False", reason, message)
+
+
+@dataclasses.dataclass
+class LoopReport:
+    policies: int = 0
+    planned: int = 0
+    actuated: int = 0
+    failed: int = 0
+    duration: float = 0.0
+    phases: dict = dataclasses.field(default_factory=dict)   # seconds per phase: fetch, model, plan, write
+    states: dict = dataclasses.field(default_factory=dict)
+
+
+def format_time(ts: float | None) -> str | None:
+    """Unix time as the status's RFC 3339 text (whole seconds, UTC)."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime(_TIME_FORMAT)
+
+
+def parse_time(text) -> float | None:
+    """format_time's inverse; None for anything else."""
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=timezone.utc).timestamp()
+    except ValueError:
+        return None
+
+
+def memory_from_status(status: Mapping[str, Any]) -> PolicyMemory:
+    """What a restarted operator can take over from a status it wrote: the plan, the last change, the
+    damping state and the conditions already told by Events."""
+    memory = PolicyMemory()
+    plan = status.get("plan")
+    start = parse_time(status.get("planStart"))
+    computed = parse_time(status.get("plannedAt"))
+    if isinstance(plan, list) and all(isinstance(v, int) for v in plan) and start and computed:
+        memory.plan, memory.plan_start, memory.planned_at = list(plan), int(start), computed
+    memory.changed_at = parse_time(status.get("lastChange"))
+    kept = status.get("planState")
+    if isinstance(kept, dict) and parse_time(kept.get("minute")):
+        try:
+            memory.state_out = PlanState.single(int(kept["current"]), int(kept["minutesSinceNeeded"]))
+            memory.state_minute = int(parse_time(kept["minute"]))
+        except (KeyError, TypeError, ValueError):
+            memory.state_out = memory.state_minute = None
+    memory.route = status.get("route") if isinstance(status.get("route"), dict) else None
+    for cond in status.get("conditions") or []:
+        if isinstance(cond, dict) and cond.get("status") == "False":
+            memory.reported[cond.get("type")] = cond.get("reason")
+    return memory
+
+
+def transition_events(o: Outcome, memory: PolicyMemory) -> list[tuple[str, str, str]]:
+    """(type, reason, message) of the Events to post: one when a condition turns False (or its reason
+    changes) and one when it recovers. Updates memory.reported, so each transition is told once."""
+    events = []
+    for type_ in _TRANSITION_EVENTS:
+        if type_ not in o.conditions:
+            continue
+        status, reason, message = o.conditions[type_]
+        before = memory.reported.get(type_)
+        if status == "False" and before != reason:
+            memory.reported[type_] = reason
+            detail = "; ".join(o.reasons)
+            events.append(("Warning", reason, f"{message}; {detail}" if detail else message))
+        elif status == "True" and before is not None:
+            memory.reported.pop(type_, None)
+            events.append(("Normal", f"{type_}Recovered", message))
+    return events
+
+
+def build_status(o: Outcome, memory: PolicyMemory, applied: int | None, original: str | None,
+                 actuation: str | None, actuation_reason: str | None, now: float) -> dict:
+    """The MespPolicy's status after this loop (a condition keeps its lastTransitionTime while its
+    status stays the same)."""
+    previous = {c.get("type"): c for c in (o.policy.status.get("conditions") or []) if isinstance(c, dict)}
+    conditions = []
+    for type_ in CONDITION_TYPES:
+        if type_ not in o.conditions:
+            continue
+        status, reason, message = o.conditions[type_]
+        old = previous.get(type_) or {}
+        since = old.get("lastTransitionTime") if old.get("status") == status else None
+        conditions.append({"type": type_, "status": status, "reason": reason, "message": message[:1000],
+                           "lastTransitionTime": since or format_time(now),
+                           "observedGeneration": o.policy.generation})
+    spec = o.spec
+    return {
+        "observedGeneration": o.policy.generation,
+        "conditions": conditions,
+        "mode": spec.mode if spec else None,
+        "actuation": actuation,
+        "actuationReason": actuation_reason,
+        "plan": o.plan,
+        "planStart": format_time(o.plan_start),
+        "plannedAt": format_time(memory.planned_at) if o.plan is not None else None,
+        "planSource": o.plan_source,
+        "planReasons": o.reasons[:3] or None,
+        "route": memory.route if o.plan is not None else None,
+        "forecastNextMinute": None if o.plan_source != "fresh" else round(memory.forecast_next, 3),
+        "forecastPeak": None if o.plan_source != "fresh" else round(memory.forecast_peak, 3),
+        "desiredMinScale": o.value,
+        "appliedMinScale": applied,
+        "originalMinScale": original,
+        "userFloor": o.floor if spec else None,
+        "maxScale": o.cap,
+        "capacityPerInstance": None if o.capacity is None else round(o.capacity, 3),
+        "capacitySource": o.capacity_source,
+        "requestDurationMs": None if o.duration_ms is None else round(o.duration_ms, 1),
+        "lastChange": format_time(memory.changed_at),
+        # Hysteresis/cooldown state after the first planned minute: a restarted operator continues from it.
+        "planState": None if memory.state_out is None else {
+            "minute": format_time(memory.state_minute),
+            "current": int(memory.state_out.current[0]),
+            "minutesSinceNeeded": int(memory.state_out.minutes_since_needed[0])},
+        "lastUpdate": format_time(now),
+    }

@@ -1,0 +1,47 @@
+"""`mesp operator`'s entry point: the model loaded once with a one-line description, kopf logged in with
+the same credentials as the loop's client, and bad input answered with one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from mesp_operator.errors import ModelError
+from mesp_operator.main import _connection_info, load_model, run
+from mesp_operator.settings import OperatorSettings
+
+GOLDEN_MODEL = Path(__file__).resolve().parents[3] / "tests" / "golden" / "model_v1"
+
+
+def test_the_model_is_loaded_with_a_description_of_its_artifact():
+    model, description = load_model(OperatorSettings(model_path=GOLDEN_MODEL))
+    assert hasattr(model, "forecast_distribution") and hasattr(model, "explain_routes")
+    assert description.startswith(f"{GOLDEN_MODEL} (format mesp-model v1, ")
+    assert description.endswith(" min)") and "clusters" in description
+
+
+def test_an_unusable_artifact_is_a_model_error(tmp_path):
+    (tmp_path / "manifest.json").write_text("{}")
+    with pytest.raises(ModelError, match=f"cannot load model artifact {tmp_path}"):
+        load_model(OperatorSettings(model_path=tmp_path))
+
+
+def test_kopf_logs_in_with_the_clients_token_and_certificates():
+    config = client.Configuration()
+    config.host, config.ssl_ca_cert, config.verify_ssl = "https://127.0.0.1:6443", "/ca.crt", True
+    config.api_key = {"authorization": "Bearer abc"}
+    info = _connection_info(client.ApiClient(config))
+    assert (info.server, info.ca_path, info.insecure) == ("https://127.0.0.1:6443", "/ca.crt", False)
+    assert (info.scheme, info.token) == ("Bearer", "abc")
+    config.api_key = {}
+    config.cert_file, config.key_file = "/client.crt", "/client.key"
+    info = _connection_info(client.ApiClient(config))
+    assert info.token is None and info.scheme is None
+    assert (info.certificate_path, info.private_key_path) == ("/client.crt", "/client.key")
+
+
+def test_bad_settings_end_with_one_line_and_exit_code_2(capsys):
+    assert run(["--write-concurrency", "0"]) == 2
+    assert capsys.readouterr().err == "mesp operator: --write-concurrency: must be between 1 and 128\n"

@@ -1,0 +1,137 @@
+"""The reconcile loop on its own: the packaged golden model, a stand-in for Prometheus and an
+in-memory API (tests/integration runs the same loop against real servers)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+import mesp_core
+from mesp_operator import knative as kn
+from mesp_operator.decisions import model_context_minutes
+from mesp_operator.prometheus import DurationResult, FetchResult
+from mesp_operator.reconcile import Reconciler
+from mesp_operator.settings import OperatorSettings
+from mesp_operator.spec import PolicyObject, parse_spec
+
+from .fake_cluster import FakeCluster, add_policy, clients
+
+SETTINGS = OperatorSettings()
+
+
+class _FlakyKnative:
+    """Answers the Knative version check from a script: a (supported, why) tuple or an exception."""
+
+    def __init__(self, answers):
+        self.answers = list(answers)
+
+    def revision_annotations_supported(self):
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def test_a_passing_api_error_does_not_switch_auto_actuation(monkeypatch):
+    from mesp_operator import reconcile
+
+    knative = _FlakyKnative([ApiException(status=503), (True, "Knative 1.21"), ApiException(status=503)])
+    reconciler = Reconciler(SETTINGS, model=None, source=None, knative=knative, store=None)
+    try:
+        spec = parse_spec({"service": "svc"}, SETTINGS)
+        with pytest.raises(ApiException):  # nothing known yet: this write fails and is retried
+            reconciler._actuation_for(spec)
+        assert reconciler._plans_for_template(spec) is False  # planning goes on meanwhile
+        assert reconciler._actuation_for(spec)[0] == "Revision"
+        monkeypatch.setattr(reconcile, "SUPPORT_RECHECK_SECONDS", -1.0)  # ask again: 503 this time
+        assert reconciler._actuation_for(spec)[0] == "Revision"  # the last answer stands
+    finally:
+        reconciler.close()
+
+
+GOLDEN_MODEL = Path(__file__).resolve().parents[3] / "tests" / "golden" / "model_v1"
+NOW = 1_767_225_630.0
+
+
+class _Prometheus:
+    """The same per-minute counts for every Service; no request durations measured."""
+
+    def __init__(self, counts: np.ndarray):
+        self.counts, self.windows = counts, []
+
+    def fetch(self, targets, overrides, *, now, window_minutes):
+        self.windows.append(window_minutes)
+        keys = list(targets) + list(overrides)
+        return FetchResult(series={k: self.counts[-window_minutes:].copy() for k in keys}, errors={},
+                           end=int(now // 60) * 60)
+
+    def mean_durations(self, targets, *, now):
+        return DurationResult({})
+
+
+@pytest.fixture(scope="module")
+def golden_model():
+    return mesp_core.load_model(GOLDEN_MODEL)
+
+
+def _loop(cluster: FakeCluster, model) -> Reconciler:
+    knative, store = clients(cluster)
+    counts = np.random.default_rng(1).poisson(100, 2 * 1440).astype(np.float32)
+    return Reconciler(SETTINGS, model, _Prometheus(counts), knative, store, clock=lambda: NOW)
+
+
+def _views(cluster: FakeCluster):
+    policies = [PolicyObject.from_body(b) for (plural, _, _), b in cluster.objects.items() if plural == "mesppolicies"]
+    services = {(b["metadata"]["namespace"], b["metadata"]["name"]): kn.service_info(b)
+                for (plural, _, _), b in cluster.objects.items() if plural == "services"}
+    revisions = {(b["metadata"]["namespace"], b["metadata"]["name"]): kn.revision_info(b)
+                 for (plural, _, _), b in cluster.objects.items() if plural == "revisions"}
+    return policies, services, revisions
+
+
+def _cluster(policy_spec: dict) -> FakeCluster:
+    cluster = FakeCluster()
+    cluster.add_service("ns", "fn", {kn.MIN_SCALE: "1"}, "fn-00001")
+    cluster.add_revision("ns", "fn-00001", "fn", {kn.MIN_SCALE: "1"})
+    add_policy(cluster, "ns", "p", {"service": "fn", "capacityPerInstance": 20, **policy_spec})
+    return cluster
+
+
+def test_a_forecast_only_policy_gets_its_plan_in_status_and_nothing_else_is_written(golden_model):
+    cluster = _cluster({"mode": "ForecastOnly", "horizonMinutes": 30})
+    reconciler = _loop(cluster, golden_model)
+    try:
+        report = reconciler.run_once(*_views(cluster))
+    finally:
+        reconciler.close()
+    assert (report.policies, report.planned, report.actuated, report.states) == (1, 1, 0, {"Planned": 1})
+    assert reconciler.source.windows == [model_context_minutes(golden_model.manifest)]  # one fetch for the batch
+    status = cluster.body("mesppolicies", "ns", "p")["status"]
+    assert status["planSource"] == "fresh" and len(status["plan"]) == 30 and status["plan"][0] >= 1
+    assert set(status["route"]) == {"cluster", "expert", "description", "distance"}
+    assert {c["type"]: c["reason"] for c in status["conditions"]} == {
+        "Ready": "Planned", "ModelLoaded": "Loaded", "MetricsAvailable": "Fetched", "Actuated": "ForecastOnly"}
+    assert status.get("appliedMinScale") is None and status["capacitySource"] == "spec"
+    assert cluster.revision_min_scale("ns", "fn-00001") == "1" and cluster.template_min_scale("ns", "fn") == "1"
+    assert "annotations" not in cluster.body("mesppolicies", "ns", "p")["metadata"]
+
+
+def test_an_active_policy_writes_the_revision_and_its_deletion_gives_the_value_back(golden_model):
+    cluster = _cluster({"mode": "Active"})
+    reconciler = _loop(cluster, golden_model)
+    try:
+        report = reconciler.run_once(*_views(cluster))
+        status = cluster.body("mesppolicies", "ns", "p")["status"]
+        assert report.states == {"Actuated": 1} and status["actuation"] == "Revision"
+        assert cluster.revision_min_scale("ns", "fn-00001") == str(status["appliedMinScale"]) == str(status["plan"][0])
+        assert status["originalMinScale"] == "1" and cluster.template_min_scale("ns", "fn") == "1"
+        assert "MinScaleSet" in cluster.event_reasons()
+
+        policies, _, _ = _views(cluster)
+        assert reconciler.restore_policy(policies[0]) == "Revision fn-00001: min-scale restored to 1"
+        assert cluster.revision_min_scale("ns", "fn-00001") == "1"
+    finally:
+        reconciler.close()

@@ -1,0 +1,109 @@
+"""A policy's status: built from one loop's Outcome, read back after a restart, and the Events that
+tell a condition's changes."""
+
+from __future__ import annotations
+
+import pytest
+
+from mesp_core.policy import PlanState
+from mesp_operator.settings import OperatorSettings
+from mesp_operator.spec import CONDITION_TYPES, PolicyObject, parse_spec
+from mesp_operator.status import (Outcome, build_status, format_time, memory_from_status, parse_time,
+                                  transition_events)
+from mesp_operator.store import PolicyMemory
+
+NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+
+
+def _policy(status=None) -> PolicyObject:
+    return PolicyObject(namespace="ns", name="p", uid="u", generation=4, spec={"service": "fn"}, annotations={},
+                        status=status or {})
+
+
+def _planned(status=None) -> tuple[Outcome, PolicyMemory]:
+    o = Outcome(_policy(status), spec=parse_spec({"service": "fn", "mode": "Active"}, OperatorSettings()))
+    o.set("Ready", True, "Ready", "planned")
+    o.set("MetricsAvailable", True, "Fetched", "1440 minutes of counts fetched")
+    o.plan, o.plan_start, o.value, o.floor, o.cap, o.plan_source = [3, 3, 2], int(NOW), 3, 1, 10, "fresh"
+    o.capacity, o.capacity_source, o.duration_ms, o.reasons = 42.0004, "measuredDuration", 1000.04, ["raise to 3"]
+    memory = PolicyMemory(planned_at=NOW - 5, changed_at=NOW - 120, forecast_next=90.12345, forecast_peak=120.0,
+                          route={"cluster": 2, "expert": "dlinear", "description": "d", "distance": 0.5},
+                          state_minute=int(NOW), state_out=PlanState.single(3, 1))
+    return o, memory
+
+
+def test_times_are_rfc3339_whole_seconds_both_ways():
+    assert format_time(NOW) == "2026-01-01T00:00:00Z" and format_time(None) is None
+    assert parse_time(format_time(NOW + 59.7)) == NOW + 59
+    assert parse_time("yesterday") is None and parse_time(None) is None and parse_time(12) is None
+
+
+def test_the_status_says_what_the_loop_decided():
+    o, memory = _planned()
+    status = build_status(o, memory, applied=3, original="1", actuation="Revision", actuation_reason="Auto: x", now=NOW)
+    assert [c["type"] for c in status["conditions"]] == [t for t in CONDITION_TYPES if t in o.conditions]
+    assert all(c["observedGeneration"] == 4 and c["lastTransitionTime"] == "2026-01-01T00:00:00Z"
+               for c in status["conditions"])
+    assert (status["plan"], status["planStart"], status["planSource"], status["desiredMinScale"]) == \
+        ([3, 3, 2], "2026-01-01T00:00:00Z", "fresh", 3)
+    assert (status["appliedMinScale"], status["originalMinScale"], status["userFloor"], status["maxScale"]) == \
+        (3, "1", 1, 10)
+    assert (status["forecastNextMinute"], status["capacityPerInstance"], status["requestDurationMs"]) == \
+        (90.123, 42.0, 1000.0)
+    assert status["planState"] == {"minute": "2026-01-01T00:00:00Z", "current": 3, "minutesSinceNeeded": 1}
+    assert status["planReasons"] == ["raise to 3"] and status["route"]["expert"] == "dlinear"
+
+
+def test_a_condition_keeps_its_transition_time_while_its_status_stays():
+    yesterday = "2025-12-31T00:00:00Z"
+    before = {"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": yesterday},
+                             {"type": "MetricsAvailable", "status": "False", "lastTransitionTime": yesterday}]}
+    o, memory = _planned(before)
+    o.set("Ready", True, "Ready", "m" * 1500)
+    conditions = build_status(o, memory, None, None, None, None, NOW)["conditions"]
+    times = {c["type"]: c["lastTransitionTime"] for c in conditions}
+    assert times == {"Ready": yesterday, "MetricsAvailable": "2026-01-01T00:00:00Z"}  # MetricsAvailable turned True
+    assert len(conditions[0]["message"]) == 1000
+
+
+def test_a_held_plan_reports_no_forecast_figures():
+    o, memory = _planned()
+    o.plan_source = "held"
+    status = build_status(o, memory, None, None, None, None, NOW)
+    assert status["forecastNextMinute"] is None and status["forecastPeak"] is None
+    o.plan = None
+    assert build_status(o, memory, None, None, None, None, NOW)["route"] is None
+
+
+def test_a_restarted_operator_takes_over_plan_damping_and_reported_conditions():
+    o, memory = _planned()
+    o.set("MetricsAvailable", False, "PrometheusTimeout", "slow")
+    status = build_status(o, memory, applied=3, original=None, actuation=None, actuation_reason=None, now=NOW)
+    back = memory_from_status(status)
+    assert (back.plan, back.plan_start, back.planned_at, back.changed_at) == ([3, 3, 2], int(NOW), NOW - 5, NOW - 120)
+    assert back.state_minute == int(NOW) and back.state_out.for_function(0) == memory.state_out.for_function(0)
+    assert back.route == memory.route and back.reported == {"MetricsAvailable": "PrometheusTimeout"}
+    assert back.state_in is None and back.written is None
+
+
+@pytest.mark.parametrize("plan_state", [{"minute": "2026-01-01T00:00:00Z", "current": 2, "minutesSinceNeeded": 0},
+                                        {"minute": "2026-01-01T00:00:00Z"}, {"minute": "soon", "current": 1}])
+def test_a_damaged_plan_state_is_dropped(plan_state):
+    memory = memory_from_status({"planState": plan_state, "plan": ["x"], "planStart": "2026-01-01T00:00:00Z"})
+    assert memory.state_out is None and memory.state_minute is None and memory.plan is None
+
+
+def test_each_condition_change_is_told_once_and_its_recovery_too():
+    o, memory = _planned()
+    o.reasons = ["holding the plan"]
+    o.set("MetricsAvailable", False, "PrometheusTimeout", "slow")
+    assert transition_events(o, memory) == [("Warning", "PrometheusTimeout", "slow; holding the plan")]
+    assert transition_events(o, memory) == []  # same reason: already told
+    o.set("MetricsAvailable", False, "MetricsGarbage", "garbage")
+    o.reasons = []
+    assert transition_events(o, memory) == [("Warning", "MetricsGarbage", "garbage")]
+    o.set("MetricsAvailable", True, "Fetched", "ok")
+    assert transition_events(o, memory) == [("Normal", "MetricsAvailableRecovered", "ok")]
+    assert memory.reported == {} and transition_events(o, memory) == []
+    o.set("Ready", False, "ActuationFailed", "told by the loop itself")
+    assert transition_events(o, memory) == []
