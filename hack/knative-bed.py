@@ -68,6 +68,10 @@ cp = _control_plane_module()
 ControlPlane, ControlPlaneError, Process, free_port = cp.ControlPlane, cp.ControlPlaneError, cp.Process, cp.free_port
 
 KNATIVE_SERVING_VERSION = "0.48.0"   # the newest that builds from the module proxy (GUIDE §5)
+# The Knative release that module version is (knative-v1.21.0 and v0.48.0 tag one commit, January
+# 2026). The module's YAML says app.kubernetes.io/version: devel; a release's YAML carries this, so
+# the bed installs it as a release would (MESP's actuation: auto reads it from the Revision CRD).
+KNATIVE_RELEASES = {"0.48.0": "1.21.0"}
 KNATIVE_NAMESPACE = "knative-serving"
 SERVICE_CIDR = "10.96.0.0/16"        # ControlPlane's --service-cluster-ip-range
 POD_CIDR = "10.244.0.0/16"           # KWOK's pod IPs
@@ -525,6 +529,11 @@ class KnativeBed(ControlPlane):
 
     def install_knative(self, manifests: dict[str, list[Path]]) -> None:
         docs = {group: [d for path in paths for d in load_yaml(path)] for group, paths in manifests.items()}
+        release = KNATIVE_RELEASES.get(self.serving_version)
+        for doc in (d for group in docs.values() for d in group):
+            labels = doc["metadata"].get("labels") or {}
+            if release and labels.get("app.kubernetes.io/version") == "devel":
+                labels["app.kubernetes.io/version"] = release
         for group in ("namespace", "rbac", "crds"):
             for doc in docs[group]:
                 self.kube.create(doc)

@@ -14,18 +14,46 @@ Nothing here is skipped: a missing binary or tool is a failure with a message.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
+import yaml
 
-from knative_helpers import TIMINGS, load_bed_module
+from knative_helpers import (REPLAY_NS, REPLAY_SERVICE, REPO, TIMINGS, TRACE, Replay, integration_conftest,
+                             load_bed_module)
+import kube_helpers as kh  # tests/integration's, put on sys.path by knative_helpers
 
 knative_bed_module = load_bed_module()
+MESP_CRD = REPO / "charts" / "mesp" / "crds" / "mesppolicies.mesp.dev.yaml"
 
 
 @pytest.fixture(scope="package")
-def knative_bed(tmp_path_factory):
-    bed = knative_bed_module.KnativeBed(tmp_path_factory.mktemp("knative-bed"), nodes=1)
-    bed.start(prometheus=True)
+def replay():
+    """A real function-day from the Azure sample with a clear, ramped peak (the integration suite's
+    choice of rows), placed so that its peak is MINUTES_BEFORE_PEAK minutes after the bed starts."""
+    import numpy as np
+    import pandas as pd
+
+    assert TRACE.is_file(), f"real trace sample missing: {TRACE}"
+    counts = pd.read_csv(TRACE).iloc[:, 4:].to_numpy(np.float64)
+    row = integration_conftest().pick_peak_rows(counts, 1)[0]
+    day = counts[row]
+    peak_minute = int(np.argmax(np.convolve(day, np.ones(10) / 10, mode="same")))
+    return Replay(day, peak_minute, time.time())
+
+
+@pytest.fixture(scope="package")
+def knative_bed(tmp_path_factory, replay):
+    work = tmp_path_factory.mktemp("knative-bed")
+    history = work / "history.om"
+    replay.write_openmetrics(history, REPLAY_NS, REPLAY_SERVICE, f"{REPLAY_SERVICE}-00001")
+    bed = knative_bed_module.KnativeBed(work / "servers", nodes=1)
+    bed.start(prometheus=True, backfill=history)
     TIMINGS.update({f"bed_{k}": round(v, 2) for k, v in bed.timings.items()})
     try:
         yield bed
@@ -49,3 +77,51 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_sep("-", "Knative test bed timings (s)")
         for key, value in TIMINGS.items():
             terminalreporter.write_line(f"{key}: {value}")
+
+
+@pytest.fixture(scope="package")
+def chart_rbac(kube, knative_bed):
+    """The MESP CRD and the chart's own RBAC (rendered by helm) for the operator's ServiceAccount,
+    whose token the bed's operator kubeconfig carries: the operator runs with exactly those rights."""
+    ns, sa = knative_bed.operator_user.split(":")[2:4]
+    rendered = subprocess.run(
+        [str(integration_conftest().helm_binary()), "template", "mesp", str(REPO / "charts" / "mesp"),
+         "--namespace", ns, "--set", f"serviceAccount.name={sa}", "--show-only", "templates/rbac.yaml"],
+        check=True, capture_output=True, text=True).stdout
+    docs = [d for d in yaml.safe_load_all(rendered) if d]
+    assert {d["kind"] for d in docs} == {"ClusterRole", "ClusterRoleBinding"}
+    crd = yaml.safe_load(MESP_CRD.read_text())
+    kh.create(kube, crd)
+    kh.wait_crds_established(kube, [crd["metadata"]["name"]])
+    kh.create(kube, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    for doc in docs:
+        kh.create(kube, doc)
+    return docs
+
+
+@pytest.fixture
+def mesp_operator(knative_bed, chart_rbac, tmp_path):
+    """Start `mesp operator` as a user does (the installed console script, flags and MESP_* env),
+    as the chart's ServiceAccount, with the packaged model; stopped (SIGINT) after the test."""
+    mesp = Path(sys.executable).with_name("mesp")
+    assert mesp.is_file(), f"the mesp console script is missing next to {sys.executable}: pip install -e ."
+    started = []
+
+    def start(namespace: str, *extra: str, **env: str) -> Path:
+        log = tmp_path / f"operator-{len(started)}.log"
+        argv = [str(mesp), "operator", "--kubeconfig", str(knative_bed.operator_kubeconfig),
+                "--namespace", namespace, "--metrics-port", "0", *extra]
+        environ = dict(os.environ, MESP_PROMETHEUS_URL=knative_bed.prometheus_url, MESP_TORCH_THREADS="1", **env)
+        with open(log, "wb") as out:
+            started.append((subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=environ), log))
+        return log
+
+    yield start
+    for proc, log in started:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        assert proc.returncode == 0, f"mesp operator exited with {proc.returncode}:\n{log.read_text()[-3000:]}"

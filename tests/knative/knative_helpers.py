@@ -30,3 +30,70 @@ def load_bed_module():
 def ready(obj: dict | None) -> bool:
     return bool(obj) and any(c.get("type") == "Ready" and c.get("status") == "True"
                              for c in (obj.get("status") or {}).get("conditions") or [])
+
+
+TRACE = REPO.parent / "shared" / "data" / "azure2019" / "invocations_per_function_md.sample.csv.gz"
+MINUTES_BEFORE_PEAK = 12  # where the replayed day's history ends when the bed starts
+REPLAY_NS, REPLAY_SERVICE = "kn-operator", "peak"  # the Service whose real day Prometheus holds
+
+
+def integration_conftest():
+    """tests/integration/conftest.py as a plain module (its real-data helpers, read-only); imported
+    under its own name, so it is not the `conftest` module pytest registered."""
+    module = sys.modules.get("mesp_integration_conftest")
+    if module is None:
+        spec = importlib.util.spec_from_file_location("mesp_integration_conftest",
+                                                      REPO / "tests" / "integration" / "conftest.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["mesp_integration_conftest"] = module
+        spec.loader.exec_module(module)
+    return module
+
+
+class Replay:
+    """One real function-day of the Azure sample, placed in time so that its history (two copies of
+    the day, as Prometheus would have kept them) ends MINUTES_BEFORE_PEAK minutes before its peak at
+    `now`: the replayed peak is that far ahead of the bed's start."""
+
+    def __init__(self, day, peak_minute: int, now: float):
+        import numpy as np
+
+        self.day, self.peak_minute = np.asarray(day, dtype=float), int(peak_minute)
+        self.now = int(now // 60) * 60
+        self.counts = np.tile(self.day, 2)
+        self.now_index = 1440 + self.peak_minute - MINUTES_BEFORE_PEAK  # minute index that ends at `now`
+        self.peak_at = self.time_of(1440 + self.peak_minute)
+
+    def time_of(self, index: int) -> int:
+        """Unix time at the end of minute `index` of the tiled days."""
+        return self.now - (self.now_index - index) * 60
+
+    def peak_count(self) -> float:
+        return float(self.day[self.peak_minute - 5: self.peak_minute + 5].mean())
+
+    def write_openmetrics(self, path: Path, namespace: str, service: str, revision: str,
+                          duration_s: float = 0.2) -> None:
+        """The series Knative 1.21's queue-proxy exports (OpenTelemetry layout, what MESP's
+        knative-otel preset reads): kn_serving_invocation_duration_seconds_{count,sum} per scrape
+        target, and target_info naming the target's namespace, Service and Revision. Counters are
+        sampled every 15 s, each minute's increase the real count of that minute."""
+        target = 'job="queue-proxy",instance="10.244.250.1:9091"'
+        start = self.time_of(0) - 60
+        lines = []
+        for suffix, per_request in (("count", 1.0), ("sum", duration_s)):
+            name = f"kn_serving_invocation_duration_seconds_{suffix}"
+            lines.append(f"# TYPE {name} unknown")
+            total = 0.0
+            lines.append(f"{name}{{{target}}} 0 {start}")
+            for m in range(self.now_index + 1):
+                c = self.counts[m] * per_request
+                for k in range(4):
+                    lines.append(f"{name}{{{target}}} {total + c * (k + 1) / 4:.3f} {start + m * 60 + (k + 1) * 15}")
+                total += c
+        lines.append("# TYPE target_info unknown")
+        labels = (f'{target},k8s_namespace_name="{namespace}",kn_service_name="{service}",'
+                  f'kn_revision_name="{revision}"')
+        for t in range(start, self.now + 1, 15):
+            lines.append(f"target_info{{{labels}}} 1 {t}")
+        lines.append("# EOF")
+        path.write_text("\n".join(lines) + "\n")
