@@ -24,8 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from knative_helpers import (REPLAY_NS, REPLAY_SERVICE, REPO, TIMINGS, TRACE, Replay, integration_conftest,
-                             load_bed_module)
+from knative_helpers import REPLAYED, REPO, TIMINGS, TRACE, Replay, integration_conftest, load_bed_module
 import kube_helpers as kh  # tests/integration's, put on sys.path by knative_helpers
 
 knative_bed_module = load_bed_module()
@@ -51,7 +50,7 @@ def replay():
 def knative_bed(tmp_path_factory, replay):
     work = tmp_path_factory.mktemp("knative-bed")
     history = work / "history.om"
-    replay.write_openmetrics(history, REPLAY_NS, REPLAY_SERVICE, f"{REPLAY_SERVICE}-00001")
+    replay.write_openmetrics(history, list(REPLAYED.values()))
     bed = knative_bed_module.KnativeBed(work / "servers", nodes=1)
     bed.start(prometheus=True, backfill=history)
     TIMINGS.update({f"bed_{k}": round(v, 2) for k, v in bed.timings.items()})

@@ -34,7 +34,9 @@ def ready(obj: dict | None) -> bool:
 
 TRACE = REPO.parent / "shared" / "data" / "azure2019" / "invocations_per_function_md.sample.csv.gz"
 MINUTES_BEFORE_PEAK = 12  # where the replayed day's history ends when the bed starts
-REPLAY_NS, REPLAY_SERVICE = "kn-operator", "peak"  # the Service whose real day Prometheus holds
+# The Services whose real day Prometheus holds (the same day for each), by scenario.
+REPLAYED = {"revision": ("kn-revision", "peak"), "template": ("kn-template", "peak-tpl"),
+            "forecast": ("kn-forecast", "fo"), "capped": ("kn-capped", "capped")}
 
 
 def integration_conftest():
@@ -71,29 +73,31 @@ class Replay:
     def peak_count(self) -> float:
         return float(self.day[self.peak_minute - 5: self.peak_minute + 5].mean())
 
-    def write_openmetrics(self, path: Path, namespace: str, service: str, revision: str,
-                          duration_s: float = 0.2) -> None:
+    def write_openmetrics(self, path: Path, services: list[tuple[str, str]], duration_s: float = 0.2) -> None:
         """The series Knative 1.21's queue-proxy exports (OpenTelemetry layout, what MESP's
-        knative-otel preset reads): kn_serving_invocation_duration_seconds_{count,sum} per scrape
-        target, and target_info naming the target's namespace, Service and Revision. Counters are
-        sampled every 15 s, each minute's increase the real count of that minute."""
-        target = 'job="queue-proxy",instance="10.244.250.1:9091"'
+        knative-otel preset reads), the same real day for each (namespace, service): per scrape
+        target kn_serving_invocation_duration_seconds_{count,sum}, and target_info naming the
+        target's namespace, Service and Revision. Counters are sampled every 15 s, each minute's
+        increase the real count of that minute."""
         start = self.time_of(0) - 60
+        targets = [f'job="queue-proxy",instance="10.244.250.{i + 1}:9091"' for i in range(len(services))]
         lines = []
         for suffix, per_request in (("count", 1.0), ("sum", duration_s)):
             name = f"kn_serving_invocation_duration_seconds_{suffix}"
             lines.append(f"# TYPE {name} unknown")
-            total = 0.0
-            lines.append(f"{name}{{{target}}} 0 {start}")
-            for m in range(self.now_index + 1):
-                c = self.counts[m] * per_request
-                for k in range(4):
-                    lines.append(f"{name}{{{target}}} {total + c * (k + 1) / 4:.3f} {start + m * 60 + (k + 1) * 15}")
-                total += c
+            for target in targets:
+                total = 0.0
+                lines.append(f"{name}{{{target}}} 0 {start}")
+                for m in range(self.now_index + 1):
+                    c = self.counts[m] * per_request
+                    for k in range(4):
+                        lines.append(f"{name}{{{target}}} {total + c * (k + 1) / 4:.3f} {start + m * 60 + (k + 1) * 15}")
+                    total += c
         lines.append("# TYPE target_info unknown")
-        labels = (f'{target},k8s_namespace_name="{namespace}",kn_service_name="{service}",'
-                  f'kn_revision_name="{revision}"')
-        for t in range(start, self.now + 1, 15):
-            lines.append(f"target_info{{{labels}}} 1 {t}")
+        for target, (namespace, service) in zip(targets, services):
+            labels = (f'{target},k8s_namespace_name="{namespace}",kn_service_name="{service}",'
+                      f'kn_revision_name="{service}-00001"')
+            for t in range(start, self.now + 1, 15):
+                lines.append(f"target_info{{{labels}}} 1 {t}")
         lines.append("# EOF")
         path.write_text("\n".join(lines) + "\n")
