@@ -435,6 +435,19 @@ class KnativeBed(ControlPlane):
         self.netns.leave()
         self.netns.delete()
 
+    def kill(self, name: str) -> None:
+        """SIGKILL one component (an outage, not a shutdown); restart() brings it back."""
+        proc = self.processes[name]
+        proc.stop(kill=True)
+
+    def restart(self, name: str) -> None:
+        """Start a component killed by kill() again, with the same command and environment."""
+        old = self.processes[name]
+        if old.alive():
+            raise BedError(f"{name} is still running")
+        env = getattr(old, "env", None)
+        self._start(name, old.argv, env)
+
     def binaries(self) -> dict[str, Path]:
         env = {"KNATIVE_SERVING_VERSION": self.serving_version}
         out = {name: kube_binary(name, self.kube_version) for name in ("kube-controller-manager", "kube-scheduler")}
@@ -621,7 +634,7 @@ class _EnvProcess(Process):
     """A Process with extra environment variables."""
 
     def __init__(self, name, argv, log_path, detach, env):
-        self.name, self.argv, self.log_path = name, argv, log_path
+        self.name, self.argv, self.log_path, self.env = name, argv, log_path, env
         self.log = open(log_path, "ab")
         self.popen = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                       start_new_session=detach, env={**os.environ, **env})

@@ -36,7 +36,8 @@ TRACE = REPO.parent / "shared" / "data" / "azure2019" / "invocations_per_functio
 MINUTES_BEFORE_PEAK = 12  # where the replayed day's history ends when the bed starts
 # The Services whose real day Prometheus holds (the same day for each), by scenario.
 REPLAYED = {"revision": ("kn-revision", "peak"), "template": ("kn-template", "peak-tpl"),
-            "forecast": ("kn-forecast", "fo"), "capped": ("kn-capped", "capped")}
+            "forecast": ("kn-forecast", "fo"), "capped": ("kn-capped", "capped"),
+            "outage": ("kn-outage", "outage")}
 
 
 def integration_conftest():

@@ -203,3 +203,68 @@ def test_floor_above_the_users_max_scale_is_capped_not_refused(kube, replay, mes
     kn.wait_knative_at(revision, 4)
     ready_cond = kh.condition(kube, ns, name, "Ready") or {}
     assert ready_cond.get("status") == "True", kh.status(kube, ns, name).get("conditions")
+
+
+class Sampler:
+    """Reads a value every `interval` seconds in the background (for flapping checks)."""
+
+    def __init__(self, read, interval: float = 0.25):
+        import threading
+
+        self.read, self.interval, self.values = read, interval, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.values.append(self.read())
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(5)
+
+    def changes(self) -> list:
+        out = []
+        for v in self.values:
+            if not out or out[-1] != v:
+                out.append(v)
+        return out
+
+
+def test_knative_autoscaler_outage_mesp_holds_and_knative_catches_up(kube, knative_bed, replay, mesp_operator):
+    """Knative's autoscaler (which owns the PodAutoscalers) is killed for a few operator loops; MESP
+    raises its floor meanwhile. MESP's annotation moves once and does not flap; the Deployment stays
+    where it was until the autoscaler returns, then reaches the new floor."""
+    ns, name = REPLAYED["outage"]
+    kn = Kn(kube, ns, name).create({kh.MIN_SCALE: "1"})
+    revision = kn.latest()
+    spec = policy(replay, service=name)
+    kh.create_policy(kube, ns, name, spec)
+    log = start_operator(mesp_operator, ns)
+    first = wait_applied(kube, ns, name, log, above=1)
+    kn.wait_knative_at(revision, first)
+
+    knative_bed.kill("knative-autoscaler")
+    try:
+        with Sampler(lambda: kn.min_scale(kh.KN, "revisions", revision)) as seen:
+            # Half the capacity per instance: about twice the floor, written while Knative's
+            # autoscaler is away.
+            kh.patch_policy_spec(kube, ns, name, {"capacityPerInstance": max(1, spec["capacityPerInstance"] // 2)})
+            second = wait_applied(kube, ns, name, log, above=first, timeout=60)
+            time.sleep(6)  # three more operator loops with the autoscaler still away
+        assert seen.changes() == [str(first), str(second)], seen.changes()
+        # The controller still carries the annotation to the PodAutoscaler; nobody scales.
+        kh.wait_for(lambda: kn.min_scale(PA, "podautoscalers", revision) == str(second), 30,
+                    message="the new floor on the PodAutoscaler")
+        assert kn.scale(revision) == (first, first)
+    finally:
+        knative_bed.restart("knative-autoscaler")
+    t0 = time.monotonic()
+    kn.wait_knative_at(revision, second, timeout=120)
+    TIMINGS["autoscaler_restart_to_new_floor_s"] = round(time.monotonic() - t0, 2)
+    assert kh.status(kube, ns, name)["appliedMinScale"] == second
