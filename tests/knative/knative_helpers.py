@@ -37,7 +37,7 @@ MINUTES_BEFORE_PEAK = 12  # where the replayed day's history ends when the bed s
 # The Services whose real day Prometheus holds (the same day for each), by scenario.
 REPLAYED = {"revision": ("kn-revision", "peak"), "template": ("kn-template", "peak-tpl"),
             "forecast": ("kn-forecast", "fo"), "capped": ("kn-capped", "capped"),
-            "outage": ("kn-outage", "outage")}
+            "outage": ("kn-outage", "outage"), "rollout": ("kn-rollout", "roll")}
 
 
 def integration_conftest():

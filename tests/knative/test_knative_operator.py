@@ -111,6 +111,8 @@ def test_revision_actuation_floor_reaches_knative_pods_before_the_replayed_peak(
     floor = wait_applied(kube, ns, name, log)
     t_applied = time.monotonic()
     TIMINGS["operator_start_to_applied_s"] = round(t_applied - t0, 2)
+    st = kh.status(kube, ns, name)
+    assert min(st["plan"]) >= USER_FLOOR and st["userFloor"] == USER_FLOOR, st  # the user's floor holds
     # Auto read Knative 1.21 from the real cluster (the Revision CRD's release label) and took the
     # Revision path: the annotation is on the Revision, and Knative's own controllers carry it on.
     assert kh.status(kube, ns, name)["actuation"] == "Revision"
@@ -268,3 +270,30 @@ def test_knative_autoscaler_outage_mesp_holds_and_knative_catches_up(kube, knati
     kn.wait_knative_at(revision, second, timeout=120)
     TIMINGS["autoscaler_restart_to_new_floor_s"] = round(time.monotonic() - t0, 2)
     assert kh.status(kube, ns, name)["appliedMinScale"] == second
+
+
+def test_user_rollout_during_revision_actuation_loses_no_write(kube, replay, mesp_operator):
+    """The user rolls out a new template (new image) while MESP holds a floor on the Revision:
+    Knative makes a new Revision from the user's template; MESP moves its floor there, and the
+    user's change (image, own min-scale) stays as the user wrote it."""
+    ns, name = REPLAYED["rollout"]
+    kn = Kn(kube, ns, name).create({kh.MIN_SCALE: str(USER_FLOOR)})
+    first = kn.latest()
+    kh.create_policy(kube, ns, name, policy(replay, service=name, actuation="Revision"))
+    log = start_operator(mesp_operator, ns)
+    floor = wait_applied(kube, ns, name, log)
+    kn.wait_knative_at(first, floor)
+
+    t0 = time.monotonic()
+    kh.custom(kube).patch_namespaced_custom_object(*kh.KN, ns, "services", name, {
+        "spec": {"template": {"spec": {"containers": [{"image": f"dev.local/mesp/{name}:2"}]}}}})
+    kh.wait_for(lambda: kn.latest() not in (None, first), 60, message="the user's new Revision Ready")
+    second = kn.latest()
+    kh.wait_for(lambda: kn.min_scale(kh.KN, "revisions", second) == str(floor), 60,
+                message=f"MESP's floor {floor} on the new Revision {second} (log: {log})")
+    kn.wait_knative_at(second, floor)
+    TIMINGS["rollout_to_floor_on_new_revision_pods_s"] = round(time.monotonic() - t0, 2)
+    svc = kn.get(kh.KN, "services", name)
+    assert svc["spec"]["template"]["spec"]["containers"][0]["image"] == f"dev.local/mesp/{name}:2"
+    assert kh.template_min_scale(kube, ns, name) == str(USER_FLOOR)
+    assert kn.revisions() == [first, second]  # only the user's rollout made a Revision
