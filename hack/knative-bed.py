@@ -509,7 +509,11 @@ class KnativeBed(ControlPlane):
         argv = [str(binary), "--kubeconfig", str(self.admin_kubeconfig), "--config", str(HACK / "kwok-stages.yaml"),
                 "--manage-all-nodes=false", f"--manage-nodes-with-annotation-selector={NODE_ANNOTATION}=fake",
                 "--cidr", POD_CIDR, "--node-ip", NODE_CIDR.replace("0.0/16", "0.1"),
-                "--server-address", f"127.0.0.1:{free_port()}"]
+                "--server-address", f"127.0.0.1:{free_port()}",
+                # KWOK renews each node's Lease every 10 s as a kubelet would, so a heartbeat late
+                # under CPU load (the node-heartbeat stage posts status every 20-45 s) never makes
+                # the node lifecycle controller mark the node and its pods NotReady.
+                "--node-lease-duration-seconds", "40"]
         self._start("kwok", argv)
         for i in range(self.nodes):
             name = f"kwok-node-{i}"
