@@ -71,7 +71,7 @@ KNATIVE_SERVING_VERSION = "0.48.0"   # the newest that builds from the module pr
 # The Knative release that module version is (knative-v1.21.0 and v0.48.0 tag one commit, January
 # 2026). The module's YAML says app.kubernetes.io/version: devel; a release's YAML carries this, so
 # the bed installs it as a release would (MESP's actuation: auto reads it from the Revision CRD).
-KNATIVE_RELEASES = {"0.48.0": "1.21.0"}
+KNATIVE_RELEASES = {"0.47.0": "1.20.0", "0.48.0": "1.21.0"}
 KNATIVE_NAMESPACE = "knative-serving"
 SERVICE_CIDR = "10.96.0.0/16"        # ControlPlane's --service-cluster-ip-range
 POD_CIDR = "10.244.0.0/16"           # KWOK's pod IPs
@@ -650,6 +650,14 @@ def stop_grace(name: str) -> float:
     return 3.0 if name.startswith("knative-") else 10.0
 
 
+def _running(pid: int) -> bool:
+    """Alive and not a zombie: `up` has exited, so whoever reaps its orphans may take seconds."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def _stop_pids(pids: dict) -> None:
     order = list(KnativeBed.STOP_ORDER) + [n for n in pids if n not in KnativeBed.STOP_ORDER]
     for name in order:
@@ -662,9 +670,7 @@ def _stop_pids(pids: dict) -> None:
             continue
         deadline = time.monotonic() + stop_grace(name)
         while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
+            if not _running(pid):
                 break
             time.sleep(0.1)
         else:
