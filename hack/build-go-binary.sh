@@ -15,7 +15,8 @@
 # The kube binaries are built by hack/build-kube-binary.sh.
 # Usage: hack/build-go-binary.sh NAME   (prints the binary's path)
 # Versions: ETCD_VERSION (3.6.5, the etcd kubeadm 1.34 deploys), KWOK_VERSION (0.8.0),
-# KNATIVE_SERVING_VERSION (0.48.0: the newest that builds from the proxy, on client-go v0.34.3).
+# KNATIVE_SERVING_VERSION (0.48.0 = Knative 1.21: the newest that builds from the proxy, on
+# client-go v0.34.3; the Knative suite also runs 0.47.0 = Knative 1.20).
 set -euo pipefail
 name="${1:?usage: build-go-binary.sh etcd|kwok|knative-controller|knative-autoscaler|knative-webhook}"
 etcd_version="${ETCD_VERSION:-3.6.5}"

@@ -6,8 +6,8 @@
 #      step 3 downloads: kube-apiserver, kube-controller-manager, kube-scheduler (stamped,
 #      hack/build-kube-binary.sh; ~12 min cold on 2 cores for the apiserver, then a few minutes
 #      for the others, which share its packages) and helm (hack/install-helm.sh, ~4 min cold);
-#      and etcd 3.6, KWOK and Knative Serving's controller, autoscaler and webhook
-#      (hack/build-go-binary.sh) for the Knative test bed.
+#      and etcd 3.6, KWOK and Knative Serving's controller, autoscaler and webhook (1.21, and
+#      1.20 for one scenario; hack/build-go-binary.sh) for the Knative test bed.
 #   3. A virtualenv cached in ~/.cache/mesp/venv-py<python version>-torch<version>: torch first
 #      (a CPU wheel from $PIP_FIND_LINKS when one is there, else PyPI's default build, ~10 min cold),
 #      then the project editable with its [test] extras. Later runs only top it up when
@@ -72,8 +72,13 @@ setsid bash -c 'set -euo pipefail
   hack/install-helm.sh > "$1/helm.path"' _ "$cache" > "$bin_log" 2>&1 &
 bin_pid=$!
 setsid bash -c 'set -euo pipefail
-  for name in etcd kwok knative-controller knative-autoscaler knative-webhook; do
-    hack/build-go-binary.sh "$name" > /dev/null
+  hack/build-go-binary.sh etcd > /dev/null
+  hack/build-go-binary.sh kwok > /dev/null
+  # Knative 1.21 (the pinned release), and 1.20 for the actuation: Auto scenario
+  for version in 0.48.0 0.47.0; do
+    for name in knative-controller knative-autoscaler knative-webhook; do
+      KNATIVE_SERVING_VERSION="$version" hack/build-go-binary.sh "$name" > /dev/null
+    done
   done' > "$bed_log" 2>&1 &
 bed_pid=$!
 junit="$(mktemp --suffix=.xml)"

@@ -13,18 +13,21 @@ Nothing here is skipped: a missing binary or tool is a failure with a message.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
 import yaml
 
-from knative_helpers import REPLAYED, REPO, TIMINGS, TRACE, Replay, integration_conftest, load_bed_module
+from knative_helpers import (REPLAYED, REPLAYED_1_20, REPO, TIMINGS, TRACE, Replay, integration_conftest,
+                             load_bed_module)
 import kube_helpers as kh  # tests/integration's, put on sys.path by knative_helpers
 
 knative_bed_module = load_bed_module()
@@ -46,43 +49,38 @@ def replay():
     return Replay(day, peak_minute, time.time())
 
 
-@pytest.fixture(scope="package")
-def knative_bed(tmp_path_factory, replay):
-    work = tmp_path_factory.mktemp("knative-bed")
+@contextlib.contextmanager
+def running_bed(tmp_path_factory, replay, services, serving_version=None, label="knative-bed"):
+    """A started KnativeBed whose Prometheus holds the replayed day for `services`; entered while
+    it runs, stopped (and left) afterwards. Beds nest: the inner one is left back into the outer."""
+    work = tmp_path_factory.mktemp(label)
     history = work / "history.om"
-    replay.write_openmetrics(history, list(REPLAYED.values()))
-    bed = knative_bed_module.KnativeBed(work / "servers", nodes=1)
+    replay.write_openmetrics(history, list(services))
+    kwargs = {"serving_version": serving_version} if serving_version else {}
+    bed = knative_bed_module.KnativeBed(work / "servers", nodes=1, **kwargs)
     bed.start(prometheus=True, backfill=history)
-    TIMINGS.update({f"bed_{k}": round(v, 2) for k, v in bed.timings.items()})
     try:
         yield bed
     finally:
-        (bed.workdir / "timings.json").write_text(json.dumps(TIMINGS, indent=2))
         bed.stop()
 
 
-@pytest.fixture(scope="package")
-def kube(knative_bed):
-    """An admin ApiClient (created inside the bed's network namespace)."""
+@contextlib.contextmanager
+def admin_client(bed):
+    """An admin ApiClient (create it while inside the bed's network namespace)."""
     from kubernetes import config
 
-    api_client = config.new_client_from_config(str(knative_bed.admin_kubeconfig))
-    yield api_client
-    api_client.close()
+    api_client = config.new_client_from_config(str(bed.admin_kubeconfig))
+    try:
+        yield api_client
+    finally:
+        api_client.close()
 
 
-def pytest_terminal_summary(terminalreporter):
-    if TIMINGS:
-        terminalreporter.write_sep("-", "Knative test bed timings (s)")
-        for key, value in TIMINGS.items():
-            terminalreporter.write_line(f"{key}: {value}")
-
-
-@pytest.fixture(scope="package")
-def chart_rbac(kube, knative_bed):
+def apply_chart_rbac(kube, bed) -> list[dict]:
     """The MESP CRD and the chart's own RBAC (rendered by helm) for the operator's ServiceAccount,
     whose token the bed's operator kubeconfig carries: the operator runs with exactly those rights."""
-    ns, sa = knative_bed.operator_user.split(":")[2:4]
+    ns, sa = bed.operator_user.split(":")[2:4]
     rendered = subprocess.run(
         [str(integration_conftest().helm_binary()), "template", "mesp", str(REPO / "charts" / "mesp"),
          "--namespace", ns, "--set", f"serviceAccount.name={sa}", "--show-only", "templates/rbac.yaml"],
@@ -98,29 +96,81 @@ def chart_rbac(kube, knative_bed):
     return docs
 
 
-@pytest.fixture
-def mesp_operator(knative_bed, chart_rbac, tmp_path):
-    """Start `mesp operator` as a user does (the installed console script, flags and MESP_* env),
-    as the chart's ServiceAccount, with the packaged model; stopped (SIGINT) after the test."""
+@contextlib.contextmanager
+def operators(bed, log_dir: Path):
+    """Yields start(namespace, *flags, **env): `mesp operator` as a user starts it (the installed
+    console script, flags and MESP_* env), as the chart's ServiceAccount, with the packaged model.
+    Every one started is stopped (SIGINT) afterwards and must exit 0."""
     mesp = Path(sys.executable).with_name("mesp")
     assert mesp.is_file(), f"the mesp console script is missing next to {sys.executable}: pip install -e ."
     started = []
 
     def start(namespace: str, *extra: str, **env: str) -> Path:
-        log = tmp_path / f"operator-{len(started)}.log"
-        argv = [str(mesp), "operator", "--kubeconfig", str(knative_bed.operator_kubeconfig),
+        log = log_dir / f"operator-{len(started)}.log"
+        argv = [str(mesp), "operator", "--kubeconfig", str(bed.operator_kubeconfig),
                 "--namespace", namespace, "--metrics-port", "0", *extra]
-        environ = dict(os.environ, MESP_PROMETHEUS_URL=knative_bed.prometheus_url, MESP_TORCH_THREADS="1", **env)
+        environ = dict(os.environ, MESP_PROMETHEUS_URL=bed.prometheus_url, MESP_TORCH_THREADS="1", **env)
         with open(log, "wb") as out:
             started.append((subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=environ), log))
         return log
 
-    yield start
+    try:
+        yield start
+    finally:
+        for proc, _ in started:
+            proc.send_signal(signal.SIGINT)
+        for proc, log in started:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
     for proc, log in started:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
         assert proc.returncode == 0, f"mesp operator exited with {proc.returncode}:\n{log.read_text()[-3000:]}"
+
+
+@pytest.fixture(scope="package")
+def knative_bed(tmp_path_factory, replay):
+    """The bed of the pinned Knative (1.21), shared by the package's scenarios."""
+    with running_bed(tmp_path_factory, replay, REPLAYED.values()) as bed:
+        TIMINGS.update({f"bed_{k}": round(v, 2) for k, v in bed.timings.items()})
+        try:
+            yield bed
+        finally:
+            (bed.workdir / "timings.json").write_text(json.dumps(TIMINGS, indent=2))
+
+
+@pytest.fixture(scope="package")
+def kube(knative_bed):
+    with admin_client(knative_bed) as api_client:
+        yield api_client
+
+
+@pytest.fixture(scope="package")
+def chart_rbac(kube, knative_bed):
+    return apply_chart_rbac(kube, knative_bed)
+
+
+@pytest.fixture
+def mesp_operator(knative_bed, chart_rbac, tmp_path):
+    with operators(knative_bed, tmp_path) as start:
+        yield start
+
+
+@pytest.fixture(scope="module")
+def knative_1_20(tmp_path_factory, replay):
+    """A second bed with Knative 1.20 (serving v0.47.0, the release before a Revision's min-scale
+    reaches its PodAutoscaler), with the chart's RBAC and an operator starter:
+    .bed, .kube, .start_operator(namespace, *flags). Its module runs inside this bed's namespace."""
+    with running_bed(tmp_path_factory, replay, [REPLAYED_1_20], serving_version="0.47.0", label="knative-1.20") as bed, \
+            admin_client(bed) as kube:
+        apply_chart_rbac(kube, bed)
+        with operators(bed, bed.workdir) as start:
+            yield types.SimpleNamespace(bed=bed, kube=kube, start_operator=start)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if TIMINGS:
+        terminalreporter.write_sep("-", "Knative test bed timings (s)")
+        for key, value in TIMINGS.items():
+            terminalreporter.write_line(f"{key}: {value}")

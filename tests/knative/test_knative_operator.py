@@ -9,95 +9,14 @@ faster clock in the operator (issue 15, time compression) and is not tested yet.
 
 from __future__ import annotations
 
-import math
 import time
 
 import pytest
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
-from knative_helpers import REPLAYED, TIMINGS, ready
+from knative_helpers import MAX_SCALE, PA, REPLAYED, TIMINGS, USER_FLOOR, Kn, policy, start_operator, wait_applied
 import kube_helpers as kh  # tests/integration's, put on sys.path by knative_helpers
 
 pytestmark = pytest.mark.knative
-
-PA = ("autoscaling.internal.knative.dev", "v1alpha1")
-MAX_SCALE = "autoscaling.knative.dev/max-scale"
-USER_FLOOR = 2
-
-
-class Kn:
-    """One Knative Service of a scenario and what Knative made of it."""
-
-    def __init__(self, kube, namespace: str, service: str):
-        self.kube, self.ns, self.service = kube, namespace, service
-
-    def create(self, annotations: dict) -> "Kn":
-        kh.create(self.kube, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.ns}})
-        kh.custom(self.kube).create_namespaced_custom_object(*kh.KN, self.ns, "services", {
-            "apiVersion": "serving.knative.dev/v1", "kind": "Service",
-            "metadata": {"name": self.service, "namespace": self.ns},
-            "spec": {"template": {"metadata": {"annotations": annotations},
-                                  "spec": {"containers": [{"image": f"dev.local/mesp/{self.service}:1"}]}}}})
-        kh.wait_for(lambda: ready(self.get(kh.KN, "revisions", self.latest() or "-")), 120,
-                    message=f"{self.ns}/{self.service}: a Ready Revision")
-        return self
-
-    def get(self, group_version, plural: str, name: str) -> dict | None:
-        try:
-            return kh.custom(self.kube).get_namespaced_custom_object(*group_version, self.ns, plural, name)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-
-    def latest(self) -> str | None:
-        return ((self.get(kh.KN, "services", self.service) or {}).get("status") or {}).get("latestReadyRevisionName")
-
-    def revisions(self) -> list[str]:
-        items = kh.custom(self.kube).list_namespaced_custom_object(*kh.KN, self.ns, "revisions")["items"]
-        return sorted(r["metadata"]["name"] for r in items)
-
-    def min_scale(self, group_version, plural: str, name: str) -> str | None:
-        obj = self.get(group_version, plural, name) or {}
-        return (obj.get("metadata", {}).get("annotations") or {}).get(kh.MIN_SCALE)
-
-    def scale(self, revision: str) -> tuple[int | None, int]:
-        """(spec.replicas, ready pods) of the Revision's Deployment."""
-        try:
-            dep = client.AppsV1Api(self.kube).read_namespaced_deployment(f"{revision}-deployment", self.ns)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None, 0
-            raise
-        return dep.spec.replicas, dep.status.ready_replicas or 0
-
-    def wait_knative_at(self, revision: str, floor: int, timeout: float = 60) -> None:
-        """min-scale `floor` on the Revision's PodAutoscaler, and that many Ready pods."""
-        kh.wait_for(lambda: self.min_scale(PA, "podautoscalers", revision) == str(floor), timeout,
-                    message=f"min-scale {floor} on PodAutoscaler {self.ns}/{revision}")
-        kh.wait_for(lambda: self.scale(revision) == (floor, floor), timeout,
-                    message=f"{floor} Ready pods of {self.ns}/{revision}")
-
-
-def policy(replay, **spec) -> dict:
-    # Sized so that the replayed peak needs about 8 instances.
-    base = {"mode": "Active", "actuation": "Auto", "capacityPerInstance": math.ceil(replay.peak_count() / 8),
-            "leadMinutes": 15, "holdMinutes": 2, "horizonMinutes": 30, "maxScale": 30}
-    return {**base, **spec}
-
-
-def start_operator(mesp_operator, ns: str):
-    return mesp_operator(ns, "--metrics-preset", "knative-otel", "--loop-interval-seconds", "2")
-
-
-def wait_applied(kube, ns: str, name: str, log, above: int = USER_FLOOR, timeout: float = 180) -> int:
-    def applied():
-        value = kh.status(kube, ns, name).get("appliedMinScale")
-        return value if value and value > above else None
-
-    return kh.wait_for(applied, timeout, interval=0.5, message=f"MESP applying a floor above {above} (log: {log})")
-
 
 def test_revision_actuation_floor_reaches_knative_pods_before_the_replayed_peak(kube, replay, mesp_operator):
     ns, name = REPLAYED["revision"]
