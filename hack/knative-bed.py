@@ -15,7 +15,7 @@ IPs, and no traffic can leave the namespace. The process that starts the bed ent
 (setns) for as long as the bed runs; processes it starts from then on are inside too.
 
 By hand (as root):
-    hack/knative-bed.py up [--dir DIR] [--nodes N] [--no-prometheus]
+    hack/knative-bed.py up [--dir DIR] [--nodes N] [--serving-version 0.48.0] [--backfill FILE.om] [--no-prometheus]
         starts everything in the background, writes DIR/state.json and DIR/admin.kubeconfig and
         prints the state as JSON; reach it with `ip netns exec NETNS kubectl --kubeconfig ...`
     hack/knative-bed.py down [--dir DIR]

@@ -122,3 +122,16 @@ def test_webhook_rejects_malformed_min_scale(kube, hello):
     assert err.value.status == 400, err.value
     assert "min-scale" in err.value.body, err.value.body
     assert kh.revision_min_scale(kube, NS, REVISION) != "abc"
+
+
+def test_knative_scales_on_the_load_the_pods_report(knative_bed, kube, hello):
+    """The stats stand-in's load path: pods reporting 350 requests in flight (Knative's default
+    target: 100 per pod at 70% utilisation) make Knative's autoscaler add pods above min-scale."""
+    kh.wait_for(lambda: scale(kube) == (1, 1), 120, message="Deployment at 1 Ready replica")
+    t0 = time.monotonic()
+    knative_bed.set_load({f"{NS}/{REVISION}": {"concurrency": 350.0, "rps": 350.0}})
+    try:
+        kh.wait_for(lambda: (scale(kube)[1] or 0) >= 5, 60, message="Knative scaling out on the reported load")
+        TIMINGS["reported_load_to_5_ready_s"] = round(time.monotonic() - t0, 2)
+    finally:
+        knative_bed.set_load({})
