@@ -35,9 +35,9 @@ MESP_CRD = REPO / "charts" / "mesp" / "crds" / "mesppolicies.mesp.dev.yaml"
 
 
 @pytest.fixture(scope="package")
-def replay():
+def real_day():
     """A real function-day from the Azure sample with a clear, ramped peak (the integration suite's
-    choice of rows), placed so that its peak is MINUTES_BEFORE_PEAK minutes after the bed starts."""
+    choice of rows): (per-minute counts, peak minute)."""
     import numpy as np
     import pandas as pd
 
@@ -45,20 +45,23 @@ def replay():
     counts = pd.read_csv(TRACE).iloc[:, 4:].to_numpy(np.float64)
     row = integration_conftest().pick_peak_rows(counts, 1)[0]
     day = counts[row]
-    peak_minute = int(np.argmax(np.convolve(day, np.ones(10) / 10, mode="same")))
-    return Replay(day, peak_minute, time.time())
+    return day, int(np.argmax(np.convolve(day, np.ones(10) / 10, mode="same")))
 
 
 @contextlib.contextmanager
-def running_bed(tmp_path_factory, replay, services, serving_version=None, label="knative-bed"):
-    """A started KnativeBed whose Prometheus holds the replayed day for `services`; entered while
-    it runs, stopped (and left) afterwards. Beds nest: the inner one is left back into the outer."""
+def running_bed(tmp_path_factory, real_day, services, serving_version=None, label="knative-bed"):
+    """A started KnativeBed whose Prometheus holds the real day for `services`, its history ending
+    MINUTES_BEFORE_PEAK minutes before the peak at the bed's start (bed.replay says where in time);
+    entered while it runs, stopped (and left) afterwards. Beds nest: the inner one is left back into
+    the outer."""
     work = tmp_path_factory.mktemp(label)
     history = work / "history.om"
+    replay = Replay(*real_day, time.time())
     replay.write_openmetrics(history, list(services))
     kwargs = {"serving_version": serving_version} if serving_version else {}
     bed = knative_bed_module.KnativeBed(work / "servers", nodes=1, **kwargs)
     bed.start(prometheus=True, backfill=history)
+    bed.replay = replay
     try:
         yield bed
     finally:
@@ -130,14 +133,20 @@ def operators(bed, log_dir: Path):
 
 
 @pytest.fixture(scope="package")
-def knative_bed(tmp_path_factory, replay):
+def knative_bed(tmp_path_factory, real_day):
     """The bed of the pinned Knative (1.21), shared by the package's scenarios."""
-    with running_bed(tmp_path_factory, replay, REPLAYED.values()) as bed:
+    with running_bed(tmp_path_factory, real_day, REPLAYED.values()) as bed:
         TIMINGS.update({f"bed_{k}": round(v, 2) for k, v in bed.timings.items()})
         try:
             yield bed
         finally:
             (bed.workdir / "timings.json").write_text(json.dumps(TIMINGS, indent=2))
+
+
+@pytest.fixture(scope="package")
+def replay(knative_bed):
+    """Where the real day sits in time on the package's bed (its peak is ahead of the bed's start)."""
+    return knative_bed.replay
 
 
 @pytest.fixture(scope="package")
@@ -158,15 +167,16 @@ def mesp_operator(knative_bed, chart_rbac, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def knative_1_20(tmp_path_factory, replay):
+def knative_1_20(tmp_path_factory, real_day):
     """A second bed with Knative 1.20 (serving v0.47.0, the release before a Revision's min-scale
     reaches its PodAutoscaler), with the chart's RBAC and an operator starter:
-    .bed, .kube, .start_operator(namespace, *flags). Its module runs inside this bed's namespace."""
-    with running_bed(tmp_path_factory, replay, [REPLAYED_1_20], serving_version="0.47.0", label="knative-1.20") as bed, \
+    .bed, .kube, .replay, .start_operator(namespace, *flags). Its module runs inside this bed's
+    namespace."""
+    with running_bed(tmp_path_factory, real_day, [REPLAYED_1_20], serving_version="0.47.0", label="knative-1.20") as bed, \
             admin_client(bed) as kube:
         apply_chart_rbac(kube, bed)
         with operators(bed, bed.workdir) as start:
-            yield types.SimpleNamespace(bed=bed, kube=kube, start_operator=start)
+            yield types.SimpleNamespace(bed=bed, kube=kube, replay=bed.replay, start_operator=start)
 
 
 def pytest_terminal_summary(terminalreporter):

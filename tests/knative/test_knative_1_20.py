@@ -14,8 +14,8 @@ import kube_helpers as kh  # tests/integration's, put on sys.path by knative_hel
 pytestmark = pytest.mark.knative
 
 
-def test_auto_takes_the_template_path_on_knative_1_20(knative_1_20, replay):
-    kube = knative_1_20.kube
+def test_auto_takes_the_template_path_on_knative_1_20(knative_1_20):
+    kube, replay = knative_1_20.kube, knative_1_20.replay
     ns, name = REPLAYED_1_20
     kn = Kn(kube, ns, name).create({kh.MIN_SCALE: str(USER_FLOOR)})
     first = kn.latest()
