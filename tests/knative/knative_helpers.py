@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import math
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
