@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's one test command (README and CI): installs everything the tests need on a fresh
 # machine, then runs the whole pytest suite except the opt-in kind e2e (`-m "not e2e"`).
-#   1. Debian packages: etcd-server, prometheus (with promtool) and shellcheck, only when missing.
+#   1. Debian packages: etcd-server, prometheus (with promtool), shellcheck and iproute2, only when
+#      missing.
 #   2. Go-built binaries, cached by version in ~/.cache/mesp/bin, in two background chains while
 #      step 3 downloads: kube-apiserver, kube-controller-manager, kube-scheduler (stamped,
 #      hack/build-kube-binary.sh; ~12 min cold on 2 cores for the apiserver, then a few minutes
@@ -33,6 +34,7 @@ missing=()
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || missing+=(prometheus)
 command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)  # lints the scripts CI cannot run (kind e2e)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)  # the Knative test bed's network namespace
 if (( ${#missing[@]} )); then
   step "installing Debian packages: ${missing[*]}"
   sudo=()
