@@ -1,0 +1,191 @@
+"""Shared helpers of the Knative suite. Test modules import from here, never from conftest (tests/unit
+and tests/integration have a conftest too, and `from conftest import ...` finds whichever came first)."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+# the integration suite's helpers (wait_for, Knative constants), shared read-only
+sys.path.insert(0, str(REPO / "tests" / "integration"))
+
+from kubernetes import client  # noqa: E402
+from kubernetes.client.exceptions import ApiException  # noqa: E402
+
+import kube_helpers as kh  # noqa: E402
+
+# Figures measured by the tests (seconds), printed at the end of the run and kept in the bed's
+# work directory as timings.json.
+TIMINGS: dict[str, float] = {}
+
+
+def load_bed_module():
+    """hack/knative-bed.py, loaded once."""
+    module = sys.modules.get("mesp_knative_bed")
+    if module is None:
+        spec = importlib.util.spec_from_file_location("mesp_knative_bed", REPO / "hack" / "knative-bed.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["mesp_knative_bed"] = module
+        spec.loader.exec_module(module)
+    return module
+
+
+def ready(obj: dict | None) -> bool:
+    return bool(obj) and any(c.get("type") == "Ready" and c.get("status") == "True"
+                             for c in (obj.get("status") or {}).get("conditions") or [])
+
+
+TRACE = REPO.parent / "shared" / "data" / "azure2019" / "invocations_per_function_md.sample.csv.gz"
+MINUTES_BEFORE_PEAK = 12  # where the replayed day's history ends when the bed starts
+# The Services whose real day Prometheus holds (the same day for each), by scenario.
+# Knative 1.20's bed (tests/knative/test_knative_1_20.py) holds this one.
+REPLAYED_1_20 = ("kn-auto-120", "peak")
+REPLAYED = {"revision": ("kn-revision", "peak"), "template": ("kn-template", "peak-tpl"),
+            "forecast": ("kn-forecast", "fo"), "capped": ("kn-capped", "capped"),
+            "outage": ("kn-outage", "outage"), "rollout": ("kn-rollout", "roll")}
+
+
+def integration_conftest():
+    """tests/integration/conftest.py as a plain module (its real-data helpers, read-only); imported
+    under its own name, so it is not the `conftest` module pytest registered."""
+    module = sys.modules.get("mesp_integration_conftest")
+    if module is None:
+        spec = importlib.util.spec_from_file_location("mesp_integration_conftest",
+                                                      REPO / "tests" / "integration" / "conftest.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["mesp_integration_conftest"] = module
+        spec.loader.exec_module(module)
+    return module
+
+
+class Replay:
+    """One real function-day of the Azure sample, placed in time so that its history (two copies of
+    the day, as Prometheus would have kept them) ends MINUTES_BEFORE_PEAK minutes before its peak at
+    `now`: the replayed peak is that far ahead of the bed's start."""
+
+    def __init__(self, day, peak_minute: int, now: float):
+        import numpy as np
+
+        self.day, self.peak_minute = np.asarray(day, dtype=float), int(peak_minute)
+        self.now = int(now // 60) * 60
+        self.counts = np.tile(self.day, 2)
+        self.now_index = 1440 + self.peak_minute - MINUTES_BEFORE_PEAK  # minute index that ends at `now`
+        self.peak_at = self.time_of(1440 + self.peak_minute)
+
+    def time_of(self, index: int) -> int:
+        """Unix time at the end of minute `index` of the tiled days."""
+        return self.now - (self.now_index - index) * 60
+
+    def peak_count(self) -> float:
+        return float(self.day[self.peak_minute - 5: self.peak_minute + 5].mean())
+
+    def write_openmetrics(self, path: Path, services: list[tuple[str, str]], duration_s: float = 0.2) -> None:
+        """The series Knative 1.21's queue-proxy exports (OpenTelemetry layout, what MESP's
+        knative-otel preset reads), the same real day for each (namespace, service): per scrape
+        target kn_serving_invocation_duration_seconds_{count,sum}, and target_info naming the
+        target's namespace, Service and Revision. Counters are sampled every 15 s, each minute's
+        increase the real count of that minute."""
+        start = self.time_of(0) - 60
+        targets = [f'job="queue-proxy",instance="10.244.250.{i + 1}:9091"' for i in range(len(services))]
+        lines = []
+        for suffix, per_request in (("count", 1.0), ("sum", duration_s)):
+            name = f"kn_serving_invocation_duration_seconds_{suffix}"
+            lines.append(f"# TYPE {name} unknown")
+            for target in targets:
+                total = 0.0
+                lines.append(f"{name}{{{target}}} 0 {start}")
+                for m in range(self.now_index + 1):
+                    c = self.counts[m] * per_request
+                    for k in range(4):
+                        lines.append(f"{name}{{{target}}} {total + c * (k + 1) / 4:.3f} {start + m * 60 + (k + 1) * 15}")
+                    total += c
+        lines.append("# TYPE target_info unknown")
+        for target, (namespace, service) in zip(targets, services):
+            labels = (f'{target},k8s_namespace_name="{namespace}",kn_service_name="{service}",'
+                      f'kn_revision_name="{service}-00001"')
+            for t in range(start, self.now + 1, 15):
+                lines.append(f"target_info{{{labels}}} 1 {t}")
+        lines.append("# EOF")
+        path.write_text("\n".join(lines) + "\n")
+
+
+# -------------------------------------------------------------------- scenario helpers (any bed)
+PA = ("autoscaling.internal.knative.dev", "v1alpha1")
+MAX_SCALE = "autoscaling.knative.dev/max-scale"
+USER_FLOOR = 2
+
+
+class Kn:
+    """One Knative Service of a scenario and what Knative made of it."""
+
+    def __init__(self, kube, namespace: str, service: str):
+        self.kube, self.ns, self.service = kube, namespace, service
+
+    def create(self, annotations: dict) -> "Kn":
+        kh.create(self.kube, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.ns}})
+        kh.custom(self.kube).create_namespaced_custom_object(*kh.KN, self.ns, "services", {
+            "apiVersion": "serving.knative.dev/v1", "kind": "Service",
+            "metadata": {"name": self.service, "namespace": self.ns},
+            "spec": {"template": {"metadata": {"annotations": annotations},
+                                  "spec": {"containers": [{"image": f"dev.local/mesp/{self.service}:1"}]}}}})
+        kh.wait_for(lambda: ready(self.get(kh.KN, "revisions", self.latest() or "-")), 120,
+                 message=f"{self.ns}/{self.service}: a Ready Revision")
+        return self
+
+    def get(self, group_version, plural: str, name: str) -> dict | None:
+        try:
+            return kh.custom(self.kube).get_namespaced_custom_object(*group_version, self.ns, plural, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def latest(self) -> str | None:
+        return ((self.get(kh.KN, "services", self.service) or {}).get("status") or {}).get("latestReadyRevisionName")
+
+    def revisions(self) -> list[str]:
+        items = kh.custom(self.kube).list_namespaced_custom_object(*kh.KN, self.ns, "revisions")["items"]
+        return sorted(r["metadata"]["name"] for r in items)
+
+    def min_scale(self, group_version, plural: str, name: str) -> str | None:
+        obj = self.get(group_version, plural, name) or {}
+        return (obj.get("metadata", {}).get("annotations") or {}).get(kh.MIN_SCALE)
+
+    def scale(self, revision: str) -> tuple[int | None, int]:
+        """(spec.replicas, ready pods) of the Revision's Deployment."""
+        try:
+            dep = client.AppsV1Api(self.kube).read_namespaced_deployment(f"{revision}-deployment", self.ns)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None, 0
+            raise
+        return dep.spec.replicas, dep.status.ready_replicas or 0
+
+    def wait_knative_at(self, revision: str, floor: int, timeout: float = 60) -> None:
+        """min-scale `floor` on the Revision's PodAutoscaler, and that many Ready pods."""
+        kh.wait_for(lambda: self.min_scale(PA, "podautoscalers", revision) == str(floor), timeout,
+                    message=f"min-scale {floor} on PodAutoscaler {self.ns}/{revision}")
+        kh.wait_for(lambda: self.scale(revision) == (floor, floor), timeout,
+                    message=f"{floor} Ready pods of {self.ns}/{revision}")
+
+
+def policy(replay, **spec) -> dict:
+    # Sized so that the replayed peak needs about 8 instances.
+    base = {"mode": "Active", "actuation": "Auto", "capacityPerInstance": math.ceil(replay.peak_count() / 8),
+            "leadMinutes": 15, "holdMinutes": 2, "horizonMinutes": 30, "maxScale": 30}
+    return {**base, **spec}
+
+
+def start_operator(mesp_operator, ns: str):
+    return mesp_operator(ns, "--metrics-preset", "knative-otel", "--loop-interval-seconds", "2")
+
+
+def wait_applied(kube, ns: str, name: str, log, above: int = USER_FLOOR, timeout: float = 180) -> int:
+    def applied():
+        value = kh.status(kube, ns, name).get("appliedMinScale")
+        return value if value and value > above else None
+
+    return kh.wait_for(applied, timeout, interval=0.5, message=f"MESP applying a floor above {above} (log: {log})")
