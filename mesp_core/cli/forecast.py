@@ -37,7 +37,7 @@ def run(args) -> int:
     trace = load_trace(args)
     rows = np.arange(len(trace.keys))
     if args.function:
-        rows = np.array([i for i, k in enumerate(trace.keys) if args.function in k], dtype=np.int64)
+        rows = np.array([i for i, key in enumerate(trace.keys) if any(args.function in part for part in key)], dtype=np.int64)
         if len(rows) == 0:
             raise CliError(f"no function with hash {args.function!r} in the trace")
     if args.plot and args.plot_functions < 1:

@@ -75,12 +75,11 @@ class TrainConfig:
             raise ValueError("only metric 'wape' is supported for selection")
         if any(not 0.0 < r <= 1.0 for r in self.recent_check_ratios):
             raise ValueError(f"recent_check_ratios must be in (0, 1], got {self.recent_check_ratios}")
-        from mesp_core.forecasting.experts import EXPERT_FAMILIES
+        from mesp_core.forecasting.experts import TRAINABLE_FAMILIES
 
-        unknown = [f for f in self.families if f not in EXPERT_FAMILIES or f in BASELINE_FAMILIES]
+        unknown = [f for f in self.families if f not in TRAINABLE_FAMILIES]
         if unknown:
-            trainable = sorted(set(EXPERT_FAMILIES) - set(BASELINE_FAMILIES))
-            raise ValueError(f"unknown trainable families {unknown}; choose from {trainable}")
+            raise ValueError(f"unknown trainable families {unknown}; choose from {sorted(TRAINABLE_FAMILIES)}")
         return self
 
 

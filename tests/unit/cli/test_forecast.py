@@ -67,6 +67,16 @@ def test_one_function_is_picked_by_its_hash(tiny_model_dir, tiny_trace, capsys):
     assert "no function with hash 'nothing-like-it'" in _one_line_error(capsys, [*argv, "--function", "nothing-like-it"])
 
 
+def test_part_of_a_hash_picks_the_functions_that_contain_it(tiny_model_dir, tiny_trace, capsys):
+    """--function matches a substring of any of the three hashes, as its help says."""
+    part = tiny_trace.keys[7][2][:10]
+    argv = ["forecast", "--model", str(tiny_model_dir), *TINY_TRACE, "--at", "1500", "--horizon", "5"]
+    assert main([*argv, "--function", part, "--json", "-"]) == 0
+    picked = [f["function"] for f in json.loads(capsys.readouterr().out)["functions"]]
+    expected = ["/".join(k) for k in tiny_trace.keys if any(part in h for h in k)]
+    assert "/".join(tiny_trace.keys[7]) in picked and picked == expected
+
+
 @pytest.mark.parametrize("at", ["59", "2881"])
 def test_the_origin_must_leave_an_hour_of_context_inside_the_trace(tiny_model_dir, capsys, at):
     line = _one_line_error(capsys, ["forecast", "--model", str(tiny_model_dir), *TINY_TRACE, "--at", at])

@@ -34,6 +34,7 @@ def test_the_defaults_are_valid_and_validate_returns_the_config():
         ({"recent_check_ratios": (0.5, 0.0)}, "recent_check_ratios must be in"),
         ({"families": ("dlinear", "transformer")}, r"unknown trainable families \['transformer'\]; choose from \["),
         ({"families": ("seasonal_naive",)}, r"unknown trainable families \['seasonal_naive'\]"),  # a floor, not trained
+        ({"families": ("blend",)}, r"unknown trainable families \['blend'\]; choose from \['dlinear'"),  # a mix, not trained
     ],
 )
 def test_validate_names_what_is_wrong(kwargs, message):
