@@ -29,6 +29,22 @@ from mesp_core.checks import check_int, check_number
 _ROUNDING_EPS = 1e-6
 # A plan with no previous state behaves as if the current value had been in place forever.
 _LONG_AGO = 10**9
+# How many idle instance-minutes one avoided cold start is worth when the user says nothing.
+DEFAULT_COLD_START_COST = 10.0
+
+
+def check_cold_start_cost(cost) -> float:
+    """A cold-start cost must be a finite number > 0 (idle instance-minutes per avoided cold start)."""
+    check_number("cold_start_cost", cost, low=0.0, low_inclusive=False)
+    return float(cost)
+
+
+def newsvendor_level(cold_start_cost: float) -> float:
+    """The critical fractile C / (1 + C): keeping an instance one more minute costs 1 idle
+    instance-minute when unused, and not keeping it costs C when a request comes. The floor
+    that minimises expected cost is this quantile of the minute's instance demand."""
+    cost = check_cold_start_cost(cold_start_cost)
+    return cost / (1.0 + cost)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from mesp_core.forecasting.approaches import DENSE_PREFIX, check_approach
 from mesp_core.forecasting.distribution import ForecastDistribution, RecentHour, interp_columns
 from mesp_core.forecasting.artifact import ArtifactError, load_tensors, read_manifest
 from mesp_core.constants import DEFAULT_HORIZON, MIN_CONTEXT
+from mesp_core.policy import newsvendor_level
 from mesp_core.forecasting.router import IDLE_CLUSTER, Router, as_context_list
 
 NAIVE_KEY = "naive"
@@ -297,11 +298,17 @@ class MespModel:
         capacity_per_instance=60.0,
         lead_minutes: int = 1,
         approach: str = "moe",
+        cold_start_cost: float | None = None,
         **policy,
     ) -> np.ndarray:
         """Per-minute min-scale plan [n, horizon] (ints) from the point and upper-quantile forecasts.
 
-        `capacity_per_instance` is one number or one per function (n numbers)."""
+        `capacity_per_instance` is one number or one per function (n numbers). `cold_start_cost` is
+        how many idle instance-minutes one avoided cold start is worth: the floor is sized at the
+        critical fractile C / (1 + C) of the forecast. An explicit `quantile` in `policy` overrides
+        it; with neither, the policy's default quantile applies."""
+        if cold_start_cost is not None and "quantile" not in policy:
+            policy = {**policy, "quantile": newsvendor_level(cold_start_cost)}
         config, capacity = policy_config(capacity_per_instance, lead_minutes, policy)
         # The last plan minutes are sized over [i, i + lead + hold]: forecast that much further.
         distribution = self.forecast_distribution(context, horizon + config.lookahead, approach)

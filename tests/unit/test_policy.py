@@ -328,3 +328,28 @@ def test_per_function_capacity_sizes_each_row_as_its_own_scalar_plan():
 def test_bad_per_function_capacity_in_the_plan(capacity, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         plan_min_scale(np.ones((3, 4)), None, PolicyConfig(), capacity=capacity)
+
+
+def test_newsvendor_level_is_the_critical_fractile():
+    from mesp_core.policy import DEFAULT_COLD_START_COST, newsvendor_level
+    assert newsvendor_level(1.0) == 0.5
+    assert newsvendor_level(9.0) == pytest.approx(0.9)
+    assert 0.9 < newsvendor_level(DEFAULT_COLD_START_COST) < 0.95
+    for bad in (0, -1.0, float("nan"), float("inf"), "10", True):
+        with pytest.raises(ValueError, match="cold_start_cost"):
+            newsvendor_level(bad)
+
+
+def test_newsvendor_level_minimises_expected_cost_brute_force():
+    # Demand in instances from a known discrete distribution: the floor at the level's quantile has
+    # the least expected cost (C per instance short, 1 per instance idle) among all integer floors.
+    from mesp_core.policy import newsvendor_level
+    rng = np.random.default_rng(3)
+    for cost in (0.5, 2.0, 9.0, 30.0):
+        support = np.arange(8)
+        p = rng.dirichlet(np.ones(8))
+        expected = [sum(pk * (cost * max(d - f, 0) + max(f - d, 0)) for d, pk in zip(support, p))
+                    for f in support]
+        level = newsvendor_level(cost)
+        quantile_floor = int(support[np.searchsorted(np.cumsum(p), level)])
+        assert expected[quantile_floor] == pytest.approx(min(expected))

@@ -240,3 +240,19 @@ def test_the_packaged_model_ships_inside_the_package():
     assert path == mesp_core.default_model_path() and path.parent == Path(mesp_core.__file__).parent
     model = load_model(str(path))  # a str path works as well as a Path
     assert model.path == path and model.manifest["format"] == "mesp-model"
+
+
+def test_cold_start_cost_sizes_at_the_critical_fractile_and_quantile_overrides_it(tiny_model, tiny_trace):
+    context = tiny_trace.counts[:6, :900]
+    by_cost = tiny_model.plan_min_scale(context, 30, capacity_per_instance=20.0, cold_start_cost=4.0)
+    at_level = tiny_model.plan_min_scale(context, 30, capacity_per_instance=20.0, quantile=0.8)
+    np.testing.assert_array_equal(by_cost, at_level)
+    override = tiny_model.plan_min_scale(context, 30, capacity_per_instance=20.0, cold_start_cost=4.0,
+                                         quantile=0.95)
+    np.testing.assert_array_equal(override, tiny_model.plan_min_scale(context, 30, capacity_per_instance=20.0,
+                                                                      quantile=0.95))
+    cheap = tiny_model.plan_min_scale(context, 30, capacity_per_instance=20.0, cold_start_cost=0.25)
+    dear = tiny_model.plan_min_scale(context, 30, capacity_per_instance=20.0, cold_start_cost=60.0)
+    assert (cheap <= dear).all() and cheap.sum() < dear.sum()
+    with pytest.raises(ValueError, match="cold_start_cost"):
+        tiny_model.plan_min_scale(context, 30, cold_start_cost=-1.0)
