@@ -13,6 +13,7 @@ import numpy as np
 
 from mesp_core.policy import PlanState, PolicyConfig, capacity_from_concurrency, plan_min_scale
 from mesp_operator import knative as kn
+from mesp_operator.forecast import Sizing
 from mesp_operator.prometheus import STEP_SECONDS
 from mesp_operator.spec import PolicyObject, PolicySpec
 from mesp_operator.store import PolicyMemory
@@ -143,7 +144,16 @@ def service_writers(candidates: Iterable[tuple[PolicyObject, PolicySpec]]) -> di
     return owners
 
 
-def plan_config(spec: PolicySpec, capacity: float, floor: int, cap: int, template: bool) -> PolicyConfig:
+def sizing(spec: PolicySpec, operator_cost: float) -> Sizing:
+    """What the policy's floor is sized from: its coldStartCost, else the operator's --cold-start-cost;
+    its quantile, when set, overrides either."""
+    if spec.cold_start_cost is not None:
+        return Sizing(spec.cold_start_cost, spec.quantile)
+    return Sizing(operator_cost, spec.quantile, operator_default=True)
+
+
+def plan_config(spec: PolicySpec, capacity: float, floor: int, cap: int, template: bool,
+                sized: Sizing) -> PolicyConfig:
     """The policy's planning knobs; writes to a template are planned with its own damping."""
     cooldown = spec.template_cooldown if template else spec.cooldown
     return PolicyConfig(
@@ -155,7 +165,7 @@ def plan_config(spec: PolicySpec, capacity: float, floor: int, cap: int, templat
         max_scale=cap,
         scale_down_hysteresis=spec.template_hysteresis if template else spec.hysteresis,
         cooldown_minutes=cooldown,
-        quantile=spec.quantile,
+        quantile=sized.level,
     )
 
 

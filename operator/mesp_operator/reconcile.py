@@ -96,6 +96,7 @@ class Reconciler:
             except PolicyError as exc:
                 outcome.set("Ready", False, "InvalidSpec", str(exc))
                 continue
+            outcome.sizing = decisions.sizing(outcome.spec, self.settings.cold_start_cost)
             if outcome.spec.mode == "Off":
                 outcome.set("Ready", True, "Off", "policy is off; the user's own min-scale is in place")
                 continue
@@ -274,11 +275,12 @@ class Reconciler:
         o.reasons = [f"holding the plan from {format_time(memory.planned_at)} ({reason})"]
 
     def _forecast_and_plan(self, fresh: list[tuple[Outcome, np.ndarray]], end: int, now: float) -> None:
-        configs = [decisions.plan_config(o.spec, o.capacity, o.floor, o.cap, self._plans_for_template(o.spec))
-                   for o, _ in fresh]
+        configs = [decisions.plan_config(o.spec, o.capacity, o.floor, o.cap, self._plans_for_template(o.spec),
+                                         o.sizing) for o, _ in fresh]
         t = time.monotonic()
+        # Policies with the same approach and length share one model run, whatever their sizing.
         forecast = forecast_batch(self.model, np.stack([series for _, series in fresh]).astype(np.float32),
-                                  [(o.spec.approach, o.spec.horizon + config.lookahead, config.quantile)
+                                  [(o.spec.approach, o.spec.horizon + config.lookahead, o.sizing)
                                    for (o, _), config in zip(fresh, configs)])
         self._phases["model"] = time.monotonic() - t
 
@@ -291,10 +293,10 @@ class Reconciler:
             memory = self.memory[o.policy.uid]
             memory.state_minute, memory.state_in, memory.state_out = plan_start, states[i], after_first
             o.plan, o.reasons, o.plan_start, o.value, o.plan_source = plan, reasons, plan_start, plan[0], "fresh"
-            sizing = forecast.upper[i] if forecast.upper[i] is not None else forecast.point[i]
+            sized_from = forecast.upper[i]
             memory.plan, memory.plan_start, memory.planned_at = o.plan, plan_start, now
-            memory.forecast_next = float(sizing[0])
-            memory.forecast_peak = float(np.max(sizing[: o.spec.horizon]))
+            memory.forecast_next = float(sized_from[0])
+            memory.forecast_peak = float(np.max(sized_from[: o.spec.horizon]))
             memory.route = {k: forecast.routes[i][k] for k in ("cluster", "expert", "description", "distance")}
             memory.route["distance"] = round(float(memory.route["distance"]), 4)
             self.metrics.forecast_next.labels(*o.policy.key).set(memory.forecast_next)

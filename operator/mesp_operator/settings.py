@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Mapping, Sequence
 from urllib.parse import urlparse
 
+from mesp_core.policy import DEFAULT_COLD_START_COST
 from mesp_operator.errors import SettingsError
+from mesp_operator.forecast import MAX_COLD_START_COST
 from mesp_operator.prometheus import PRESETS
 
 ACTUATION_SUPPORT_CHOICES = ("auto", "revision", "template")
@@ -47,6 +49,9 @@ class OperatorSettings:
     loop_interval_seconds: float = _setting(60.0, "seconds between two reconcile loops over all policies")
     context_minutes: int | None = _setting(
         None, "trailing minutes of history fed to the model (default: the model's input size)")
+    cold_start_cost: float = _setting(
+        DEFAULT_COLD_START_COST, "how many idle instance-minutes one avoided cold start is worth: floors are "
+        "sized at the forecast's C/(1+C) quantile; a MespPolicy's coldStartCost (or quantile) overrides it")
     stale_plan_seconds: float = _setting(600.0, "how long to keep the last plan when Prometheus fails")
     max_scale_cap: int = _setting(100, "cap used when neither policy nor Service sets max-scale")
     revision_annotations: str = _setting(
@@ -174,6 +179,9 @@ def validate(s: OperatorSettings) -> OperatorSettings:
         value = getattr(s, name)
         if not math.isfinite(value) or value <= 0:
             bad(name, f"must be a positive number of seconds, got {value}")
+    if not math.isfinite(s.cold_start_cost) or not 0 < s.cold_start_cost <= MAX_COLD_START_COST:
+        bad("cold_start_cost", f"must be a number of idle instance-minutes in (0, {MAX_COLD_START_COST:g}], "
+            f"got {s.cold_start_cost}")
     if not 0 <= s.template_cooldown_seconds <= 86400:
         bad("template_cooldown_seconds", "must be between 0 and 86400")
     if s.metrics_preset not in PRESETS:

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 from mesp_core.forecasting.approaches import APPROACHES
 from mesp_operator.errors import PolicyError
+from mesp_operator.forecast import MAX_COLD_START_COST
 from mesp_operator.settings import OperatorSettings
 
 GROUP = "mesp.dev"
@@ -69,7 +70,8 @@ class PolicySpec:
     horizon: int = 60
     lead: int = 2
     hold: int = 2
-    quantile: float | None = 0.9
+    cold_start_cost: float | None = None  # None: the operator's --cold-start-cost
+    quantile: float | None = None         # an expert's override of the cost's critical fractile
     capacity: float | None = None
     request_duration_ms: float | None = None  # None: measured by Prometheus, else decisions.DEFAULT_REQUEST_DURATION_MS
     min_scale: int | None = None
@@ -132,9 +134,6 @@ def parse_spec(spec: Mapping[str, Any], settings: OperatorSettings, model_horizo
     mode = _get_choice(spec, "mode", MODES)
     actuation = _get_choice(spec, "actuation", ACTUATIONS)
     approach = _get_choice(spec, "approach", APPROACHES)
-    quantile = spec.get("quantile", _DEFAULTS["quantile"])
-    if quantile is not None:  # an explicit null sizes instances from the point forecast
-        quantile = _get_number(spec, "quantile", _DEFAULTS["quantile"], 0.0, 0.999, low_inclusive=False)
     min_scale = _get_int(spec, "minScale", _DEFAULTS["min_scale"], 0, 100000)
     max_scale = _get_int(spec, "maxScale", _DEFAULTS["max_scale"], 1, 100000)
     if min_scale is not None and max_scale is not None and min_scale > max_scale:
@@ -149,7 +148,9 @@ def parse_spec(spec: Mapping[str, Any], settings: OperatorSettings, model_horizo
         horizon=_get_int(spec, "horizonMinutes", _DEFAULTS["horizon"], 1, model_horizon_limit),
         lead=_get_int(spec, "leadMinutes", _DEFAULTS["lead"], 0, 120),
         hold=_get_int(spec, "holdMinutes", _DEFAULTS["hold"], 0, 120),
-        quantile=quantile,
+        cold_start_cost=_get_number(spec, "coldStartCost", _DEFAULTS["cold_start_cost"], 0.0, MAX_COLD_START_COST,
+                                    low_inclusive=False),
+        quantile=_get_number(spec, "quantile", _DEFAULTS["quantile"], 0.0, 0.999, low_inclusive=False),
         capacity=_get_number(spec, "capacityPerInstance", _DEFAULTS["capacity"], 0.0, 1e9, low_inclusive=False),
         request_duration_ms=_get_number(spec, "requestDurationMs", _DEFAULTS["request_duration_ms"], 0.0, 3.6e6,
                                         low_inclusive=False),

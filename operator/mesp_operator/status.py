@@ -10,6 +10,7 @@ from typing import Any, Mapping
 
 from mesp_core.policy import PlanState
 from mesp_operator import knative as kn
+from mesp_operator.forecast import Sizing
 from mesp_operator.spec import CONDITION_TYPES, PolicyObject, PolicySpec
 from mesp_operator.store import PolicyMemory
 
@@ -24,6 +25,7 @@ class Outcome:
 
     policy: PolicyObject
     spec: PolicySpec | None = None
+    sizing: Sizing | None = None      # what the floor is sized from (coldStartCost or a quantile override)
     service: kn.ServiceInfo | None = None
     conditions: dict = dataclasses.field(default_factory=dict)   # type -> (status, reason, message)
     plan: list[int] | None = None
@@ -147,6 +149,8 @@ def build_status(o: Outcome, memory: PolicyMemory, applied: int | None, original
         "originalMinScale": original,
         "userFloor": o.floor if spec else None,
         "maxScale": o.cap,
+        "sizing": o.sizing.describe() if spec and o.sizing else None,
+        "sizingQuantile": round(o.sizing.level, 6) if spec and o.sizing else None,
         "capacityPerInstance": None if o.capacity is None else round(o.capacity, 3),
         "capacitySource": o.capacity_source,
         "requestDurationMs": None if o.duration_ms is None else round(o.duration_ms, 1),

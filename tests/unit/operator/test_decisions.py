@@ -10,7 +10,8 @@ from mesp_core.policy import PlanState, PolicyConfig, plan_min_scale
 from mesp_operator import knative as kn
 from mesp_operator.decisions import (DEFAULT_REQUEST_DURATION_MS, choose_actuation, damp_template_change,
                                      floor_and_cap, held_plan, model_context_minutes, plan_batch, plan_config,
-                                     previous_state, resolve_capacity, service_writers)
+                                     previous_state, resolve_capacity, service_writers, sizing)
+from mesp_operator.forecast import Sizing
 from mesp_operator.settings import OperatorSettings
 from mesp_operator.spec import PolicyObject, parse_spec
 from mesp_operator.store import PolicyMemory
@@ -160,13 +161,32 @@ def test_the_oldest_active_policy_writes_each_service():
 def test_template_writes_are_planned_with_the_template_damping():
     spec = parse_spec({"service": "fn", "holdMinutes": 3, "scaleDown": {"cooldownMinutes": 4, "hysteresis": 1},
                        "template": {"cooldownMinutes": 15, "hysteresis": 2}, "quantile": 0.8}, SETTINGS)
-    revision = plan_config(spec, 60.0, 1, 9, template=False)
+    sized = sizing(spec, SETTINGS.cold_start_cost)
+    revision = plan_config(spec, 60.0, 1, 9, template=False, sized=sized)
     assert (revision.hold_minutes, revision.cooldown_minutes, revision.scale_down_hysteresis) == (3, 4, 1)
     assert (revision.capacity_per_instance, revision.user_min_scale, revision.max_scale, revision.quantile) == \
         (60.0, 1, 9, 0.8)
-    template = plan_config(spec, 60.0, 1, 9, template=True)
+    template = plan_config(spec, 60.0, 1, 9, template=True, sized=sized)
     # one raise covers the whole cooldown ahead
     assert (template.hold_minutes, template.cooldown_minutes, template.scale_down_hysteresis) == (15, 15, 2)
+
+
+@pytest.mark.parametrize("fields,operator_cost,expected", [
+    # Nothing set: the operator's cost, at its critical fractile.
+    ({}, 10.0, Sizing(10.0, None, operator_default=True)),
+    ({}, 4.0, Sizing(4.0, None, operator_default=True)),
+    # The policy's own cost wins over the operator's.
+    ({"coldStartCost": 99}, 10.0, Sizing(99.0)),
+    # A quantile overrides whichever cost there is (the cost is kept for the record).
+    ({"quantile": 0.7}, 10.0, Sizing(10.0, 0.7, operator_default=True)),
+    ({"coldStartCost": 99, "quantile": 0.7}, 10.0, Sizing(99.0, 0.7)),
+])
+def test_the_policys_cost_else_the_operators_and_a_quantile_overrides_both(fields, operator_cost, expected):
+    spec = parse_spec({"service": "fn", **fields}, SETTINGS)
+    sized = sizing(spec, operator_cost)
+    assert sized == expected
+    config = plan_config(spec, 60.0, 0, 9, template=False, sized=sized)
+    assert config.quantile == pytest.approx(fields.get("quantile", sized.cold_start_cost / (1 + sized.cold_start_cost)))
 
 
 MINUTE = 60

@@ -1,23 +1,27 @@
-"""The loop's model batch: one model run per (approach, length), quantiles per row, routes labelled by
-the library from the rows the recent-error check switched."""
+"""The loop's model batch: one model run per (approach, length), each row's floor forecast at its
+sizing level (coldStartCost's critical fractile or a quantile override), routes labelled by the
+library from the rows the recent-error check switched."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import mesp_core
-from mesp_operator.forecast import forecast_batch
+from mesp_core.policy import newsvendor_level
+from mesp_operator.forecast import Sizing, forecast_batch
 
 GOLDEN_MODEL = Path(__file__).resolve().parents[3] / "tests" / "golden" / "model_v1"
 
 
 class _Distribution:
-    def __init__(self, point: np.ndarray, switched: np.ndarray):
-        self.point, self.switched = point, switched
+    def __init__(self, point: np.ndarray, switched: np.ndarray, asked: list):
+        self.point, self.switched, self.asked = point, switched, asked
 
     def quantile(self, q: float) -> np.ndarray:
+        self.asked.append(q)
         return self.point + q
 
 
@@ -27,37 +31,68 @@ class _RecordingModel:
     def __init__(self):
         self.runs: list[tuple[str, int, list[float]]] = []
         self.switched_given = None
+        self.levels: list[float] = []  # every quantile level asked of the model's distributions
 
     def forecast_distribution(self, contexts, horizon, approach):
         self.runs.append((approach, horizon, [float(c[0]) for c in contexts]))
         first = contexts[:, :1]
-        return _Distribution(np.repeat(first, horizon, axis=1), first[:, 0] % 2 == 1)
+        return _Distribution(np.repeat(first, horizon, axis=1), first[:, 0] % 2 == 1, self.levels)
 
     def explain_routes(self, contexts, switched=None):
         self.switched_given = list(switched)
         return [{"cluster": int(c[0]), "expert": "x", "description": "", "distance": 0.0} for c in contexts]
 
 
+DEFAULT = Sizing(10.0, operator_default=True)
+
+
 def test_one_model_run_per_approach_and_length_and_routes_get_each_rows_switch():
     model = _RecordingModel()
     contexts = np.array([[1.0] * 4, [2.0] * 4, [3.0] * 4, [4.0] * 4], dtype=np.float32)
-    requests = [("moe", 5, 0.9), ("dense", 5, None), ("moe", 5, 0.5), ("moe", 7, 0.9)]
+    requests = [("moe", 5, DEFAULT), ("dense", 5, DEFAULT), ("moe", 5, Sizing(10.0, 0.5)), ("moe", 7, DEFAULT)]
     result = forecast_batch(model, contexts, requests)
     assert model.runs == [("moe", 5, [1.0, 3.0]), ("dense", 5, [2.0]), ("moe", 7, [4.0])]
     assert model.switched_given == [True, False, True, False]  # in the rows' own order, not the groups'
     assert [len(p) for p in result.point] == [5, 5, 5, 7]
-    assert result.upper[1] is None  # no quantile: sized from the point forecast
-    np.testing.assert_allclose(result.upper[0], 1.9)
+    np.testing.assert_allclose(result.upper[0], 1 + 10 / 11)
     np.testing.assert_allclose(result.upper[2], 3.5)
     assert [r["cluster"] for r in result.routes] == [1, 2, 3, 4]
+
+
+def test_which_level_reaches_the_model_for_each_cost_and_override():
+    """Rows with different costs share one model run; each distinct level is asked of it once."""
+    model = _RecordingModel()
+    contexts = np.full((5, 4), 2.0, dtype=np.float32)
+    requests = [("moe", 3, Sizing(19.0)), ("moe", 3, DEFAULT), ("moe", 3, Sizing(19.0)),
+                ("moe", 3, Sizing(19.0, quantile=0.8)), ("moe", 3, Sizing(1.0))]
+    result = forecast_batch(model, contexts, requests)
+    assert len(model.runs) == 1
+    assert model.levels == pytest.approx([0.95, 10 / 11, 0.8, 0.5])
+    assert [float(u[0]) - 2.0 for u in result.upper] == pytest.approx([0.95, 10 / 11, 0.95, 0.8, 0.5])
+
+
+@pytest.mark.parametrize("sizing,level,text", [
+    (Sizing(10.0, operator_default=True), 10 / 11, "coldStartCost 10 (q0.909, operator default)"),
+    (Sizing(100.0), 100 / 101, "coldStartCost 100 (q0.990)"),
+    (Sizing(0.25), 0.2, "coldStartCost 0.25 (q0.200)"),
+    (Sizing(10.0, quantile=0.9), 0.9, "quantile 0.9 (override)"),
+    (Sizing(10.0, quantile=0.95, operator_default=True), 0.95, "quantile 0.95 (override)"),
+])
+def test_the_sizing_level_is_the_costs_critical_fractile_unless_a_quantile_overrides_it(sizing, level, text):
+    assert sizing.level == pytest.approx(level)
+    assert sizing.describe() == text
+    if sizing.quantile is None:
+        assert sizing.level == newsvendor_level(sizing.cold_start_cost)  # the library's rule, not a copy
 
 
 def test_with_the_real_model_the_routes_are_the_librarys_explanation():
     model = mesp_core.load_model(GOLDEN_MODEL)
     rng = np.random.default_rng(3)
     contexts = rng.poisson(20, size=(3, 1440)).astype(np.float32)
-    result = forecast_batch(model, contexts, [("moe", 12, 0.9)] * 3)
+    result = forecast_batch(model, contexts, [("moe", 12, DEFAULT)] * 3)
     distribution = model.forecast_distribution(contexts, horizon=12, approach="moe")
     assert result.routes == model.explain_routes(contexts, switched=distribution.switched)
     np.testing.assert_array_equal(np.stack(result.point), distribution.point)
-    np.testing.assert_array_equal(np.stack(result.upper), distribution.quantile(0.9))
+    np.testing.assert_array_equal(np.stack(result.upper), distribution.quantile(10 / 11))
+    higher = forecast_batch(model, contexts, [("moe", 12, Sizing(100.0))] * 3)
+    assert (np.stack(higher.upper) >= np.stack(result.upper)).all()  # a dearer cold start, a higher floor forecast

@@ -77,10 +77,10 @@ def golden_model():
     return mesp_core.load_model(GOLDEN_MODEL)
 
 
-def _loop(cluster: FakeCluster, model) -> Reconciler:
+def _loop(cluster: FakeCluster, model, settings: OperatorSettings = SETTINGS) -> Reconciler:
     knative, store = clients(cluster)
     counts = np.random.default_rng(1).poisson(100, 2 * 1440).astype(np.float32)
-    return Reconciler(SETTINGS, model, _Prometheus(counts), knative, store, clock=lambda: NOW)
+    return Reconciler(settings, model, _Prometheus(counts), knative, store, clock=lambda: NOW)
 
 
 def _views(cluster: FakeCluster):
@@ -135,3 +135,59 @@ def test_an_active_policy_writes_the_revision_and_its_deletion_gives_the_value_b
         assert cluster.revision_min_scale("ns", "fn-00001") == "1"
     finally:
         reconciler.close()
+
+
+class _Recording:
+    """The real model, recording its runs and every quantile level asked of their forecasts."""
+
+    def __init__(self, model):
+        self.model, self.runs, self.levels = model, 0, []
+        self.manifest = model.manifest
+
+    def forecast_distribution(self, contexts, horizon, approach):
+        self.runs += 1
+        distribution = self.model.forecast_distribution(contexts, horizon=horizon, approach=approach)
+        quantile = distribution.quantile
+
+        def recorded(q):
+            self.levels.append(q)
+            return quantile(q)
+
+        distribution.quantile = recorded
+        return distribution
+
+    def explain_routes(self, contexts, switched=None):
+        return self.model.explain_routes(contexts, switched=switched)
+
+
+def test_each_policys_cost_reaches_the_model_and_they_share_one_run(golden_model):
+    cluster = _cluster({"mode": "ForecastOnly", "horizonMinutes": 30})  # p: no cost, the operator's
+    add_policy(cluster, "ns", "dear", {"service": "fn", "capacityPerInstance": 20, "horizonMinutes": 30,
+                                       "coldStartCost": 100})
+    add_policy(cluster, "ns", "cheap", {"service": "fn", "capacityPerInstance": 20, "horizonMinutes": 30,
+                                        "coldStartCost": 0.5})
+    add_policy(cluster, "ns", "expert", {"service": "fn", "capacityPerInstance": 20, "horizonMinutes": 30,
+                                         "coldStartCost": 100, "quantile": 0.6})
+    add_policy(cluster, "ns", "broken", {"service": "fn", "coldStartCost": -1})  # an older CRD let it through
+    model = _Recording(golden_model)
+    reconciler = _loop(cluster, model, OperatorSettings(cold_start_cost=4.0))
+    try:
+        report = reconciler.run_once(*_views(cluster))
+    finally:
+        reconciler.close()
+    assert report.planned == 4 and report.states == {"Planned": 4, "InvalidSpec": 1}
+    assert model.runs == 1  # same approach and horizon: one model run whatever the costs
+    assert sorted(model.levels) == pytest.approx(sorted([4 / 5, 100 / 101, 0.5 / 1.5, 0.6]))
+    status = {name: cluster.body("mesppolicies", "ns", name)["status"] for name in ("p", "dear", "cheap", "expert",
+                                                                                     "broken")}
+    assert status["p"]["sizing"] == "coldStartCost 4 (q0.800, operator default)"
+    assert status["dear"]["sizing"] == "coldStartCost 100 (q0.990)"
+    assert status["expert"]["sizing"] == "quantile 0.6 (override)"
+    # Same traffic, same state: a dearer cold start never plans a lower floor, and here plans a higher one.
+    plans = {name: np.array(status[name]["plan"]) for name in ("cheap", "p", "dear")}
+    assert (plans["dear"] >= plans["p"]).all() and (plans["p"] >= plans["cheap"]).all()
+    assert plans["dear"].sum() > plans["cheap"].sum()
+    ready = {c["type"]: c for c in status["broken"]["conditions"]}["Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
+    assert ready["message"] == "spec.coldStartCost must be in (0.0, 1000000.0], got -1"
+    assert status["broken"].get("sizing") is None

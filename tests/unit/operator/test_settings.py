@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from mesp_core.policy import DEFAULT_COLD_START_COST
 from mesp_operator.errors import SettingsError
 from mesp_operator.settings import OperatorSettings, _parser, parse_settings
 
@@ -17,6 +18,7 @@ def test_defaults_are_valid():
     s = parse_settings([], env={})
     assert s == OperatorSettings()
     assert s.template_cooldown_minutes == 10
+    assert s.cold_start_cost == DEFAULT_COLD_START_COST  # the library's default, written once there
 
 
 def test_flags_override_env_and_env_overrides_defaults():
@@ -43,6 +45,10 @@ def test_flags_override_env_and_env_overrides_defaults():
     (["--model", "/nonexistent/model"], {}, "--model: /nonexistent/model is not a directory"),
     (["--kubeconfig", "/nonexistent/kubeconfig"], {}, "--kubeconfig: /nonexistent/kubeconfig does not exist"),
     (["--write-concurrency", "0"], {}, "--write-concurrency: must be between 1 and 128"),
+    (["--cold-start-cost", "0"], {}, "--cold-start-cost: must be a number of idle instance-minutes in (0, 1e+06], got 0.0"),
+    (["--cold-start-cost", "-3"], {}, "--cold-start-cost: must be a number of idle instance-minutes in (0, 1e+06], got -3.0"),
+    (["--cold-start-cost", "inf"], {}, "--cold-start-cost: must be a number of idle instance-minutes in (0, 1e+06], got inf"),
+    ([], {"MESP_COLD_START_COST": "lots"}, "MESP_COLD_START_COST='lots' is not a valid value"),
 ])
 def test_bad_values_get_one_clear_line(argv, env, message):
     with pytest.raises(SettingsError) as info:
@@ -84,6 +90,7 @@ EVERY_SETTING = [
     ("promql", "--promql", "MESP_PROMQL", "sum(x)", "sum(x)"),
     ("loop_interval_seconds", "--loop-interval-seconds", "MESP_LOOP_INTERVAL_SECONDS", "30", 30.0),
     ("context_minutes", "--context-minutes", "MESP_CONTEXT_MINUTES", "120", 120),
+    ("cold_start_cost", "--cold-start-cost", "MESP_COLD_START_COST", "25", 25.0),
     ("stale_plan_seconds", "--stale-plan-seconds", "MESP_STALE_PLAN_SECONDS", "90", 90.0),
     ("max_scale_cap", "--max-scale-cap", "MESP_MAX_SCALE_CAP", "7", 7),
     ("revision_annotations", "--revision-annotations", "MESP_REVISION_ANNOTATIONS", "template", "template"),
@@ -114,4 +121,6 @@ def test_the_flags_are_exactly_the_settings_and_each_has_help_with_its_default()
     assert all(a.help for a in options.values())
     assert options["prometheus_url"].help == "Prometheus base URL (default http://127.0.0.1:9090)"
     assert options["loop_interval_seconds"].help.endswith("(default 60)")
+    assert options["cold_start_cost"].help.startswith("how many idle instance-minutes one avoided cold start")
+    assert options["cold_start_cost"].help.endswith("(default 10)")
     assert options["metrics_preset"].help.endswith("knative-otel-activator (default knative-legacy)")

@@ -19,8 +19,9 @@ CRD = Path(__file__).resolve().parents[3] / "charts" / "mesp" / "crds" / "mesppo
 
 def test_spec_defaults():
     spec = parse_spec({"service": "fn"}, SETTINGS)
-    assert (spec.mode, spec.actuation, spec.horizon, spec.lead, spec.quantile, spec.approach) == \
-        ("ForecastOnly", "Auto", 60, 2, 0.9, "moe")
+    assert (spec.mode, spec.actuation, spec.horizon, spec.lead, spec.approach) == ("ForecastOnly", "Auto", 60, 2, "moe")
+    # Unset: the floor is sized from the operator's --cold-start-cost, with no quantile override.
+    assert spec.cold_start_cost is None and spec.quantile is None
     assert spec.template_cooldown == SETTINGS.template_cooldown_minutes
     assert spec.capacity is None and spec.min_scale is None
     assert spec.request_duration_ms is None  # absent: measured from Prometheus, else the default
@@ -32,6 +33,12 @@ def test_spec_defaults():
     ({"service": "fn", "actuation": "Pods"}, "spec.actuation must be one of Auto, Revision, Template"),
     ({"service": "fn", "quantile": 1.0}, "spec.quantile must be in (0.0, 0.999], got 1.0"),
     ({"service": "fn", "quantile": "high"}, "spec.quantile must be a number, got 'high'"),
+    ({"service": "fn", "coldStartCost": 0}, "spec.coldStartCost must be in (0.0, 1000000.0], got 0"),
+    ({"service": "fn", "coldStartCost": -5}, "spec.coldStartCost must be in (0.0, 1000000.0], got -5"),
+    ({"service": "fn", "coldStartCost": "high"}, "spec.coldStartCost must be a number, got 'high'"),
+    ({"service": "fn", "coldStartCost": True}, "spec.coldStartCost must be a number, got True"),
+    ({"service": "fn", "coldStartCost": float("nan")}, "spec.coldStartCost must be a number, got nan"),
+    ({"service": "fn", "coldStartCost": 1e7}, "spec.coldStartCost must be in (0.0, 1000000.0], got 10000000.0"),
     ({"service": "fn", "horizonMinutes": 2.5}, "spec.horizonMinutes must be an integer, got 2.5"),
     ({"service": "fn", "minScale": 4, "maxScale": 3}, "spec.minScale (4) must not exceed spec.maxScale (3)"),
     ({"service": "fn", "capacityPerInstance": 0}, "spec.capacityPerInstance must be in (0.0,"),
@@ -42,6 +49,15 @@ def test_bad_specs_are_named_precisely(spec, message):
     with pytest.raises(PolicyError) as info:
         parse_spec(spec, SETTINGS)
     assert str(info.value).startswith(message)
+
+
+def test_a_cold_start_cost_and_a_quantile_are_read_as_given():
+    spec = parse_spec({"service": "fn", "coldStartCost": 25, "quantile": 0.8}, SETTINGS)
+    assert (spec.cold_start_cost, spec.quantile) == (25.0, 0.8)
+    assert parse_spec({"service": "fn", "coldStartCost": 0.5}, SETTINGS).cold_start_cost == 0.5  # below 1 is allowed
+    # An explicit null is the same as leaving the field out.
+    assert parse_spec({"service": "fn", "quantile": None, "coldStartCost": None}, SETTINGS) == \
+        parse_spec({"service": "fn"}, SETTINGS)
 
 
 def test_the_policy_view_reads_deletion_generation_and_key():
@@ -98,14 +114,16 @@ def test_the_crd_offers_the_approaches_modes_and_actuations_the_operator_knows()
 
 def test_the_crd_defaults_are_parse_specs_defaults():
     defaulted = {"service": "fn", **_defaults(_spec_schema())}
-    assert {"mode", "actuation", "horizonMinutes", "quantile", "approach", "scaleDown", "template"} <= set(defaulted)
+    assert {"mode", "actuation", "horizonMinutes", "approach", "scaleDown", "template"} <= set(defaulted)
+    # Neither sizing field has a default: an unset one means the operator's cost decides.
+    assert "quantile" not in defaulted and "coldStartCost" not in defaulted
     assert parse_spec(defaulted, SETTINGS) == parse_spec({"service": "fn"}, SETTINGS)
 
 
 def test_the_crd_bounds_are_parse_specs_bounds():
     """Every minimum and maximum the CRD states: parse_spec accepts the bound and rejects what lies past it."""
     bounded = dict(_bounded(_spec_schema()))
-    assert {"horizonMinutes", "quantile", "minScale", "scaleDown.cooldownMinutes", "template.hysteresis"} \
+    assert {"horizonMinutes", "quantile", "coldStartCost", "minScale", "scaleDown.cooldownMinutes", "template.hysteresis"} \
         <= set(bounded)
     for path, prop in bounded.items():
         integer = prop["type"] == "integer"

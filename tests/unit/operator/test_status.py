@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from mesp_core.policy import PlanState
+from mesp_operator.forecast import Sizing
 from mesp_operator.settings import OperatorSettings
 from mesp_operator.spec import CONDITION_TYPES, PolicyObject, parse_spec
 from mesp_operator.status import (Outcome, build_status, format_time, memory_from_status, parse_time,
@@ -22,6 +23,7 @@ def _policy(status=None) -> PolicyObject:
 
 def _planned(status=None) -> tuple[Outcome, PolicyMemory]:
     o = Outcome(_policy(status), spec=parse_spec({"service": "fn", "mode": "Active"}, OperatorSettings()))
+    o.sizing = Sizing(10.0, operator_default=True)
     o.set("Ready", True, "Ready", "planned")
     o.set("MetricsAvailable", True, "Fetched", "1440 minutes of counts fetched")
     o.plan, o.plan_start, o.value, o.floor, o.cap, o.plan_source = [3, 3, 2], int(NOW), 3, 1, 10, "fresh"
@@ -52,6 +54,16 @@ def test_the_status_says_what_the_loop_decided():
         (90.123, 42.0, 1000.0)
     assert status["planState"] == {"minute": "2026-01-01T00:00:00Z", "current": 3, "minutesSinceNeeded": 1}
     assert status["planReasons"] == ["raise to 3"] and status["route"]["expert"] == "dlinear"
+    assert status["sizing"] == "coldStartCost 10 (q0.909, operator default)"
+    assert status["sizingQuantile"] == round(10 / 11, 6)
+
+
+def test_an_invalid_spec_reports_no_sizing():
+    o = Outcome(_policy())
+    o.set("Ready", False, "InvalidSpec", "spec.coldStartCost must be in (0.0, 1000000.0], got 0")
+    status = build_status(o, PolicyMemory(), applied=None, original=None, actuation=None, actuation_reason=None, now=NOW)
+    assert status["sizing"] is None and status["sizingQuantile"] is None
+    assert status["conditions"][0]["message"].startswith("spec.coldStartCost must be in")
 
 
 def test_a_condition_keeps_its_transition_time_while_its_status_stays():
