@@ -102,6 +102,8 @@ BAD_VALUES = {
     "context shorter than the model's minimum": ("operator.contextMinutes=10", "contextMinutes"),
     "path traversal in PVC subPath": ("model.pvc.subPath=../etc", "subPath"),
     "unknown actuation support": ("operator.revisionAnnotations=sometimes", "revisionAnnotations"),
+    "free cold starts": ("operator.coldStartCost=0", "coldStartCost"),
+    "cold-start cost not a number": ("operator.coldStartCost=high", "coldStartCost"),
 }
 
 
@@ -236,7 +238,8 @@ def test_rendered_flags_are_accepted_by_the_operator(helm):
     from mesp_operator.settings import parse_settings
 
     container = operator_container(render(helm, "operator.watchNamespaces={team-a,team-b}", "operator.contextMinutes=240",
-                                          "operator.prometheus.promql=sum(rate(x[2m]))", "operator.verbose=true"))
+                                          "operator.prometheus.promql=sum(rate(x[2m]))", "operator.verbose=true",
+                                          "operator.coldStartCost=25"))
     assert container["command"] == ["mesp", "operator"]
     settings = parse_settings(container["args"], env={})
     assert settings.namespaces == ("team-a", "team-b")
@@ -247,8 +250,11 @@ def test_rendered_flags_are_accepted_by_the_operator(helm):
     assert settings.metrics_port == 9102 and settings.metrics_address == "0.0.0.0"
     assert settings.liveness_endpoint == "http://0.0.0.0:8081/healthz"
     assert settings.loop_interval_seconds == 60 and settings.torch_threads == 1 and settings.verbose is True
+    assert settings.cold_start_cost == 25
     defaults = parse_settings(operator_container(render(helm))["args"], env={})
     assert defaults.namespaces == () and defaults.model_path is None
+    # The chart's default cost is the operator's own default.
+    assert defaults.cold_start_cost == parse_settings([], env={}).cold_start_cost
 
 
 def test_schema_presets_are_the_operators_presets():
