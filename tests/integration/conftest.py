@@ -105,6 +105,9 @@ SERIES = {
     ("it-rollout", "roll-svc"): "a",
     ("it-capacity", "timed-svc"): "a",
     ("it-cap", "capped-svc"): "a",
+    ("it-cost", "cost-lo"): "a",     # the same real day twice: two policies, two costs, one traffic
+    ("it-cost", "cost-hi"): "a",
+    ("it-bad-cost", "cost-svc"): "b",
 }
 # One series in the OpenTelemetry-era layout (names on target_info), for the knative-otel preset.
 OTEL_SERIES = {("it-presets", "otel-svc"): "a"}
