@@ -12,7 +12,8 @@ class OperatorMetrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.forecast_next = Gauge("mesp_forecast_next_requests_per_minute",
-                                   "Forecast invocations in the next minute (at the policy's sizing quantile, status.sizingQuantile)", POLICY, registry=r)
+                                   "Forecast invocations in the next minute at the policy's sizing quantile "
+                                   "(status.sizingQuantile)", POLICY, registry=r)
         self.forecast_peak = Gauge("mesp_forecast_peak_requests_per_minute",
                                    "Highest forecast per-minute invocations over the policy's horizon", POLICY, registry=r)
         self.planned = Gauge("mesp_planned_min_scale", "Min-scale the plan asks for now", POLICY, registry=r)

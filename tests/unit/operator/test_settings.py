@@ -33,6 +33,9 @@ def test_flags_override_env_and_env_overrides_defaults():
     assert s.template_cooldown_minutes == 2  # 90 s rounds up to whole minutes
 
 
+_COST_RULE = "--cold-start-cost: must be a number of idle instance-minutes in (0, 1e+06]"
+
+
 @pytest.mark.parametrize("argv,env,message", [
     (["--prometheus-url", "prom:9090"], {}, "--prometheus-url: 'prom:9090' is not an http(s) URL"),
     (["--loop-interval-seconds", "0"], {}, "--loop-interval-seconds: must be a positive number of seconds, got 0.0"),
@@ -45,9 +48,9 @@ def test_flags_override_env_and_env_overrides_defaults():
     (["--model", "/nonexistent/model"], {}, "--model: /nonexistent/model is not a directory"),
     (["--kubeconfig", "/nonexistent/kubeconfig"], {}, "--kubeconfig: /nonexistent/kubeconfig does not exist"),
     (["--write-concurrency", "0"], {}, "--write-concurrency: must be between 1 and 128"),
-    (["--cold-start-cost", "0"], {}, "--cold-start-cost: must be a number of idle instance-minutes in (0, 1e+06], got 0.0"),
-    (["--cold-start-cost", "-3"], {}, "--cold-start-cost: must be a number of idle instance-minutes in (0, 1e+06], got -3.0"),
-    (["--cold-start-cost", "inf"], {}, "--cold-start-cost: must be a number of idle instance-minutes in (0, 1e+06], got inf"),
+    (["--cold-start-cost", "0"], {}, f"{_COST_RULE}, got 0.0"),
+    (["--cold-start-cost", "-3"], {}, f"{_COST_RULE}, got -3.0"),
+    (["--cold-start-cost", "inf"], {}, f"{_COST_RULE}, got inf"),
     ([], {"MESP_COLD_START_COST": "lots"}, "MESP_COLD_START_COST='lots' is not a valid value"),
 ])
 def test_bad_values_get_one_clear_line(argv, env, message):

@@ -123,8 +123,8 @@ def test_the_crd_defaults_are_parse_specs_defaults():
 def test_the_crd_bounds_are_parse_specs_bounds():
     """Every minimum and maximum the CRD states: parse_spec accepts the bound and rejects what lies past it."""
     bounded = dict(_bounded(_spec_schema()))
-    assert {"horizonMinutes", "quantile", "coldStartCost", "minScale", "scaleDown.cooldownMinutes", "template.hysteresis"} \
-        <= set(bounded)
+    assert {"horizonMinutes", "quantile", "coldStartCost", "minScale", "scaleDown.cooldownMinutes",
+            "template.hysteresis"} <= set(bounded)
     for path, prop in bounded.items():
         integer = prop["type"] == "integer"
         if "minimum" in prop:

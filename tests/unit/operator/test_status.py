@@ -61,7 +61,8 @@ def test_the_status_says_what_the_loop_decided():
 def test_an_invalid_spec_reports_no_sizing():
     o = Outcome(_policy())
     o.set("Ready", False, "InvalidSpec", "spec.coldStartCost must be in (0.0, 1000000.0], got 0")
-    status = build_status(o, PolicyMemory(), applied=None, original=None, actuation=None, actuation_reason=None, now=NOW)
+    status = build_status(o, PolicyMemory(), applied=None, original=None, actuation=None, actuation_reason=None,
+                          now=NOW)
     assert status["sizing"] is None and status["sizingQuantile"] is None
     assert status["conditions"][0]["message"].startswith("spec.coldStartCost must be in")
 
