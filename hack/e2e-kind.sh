@@ -200,7 +200,7 @@ spec:
   actuation: Auto
   leadMinutes: 2
   holdMinutes: 2
-  quantile: 0.9
+  coldStartCost: 10        # one avoided cold start is worth 10 idle instance-minutes: q0.909
   # helloworld-go answers in ~1 ms; 60 invocations/min per instance keeps the replay's peaks at a
   # few instances on one kind node.
   capacityPerInstance: 60
