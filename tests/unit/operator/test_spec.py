@@ -3,6 +3,7 @@ documents the same spec (charts/mesp/crds/) agreeing with parse_spec."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -139,3 +140,34 @@ def test_the_crd_bounds_are_parse_specs_bounds():
             parse_spec(_spec_with(path, high), SETTINGS)
             with pytest.raises(PolicyError, match=f"spec.{path} must be in"):
                 parse_spec(_spec_with(path, high + (1 if integer else high * 1e-4)), SETTINGS)
+
+
+def _version() -> dict:
+    (version,) = yaml.safe_load(CRD.read_text())["spec"]["versions"]
+    return version
+
+
+def test_every_status_field_the_operator_writes_is_in_the_crd():
+    """The API server prunes status fields its schema lacks: a new one (status.sizing) would vanish."""
+    from mesp_operator.status import Outcome, build_status
+    from mesp_operator.store import PolicyMemory
+
+    policy = PolicyObject.from_body({"metadata": {"namespace": "a", "name": "p"}, "spec": {"service": "fn"}})
+    written = build_status(Outcome(policy), PolicyMemory(), None, None, None, None, now=0.0)
+    declared = _version()["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+    assert set(written) <= set(declared), sorted(set(written) - set(declared))
+
+
+def test_every_printer_column_reads_a_declared_field():
+    schema = _version()["schema"]["openAPIV3Schema"]
+    columns = {c["name"]: c["jsonPath"] for c in _version()["additionalPrinterColumns"]}
+    assert columns["Sizing"] == ".status.sizing"
+    for name, path in columns.items():
+        if path.startswith(".metadata."):  # ObjectMeta: the API server's own schema
+            continue
+        node = schema
+        for part in re.sub(r"\[\?\(.*?\)\]", "", path).lstrip(".").split("."):  # filters: the list itself
+            if node.get("type") == "array":
+                node = node["items"]
+            assert part in node.get("properties", {}), f"column {name}: {path} is not in the schema"
+            node = node["properties"][part]
