@@ -181,6 +181,7 @@ def test_helm_install_upgrade_uninstall(cluster, helm):
     # NOTES name the CRD's real group/version and the Service to scrape.
     assert "MespPolicy (mesp.dev/v1alpha1)" in done.stdout
     assert f"http://{release}-metrics.{ns}.svc:9102/metrics" in done.stdout
+    assert "Cold-start cost: 10 idle instance-minutes per avoided cold start" in done.stdout
 
     status = json.loads(run_helm(helm, cp, "status", release, "-n", ns, "-o", "json").stdout)
     assert status["info"]["status"] == "deployed"
