@@ -4,7 +4,14 @@ hack/make-golden-forecasts.py wrote tests/golden/packaged_model_outputs.npz from
 before the move: forecasts, quantiles, routes, route distances, switched flags and three min-scale
 plans of the model shipped in the package, on fixed generated inputs. This test runs the script's
 own `golden_outputs` (imported from hack/, not copied) on the packaged model today and asks for
-every array bit for bit.
+every array bit for bit, except that float arrays may differ in their last bits on another CPU.
+
+Torch's CPU kernels (FFT, matmul) take different paths on different processors: on an AVX-512
+Xeon, the forecasts recorded on the 2-core machine of the move differ by at most 7.5e-6 of each
+array's largest value (route distances, float32 forecasts), while every plan, route and switched
+flag is still identical. Those integer and boolean arrays are compared bit for bit everywhere; float
+arrays bit for bit or within FLOAT_TOLERANCE of their scale, which is far below anything a
+regrouping of the code would change (a wrong expert or a moved step changes forecasts by percent).
 """
 
 import importlib.util
@@ -24,6 +31,8 @@ RECORDED = GOLDEN / "packaged_model_outputs.npz"
 # with torch's default on the 2-core machine that recorded it, 2 threads; training in the same test
 # session leaves torch on 1 thread, so the count is pinned here.
 RECORDED_THREADS = 2
+# Largest difference allowed in a float array, relative to the array's largest recorded value.
+FLOAT_TOLERANCE = 5e-5
 
 
 def _golden_script():
@@ -54,8 +63,24 @@ def test_the_packaged_model_gives_bit_identical_forecasts_routes_and_plans(recor
     outputs = script.golden_outputs(model)
 
     assert sorted(outputs) == sorted(expected)
-    different = [
-        name for name in sorted(expected)
-        if np.asarray(outputs[name]).dtype != expected[name].dtype or not np.array_equal(outputs[name], expected[name])
-    ]
+    different = [name for name in sorted(expected) if not _same(np.asarray(outputs[name]), expected[name])]
     assert not different, f"{len(different)} of {len(expected)} arrays changed: {different}"
+
+
+def _same(got: np.ndarray, recorded: np.ndarray) -> bool:
+    if got.dtype != recorded.dtype or got.shape != recorded.shape:
+        return False
+    if np.array_equal(got, recorded):
+        return True
+    if recorded.dtype.kind != "f":
+        return False
+    scale = float(np.abs(recorded).max()) if recorded.size else 0.0
+    return bool(np.all(np.abs(got - recorded) <= FLOAT_TOLERANCE * scale))
+
+
+def test_the_comparison_tells_a_last_bit_apart_from_a_real_change():
+    recorded = np.array([[100.0, 2.5, 0.0]], dtype=np.float32)
+    assert _same(recorded + np.float32(1e-3), recorded)
+    assert not _same(recorded * np.float32(1.01), recorded)
+    assert not _same(recorded.astype(np.float64), recorded)
+    assert not _same(np.array([1, 2]), np.array([1, 3]))
