@@ -29,6 +29,12 @@ class PolicyResult:
     coverage_busy: float | None = None  # the same over minutes with invocations only
     group: str | None = None
     quantile: float | None = None
+    cold_start_cost: float | None = None  # the cost setting of a cost sweep's point
+
+
+def is_curve_point(r: PolicyResult) -> bool:
+    """A point of a sweep: a policy in a group, set by a quantile or a cold-start cost."""
+    return bool(r.group) and (r.quantile is not None or r.cold_start_cost is not None)
 
 
 @dataclass

@@ -23,7 +23,9 @@ from mesp_core.data.windows import WindowSet, _as_float_1d, prepare_contexts, va
 
 __all__ = ["SeasonalNaive", "RepeatLastHour", "detect_periods", "DEFAULT_PERIOD_CANDIDATES", "APERIODIC"]
 
-DEFAULT_PERIOD_CANDIDATES = (1, 2, 5, 10, 15, 30, 60, 120, 1440)
+# A week (10080) counts only where the context holds 1.5 weeks (see _enough_history); with the
+# default 2-day input it is never feasible, so such models forecast exactly as without it.
+DEFAULT_PERIOD_CANDIDATES = (1, 2, 5, 10, 15, 30, 60, 120, 1440, 10080)
 APERIODIC = 0  # detect_periods code for "no period: flat forecast at the recent mean"
 # Short lags are estimated on the most recent day only: it keeps the FFT small and recent.
 _FFT_SPAN = 1440
