@@ -117,7 +117,7 @@ def test_the_seasonal_naive_forecaster_repeats_a_weekly_pattern_when_the_context
     week = 7 * 1440
     rng = np.random.default_rng(1)
     one_week = rng.poisson(3.0, size=week).astype(np.float32)
-    series = np.tile(one_week, 2)[: week + week // 2 + 120]  # 1.5 weeks of history and a bit
+    series = np.tile(one_week, 2)[: week + 1440 + 120]  # 8 days of history and a bit
     forecaster = SeasonalNaiveForecaster()
     out = forecaster(series[None, :], 30)
     t = series.shape[0]
