@@ -2,7 +2,7 @@
 
 Each function gets the cheap policy (keep-alive 2 to 30 minutes, a seasonal-naive floor, the hybrid
 histogram) that would have cost it least over its own morning, the `morning_minutes` before the
-replay's first plan: ``cold_start_cost x cold starts + idle instance-minutes``, both from the same
+replay's first plan (fewer when the trace starts later than MIN_CONTEXT minutes before that): ``cold_start_cost x cold starts + idle instance-minutes``, both from the same
 replay model as everything else. The chosen policy is then replayed on the afternoon. Nothing
 after the first planning minute is looked at to choose, and the plans themselves see only the past.
 
@@ -18,10 +18,12 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from mesp_core.checks import check_int
+from mesp_core.constants import MIN_CONTEXT
 from mesp_core.forecasting.experts.naive import DEFAULT_PERIOD_CANDIDATES, SeasonalNaive
 from mesp_core.policy import PolicyConfig, check_cold_start_cost
 from mesp_core.replay.baselines import FixedKeepAlivePolicy, HybridHistogramPolicy
 from mesp_core.replay.policies import ForecastFloorPolicy, PlanningStep, PointForecaster, Policy, ReplaySettings
+from mesp_core.replay.simulate import simulate
 
 CHEAP_CHOICE = "cheap choice"
 CHEAP_KEEP_ALIVE_MINUTES = (2, 3, 5, 10, 15, 20, 30)
@@ -100,14 +102,14 @@ class CheapMenu:
         return self.morning_cold, self.morning_idle
 
     def _replay_morning(self, step: PlanningStep) -> None:
-        from mesp_core.replay.simulate import simulate  # the replay imports policies, not this module
-
         settings = self._settings
         end = step.t
-        start = max(settings.lead_minutes + 1, end - self.morning_minutes)
+        # The morning's first plan needs MIN_CONTEXT minutes of history, as forecasters do.
+        earliest = MIN_CONTEXT + settings.lead_minutes
+        start = max(earliest, end - self.morning_minutes)
         if start >= end:
             raise ValueError(f"the cheap choice needs history before the replay to choose on: the first plan is at "
-                             f"minute {end}, at least {settings.lead_minutes + 2} are needed")
+                             f"minute {end}, at least {earliest + 1} are needed")
         report = simulate(step.history, self.candidates, start, end,
                           capacity_per_instance=settings.capacity_per_function,
                           keep_warm_minutes=settings.keep_warm_minutes, lead_minutes=settings.lead_minutes,

@@ -109,8 +109,14 @@ def test_the_default_menu_and_bad_arguments():
         CheapChoicePolicy(0.0)
     with pytest.raises(ValueError, match="at least one candidate"):
         CheapMenu({})
-    with pytest.raises(ValueError, match="needs history before the replay"):
-        simulate(random_trace(n=2, T=50), {"c": CheapChoicePolicy(2.0)}, start_minute=2, progress=False)
+    with pytest.raises(ValueError, match="needs history before the replay.*at minute 61, at least 62 are needed"):
+        simulate(random_trace(n=2, T=100), {"c": CheapChoicePolicy(2.0)}, start_minute=62, progress=False)
+
+
+def test_a_short_morning_starts_when_forecasters_have_an_hour_of_context():
+    menu = CheapMenu(_candidates())  # 720 minutes asked for, 38 there
+    simulate(random_trace(n=3, T=150), {"c": CheapChoicePolicy(2.0, menu)}, start_minute=100, progress=False)
+    assert menu.morning_window == (61, 99)
 
 
 def test_the_seasonal_naive_forecaster_repeats_a_weekly_pattern_when_the_context_holds_it():
