@@ -2,8 +2,9 @@
 
 Each function gets the cheap policy (keep-alive 2 to 30 minutes, a seasonal-naive floor, the hybrid
 histogram) that would have cost it least over its own morning, the `morning_minutes` before the
-replay's first plan (fewer when the trace starts later than MIN_CONTEXT minutes before that): ``cold_start_cost x cold starts + idle instance-minutes``, both from the same
-replay model as everything else. The chosen policy is then replayed on the afternoon. Nothing
+replay's first plan (fewer when the trace holds less, since the morning's first plan needs
+MIN_CONTEXT minutes of history): ``cold_start_cost x cold starts + idle instance-minutes``, both
+from the same replay model as everything else. The chosen policy is then replayed on the afternoon. Nothing
 after the first planning minute is looked at to choose, and the plans themselves see only the past.
 
 `CheapMenu` holds the candidate policies and is shared: a sweep over several cold-start costs
@@ -83,11 +84,13 @@ class CheapMenu:
         self.names = list(self.candidates)
         check_int("morning_minutes", morning_minutes, low=1)
         self.morning_minutes = int(morning_minutes)
-        self._settings: ReplaySettings | None = None
+        self._forget(None)
 
     def reset(self, settings: ReplaySettings) -> None:
-        if settings is self._settings:  # the other costs of the same replay
-            return
+        if settings is not self._settings:  # once per replay, however many costs share the menu
+            self._forget(settings)
+
+    def _forget(self, settings: ReplaySettings | None) -> None:
         self._settings = settings
         self.morning_cold: np.ndarray | None = None  # int [k, n]
         self.morning_idle: np.ndarray | None = None
