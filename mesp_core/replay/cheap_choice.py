@@ -20,7 +20,6 @@ import numpy as np
 
 from mesp_core.checks import check_int
 from mesp_core.constants import MIN_CONTEXT
-from mesp_core.forecasting.experts.naive import DEFAULT_PERIOD_CANDIDATES, SeasonalNaive
 from mesp_core.policy import PolicyConfig, check_cold_start_cost
 from mesp_core.replay.baselines import FixedKeepAlivePolicy, HybridHistogramPolicy
 from mesp_core.replay.policies import ForecastFloorPolicy, PlanningStep, PointForecaster, Policy, ReplaySettings
@@ -36,16 +35,19 @@ class SeasonalNaiveForecaster:
     """Point forecaster from the seasonal-naive rule alone (no trained model): each context repeats
     its own best period among `candidates`, the weekly one included when the context holds 1.5 weeks."""
 
-    def __init__(self, input_size: int = 3 * 7 * 1440, candidates: Sequence[int] = DEFAULT_PERIOD_CANDIDATES):
+    def __init__(self, input_size: int = 3 * 7 * 1440, candidates: Sequence[int] | None = None):
         check_int("input_size", input_size, low=1)
         self.input_size = int(input_size)
-        self.candidates = list(candidates)
-        self._experts: dict[int, SeasonalNaive] = {}
+        self.candidates = None if candidates is None else list(candidates)  # None: the expert's default
+        self._experts: dict = {}
 
     def __call__(self, contexts, horizon: int) -> np.ndarray:
+        # Imported here: the expert needs torch, which `mesp --help` must not load.
+        from mesp_core.forecasting.experts.naive import DEFAULT_PERIOD_CANDIDATES, SeasonalNaive
+
         if horizon not in self._experts:
             self._experts[horizon] = SeasonalNaive(horizon=horizon, input_size=self.input_size,
-                                                   candidates=self.candidates)
+                                                   candidates=self.candidates or list(DEFAULT_PERIOD_CANDIDATES))
         return self._experts[horizon].predict(contexts)
 
     def __repr__(self):
