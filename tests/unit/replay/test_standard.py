@@ -175,3 +175,18 @@ def test_the_default_set_sweeps_the_cold_start_cost_for_mesp_and_the_cheap_choic
     # Its seasonal-naive candidate shares the "seasonal naive" floor's forecaster.
     assert cheap[0].menu.candidates["seasonal-naive floor"].forecaster is policies["seasonal naive"].forecaster
     assert not any(" q=" in name for name in policies)  # no quantile curve unless asked
+
+
+def test_a_mesp_point_plans_what_the_model_api_plans_at_that_cost(tiny_model, tiny_trace):
+    counts = tiny_trace.counts[:40, :1502]
+    policy = mesp_policy(tiny_model, 4.0)
+    # Lead 0: the first counted minute is the first plan, made from minutes < 1500 with no earlier state.
+    report = simulate(counts, {"MESP C=4": policy}, start_minute=1500, lead_minutes=0, context_minutes=1440,
+                      capacity_per_instance=5.0, progress=False, record_settings=True)
+    first = report.recorded_settings["MESP C=4"][:, 0]
+    expected = tiny_model.plan_min_scale(counts[:, 60:1500], 1, capacity_per_instance=5.0, lead_minutes=0,
+                                         cold_start_cost=4.0)
+    assert expected.max() > 1  # a real floor, not all zeros
+    np.testing.assert_array_equal(first, expected[:, 0])
+    assert not np.array_equal(expected, tiny_model.plan_min_scale(counts[:, 60:1500], 1, capacity_per_instance=5.0,
+                                                                  lead_minutes=0, cold_start_cost=64.0))
