@@ -25,11 +25,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mesp_core.replay.report import PolicyResult, compare_curves
+from mesp_core.replay.report import PolicyResult, curve_readoffs
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO.parent / "shared" / "data" / "azure2019" / "invocations_per_function_md.sample.csv.gz"
-REPLAY_POLICIES = ["keep-alive 10 min", "hybrid histogram", "seasonal naive", "MESP MoE q=0.9"]
+REPLAY_POLICIES = ["keep-alive 10 min", "hybrid histogram", "seasonal naive", "MESP C=8"]
 
 
 def run(step: list[str], out: Path, log: Path) -> None:
@@ -58,10 +58,13 @@ def summarise(work: Path, seed: int) -> dict:
     for name in REPLAY_POLICIES:
         if name in policies:
             row[name] = (policies[name]["cold_start_rate"], policies[name]["idle_instance_minutes"])
-    # The issue's first replay target: the MESP curve's cold-start rate at the naive floor's idle.
-    results = [PolicyResult(**p) for p in policies.values()]
-    at_naive = next((c for c in compare_curves(results) if c["curve"] == "MESP MoE" and c["policy"] == "seasonal naive"), None)
-    row["curve_at_naive_idle"] = None if at_naive is None else at_naive["curve_cold_start_rate_at_same_idle"]
+    # Issue 16's replay targets: the MESP curve (cold-start cost sweep) at the naive floor's idle and
+    # at keep-alive 10's cold-start rate, beside the per-function cheap choice's curve.
+    readoffs = {r["curve"]: r for r in curve_readoffs([PolicyResult(**p) for p in policies.values()])}
+    for curve, key in (("MESP", "curve"), ("cheap choice", "cheap")):
+        entry = readoffs.get(curve, {})
+        row[f"{key}_at_naive_idle"] = entry.get("cold_start_rate_at_reference_idle")
+        row[f"{key}_idle_ratio_at_ka10"] = entry.get("idle_ratio")
     return row
 
 
@@ -89,15 +92,15 @@ def main() -> int:
 
     print("held-out WAPE per split (MoE, best dense, seasonal naive) and replay cold-start rate / idle instance-minutes")
     head = f"{'seed':>4}  {'MoE':>6}  {'dense':>6}  {'naive':>6}  {'MoE vs naive':>12}"
-    head += "".join(f"  {name:>26}" for name in REPLAY_POLICIES) + "  MESP curve at naive idle"
+    head += "".join(f"  {name:>26}" for name in REPLAY_POLICIES) + "  MESP / cheap at naive idle  idle vs ka10"
     print(head)
     for r in rows:
         line = f"{r['seed']:>4}  {r['moe']:6.3f}  {r['best_dense']:6.3f}  {r['naive']:6.3f}  {-r['moe_below_naive']:+12.1%}"
         for name in REPLAY_POLICIES:
             cold, idle = r.get(name, (float("nan"), 0))
             line += f"  {cold:>12.2%} / {idle:>11,}"
-        at_naive = r["curve_at_naive_idle"]
-        line += f"  {'-' if at_naive is None else f'{at_naive:.2%}':>24}"
+        line += f"  {_pct(r['curve_at_naive_idle']):>12} / {_pct(r['cheap_at_naive_idle']):<12}"
+        line += f"  {_times(r['curve_idle_ratio_at_ka10'])} / {_times(r['cheap_idle_ratio_at_ka10'])}"
         print(line)
     if len(rows) > 1:
         import statistics
@@ -108,6 +111,14 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{x:.2%}"
+
+
+def _times(x) -> str:
+    return "-" if x is None else f"{x:.2f}x"
 
 
 if __name__ == "__main__":

@@ -15,7 +15,12 @@ def register(sub) -> None:
     p.add_argument("--at", type=int, help="forecast origin in minutes from the trace start (default: its end)")
     p.add_argument("--horizon", type=int, default=DEFAULT_HORIZON, help=f"minutes to forecast (default {DEFAULT_HORIZON})")
     p.add_argument("--approach", default="moe", help=f"{APPROACH_HELP} (default moe)")
-    p.add_argument("--quantile", type=float, default=0.9, help="upper quantile also reported (default 0.9)")
+    p.add_argument("--cold-start-cost", type=float, metavar="C",
+                   help="how many idle instance-minutes one avoided cold start is worth (C > 0): the upper quantile "
+                        "reported, and the one --capacity's plan is sized from, becomes the critical fractile C/(1+C) "
+                        "(default: not set, quantile 0.9)")
+    p.add_argument("--quantile", type=float,
+                   help="upper quantile also reported and sized from, an expert override of --cold-start-cost (default 0.9)")
     p.add_argument("--limit", type=int, default=20, help="rows shown in the table (default 20)")
     p.add_argument("--capacity", type=float, metavar="INV_PER_MIN",
                    help="also plan min-scale as the operator would: invocations per minute one instance serves")
@@ -25,6 +30,23 @@ def register(sub) -> None:
     p.add_argument("--plot-functions", type=int, default=6, metavar="N", help="functions in --plot (default 6)")
     add_json(p)
     p.set_defaults(func=run)
+
+
+def sizing_quantile(quantile: float | None, cold_start_cost: float | None) -> float:
+    """The quantile reported and sized from: --quantile if given, else C/(1+C) for --cold-start-cost C,
+    else 0.9 (as MespModel.plan_min_scale resolves them)."""
+    from mesp_core.policy import check_cold_start_cost, newsvendor_level
+
+    if cold_start_cost is not None:
+        try:
+            check_cold_start_cost(cold_start_cost)
+        except ValueError as exc:
+            raise CliError(f"--cold-start-cost: {exc} (C is how many idle instance-minutes one avoided cold start is worth)") from None
+    if quantile is not None:
+        if not 0.0 < quantile < 1.0:
+            raise CliError(f"--quantile must be in (0, 1), got {quantile:g}")
+        return quantile
+    return newsvendor_level(cold_start_cost) if cold_start_cost is not None else 0.9
 
 
 def run(args) -> int:
@@ -46,18 +68,23 @@ def run(args) -> int:
     if not MIN_CONTEXT <= at <= trace.counts.shape[1]:
         raise CliError(f"--at must be between {MIN_CONTEXT} and {trace.counts.shape[1]} (minutes into the trace)")
     context = trace.counts[rows, :at]
-    outlook = model.outlook(context, args.horizon, args.approach, args.quantile, args.capacity, args.lead)
+    quantile = sizing_quantile(args.quantile, args.cold_start_cost)
+    outlook = model.outlook(context, args.horizon, args.approach, quantile, args.capacity, args.lead)
     items = []
     for j, i in enumerate(rows):
         items.append({
             "function": "/".join(trace.keys[i]),
             "route": outlook.routes[j],
             "forecast": np.round(outlook.point[j], 3).tolist(),
-            f"p{round(args.quantile * 100)}": np.round(outlook.upper[j], 3).tolist(),
+            f"p{round(quantile * 100)}": np.round(outlook.upper[j], 3).tolist(),
         })
         if outlook.plan is not None:
             items[-1]["min_scale"] = outlook.plan[j].tolist()
     lines = [f"forecast at minute {at}, next {args.horizon} minutes ({args.approach}); showing the first 10 minutes"]
+    if args.cold_start_cost is not None:
+        lines.append(f"cold-start cost C={args.cold_start_cost:g} idle instance-minutes per avoided cold start: sized at "
+                     + (f"quantile {quantile:g} (--quantile overrides C/(1+C))" if args.quantile is not None
+                        else f"the critical fractile C/(1+C) = {quantile:.3f}"))
     for item in items[: args.limit]:
         route = item["route"]
         head = " ".join(f"{v:.0f}" for v in item["forecast"][:10])
@@ -71,12 +98,14 @@ def run(args) -> int:
 
         shown = range(min(len(rows), args.plot_functions))
         panels = [{"function": items[j]["function"], "route": outlook.routes[j], "history": context[j],
-                   "forecast": outlook.point[j], "upper": outlook.upper[j], "quantile": args.quantile,
+                   "forecast": outlook.point[j], "upper": outlook.upper[j], "quantile": quantile,
                    "actual": trace.counts[rows[j], at : at + args.horizon],
                    "min_scale": None if outlook.plan is None else outlook.plan[j]} for j in shown]
         lines.append(f"plot of {len(panels)} function(s): {plot_function_forecasts(panels, args.plot)}")
-    payload = {"model": folder, "at": at, "horizon": args.horizon, "approach": args.approach, "functions": items}
+    payload = {"model": folder, "at": at, "horizon": args.horizon, "approach": args.approach,
+               "quantile": quantile, "cold_start_cost": args.cold_start_cost, "functions": items}
     if outlook.plan is not None:
-        payload["policy"] = {"capacity_per_instance": args.capacity, "lead_minutes": args.lead, "quantile": args.quantile}
+        payload["policy"] = {"capacity_per_instance": args.capacity, "lead_minutes": args.lead, "quantile": quantile,
+                             "cold_start_cost": args.cold_start_cost}
     emit(args, payload, "\n".join(lines))
     return 0

@@ -1,11 +1,15 @@
-"""`mesp simulate`: the cold-start replay — Knative default, keep-alive, hybrid histogram, forecast floors, oracle."""
+"""`mesp simulate`: the cold-start replay — Knative default, keep-alive, hybrid histogram, forecast floors,
+MESP and the per-function cheap choice swept over the cold-start cost, oracle."""
 
 from __future__ import annotations
 
 import sys
 
 from mesp_core.cli.common import CliError, add_json, add_model, add_trace, command, emit, load_trace, model_dir
-from mesp_core.replay.standard import CURVE_QUANTILES
+from mesp_core.replay.standard import CURVE_COSTS, CURVE_QUANTILES
+
+COST_HELP = ("how many idle instance-minutes one avoided cold start is worth (C > 0): a floor instance kept "
+             "idle for a minute costs 1, a cold start costs C")
 
 # Function-plans above which `mesp simulate` suggests a faster setting (1,284 functions x 720
 # minutes, a plan every minute, took 162 s on 2 cores).
@@ -13,7 +17,14 @@ LONG_REPLAY_PLANS = 2_000_000
 
 
 def register(sub) -> None:
-    p = command(sub, "simulate", "cold-start replay: policies side by side (Knative default, keep-alive, hybrid histogram, forecast floors, oracle)")
+    p = command(sub, "simulate", "cold-start replay: policies side by side (Knative default, keep-alive, hybrid histogram, "
+                "forecast floors, MESP and the per-function cheap choice over the cold-start cost, oracle)",
+                description="Replay the trace's last minutes under each floor policy and count cold starts and idle "
+                "instance-minutes. MESP and the per-function choice among cheap policies are drawn as curves over the "
+                "cold-start cost C: " + COST_HELP + ". MESP sizes its floor at the critical fractile C/(1+C) of its "
+                "forecast; the cheap choice picks, per function, the cheap policy with the least C x cold starts + idle "
+                "over its own morning. The table reads each curve off at the seasonal-naive floor's idle and at "
+                "keep-alive 10 min's cold-start rate.")
     add_model(p)
     add_trace(p)
     p.add_argument("--start", type=int, help="first replayed minute (default: the last 720 minutes)")
@@ -31,8 +42,16 @@ def register(sub) -> None:
     p.add_argument("--lead", type=int, default=1, help="minutes an instance needs to become ready (default 1)")
     p.add_argument("--keep-warm", type=int, default=2, metavar="MINUTES",
                    help="minutes Knative keeps an instance after its last need: stable window + scale-to-zero grace (default 2)")
-    p.add_argument("--quantiles", type=float, nargs="+", default=list(CURVE_QUANTILES), metavar="Q",
-                   help="forecast quantiles of the MESP curve (default " + " ".join(f"{q:g}" for q in CURVE_QUANTILES) + ")")
+    p.add_argument("--cold-start-costs", default=",".join(f"{c:g}" for c in CURVE_COSTS), metavar="C1,C2,...",
+                   help="cold-start costs the MESP and cheap-choice curves sweep, one point each; the cold-start cost is "
+                        + COST_HELP + " (default " + ",".join(f"{c:g}" for c in CURVE_COSTS) + ")")
+    p.add_argument("--quantiles", type=float, nargs="+", default=[], metavar="Q",
+                   help="also draw the experts' quantile curve (MESP MoE sized at each quantile Q, an expert override "
+                        "of the cost), e.g. " + " ".join(f"{q:g}" for q in CURVE_QUANTILES) + " (default: none)")
+    p.add_argument("--morning", type=int, default=720, metavar="MINUTES",
+                   help="the cheap choice picks each function's policy (keep-alive 2-30 min, seasonal-naive floor, hybrid "
+                        "histogram) by C x cold starts + idle over this many minutes before the replay's first plan (default 720)")
+    p.add_argument("--no-cheap-choice", action="store_true", help="leave the per-function cheap choice out (quicker)")
     p.add_argument("--horizon", type=int, help="forecast horizon used for planning (default and minimum: replan interval + lead + hold)")
     p.add_argument("--all-functions", action="store_true", help="also replay functions the model was trained on")
     p.add_argument("--sample", type=int, metavar="N",
@@ -54,6 +73,9 @@ def run(args) -> int:
     trace = load_trace(args)
     if args.sample is not None and args.sample < 1:
         raise CliError(f"--sample must be at least 1, got {args.sample}")
+    costs = parse_costs(args.cold_start_costs)
+    if args.morning < 1:
+        raise CliError(f"--morning must be at least 1 minute, got {args.morning}")
     rows = replay_functions(model, trace, all_functions=args.all_functions)
     if len(rows) == 0:
         raise CliError("no unseen functions to replay (use --all-functions to replay training functions too)")
@@ -80,6 +102,9 @@ def run(args) -> int:
         horizon=args.horizon,
         keep_warm_minutes=args.keep_warm,
         quantiles=tuple(args.quantiles),
+        cold_start_costs=costs,
+        cheap_choice=not args.no_cheap_choice,
+        morning_minutes=args.morning,
     )
     if args.plot:
         plot_tradeoff(report, args.plot)
@@ -103,3 +128,20 @@ def _capacities_from_durations(args, keys):
           f"(container concurrency {args.container_concurrency or 'unlimited'}, target utilisation "
           f"{args.target_utilization:g}); the others use --capacity {args.capacity:g}", file=sys.stderr)
     return capacities
+
+
+def parse_costs(text: str) -> tuple[float, ...]:
+    """--cold-start-costs: comma-separated numbers, each > 0, no repeats."""
+    from mesp_core.replay.standard import check_costs
+
+    parts = [part.strip() for part in str(text).split(",") if part.strip()]
+    if not parts:
+        raise CliError("--cold-start-costs needs at least one cost, e.g. 1,4,16")
+    try:
+        values = [float(part) for part in parts]
+    except ValueError:
+        raise CliError(f"--cold-start-costs must be comma-separated numbers, got {text!r}") from None
+    try:
+        return check_costs(values)
+    except ValueError as exc:
+        raise CliError(f"--cold-start-costs: {exc} (each cost C is {COST_HELP})") from None

@@ -19,18 +19,31 @@ of magnitude; counts are integers from Poisson / gamma-Poisson (negative binomia
 function-day is all zero. Every function has its own random stream derived from ``(seed, index)``,
 so the result is deterministic per seed and the first ``n`` functions of a larger trace equal a
 trace of ``n`` functions with the same seed.
+
+Multi-day events, off by default (and then the trace is exactly as without them):
+
+- ``holidays``: weekdays on which traffic follows the weekend (diurnal functions take their
+  weekend level, weekday-only batches skip), trace-wide as public holidays are. A holiday only
+  relabels a day: timer, bursty and sparse functions are exactly as without it, the others are
+  drawn from the same law apart from that day (not from the same draws: a Poisson sample takes a
+  rate-dependent number of random numbers);
+- ``level_shifts``: the share of functions whose level changes once, at a random minute after
+  the first day, by a factor drawn log-uniformly from [1/4, 4] (at least x1.5 or /1.5), e.g. a
+  customer moving on or off. Minutes before the shift are unchanged (own random stream).
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 
 from mesp_core.constants import MINUTES_PER_DAY
 from mesp_core.data.trace import InvocationTrace
 
-__all__ = ["ARCHETYPES", "generate_trace", "generate_with_archetypes"]
+__all__ = ["ARCHETYPES", "LevelShift", "MultiDayEvents", "generate_trace", "generate_with_archetypes", "generate_with_events"]
 
 ARCHETYPES = ("timer", "diurnal", "bursty", "sparse", "batch", "mixture")
 _ARCHETYPE_SHARES = np.array([0.38, 0.22, 0.10, 0.12, 0.08, 0.10])
@@ -45,6 +58,22 @@ _TRIGGERS = {
     "mixture": (["http", "timer", "event", "queue"], [0.50, 0.25, 0.15, 0.10]),
 }
 _WEEKEND = (5, 6)  # Saturday, Sunday with Monday = 0
+_HOLIDAY_STREAM = 0x484F4C  # extra seed words: the event streams never touch the functions' own
+_SHIFT_STREAM = 0x534846
+_SHIFT_RANGE = (0.25, 4.0)
+_SHIFT_MIN_CHANGE = 1.5
+
+
+@dataclass(frozen=True)
+class LevelShift:
+    minute: int    # first minute at the new level
+    factor: float  # new level / old level
+
+
+@dataclass(frozen=True)
+class MultiDayEvents:
+    holidays: tuple[int, ...] = ()  # day indices (0 = d01) with weekend-like traffic
+    level_shifts: dict[int, LevelShift] = field(default_factory=dict)  # function index -> its shift
 
 
 def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
@@ -177,7 +206,49 @@ def _hash(*parts) -> str:
     return hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()
 
 
-def _one_function(seed: int, index: int, minutes: int, weekdays: np.ndarray):
+def _level_shift(seed: int, index: int, minutes: int, share: float) -> LevelShift | None:
+    """Whether (and where, by how much) function `index` shifts level, from its own event stream."""
+    if share <= 0 or minutes <= MINUTES_PER_DAY:
+        return None
+    rng = np.random.default_rng([seed, index, _SHIFT_STREAM])
+    if rng.random() >= share:
+        return None
+    minute = int(rng.integers(MINUTES_PER_DAY, minutes))
+    while True:
+        factor = _log_uniform(rng, *_SHIFT_RANGE)
+        if max(factor, 1 / factor) >= _SHIFT_MIN_CHANGE:
+            return LevelShift(minute, round(factor, 3))
+
+
+def _apply_shift(counts: np.ndarray, shift: LevelShift, seed: int, index: int) -> np.ndarray:
+    """Counts from `shift.minute` on at `shift.factor` times their level: binomial thinning down,
+    Poisson extra calls up (whole counts, the same minutes busy or busier)."""
+    rng = np.random.default_rng([seed, index, _SHIFT_STREAM, 1])
+    after = counts[shift.minute:]
+    if shift.factor < 1:
+        after = rng.binomial(after.astype(np.int64), shift.factor).astype(np.float64)
+    else:
+        after = after + rng.poisson(after * (shift.factor - 1.0))
+    return np.concatenate([counts[: shift.minute], after])
+
+
+def _holidays(seed: int, weekdays: np.ndarray, holidays) -> tuple[int, ...]:
+    """Holiday day indices: the given ones, or `holidays` weekdays drawn from a trace-wide stream."""
+    if isinstance(holidays, (int, np.integer)) and not isinstance(holidays, bool):
+        if holidays < 0:
+            raise ValueError(f"holidays must be >= 0, got {holidays}")
+        workdays = np.flatnonzero(~np.isin(weekdays, _WEEKEND))
+        if holidays > workdays.size:
+            raise ValueError(f"{holidays} holidays asked for, but the trace has only {workdays.size} weekdays")
+        rng = np.random.default_rng([seed, _HOLIDAY_STREAM])
+        return tuple(sorted(int(d) for d in rng.choice(workdays, size=int(holidays), replace=False)))
+    days = sorted({int(d) for d in holidays})
+    if any(not 0 <= d < weekdays.size for d in days):
+        raise ValueError(f"holiday days must be between 0 and {weekdays.size - 1}, got {list(holidays)}")
+    return tuple(days)
+
+
+def _one_function(seed: int, index: int, minutes: int, weekdays: np.ndarray, shift: LevelShift | None = None):
     rng = np.random.default_rng([seed, index])
     archetype = ARCHETYPES[int(rng.choice(len(ARCHETYPES), p=_ARCHETYPE_SHARES))]
     scale_hint = _log_uniform(rng, 0.3, 3.0)
@@ -193,6 +264,8 @@ def _one_function(seed: int, index: int, minutes: int, weekdays: np.ndarray):
         counts = _batch(rng, minutes, weekdays, scale_hint)
     else:
         counts = _mixture(rng, minutes, weekdays, scale_hint)
+    if shift is not None:
+        counts = _apply_shift(counts, shift, seed, index)
     # The real trace never lists a function-day with no invocation: give empty days one call.
     per_day = counts.reshape(-1, MINUTES_PER_DAY)
     for d in np.flatnonzero(per_day.sum(axis=1) == 0):
@@ -206,20 +279,42 @@ def generate_with_archetypes(
     n_functions: int = 600, days: int = 3, seed: int = 0, start_weekday: int = 0
 ) -> tuple[InvocationTrace, list[str]]:
     """Like :func:`generate_trace`, also returning each function's archetype name."""
+    trace, archetypes, _ = generate_with_events(n_functions, days, seed, start_weekday)
+    return trace, archetypes
+
+
+def generate_with_events(
+    n_functions: int = 600, days: int = 3, seed: int = 0, start_weekday: int = 0,
+    holidays: int | Sequence[int] = 0, level_shifts: float = 0.0,
+) -> tuple[InvocationTrace, list[str], MultiDayEvents]:
+    """Like :func:`generate_trace`, also returning the archetypes and the multi-day events placed.
+
+    ``holidays``: a number of weekdays drawn per seed, or the day indices (0 = d01) themselves;
+    ``level_shifts``: the share of functions whose level shifts once (see the module docstring)."""
     if int(n_functions) < 1:
         raise ValueError(f"n_functions must be >= 1, got {n_functions}")
     if not 1 <= int(days) <= 999:
         raise ValueError(f"days must be between 1 and 999, got {days}")
     if int(start_weekday) not in range(7):
         raise ValueError(f"start_weekday must be 0 (Monday) .. 6 (Sunday), got {start_weekday}")
+    if isinstance(level_shifts, bool) or not 0.0 <= float(level_shifts) <= 1.0:
+        raise ValueError(f"level_shifts must be a share in [0, 1], got {level_shifts!r}")
     n_functions, days, seed = int(n_functions), int(days), int(seed)
     minutes = days * MINUTES_PER_DAY
     weekdays = (int(start_weekday) + np.arange(days)) % 7
+    holiday_days = _holidays(seed, weekdays, holidays)
+    # A holiday is a Sunday to the functions: only what depends on the weekday changes.
+    traffic_days = weekdays.copy()
+    traffic_days[list(holiday_days)] = 6
     counts = np.empty((n_functions, minutes), dtype=np.float32)
     keys, triggers, archetypes = [], [], []
+    shifts: dict[int, LevelShift] = {}
     # Owners hold a few apps, apps a few functions, as in the real trace.
     for i in range(n_functions):
-        archetype, trigger, series = _one_function(seed, i, minutes, weekdays)
+        shift = _level_shift(seed, i, minutes, float(level_shifts))
+        if shift is not None:
+            shifts[i] = shift
+        archetype, trigger, series = _one_function(seed, i, minutes, traffic_days, shift)
         counts[i] = series
         app = i // 3
         owner = app // 2
@@ -239,13 +334,15 @@ def generate_with_archetypes(
         days=[f"d{d + 1:02d}" for d in range(days)],
         present=np.ones((n_functions, days), dtype=bool),
     )
-    return trace, archetypes
+    return trace, archetypes, MultiDayEvents(holidays=holiday_days, level_shifts=shifts)
 
 
-def generate_trace(n_functions: int = 600, days: int = 3, seed: int = 0, start_weekday: int = 0) -> InvocationTrace:
+def generate_trace(n_functions: int = 600, days: int = 3, seed: int = 0, start_weekday: int = 0,
+                   holidays: int | Sequence[int] = 0, level_shifts: float = 0.0) -> InvocationTrace:
     """A realistic synthetic trace: ``n_functions`` functions x ``days`` whole days (d01, d02, ...).
 
     ``start_weekday`` is the weekday of d01 (0 = Monday, so d06/d07 are the weekend by default).
-    Deterministic per ``seed``; see the module docstring for the archetypes and their shares.
+    Deterministic per ``seed``; see the module docstring for the archetypes and their shares, and
+    for the optional ``holidays`` and ``level_shifts``.
     """
-    return generate_with_archetypes(n_functions, days, seed, start_weekday)[0]
+    return generate_with_events(n_functions, days, seed, start_weekday, holidays, level_shifts)[0]

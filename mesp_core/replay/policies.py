@@ -97,6 +97,18 @@ class PlanningStep:
             self._cache[key] = out[:, :horizon]
         return self._cache[key]
 
+    def with_steps(self, steps: int) -> "PlanningStep":
+        """The same minute and history for a plan of another length (sharing this step's forecasts)."""
+        return PlanningStep(self.t, steps, self.history, self.settings, self._cache, self.future)
+
+    def shared(self, key, compute: Callable[[], object]):
+        """`compute()` once per step for every policy asking with the same `key` (e.g. a menu of
+        candidate policies that several cost settings choose from)."""
+        key = ("shared", key)
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
+
 
 class Policy(ABC):
     """A min-scale floor policy: at planning minute t, settings for minutes t .. t+steps-1."""
@@ -108,6 +120,8 @@ class Policy(ABC):
     #: policies with the same group are drawn as one curve (e.g. a quantile sweep).
     group: str | None = None
     quantile: float | None = None
+    #: idle instance-minutes one avoided cold start is worth, for policies set by that cost.
+    cold_start_cost: float | None = None
 
     def reset(self, settings: ReplaySettings) -> None:
         """Forget all state before a replay."""

@@ -235,6 +235,7 @@ def _report(names, named, reference, counts, demand, sums, floors, settings, rec
             **_coverage(named[name], counts, settings),
             group=named[name].group,
             quantile=named[name].quantile,
+            cold_start_cost=named[name].cold_start_cost,
         ))
     settings_dict = settings.to_dict()
     totals = {"functions": int(counts.shape[0]), "minutes": e - s,

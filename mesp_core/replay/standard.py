@@ -1,5 +1,9 @@
 """The standard comparison: a loaded model's forecasts as floor policies beside every baseline, replayed.
 
+The headline is two curves over the cold-start cost C (idle instance-minutes one avoided cold start
+is worth): MESP's floor at each C (`mesp_policy`) and the per-function choice among cheap policies
+at each C (`mesp_core.replay.cheap_choice`).
+
 `run_replay` is what `mesp simulate` runs; `capacities_from_durations` gives each function its own
 capacity from the trace's duration files.
 """
@@ -12,8 +16,15 @@ import numpy as np
 
 from mesp_core.checks import check_number
 from mesp_core.forecasting.approaches import APPROACH_LABELS, check_approach
-from mesp_core.policy import PolicyConfig
+from mesp_core.policy import PolicyConfig, check_cold_start_cost, newsvendor_level
 from mesp_core.replay.baselines import FixedKeepAlivePolicy, HybridHistogramPolicy, OraclePolicy
+from mesp_core.replay.cheap_choice import (
+    CHEAP_CHOICE,
+    DEFAULT_MORNING_MINUTES,
+    CheapChoicePolicy,
+    CheapMenu,
+    cheap_candidates,
+)
 from mesp_core.replay.policies import (
     KNATIVE_DEFAULT,
     ForecastFloorPolicy,
@@ -25,8 +36,12 @@ from mesp_core.replay.policies import (
 from mesp_core.replay.report import SimulationReport
 from mesp_core.replay.simulate import simulate
 
-# The quantiles of the MESP curve a replay draws by default.
+# The cold-start costs (idle instance-minutes one avoided cold start is worth) the MESP and
+# cheap-choice curves sweep by default.
+CURVE_COSTS = (1, 2, 4, 8, 16, 32, 64)
+# Quantiles of an experts' quantile curve, drawn when asked for (`quantiles=`, `mesp simulate --quantiles`).
 CURVE_QUANTILES = (0.5, 0.8, 0.9, 0.95, 0.99)
+MESP_CURVE = "MESP"
 
 
 def capacities_from_durations(keys: Sequence[tuple], durations, container_concurrency: int = 0,
@@ -99,38 +114,80 @@ def model_forecasters(model, approach: str) -> tuple[PointForecaster, QuantileFo
     return ModelForecaster(model, approach, shared), ModelQuantileForecaster(model, approach, shared)
 
 
-def standard_policies(model, quantiles: Sequence[float] = CURVE_QUANTILES,
+def mesp_policy(model, cold_start_cost: float, config: PolicyConfig | None = None, *,
+                forecasters: tuple[PointForecaster, QuantileForecaster] | None = None) -> Policy:
+    """MESP's floor policy at one cold-start cost (idle instance-minutes one avoided cold start is
+    worth): the replay's MESP curve is this function swept over costs, one point per cost.
+
+    Today it is the MoE's forecast floor at the critical fractile C / (1 + C) of its quantiles, as
+    `MespModel.plan_min_scale(cold_start_cost=C)` sizes it. Pass one `forecasters` pair (from
+    `model_forecasters(model, "moe")`) to every cost so the sweep costs one model run per step."""
+    cost = check_cold_start_cost(cold_start_cost)
+    _, quantile = forecasters or model_forecasters(model, "moe")
+    policy = ForecastFloorPolicy(quantile_forecaster=quantile, quantile=newsvendor_level(cost), config=config,
+                                 group=MESP_CURVE)
+    policy.cold_start_cost = cost
+    return policy
+
+
+def check_costs(cold_start_costs: Sequence[float]) -> tuple[float, ...]:
+    """The costs of a sweep: each > 0, no repeats (a repeated cost would be one policy name twice)."""
+    costs = tuple(check_cold_start_cost(c) for c in cold_start_costs)
+    if len(set(costs)) != len(costs):
+        raise ValueError(f"cold-start costs repeat: {list(cold_start_costs)}")
+    return costs
+
+
+def standard_policies(model, quantiles: Sequence[float] = (),
                       curve_approaches: Sequence[str] = ("moe",), policy_config: PolicyConfig | None = None,
-                      ) -> dict[str, Policy]:
-    """The comparison set: Knative default, keep-alive 10/20, hybrid histogram, forecast floors, oracle."""
+                      *, cold_start_costs: Sequence[float] = CURVE_COSTS, cheap_choice: bool = True,
+                      morning_minutes: int = DEFAULT_MORNING_MINUTES) -> dict[str, Policy]:
+    """The comparison set: Knative default, keep-alive 10/20, hybrid histogram, forecast floors (point),
+    the MESP curve over `cold_start_costs` (`mesp_policy`), the per-function cheap choice over the
+    same costs, quantile curves of `curve_approaches` over `quantiles` (none by default), oracle."""
     config = policy_config or PolicyConfig()
+    costs = check_costs(cold_start_costs)
     policies: dict[str, Policy] = {
         KNATIVE_DEFAULT: NoFloorPolicy(),
         "keep-alive 10 min": FixedKeepAlivePolicy(10),
         "keep-alive 20 min": FixedKeepAlivePolicy(20),
         "hybrid histogram": HybridHistogramPolicy(),
     }
+    forecasters = {}
     for approach in APPROACH_LABELS:  # table order: naive, dense, moe
-        point, quantile = model_forecasters(model, approach)
+        point, quantile = forecasters[approach] = model_forecasters(model, approach)
         label = APPROACH_LABELS[approach]
         policies[label] = ForecastFloorPolicy(point, config=config, group=label)
         if approach in curve_approaches:
             for q in quantiles:
                 policies[f"{label} q={q:g}"] = ForecastFloorPolicy(
                     quantile_forecaster=quantile, quantile=float(q), config=config, group=label)
+    for cost in costs:
+        policies[f"{MESP_CURVE} C={cost:g}"] = mesp_policy(model, cost, config, forecasters=forecasters["moe"])
+    if cheap_choice and costs:
+        # The seasonal-naive candidate is the model's naive expert (no training), the same forecaster
+        # object as the "seasonal naive" floor above, so both share one forecast per step.
+        menu = CheapMenu(cheap_candidates(seasonal_naive=forecasters["naive"][0], policy_config=config),
+                         morning_minutes=morning_minutes)
+        for cost in costs:
+            policies[f"{CHEAP_CHOICE} C={cost:g}"] = CheapChoicePolicy(cost, menu)
     policies["oracle"] = OraclePolicy()
     return policies
 
 
-def run_replay(model, counts, start_minute: int = 720, quantiles: Sequence[float] = CURVE_QUANTILES,
+def run_replay(model, counts, start_minute: int = 720, quantiles: Sequence[float] = (),
                capacity=60.0, replan_every: int = 1, lead_minutes: int = 1, horizon: int | None = None,
                *, end_minute: int | None = None, keep_warm_minutes: int = 2,
                policy_config: PolicyConfig | None = None, curve_approaches: Sequence[str] = ("moe",),
-               context_minutes: int | None = None, progress: bool = True) -> SimulationReport:
+               context_minutes: int | None = None, progress: bool = True,
+               cold_start_costs: Sequence[float] = CURVE_COSTS, cheap_choice: bool = True,
+               morning_minutes: int = DEFAULT_MORNING_MINUTES) -> SimulationReport:
     """Replay `counts` ([n, T] array or InvocationTrace) under the standard policy set built from `model`.
 
-    Forecasters see at most `context_minutes` trailing minutes (default: the model's input size, at
-    least one day, so the router sees a full daily shape).
+    The MESP and cheap-choice curves sweep `cold_start_costs`; the cheap choice picks each function's
+    policy on its `morning_minutes` before the replay. Forecasters see at most `context_minutes`
+    trailing minutes (default: the model's input size, at least one day, so the router sees a full
+    daily shape).
     """
     for q in quantiles:
         check_number("quantile", q, low=0.0, low_inclusive=False)
@@ -143,7 +200,8 @@ def run_replay(model, counts, start_minute: int = 720, quantiles: Sequence[float
         manifest = getattr(model, "manifest", None) or {}
         input_size = (manifest.get("input_size") or manifest.get("input_size_max")) if isinstance(manifest, dict) else None
         context_minutes = max(int(input_size or 0), 1440)
-    policies = standard_policies(model, quantiles, curve_approaches, policy_config)
+    policies = standard_policies(model, quantiles, curve_approaches, policy_config, cold_start_costs=cold_start_costs,
+                                 cheap_choice=cheap_choice, morning_minutes=morning_minutes)
     return simulate(counts, policies, start_minute, end_minute, capacity_per_instance=capacity,
                     keep_warm_minutes=keep_warm_minutes, lead_minutes=lead_minutes,
                     replan_every=replan_every, horizon=horizon, context_minutes=context_minutes,

@@ -23,11 +23,14 @@ from mesp_core.data.windows import WindowSet, _as_float_1d, prepare_contexts, va
 
 __all__ = ["SeasonalNaive", "RepeatLastHour", "detect_periods", "DEFAULT_PERIOD_CANDIDATES", "APERIODIC"]
 
-DEFAULT_PERIOD_CANDIDATES = (1, 2, 5, 10, 15, 30, 60, 120, 1440)
+# A week (10080) counts only where the context holds 8 days (see _enough_history); with the
+# default 2-day input it is never feasible, so such models forecast exactly as without it.
+DEFAULT_PERIOD_CANDIDATES = (1, 2, 5, 10, 15, 30, 60, 120, 1440, 10080)
 APERIODIC = 0  # detect_periods code for "no period: flat forecast at the recent mean"
 # Short lags are estimated on the most recent day only: it keeps the FFT small and recent.
 _FFT_SPAN = 1440
 _ROW_CHUNK = 1024
+_PAIRS_ENOUGH = 1440  # lag pairs that always suffice to judge a period
 
 
 def _lags_for(period: int, horizon: int) -> np.ndarray:
@@ -37,8 +40,9 @@ def _lags_for(period: int, horizon: int) -> np.ndarray:
 
 
 def _enough_history(length: np.ndarray, max_lag: int) -> np.ndarray:
-    # At least an hour of lag pairs, and at least half the lag (so a daily period needs 1.5 days).
-    return length - max_lag >= max(60, max_lag // 2)
+    # At least an hour of lag pairs, and at least half the lag (so a daily period needs 1.5 days),
+    # but never more than a day of pairs (so a weekly period needs 8 days, not 10.5).
+    return length - max_lag >= max(60, min(max_lag // 2, _PAIRS_ENOUGH))
 
 
 

@@ -50,7 +50,7 @@ def test_forecast_with_capacity_plans_min_scale_like_the_model_api(tiny_model_di
     assert main([*argv, "--capacity", "20", "--lead", "2", "--json", str(report), "--plot", str(tmp_path / "f.png")]) == 0
     assert "min-scale:" in capsys.readouterr().out
     payload = json.loads(report.read_text())
-    assert payload["policy"] == {"capacity_per_instance": 20.0, "lead_minutes": 2, "quantile": 0.9}
+    assert payload["policy"] == {"capacity_per_instance": 20.0, "lead_minutes": 2, "quantile": 0.9, "cold_start_cost": None}
     plans = np.array([item["min_scale"] for item in payload["functions"]])
     expected = tiny_model.plan_min_scale(tiny_trace.counts[:, :2000], 30, capacity_per_instance=20.0, lead_minutes=2)
     np.testing.assert_array_equal(plans, expected)
@@ -90,3 +90,32 @@ def test_the_table_shows_limit_rows_and_says_how_many_more(tiny_model_dir, capsy
     assert lines[0] == "forecast at minute 2880, next 10 minutes (naive); showing the first 10 minutes"
     assert len(lines) == 1 + 3 + 1 and lines[-1] == "... 77 more (use --json for all)"
     assert all(" cluster " in line for line in lines[1:4])
+
+
+def test_a_cold_start_cost_sizes_the_plan_at_its_critical_fractile(tiny_model_dir, tiny_model, tiny_trace, capsys):
+    argv = ["forecast", "--model", str(tiny_model_dir), *TINY_TRACE, "--at", "2000", "--horizon", "20", "--capacity", "20"]
+    assert main([*argv, "--cold-start-cost", "4", "--json", "-"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["cold_start_cost"] == 4.0 and payload["quantile"] == pytest.approx(0.8)
+    assert payload["policy"]["cold_start_cost"] == 4.0 and "p80" in payload["functions"][0]
+    plans = np.array([item["min_scale"] for item in payload["functions"]])
+    expected = tiny_model.plan_min_scale(tiny_trace.counts[:, :2000], 20, capacity_per_instance=20.0, cold_start_cost=4.0)
+    np.testing.assert_array_equal(plans, expected)
+    assert main([*argv, "--cold-start-cost", "4"]) == 0
+    assert "cold-start cost C=4 idle instance-minutes per avoided cold start: sized at the critical fractile C/(1+C) = 0.800" in (
+        capsys.readouterr().out)
+    # An explicit quantile overrides the cost, as in the model API.
+    assert main([*argv, "--cold-start-cost", "4", "--quantile", "0.5", "--json", "-"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["quantile"] == 0.5 and "p50" in payload["functions"][0]
+    line = _one_line_error(capsys, [*argv, "--cold-start-cost", "0"])
+    assert "cold_start_cost must be > 0" in line and "idle instance-minutes one avoided cold start is worth" in line
+    assert "--quantile must be in (0, 1)" in _one_line_error(capsys, [*argv, "--quantile", "1"])
+
+
+def test_the_help_explains_the_cold_start_cost(capsys):
+    for command in ("forecast", "simulate"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert "how many idle instance-minutes one avoided cold start is worth" in text

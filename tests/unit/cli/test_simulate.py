@@ -11,21 +11,42 @@ from mesp_core.cli import main
 from .support import TINY_TRACE, _one_line_error, seen_functions_only, write_trace
 
 
-def test_simulate_keep_warm_and_quantiles(tiny_model_dir, tmp_path, capsys):
+def test_simulate_keep_warm_costs_and_quantiles(tiny_model_dir, tmp_path, capsys):
     sim = tmp_path / "simulate.json"
     argv = ["simulate", "--model", str(tiny_model_dir), *TINY_TRACE, "--start", "2700", "--replan-every", "10"]
-    assert main([*argv, "--keep-warm", "6", "--quantiles", "0.7", "0.95", "--json", str(sim)]) == 0
+    assert main([*argv, "--keep-warm", "6", "--quantiles", "0.7", "0.95", "--cold-start-costs", "1, 4,16",
+                 "--json", str(sim), "--plot", str(tmp_path / "tradeoff.png")]) == 0
     payload = json.loads(sim.read_text())
     assert payload["settings"]["keep_warm_minutes"] == 6
-    curve = sorted(p["quantile"] for p in payload["policies"] if p["quantile"] is not None)
-    assert curve == [0.7, 0.95]
+    experts = sorted(p["quantile"] for p in payload["policies"] if p["group"] == "MESP MoE" and p["quantile"] is not None)
+    assert experts == [0.7, 0.95]
+    by_group = {}
+    for p in payload["policies"]:
+        if p["cold_start_cost"] is not None:
+            by_group.setdefault(p["group"], []).append(p["cold_start_cost"])
+    assert by_group == {"MESP": [1.0, 4.0, 16.0], "cheap choice": [1.0, 4.0, 16.0]}
+    assert {r["curve"] for r in payload["curve_readoffs"]} == {"MESP MoE", "MESP", "cheap choice"}
+    assert (tmp_path / "tradeoff.png").stat().st_size > 10_000
     capsys.readouterr()
     assert "quantile" in _one_line_error(capsys, [*argv, "--quantiles", "1.5"])
     assert "keep_warm_minutes" in _one_line_error(capsys, [*argv, "--keep-warm", "-1"])
+    for costs, message in (("1,0", "cold_start_cost must be > 0"), ("1,x", "comma-separated numbers"),
+                           (",", "at least one cost"), ("2,2", "cold-start costs repeat")):
+        assert message in _one_line_error(capsys, [*argv, "--cold-start-costs", costs])
+    assert "--morning" in _one_line_error(capsys, [*argv, "--morning", "0"])
+
+
+def test_simulate_without_the_cheap_choice_draws_only_the_mesp_curve(tiny_model_dir, capsys):
+    argv = ["simulate", "--model", str(tiny_model_dir), *TINY_TRACE, "--start", "2820", "--replan-every", "10"]
+    assert main([*argv, "--no-cheap-choice", "--cold-start-costs", "2,8", "--json", "-"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    names = [p["name"] for p in payload["policies"]]
+    assert "MESP C=2" in names and "MESP C=8" in names and not any(n.startswith("cheap choice") for n in names)
 
 
 def test_simulate_sample_replays_a_seeded_subset(tiny_model_dir, tmp_path, capsys, monkeypatch):
-    argv = ["simulate", "--model", str(tiny_model_dir), *TINY_TRACE, "--start", "2700", "--replan-every", "10"]
+    argv = ["simulate", "--model", str(tiny_model_dir), *TINY_TRACE, "--start", "2700", "--replan-every", "10",
+            "--no-cheap-choice", "--cold-start-costs", "4"]  # the sample is what is tested: a short replay
     runs = []
     for seed in ("3", "3", "4"):
         sim = tmp_path / f"simulate-{len(runs)}.json"
@@ -52,7 +73,8 @@ def test_simulate_capacity_from_duration_files(tiny_model_dir, tiny_trace, tmp_p
     rows = [",".join([*key, "2000", "10", "1", "9", "1", "1", "1", "1", "1", "1", "1"]) for key in tiny_trace.keys]
     durations.write_text("\n".join([header, *rows]) + "\n")
     sim = tmp_path / "simulate.json"
-    argv = ["simulate", "--model", str(tiny_model_dir), *TINY_TRACE, "--start", "2700", "--replan-every", "10"]
+    argv = ["simulate", "--model", str(tiny_model_dir), *TINY_TRACE, "--start", "2700", "--replan-every", "10",
+            "--no-cheap-choice", "--cold-start-costs", "4"]
     assert main([*argv, "--durations", str(durations), "--container-concurrency", "4", "--json", str(sim)]) == 0
     assert "capacity from mean duration for" in capsys.readouterr().err
     settings = json.loads(sim.read_text())["settings"]
@@ -64,7 +86,8 @@ def test_simulate_capacity_from_duration_files(tiny_model_dir, tiny_trace, tmp_p
 
 
 def test_all_functions_replays_the_training_functions_too(tiny_model, tiny_model_dir, tiny_trace, tmp_path, capsys):
-    argv = ["simulate", "--model", str(tiny_model_dir), "--start", "2820", "--replan-every", "10", "--quantiles", "0.9"]
+    argv = ["simulate", "--model", str(tiny_model_dir), "--start", "2820", "--replan-every", "10", "--quantiles", "0.9",
+            "--no-cheap-choice", "--cold-start-costs", "4"]
     files = write_trace(seen_functions_only(tiny_model, tiny_trace), tmp_path / "seen")
     line = _one_line_error(capsys, [*argv, "--trace", *files])
     assert line == "mesp simulate: error: no unseen functions to replay (use --all-functions to replay training functions too)"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mesp_core.constants import MINUTES_PER_DAY
-from mesp_core.data.synthetic import ARCHETYPES, generate_trace, generate_with_archetypes
+from mesp_core.data.synthetic import ARCHETYPES, LevelShift, generate_trace, generate_with_archetypes, generate_with_events
 
 AZURE_TRIGGERS = {"http", "timer", "queue", "event", "storage", "orchestration", "others"}
 
@@ -108,3 +108,62 @@ def test_bad_arguments():
         generate_trace(days=0)
     with pytest.raises(ValueError, match="start_weekday"):
         generate_trace(start_weekday=7)
+
+
+def _day_totals(counts: np.ndarray) -> np.ndarray:
+    return counts.reshape(counts.shape[0], -1, MINUTES_PER_DAY).sum(axis=2).astype(np.float64)
+
+
+def test_without_events_the_trace_is_unchanged_and_the_events_are_seeded():
+    plain = generate_trace(n_functions=40, days=8, seed=2)
+    none, _, events = generate_with_events(n_functions=40, days=8, seed=2)
+    assert none == plain and events.holidays == () and events.level_shifts == {}
+    _, _, a = generate_with_events(n_functions=40, days=8, seed=2, holidays=2, level_shifts=0.3)
+    _, _, b = generate_with_events(n_functions=40, days=8, seed=2, holidays=2, level_shifts=0.3)
+    assert a == b and len(a.holidays) == 2 and 0 < len(a.level_shifts) < 40
+    assert all(d % 7 not in (5, 6) for d in a.holidays)  # holidays fall on weekdays (d01 a Monday)
+
+
+def test_a_holiday_has_weekend_traffic_and_leaves_calendar_free_functions_alone():
+    n, days, holiday = 300, 14, 9  # d10, a Wednesday
+    base, archetypes = generate_with_archetypes(n_functions=n, days=days, seed=5)
+    trace, _, events = generate_with_events(n_functions=n, days=days, seed=5, holidays=[holiday])
+    assert events.holidays == (holiday,)
+    diurnal = np.array([a == "diurnal" for a in archetypes])
+    calendar_free = np.array([a in ("timer", "bursty", "sparse") for a in archetypes])
+    np.testing.assert_array_equal(trace.counts[calendar_free], base.counts[calendar_free])  # cron takes no holidays
+    totals = _day_totals(trace.counts[diurnal])
+    # The holiday over the weekday before it follows the Saturday over the Friday, function by function.
+    on_holiday = np.log(totals[:, holiday] / totals[:, holiday - 1])
+    on_weekend = np.log(totals[:, 12] / totals[:, 11])
+    assert np.corrcoef(on_holiday, on_weekend)[0, 1] > 0.9
+    assert np.abs(on_holiday).mean() > 0.3  # and it is not an ordinary day
+
+
+def test_a_level_shift_scales_the_level_from_its_minute_on():
+    n, days = 200, 4
+    base = generate_trace(n_functions=n, days=days, seed=6)
+    trace, _, events = generate_with_events(n_functions=n, days=days, seed=6, level_shifts=1.0)
+    assert set(events.level_shifts) == set(range(n))
+    checked = 0
+    for i, shift in events.level_shifts.items():
+        assert isinstance(shift, LevelShift) and MINUTES_PER_DAY <= shift.minute < days * MINUTES_PER_DAY
+        assert max(shift.factor, 1 / shift.factor) >= 1.5 - 1e-3
+        np.testing.assert_array_equal(trace.counts[i, : shift.minute], base.counts[i, : shift.minute])
+        before, after = base.counts[i, shift.minute:].sum(), trace.counts[i, shift.minute:].sum()
+        if before > 5000:  # busy enough for the ratio to show the factor
+            assert after / before == pytest.approx(shift.factor, rel=0.1)
+            checked += 1
+    assert checked > 20
+    assert (_day_totals(trace.counts) > 0).all()  # still no all-zero function-day
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"holidays": -1}, "holidays must be >= 0"),
+    ({"holidays": 6, "days": 7}, "only 5 weekdays"),
+    ({"holidays": [7], "days": 7}, "holiday days must be between 0 and 6"),
+    ({"level_shifts": 1.5}, r"level_shifts must be a share in \[0, 1\]"),
+])
+def test_bad_event_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        generate_with_events(n_functions=3, **{"days": 7, **kwargs})

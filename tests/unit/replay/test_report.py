@@ -9,7 +9,14 @@ import pytest
 
 from mesp_core.replay.baselines import OraclePolicy
 from mesp_core.replay.policies import KNATIVE_DEFAULT, ForecastFloorPolicy
-from mesp_core.replay.report import PolicyResult, SimulationReport, compare_curves, format_table, plot_tradeoff
+from mesp_core.replay.report import (
+    PolicyResult,
+    SimulationReport,
+    compare_curves,
+    curve_readoffs,
+    format_table,
+    plot_tradeoff,
+)
 from mesp_core.replay.simulate import simulate
 
 from .support import all_policy_kinds, random_trace, repeat_period, scaled_quantile
@@ -35,11 +42,68 @@ def test_report_table_json_and_plot(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
 
-def _result(name, cold_rate, idle, group=None, quantile=None):
+def _result(name, cold_rate, idle, group=None, quantile=None, cost=None):
     return PolicyResult(name=name, cold_starts=0, cold_start_rate=cold_rate, cold_minutes=0, cold_minute_rate=0.0,
                         idle_instance_minutes=idle, warm_instance_minutes=idle, cold_vs_default=1.0,
                         idle_vs_default=1.0, p75_function_cold_rate=0.0, changes_per_hour=0.0,
-                        group=group, quantile=quantile)
+                        group=group, quantile=quantile, cold_start_cost=cost)
+
+
+def _cost_sweep_results():
+    return [
+        _result("knative default", 0.10, 100),
+        _result("keep-alive 10 min", 0.03, 1000),
+        _result("seasonal naive", 0.05, 400),
+        _result("MESP C=1", 0.06, 200, "MESP", 0.5, 1.0),
+        _result("MESP C=8", 0.02, 600, "MESP", 8 / 9, 8.0),
+        _result("MESP C=4", 0.04, 300, "MESP", 0.8, 4.0),
+        _result("cheap choice C=1", 0.08, 150, "cheap choice", None, 1.0),
+        _result("cheap choice C=8", 0.06, 350, "cheap choice", None, 8.0),
+        _result("oracle", 0.0, 50),
+    ]
+
+
+def test_cost_curves_are_read_off_at_the_seasonal_naive_idle_and_keep_alive_10s_cold_rate():
+    readoffs = {r["curve"]: r for r in curve_readoffs(_cost_sweep_results())}
+    mesp = readoffs["MESP"]
+    assert mesp["costs"] == [1.0, 4.0, 8.0] and mesp["points"] == 3
+    # At idle 400, between C=4 (300, 4%) and C=8 (600, 2%): a third of the way.
+    assert mesp["cold_start_rate_at_reference_idle"] == pytest.approx(0.04 - 0.02 / 3)
+    assert mesp["cold_start_rate_ratio"] == pytest.approx((0.04 - 0.02 / 3) / 0.05)
+    # At 3% cold, halfway between C=4 and C=8: idle 450, 0.45x keep-alive 10's 1000.
+    assert mesp["idle_at_reference_cold_start_rate"] == pytest.approx(450)
+    assert mesp["idle_ratio"] == pytest.approx(0.45)
+    cheap = readoffs["cheap choice"]
+    # The cheap choice stops at 350 idle and 6%: neither read-off is reached, nothing extrapolated.
+    assert cheap["cold_start_rate_at_reference_idle"] is None and cheap["idle_at_reference_cold_start_rate"] is None
+    assert cheap["reference_idle"] == 400 and cheap["reference_cold_start_rate"] == 0.03
+    table = format_table(_report(_cost_sweep_results()))
+    assert ("  MESP: cold rate 3.33% at seasonal naive's idle 400 (it has 5.00%; 0.67x); idle 450 at "
+            "keep-alive 10 min's cold rate 3.00% (it has 1,000; 0.45x)") in table.splitlines()
+    assert "  cheap choice: cold rate - at seasonal naive's idle 400" in table
+    # The table compares curves with single policies only; the JSON has every pair.
+    assert "MESP vs cheap choice C=8" not in table and "MESP vs seasonal naive" in table
+    data = json.loads(_report(_cost_sweep_results()).to_json())
+    assert {r["curve"] for r in data["curve_readoffs"]} == {"MESP", "cheap choice"}
+    assert ("MESP", "cheap choice C=8") in {(c["curve"], c["policy"]) for c in data["curve_comparisons"]}
+
+
+def test_without_the_reference_policies_the_readoffs_are_empty():
+    results = [r for r in _cost_sweep_results() if r.name not in ("seasonal naive", "keep-alive 10 min")]
+    (mesp, _) = curve_readoffs(results)
+    assert mesp["reference_idle"] is None and mesp["cold_start_rate_ratio"] is None and mesp["idle_ratio"] is None
+    assert "curve read-offs" not in format_table(_report(results))
+
+
+def test_the_plot_labels_cost_curve_points_by_cost(tmp_path, monkeypatch):
+    from matplotlib.axes import Axes
+
+    labels = []
+    original = Axes.annotate
+    monkeypatch.setattr(Axes, "annotate", lambda self, text, *a, **k: labels.append(text) or original(self, text, *a, **k))
+    plot_tradeoff(_report(_cost_sweep_results()), tmp_path / "costs.png")
+    assert labels == ["C=1", "C=4", "C=8", "C=1", "C=8"]
+    assert (tmp_path / "costs.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_curve_is_read_off_at_each_policys_idle_and_cold_rate():
