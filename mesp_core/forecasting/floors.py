@@ -291,3 +291,75 @@ class FloorPlanner:
     def chosen_names(self) -> list[str]:
         """The candidate each function uses now (stateful path)."""
         return [self.names[i] for i in self._chosen]
+
+
+# ---------------------------------------------------------------------- the model's floor stage
+FLOOR_HEAD_FILE = "floor/demand_head.safetensors"
+
+
+def nearest_cost(costs: Sequence[float], cost: float) -> float:
+    """The grid cost nearest to `cost` on a log scale (tables are chosen at grid costs)."""
+    grid = np.asarray(costs, dtype=np.float64)
+    return float(grid[int(np.argmin(np.abs(np.log(grid) - np.log(cost))))])
+
+
+@dataclass
+class FloorStage:
+    """A model's floor stage: the demand head, the candidates and, per cluster, the default
+    candidate at each grid cost (chosen on validation functions by training)."""
+
+    head: DemandHead
+    candidates: list
+    costs: list
+    defaults: dict  # cluster id (str) or ALL_CLUSTERS -> {grid cost (str): candidate name}
+    default_cold_start_cost: float
+    window: int = SCORE_WINDOW
+    reselect_every: int = RESELECT_EVERY
+
+    def defaults_for(self, cold_start_cost: float) -> dict:
+        grid = nearest_cost(self.costs, cold_start_cost)
+        key = _cost_key(grid)
+        return {cluster: table[key] for cluster, table in self.defaults.items() if key in table}
+
+    def planner(self, cold_start_cost: float, capacity=60.0, lead_minutes: int = 1, keep_warm_minutes: int = 2,
+                naive: Callable | None = None, route: Callable | None = None) -> FloorPlanner:
+        return FloorPlanner(self.head, self.candidates, self.defaults_for(cold_start_cost), cold_start_cost, capacity,
+                            lead_minutes=lead_minutes, keep_warm_minutes=keep_warm_minutes, window=self.window,
+                            reselect_every=self.reselect_every, naive=naive, route=route)
+
+    def manifest_entry(self, extra: dict | None = None) -> dict:
+        return {"head": {"config": self.head.config(), "weights": FLOOR_HEAD_FILE},
+                "candidates": [c.to_dict() for c in self.candidates], "costs": list(self.costs),
+                "defaults": self.defaults, "default_cold_start_cost": self.default_cold_start_cost,
+                "window": self.window, "reselect_every": self.reselect_every, **(extra or {})}
+
+    @classmethod
+    def from_manifest(cls, section: dict, state) -> "FloorStage":
+        """Rebuild from a manifest's "floor" section and the head's tensors; ValueError says what is wrong."""
+        if not isinstance(section, dict):
+            raise ValueError("the floor section must be an object")
+        try:
+            head = DemandHead.from_config(section["head"]["config"], state)
+            candidates = [Candidate.from_dict(c) for c in section["candidates"]]
+            costs = [float(c) for c in section["costs"]]
+            defaults = {str(k): {str(c): str(name) for c, name in v.items()} for k, v in section["defaults"].items()}
+            default_cost = float(section["default_cold_start_cost"])
+            window, every = int(section.get("window", SCORE_WINDOW)), int(section.get("reselect_every", RESELECT_EVERY))
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"the floor section is incomplete ({type(exc).__name__}: {exc})") from None
+        names = {c.name for c in candidates}
+        if not costs or any(not np.isfinite(c) or c <= 0 for c in costs) or not default_cost > 0:
+            raise ValueError("the floor section's costs must be positive numbers")
+        for cluster, table in defaults.items():
+            unknown = sorted(set(table.values()) - names)
+            if unknown:
+                raise ValueError(f"the floor section's defaults for cluster {cluster} name unknown candidates {unknown}")
+        if ALL_CLUSTERS not in defaults:
+            raise ValueError(f"the floor section has no {ALL_CLUSTERS!r} default")
+        if window < MIN_SCORED_MINUTES or every < 1:
+            raise ValueError(f"the floor section's window must be >= {MIN_SCORED_MINUTES} and reselect_every >= 1")
+        return cls(head, candidates, costs, defaults, default_cost, window, every)
+
+
+def _cost_key(cost: float) -> str:
+    return f"{float(cost):g}"

@@ -91,3 +91,13 @@ def test_same_seed_same_head_and_round_trip(poisson_case):
         DemandHead.from_config(head.config(), bad)
     with pytest.raises(ValueError, match="format"):
         DemandHead.from_config({**head.config(), "format": "other"}, head.state_dict())
+
+
+def test_the_one_origin_fast_path_matches_the_gather():
+    rng = np.random.default_rng(4)
+    counts = rng.poisson(1.5, size=(3, 1600)).astype(np.float32)
+    starts = np.array([0, 500, 0])
+    for t in (200, 1500):
+        fast, fast_level = origin_features(counts, [0, 1, 2], [t, t, t], starts)
+        slow, slow_level = origin_features(counts, [0, 1, 2, 0], [t, t, t, t + 1], starts)
+        assert np.array_equal(fast, slow[:3]) and np.array_equal(fast_level, slow_level[:3])
