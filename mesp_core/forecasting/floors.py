@@ -136,9 +136,10 @@ class FloorPlanner:
         return np.asarray(self.capacity, dtype=np.float64).reshape(-1, 1) if np.ndim(self.capacity) else float(self.capacity)
 
     def candidate_plans(self, counts: np.ndarray, rows: np.ndarray, origins: np.ndarray, steps: int,
-                        starts: np.ndarray | None = None, capacity=None) -> np.ndarray:
+                        starts: np.ndarray | None = None, capacity=None, quantiles=None) -> np.ndarray:
         """Settings int [P, m, steps] of every candidate planning at minute origins[i] of row rows[i]
-        of counts [n, T], from minutes < origin only. `capacity`: a number or one per origin [m]."""
+        of counts [n, T], from minutes < origin only. `capacity`: a number or one per origin [m];
+        `quantiles`: the head's output for these origins when the caller already has it."""
         capacity = self.capacity if capacity is None else capacity
         cap = np.asarray(capacity, dtype=np.float64).reshape(-1, 1, 1) if np.ndim(capacity) else float(capacity)
         m = len(rows)
@@ -147,7 +148,8 @@ class FloorPlanner:
         need_q = sorted({self._q(c) for c in self.candidates if c.q is not None})
         q_floor = {}
         if need_q:
-            quantiles = self.head.quantiles_at(counts, rows, origins, starts)  # [m, H, L] counts
+            if quantiles is None:
+                quantiles = self.head.quantiles_at(counts, rows, origins, starts)  # [m, H, L] counts
             if quantiles.shape[1] < width:  # beyond the head's horizon: hold its last minute
                 pad = np.repeat(quantiles[:, -1:], width - quantiles.shape[1], axis=1)
                 quantiles = np.concatenate([quantiles, pad], axis=1)
