@@ -136,10 +136,12 @@ class FloorPlanner:
         return np.asarray(self.capacity, dtype=np.float64).reshape(-1, 1) if np.ndim(self.capacity) else float(self.capacity)
 
     def candidate_plans(self, counts: np.ndarray, rows: np.ndarray, origins: np.ndarray, steps: int,
-                        starts: np.ndarray | None = None, capacity=None, quantiles=None) -> np.ndarray:
+                        starts: np.ndarray | None = None, capacity=None, quantiles=None,
+                        naive_floor=None) -> np.ndarray:
         """Settings int [P, m, steps] of every candidate planning at minute origins[i] of row rows[i]
         of counts [n, T], from minutes < origin only. `capacity`: a number or one per origin [m];
-        `quantiles`: the head's output for these origins when the caller already has it."""
+        `quantiles`, `naive_floor`: `shared_inputs` for these origins when the caller already has them
+        (planners of several costs share them)."""
         capacity = self.capacity if capacity is None else capacity
         cap = np.asarray(capacity, dtype=np.float64).reshape(-1, 1, 1) if np.ndim(capacity) else float(capacity)
         m = len(rows)
@@ -164,9 +166,10 @@ class FloorPlanner:
             recent = np.where(ok, counts[rows[:, None], np.clip(cols, 0, None)], 0.0)
             peak = demand_instances(recent, cap[..., 0] if np.ndim(cap) else cap).max(axis=1)
             ka_floor[k] = np.repeat(peak[:, None], steps, axis=1)
-        naive_floor = None
-        if any(c.naive for c in self.candidates):
-            naive_floor = self._naive_floor(counts, rows, origins, starts, width, cap)[:, :steps]
+        if naive_floor is None and any(c.naive for c in self.candidates):
+            naive_floor = self._naive_floor(counts, rows, origins, starts, width, cap)
+        if naive_floor is not None:
+            naive_floor = naive_floor[:, :steps]
         for p, c in enumerate(self.candidates):
             if c.q is not None:
                 np.maximum(plans[p], q_floor[self._q(c)], out=plans[p])
@@ -175,6 +178,17 @@ class FloorPlanner:
             if c.naive:
                 np.maximum(plans[p], naive_floor, out=plans[p])
         return plans
+
+    def shared_inputs(self, counts: np.ndarray, t: int, steps: int) -> dict:
+        """What candidate_plans needs at minute t for every row, independent of the cost: the head's
+        quantiles and the seasonal-naive floor (the replay computes them once for a cost sweep)."""
+        n = counts.shape[0]
+        rows, origins = np.arange(n), np.full(n, t)
+        out = {"quantiles": self.head.quantiles_at(counts, rows, origins)}
+        if any(c.naive for c in self.candidates):
+            cap = np.asarray(self.capacity, dtype=np.float64).reshape(-1, 1, 1) if np.ndim(self.capacity) else float(self.capacity)
+            out["naive_floor"] = self._naive_floor(counts, rows, origins, None, steps + self.lead, cap)
+        return out
 
     def _q(self, c: Candidate) -> float:
         return self.newsvendor_q if c.q == "newsvendor" else float(c.q)
@@ -255,13 +269,13 @@ class FloorPlanner:
         self._chosen = self.default_index(None, n)
         self._last_reselect: int | None = None
 
-    def advance(self, history: np.ndarray, t: int, steps: int = 1) -> np.ndarray:
+    def advance(self, history: np.ndarray, t: int, steps: int = 1, shared: dict | None = None) -> np.ndarray:
         """Settings int [n, steps] for minutes t .. t+steps-1 from history [n, >= t] (minutes < t
-        are read). Call with increasing t; `reset(n)` first."""
+        are read). Call with increasing t; `reset(n)` first. `shared`: shared_inputs(history, t, steps)."""
         if self._n is None:
             raise RuntimeError("call reset(n) before advance()")
         n = self._n
-        plans = self.candidate_plans(history, np.arange(n), np.full(n, t), steps)
+        plans = self.candidate_plans(history, np.arange(n), np.full(n, t), steps, **(shared or {}))
         if self._last_reselect is None or t - self._last_reselect >= self.reselect_every:
             self._reselect(history, t)
         for i in range(steps):  # what every candidate would have set at minute t + i

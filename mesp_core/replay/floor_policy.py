@@ -57,8 +57,12 @@ class MespFloorPolicy(Policy):
     def plan(self, step) -> np.ndarray:
         if self._fallback is not None:
             return self._fallback.plan(step)
+        # Policies of one model at several costs share the head's quantiles and the naive floor.
+        key = ("mesp-floor-inputs", id(self.model), step.steps)
         with torch.inference_mode():
-            return self.planner.advance(step.history, step.t, step.steps)
+            if key not in step._cache:
+                step._cache[key] = self.planner.shared_inputs(step.history, step.t, step.steps)
+            return self.planner.advance(step.history, step.t, step.steps, shared=step._cache[key])
 
     def chosen_floors(self) -> list[str]:
         """The floor policy each function uses now (after a replay: at its last minute)."""
