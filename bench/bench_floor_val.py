@@ -17,6 +17,17 @@ Add the floor stage to a scratch copy of the packaged model first (never to mesp
 and the cluster defaults alone (no per-function rolling choice).
 The validation functions are the ones the floor stage chose its cluster defaults on: these are
 validation figures (in-sample for that choice), not the held-out protocol.
+
+Measured 2026-12-07 (packaged model + `mesp floor` with its defaults, 445 s on 2 shared cores;
+1,027 validation functions x 720 minutes, --variants, 665 s):
+
+    policy                  cold rate   idle inst-min
+    MESP C=1 / 2 / 4          5.43% / 3.03% / 2.33%    208,739 / 246,943 / 279,606
+    MESP C=10 / 32 / 64       1.72% / 1.17% / 1.03%    339,569 / 493,654 / 589,412
+    seasonal-naive floor      2.41%                    341,398
+    keep-alive 10 min         1.81%                    533,490
+    MESP at the naive floor's idle: 1.72% (0.71x); at keep-alive 10's cold rate: 331,120 idle (0.62x)
+    cluster defaults alone at the naive floor's idle: 2.15% (0.89x); head alone: 2.42% (1.00x)
 """
 
 from __future__ import annotations

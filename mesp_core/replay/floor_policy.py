@@ -57,8 +57,8 @@ class MespFloorPolicy(Policy):
     def plan(self, step) -> np.ndarray:
         if self._fallback is not None:
             return self._fallback.plan(step)
-        # Policies of one model at several costs share the head's quantiles and the naive floor.
-        key = ("mesp-floor-inputs", id(self.model), step.steps)
+        # Policies of one demand head at several costs share its quantiles and the naive floor.
+        key = ("mesp-floor-inputs", id(self.model.floor.head), step.steps)
         with torch.inference_mode():
             if key not in step._cache:
                 step._cache[key] = self.planner.shared_inputs(step.history, step.t, step.steps)
