@@ -114,3 +114,21 @@ def test_the_floor_model_plans_by_cost(tiny_floor_model_dir, tiny_model, tiny_tr
     assert at_cost.cold_start_cost == 64.0
     with pytest.raises(ValueError, match="cold_start_cost"):
         model.plan_min_scale(context, 30, cold_start_cost=0.0)
+
+
+def test_mesp_train_runs_the_floor_stage_last(tmp_path, tiny_trace):
+    from dataclasses import replace
+
+    from mesp_core.offline.training import train
+    from tests.unit.conftest import TINY
+
+    trace = tiny_trace
+    config = replace(TINY, floor_stage=True, floor_origins=3000, floor_epochs=1, floor_val_functions=8)
+    report = train(trace, tmp_path / "m", config, progress=False)
+    assert "floor" in report.stage_seconds
+    model = load_model(tmp_path / "m")
+    floor = model.manifest["floor"]
+    assert floor["training"]["n_val_functions"] == 8
+    assert floor["training"]["config"]["origins"] == 3000
+    assert model.manifest["training"]["stage_seconds"]["floor"] == report.stage_seconds["floor"]
+    assert model.floor is not None and model.floor_plan(trace.counts[:3, :800], 5).plan.shape == (3, 5)
