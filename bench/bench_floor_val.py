@@ -84,6 +84,9 @@ def main() -> int:
     parser.add_argument("--variants", action="store_true", help="also the head alone and the cluster defaults alone")
     parser.add_argument("--sample", type=int, default=0, help="a seeded sample of N validation functions (0 = all)")
     parser.add_argument("--start", type=int, default=720)
+    parser.add_argument("--functions", choices=["validation", "held-out"], default="validation",
+                        help="validation functions (default), or the held-out ones as a one-shot check: "
+                        "never choose anything on those")
     parser.add_argument("--json", help="write the figures as JSON")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -94,6 +97,10 @@ def main() -> int:
         return 2
     trace = read_invocations(args.trace)
     _fit, val = model_split(model, trace)
+    if args.functions == "held-out":
+        from mesp_core.offline.split import held_out_functions
+
+        val = held_out_functions(model, trace)
     if args.sample:
         val = seeded_sample(val, args.sample)
     counts = trace.counts[val]
@@ -117,7 +124,7 @@ def main() -> int:
              "idle": r.idle_instance_minutes} for r in report.results]
     by_name = {r["policy"]: r for r in rows}
     naive, keep = by_name[NAIVE], by_name[KEEP_ALIVE]
-    print(f"{len(val)} validation functions x {trace.counts.shape[1] - args.start} minutes, replayed in {seconds:.0f}s")
+    print(f"{len(val)} {args.functions} functions x {trace.counts.shape[1] - args.start} minutes, replayed in {seconds:.0f}s")
     print(f"{'policy':<28}{'cold rate':>10}{'idle inst-min':>15}")
     for r in rows:
         print(f"{r['policy']:<28}{100 * r['cold_rate']:>9.2f}%{r['idle']:>15,}")
