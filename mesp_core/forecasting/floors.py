@@ -25,6 +25,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from mesp_core.floor_cost import demand_instances, floor_cost, replay_floors
+from mesp_core.forecasting.artifact import ArtifactError, load_tensors
 from mesp_core.forecasting.demand import DemandHead, pad_contexts
 from mesp_core.policy import instances_for_demand, newsvendor_level
 
@@ -334,7 +335,7 @@ class FloorStage:
 
     def defaults_for(self, cold_start_cost: float) -> dict:
         grid = nearest_cost(self.costs, cold_start_cost)
-        key = _cost_key(grid)
+        key = cost_key(grid)
         return {cluster: table[key] for cluster, table in self.defaults.items() if key in table}
 
     def planner(self, cold_start_cost: float, capacity=60.0, lead_minutes: int = 1, keep_warm_minutes: int = 2,
@@ -377,5 +378,20 @@ class FloorStage:
         return cls(head, candidates, costs, defaults, default_cost, window, every)
 
 
-def _cost_key(cost: float) -> str:
+def cost_key(cost: float) -> str:
     return f"{float(cost):g}"
+
+
+def load_floor_stage(model_dir, manifest: dict, files: dict) -> "FloorStage | None":
+    """The manifest's floor stage, None when it has none; ArtifactError when it is corrupt."""
+    section = manifest.get("floor")
+    if section is None:
+        return None
+    weights = section.get("head", {}).get("weights") if isinstance(section, dict) else None
+    if not isinstance(weights, str):
+        raise ArtifactError(f"{model_dir}: the manifest's floor section names no demand-head weights")
+    state = load_tensors(model_dir, weights, files.get(weights))
+    try:
+        return FloorStage.from_manifest(section, state)
+    except ValueError as exc:
+        raise ArtifactError(f"{model_dir}: floor stage: {exc}") from None

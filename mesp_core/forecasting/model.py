@@ -442,6 +442,7 @@ def _as_batch(rows):
 def load_model(path: str | os.PathLike) -> MespModel:
     """Load an artifact folder; ArtifactError names what is wrong when it cannot be used."""
     from mesp_core.forecasting.experts import build_expert
+    from mesp_core.forecasting.floors import load_floor_stage
 
     model_dir = Path(path)
     manifest = read_manifest(model_dir)
@@ -468,7 +469,7 @@ def load_model(path: str | os.PathLike) -> MespModel:
         raise
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise ArtifactError(f"{model_dir}: manifest and weights do not fit together ({type(exc).__name__}: {exc})") from None
-    floor = _load_floor_stage(model_dir, manifest, files)
+    floor = load_floor_stage(model_dir, manifest, files)
     residual_quantiles = {name: t.numpy().astype(np.float32) for name, t in quantile_tensors.items()}
     levels = manifest.get("quantile_levels", [])
     for name, table in residual_quantiles.items():
@@ -479,23 +480,6 @@ def load_model(path: str | os.PathLike) -> MespModel:
             raise ArtifactError(f"{model_dir}: quantiles.safetensors: table {name!r} has NaN or infinite values")
     return MespModel(manifest, router, cluster_experts, dense_experts, naive, residual_quantiles, path=model_dir,
                      floor=floor)
-
-
-def _load_floor_stage(model_dir: Path, manifest: dict, files: dict):
-    """The manifest's floor stage, None when it has none; ArtifactError when it is corrupt."""
-    from mesp_core.forecasting.floors import FloorStage
-
-    section = manifest.get("floor")
-    if section is None:
-        return None
-    weights = section.get("head", {}).get("weights") if isinstance(section, dict) else None
-    if not isinstance(weights, str):
-        raise ArtifactError(f"{model_dir}: the manifest's floor section names no demand-head weights")
-    state = load_tensors(model_dir, weights, files.get(weights))
-    try:
-        return FloorStage.from_manifest(section, state)
-    except ValueError as exc:
-        raise ArtifactError(f"{model_dir}: floor stage: {exc}") from None
 
 
 def default_model_path() -> Path:

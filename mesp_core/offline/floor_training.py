@@ -40,7 +40,7 @@ from mesp_core.forecasting.floors import (
     Candidate,
     FloorPlanner,
     FloorStage,
-    _cost_key,
+    cost_key,
     default_candidates,
 )
 from mesp_core.forecasting.model import load_model
@@ -136,7 +136,7 @@ def choose_defaults(model, head: DemandHead, candidates: list, counts: np.ndarra
     start = config.table_start_minute
     # The newsvendor candidate depends on the cost: replay it once per grid cost.
     fixed = [c for c in candidates if c.q != "newsvendor"]
-    per_cost = {c: Candidate(f"newsvendor@{_cost_key(c)}", q=newsvendor_level(c)) for c in config.costs}
+    per_cost = {c: Candidate(f"newsvendor@{cost_key(c)}", q=newsvendor_level(c)) for c in config.costs}
     replayed = fixed + list(per_cost.values())
     planner = FloorPlanner(head, replayed, {ALL_CLUSTERS: replayed[0].name}, config.default_cold_start_cost,
                            config.capacity, naive=lambda ctx, h: model._predict(model.naive_expert, ctx, h)[0])
@@ -179,7 +179,7 @@ def choose_defaults(model, head: DemandHead, candidates: list, counts: np.ndarra
             options = fixed + [per_cost[cost]]
             scores = [floor_cost(c_sum[replayed.index(c)], i_sum[replayed.index(c)], cost) for c in options]
             best = options[int(np.argmin(scores))]
-            table[_cost_key(cost)] = "newsvendor" if best is per_cost[cost] else best.name
+            table[cost_key(cost)] = "newsvendor" if best is per_cost[cost] else best.name
         tables[name] = table
         inst = demand_instances(predicted[:, mask], config.capacity)
         calibration[name] = {
@@ -241,7 +241,7 @@ def describe_floor(section: dict, cost: float | None = None) -> str:
     from mesp_core.forecasting.floors import nearest_cost
 
     cost = section["default_cold_start_cost"] if cost is None else cost
-    key = _cost_key(nearest_cost(section["costs"], cost))
+    key = cost_key(nearest_cost(section["costs"], cost))
     lines = []
     for cluster, table in section["defaults"].items():
         cal = section.get("calibration", {}).get(cluster, {})
