@@ -82,6 +82,8 @@ def main() -> int:
     parser.add_argument("--trace", nargs="+", default=[str(SAMPLE)], help="the trace the model was trained on")
     parser.add_argument("--costs", nargs="+", type=float, default=[1.0, 2.0, 4.0, 10.0, 32.0, 64.0])
     parser.add_argument("--variants", action="store_true", help="also the head alone and the cluster defaults alone")
+    parser.add_argument("--planner", nargs="*", default=[], metavar="WINDOW:EVERY",
+                        help="also the rolling choice scored over WINDOW minutes and reselected every EVERY minutes")
     parser.add_argument("--sample", type=int, default=0, help="a seeded sample of N validation functions (0 = all)")
     parser.add_argument("--start", type=int, default=720)
     parser.add_argument("--functions", choices=["validation", "held-out"], default="validation",
@@ -112,6 +114,11 @@ def main() -> int:
         for c in args.costs:
             policies[f"head alone C={c:g}"] = MespFloorPolicy(head_only, c, group="head alone")
             policies[f"cluster defaults C={c:g}"] = MespFloorPolicy(defaults_only, c, group="cluster defaults")
+    for spec in args.planner:
+        window, every = (int(x) for x in spec.split(":"))
+        other = variant(model, window=window, reselect_every=every)
+        for c in args.costs:
+            policies[f"MESP {spec} C={c:g}"] = MespFloorPolicy(other, c, group=f"MESP {spec}")
     naive_point, _ = model_forecasters(model, "naive")
     policies[NAIVE] = ForecastFloorPolicy(naive_point, config=PolicyConfig(), group=NAIVE)
     policies[KEEP_ALIVE] = FixedKeepAlivePolicy(10)
@@ -129,7 +136,7 @@ def main() -> int:
     for r in rows:
         print(f"{r['policy']:<28}{100 * r['cold_rate']:>9.2f}%{r['idle']:>15,}")
     summary = {}
-    for group in sorted({r["group"] for r in rows if r["group"] in ("MESP", "head alone", "cluster defaults")}):
+    for group in sorted({r["group"] for r in rows if r["group"] not in (NAIVE, None)}):
         curve = [r for r in rows if r["group"] == group]
         at_idle = interpolate(curve, "idle", "cold_rate", naive["idle"])
         at_cold = interpolate(curve, "cold_rate", "idle", keep["cold_rate"])
