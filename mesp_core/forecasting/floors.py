@@ -270,12 +270,26 @@ class FloorPlanner:
         self._chosen = self.default_index(None, n)
         self._last_reselect: int | None = None
 
-    def advance(self, history: np.ndarray, t: int, steps: int = 1, shared: dict | None = None) -> np.ndarray:
+    def backfill_inputs(self, history: np.ndarray, t: int) -> list:
+        """shared_inputs for each of the `window` minutes before t that has an hour of history
+        before it (what the first `advance` rebuilds the record from; shareable across costs)."""
+        return [(m, self.shared_inputs(history, m, 1)) for m in range(max(t - self.window, _NAIVE_MIN_HISTORY), t)]
+
+    def advance(self, history: np.ndarray, t: int, steps: int = 1, shared: dict | None = None,
+                backfill: list | None = None) -> np.ndarray:
         """Settings int [n, steps] for minutes t .. t+steps-1 from history [n, >= t] (minutes < t
-        are read). Call with increasing t; `reset(n)` first. `shared`: shared_inputs(history, t, steps)."""
+        are read). Call with increasing t; `reset(n)` first. `shared`: shared_inputs(history, t, steps).
+        The first call rebuilds the last `window` minutes' candidate floors from the history, as the
+        stateless `plan` does (`backfill`: backfill_inputs(history, t), when already computed)."""
         if self._n is None:
             raise RuntimeError("call reset(n) before advance()")
         n = self._n
+        if self._recorded_from is None:
+            for m, inputs in (self.backfill_inputs(history, t) if backfill is None else backfill):
+                past = self.candidate_plans(history, np.arange(n), np.full(n, m), 1, **inputs)
+                self._ring[:, :, m % self.window] = past[:, :, 0]
+                if self._recorded_from is None:
+                    self._recorded_from = m
         plans = self.candidate_plans(history, np.arange(n), np.full(n, t), steps, **(shared or {}))
         if self._last_reselect is None or t - self._last_reselect >= self.reselect_every:
             self._reselect(history, t)

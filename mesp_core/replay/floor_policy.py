@@ -53,6 +53,7 @@ class MespFloorPolicy(Policy):
         self.planner = self.model.floor_planner(self.cold_start_cost, capacity, settings.lead_minutes,
                                                 settings.keep_warm_minutes)
         self.planner.reset(settings.n_functions)
+        self._started = False
 
     def plan(self, step) -> np.ndarray:
         if self._fallback is not None:
@@ -62,7 +63,14 @@ class MespFloorPolicy(Policy):
         with torch.inference_mode():
             if key not in step._cache:
                 step._cache[key] = self.planner.shared_inputs(step.history, step.t, step.steps)
-            return self.planner.advance(step.history, step.t, step.steps, shared=step._cache[key])
+            backfill = None
+            if not self._started:  # the first step rebuilds the last window's record, once for all costs
+                backfill_key = ("mesp-floor-backfill", id(self.model.floor.head), self.planner.window)
+                if backfill_key not in step._cache:
+                    step._cache[backfill_key] = self.planner.backfill_inputs(step.history, step.t)
+                backfill = step._cache[backfill_key]
+                self._started = True
+            return self.planner.advance(step.history, step.t, step.steps, shared=step._cache[key], backfill=backfill)
 
     def chosen_floors(self) -> list[str]:
         """The floor policy each function uses now (after a replay: at its last minute)."""
