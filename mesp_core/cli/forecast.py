@@ -17,8 +17,9 @@ def register(sub) -> None:
     p.add_argument("--approach", default="moe", help=f"{APPROACH_HELP} (default moe)")
     p.add_argument("--cold-start-cost", type=float, metavar="C",
                    help="how many idle instance-minutes one avoided cold start is worth (C > 0): the upper quantile "
-                        "reported, and the one --capacity's plan is sized from, becomes the critical fractile C/(1+C) "
-                        "(default: not set, quantile 0.9)")
+                        "reported, and the one --capacity's plan is sized from, becomes the critical fractile C/(1+C); "
+                        "with a model that has a floor stage (`mesp floor`), --capacity's plan and each function's "
+                        "chosen floor come from that stage at C (default: the model's own cost)")
     p.add_argument("--quantile", type=float,
                    help="upper quantile also reported and sized from, an expert override of --cold-start-cost (default 0.9)")
     p.add_argument("--limit", type=int, default=20, help="rows shown in the table (default 20)")
@@ -70,6 +71,11 @@ def run(args) -> int:
     context = trace.counts[rows, :at]
     quantile = sizing_quantile(args.quantile, args.cold_start_cost)
     outlook = model.outlook(context, args.horizon, args.approach, quantile, args.capacity, args.lead)
+    floor = None
+    if args.capacity is not None and model.floor is not None and args.quantile is None:
+        # The plan the operator sets with this model: its floor stage at C (an explicit quantile overrides it).
+        floor = model.floor_plan(context, args.horizon, args.capacity, args.lead, args.cold_start_cost)
+        outlook.plan = floor.plan
     items = []
     for j, i in enumerate(rows):
         items.append({
@@ -80,6 +86,8 @@ def run(args) -> int:
         })
         if outlook.plan is not None:
             items[-1]["min_scale"] = outlook.plan[j].tolist()
+        if floor is not None:
+            items[-1]["floor"] = floor.floors[j]
     lines = [f"forecast at minute {at}, next {args.horizon} minutes ({args.approach}); showing the first 10 minutes"]
     if args.cold_start_cost is not None:
         lines.append(f"cold-start cost C={args.cold_start_cost:g} idle instance-minutes per avoided cold start: sized at "
@@ -90,7 +98,8 @@ def run(args) -> int:
         head = " ".join(f"{v:.0f}" for v in item["forecast"][:10])
         lines.append(f"{item['function'][-16:]}  cluster {route['cluster']} ({route['expert']}, d={route['distance']:.2f}, {route['description']}): {head}")
         if outlook.plan is not None:
-            lines.append(f"{'':16}  min-scale: {' '.join(str(v) for v in item['min_scale'][:10])}")
+            chosen = f" (floor: {item['floor']})" if "floor" in item else ""
+            lines.append(f"{'':16}  min-scale{chosen}: {' '.join(str(v) for v in item['min_scale'][:10])}")
     if len(items) > args.limit:
         lines.append(f"... {len(items) - args.limit} more (use --json for all)")
     if args.plot:
@@ -107,5 +116,7 @@ def run(args) -> int:
     if outlook.plan is not None:
         payload["policy"] = {"capacity_per_instance": args.capacity, "lead_minutes": args.lead, "quantile": quantile,
                              "cold_start_cost": args.cold_start_cost}
+        if floor is not None:
+            payload["policy"].update(quantile=None, floor_stage=True, cold_start_cost=floor.cold_start_cost)
     emit(args, payload, "\n".join(lines))
     return 0

@@ -119,3 +119,16 @@ def test_the_help_explains_the_cold_start_cost(capsys):
             main([command, "--help"])
         text = " ".join(capsys.readouterr().out.split())
         assert "how many idle instance-minutes one avoided cold start is worth" in text
+
+
+def test_with_a_floor_stage_the_plan_and_each_chosen_floor_come_from_it(tiny_floor_model_dir, tiny_trace, capsys):
+    from mesp_core import load_model
+
+    argv = ["forecast", "--model", str(tiny_floor_model_dir), *TINY_TRACE, "--horizon", "30", "--at", "2000",
+            "--capacity", "20", "--cold-start-cost", "8", "--json", "-"]
+    assert main(argv) == 0
+    payload = json.loads(capsys.readouterr().out)
+    expected = load_model(tiny_floor_model_dir).floor_plan(tiny_trace.counts[:, :2000], 30, 20.0, 1, 8.0)
+    assert payload["policy"]["floor_stage"] is True and payload["policy"]["cold_start_cost"] == 8.0
+    assert [f["min_scale"] for f in payload["functions"]] == expected.plan.tolist()
+    assert [f["floor"] for f in payload["functions"]] == expected.floors
