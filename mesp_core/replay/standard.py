@@ -119,10 +119,15 @@ def mesp_policy(model, cold_start_cost: float, config: PolicyConfig | None = Non
     """MESP's floor policy at one cold-start cost (idle instance-minutes one avoided cold start is
     worth): the replay's MESP curve is this function swept over costs, one point per cost.
 
-    Today it is the MoE's forecast floor at the critical fractile C / (1 + C) of its quantiles, as
+    With a floor stage it is `MespFloorPolicy`, the stage's per-function floor choice at C; without
+    one, the MoE's forecast floor at the critical fractile C / (1 + C) of its quantiles, as
     `MespModel.plan_min_scale(cold_start_cost=C)` sizes it. Pass one `forecasters` pair (from
     `model_forecasters(model, "moe")`) to every cost so the sweep costs one model run per step."""
     cost = check_cold_start_cost(cold_start_cost)
+    if getattr(model, "floor", None) is not None:
+        from mesp_core.replay.floor_policy import MespFloorPolicy  # imports torch: only with a model
+
+        return MespFloorPolicy(model, cost, config, group=MESP_CURVE)
     _, quantile = forecasters or model_forecasters(model, "moe")
     policy = ForecastFloorPolicy(quantile_forecaster=quantile, quantile=newsvendor_level(cost), config=config,
                                  group=MESP_CURVE)

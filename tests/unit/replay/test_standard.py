@@ -190,3 +190,13 @@ def test_a_mesp_point_plans_what_the_model_api_plans_at_that_cost(tiny_model, ti
     np.testing.assert_array_equal(first, expected[:, 0])
     assert not np.array_equal(expected, tiny_model.plan_min_scale(counts[:, 60:1500], 1, capacity_per_instance=5.0,
                                                                   lead_minutes=0, cold_start_cost=64.0))
+
+
+def test_with_a_floor_stage_the_mesp_curve_is_the_floor_stage_at_each_cost(tiny_floor_model_dir, tiny_model):
+    from mesp_core import load_model
+    from mesp_core.replay.floor_policy import MespFloorPolicy
+
+    with_stage = mesp_policy(load_model(tiny_floor_model_dir), 8.0)
+    assert isinstance(with_stage, MespFloorPolicy) and with_stage.has_floor_stage
+    assert with_stage.cold_start_cost == 8.0 and with_stage.group == "MESP"
+    assert isinstance(mesp_policy(tiny_model, 8.0), ForecastFloorPolicy)  # no stage: the experts' C/(1+C)
