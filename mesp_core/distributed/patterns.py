@@ -31,7 +31,7 @@ def _take(rows_source, index):
     return np.array(rows_source[np.asarray(index, dtype=np.int64)])
 
 
-class _Rows:
+class ShardRows:
     """Row lookup across shards by global row index (a few thousand rows at a time)."""
 
     def __init__(self, refs, sizes):
@@ -86,8 +86,8 @@ def cluster_days_sharded(
         raise ValueError(f"all {n_days} days are idle/constant: there is no shape to cluster")
     dtype = "float32" if n_live * MINUTES_PER_DAY > FLOAT64_MAX_VALUES else "float64"
     live_refs = [remote(_live_normalised).remote(r, f, dtype) for r, (f, _) in zip(refs, flags)]
-    live_rows = _Rows(live_refs, [int((~f).sum()) for f, _ in flags])
-    raw_rows = _Rows(refs, [len(f) for f, _ in flags])
+    live_rows = ShardRows(live_refs, [int((~f).sum()) for f, _ in flags])
+    raw_rows = ShardRows(refs, [len(f) for f, _ in flags])
 
     silhouette: dict[int, float] = {}
     if k is None:
@@ -141,3 +141,30 @@ def cluster_days_sharded(
         n_iter=int(model.n_iter_),
     )
     return result, model
+
+
+def member_sample(rows: ShardRows, labels: np.ndarray, per_cluster: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """Up to `per_cluster` evenly spread members of each cluster: (their row indices, the rows),
+    for plots that cannot hold every day."""
+    picked = []
+    for c in np.unique(labels[labels >= 0]):
+        members = np.flatnonzero(labels == c)
+        if len(members) > per_cluster:
+            members = members[np.linspace(0, len(members) - 1, per_cluster).round().astype(int)]
+        picked.append(members)
+    index = np.sort(np.concatenate(picked)) if picked else np.zeros(0, dtype=np.int64)
+    return index, rows.take(index)
+
+
+def sharded_cluster_days(n_shards: int):
+    """A `cluster_days` with the same arguments and result that runs K-Shape on Ray: the days
+    are cut into `n_shards` contiguous shards (for `train(..., cluster_days=...)`)."""
+
+    def cluster_days(days_raw, **kwargs) -> ClusteringResult:
+        days = _as_series_matrix(days_raw, "days")
+        ray = require_ray()
+        edges = np.linspace(0, len(days), min(n_shards, len(days)) + 1).round().astype(int)
+        refs = [ray.put(days[a:b]) for a, b in zip(edges[:-1], edges[1:])]
+        return cluster_days_sharded(refs, **kwargs)[0]
+
+    return cluster_days

@@ -89,7 +89,12 @@ class ShardedTrace:
         groups = day_groups(files)
         task = remote(_read_day_task, num_returns=2)
         calls = [task.remote(day_files, on_error) for _, day_files in groups]
-        metas = ray.get([meta for meta, _ in calls])  # a bad file raises its TraceFormatError here
+        try:
+            metas = ray.get([meta for meta, _ in calls])
+        except ray.exceptions.RayTaskError as exc:  # a bad file: the reader's own error, unwrapped
+            if isinstance(exc.cause, (TraceFormatError, ValueError, OSError)):
+                raise exc.cause from None
+            raise
         index_of: dict = {}
         keys: list = []
         triggers: list = []
@@ -125,13 +130,13 @@ class ShardedTrace:
         refs = [ray.put(trace.subset(np.arange(start, stop))) for start, stop in bounds]
         return cls(list(trace.keys), list(trace.triggers), list(trace.days), bounds, refs, trace.skipped, list(trace.problems))
 
-    def daily(self) -> tuple[list, np.ndarray]:
-        """Per shard a reference to its present function-days [rows, 1440], in shard order (the
-        rows of `InvocationTrace.daily()`), and every row's global function index."""
+    def daily(self) -> tuple[list, np.ndarray, list[int]]:
+        """Per shard a reference to its present function-days [rows, 1440] (in order, the rows of
+        `InvocationTrace.daily()`), every row's global function index, and the rows per shard."""
         ray = require_ray()
         calls = [remote(_daily, num_returns=2).remote(ref, start) for ref, (start, _) in zip(self.refs, self.bounds)]
         owners = ray.get([owner for _, owner in calls])
-        return [days for days, _ in calls], np.concatenate(owners)
+        return [days for days, _ in calls], np.concatenate(owners), [len(o) for o in owners]
 
     def gather(self) -> InvocationTrace:
         """The whole trace in this process (equal to `read_invocations` on the same files)."""
