@@ -56,6 +56,6 @@ def _cluster_on_ray(args):
         result, model = cluster_days_sharded(day_refs, k=args.k, k_range=range(args.k_min, args.k_max + 1),
                                              random_state=args.seed, progress=True)
         index, sample = member_sample(ShardRows(day_refs, sizes), result.labels)
-        summary = write_cluster_report(result, sample, owner, sharded.keys, args.out, days_index=index)
-    summary["ray"] = {"shards": sharded.n_shards, "peak_worker_rss_mb": round(max(model.peak_rss_mb_, sharded.reader_rss_mb), 1)}
+        spread = {"shards": sharded.n_shards, "peak_worker_rss_mb": round(max(model.peak_rss_mb_, sharded.reader_rss_mb), 1)}
+        summary = write_cluster_report(result, sample, owner, sharded.keys, args.out, days_index=index, extra={"ray": spread})
     return summary, result

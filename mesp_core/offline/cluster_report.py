@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 
 
-def write_cluster_report(result, days: np.ndarray, owner: np.ndarray, keys, out_dir, days_index=None) -> dict:
+def write_cluster_report(result, days: np.ndarray, owner: np.ndarray, keys, out_dir, days_index=None, extra=None) -> dict:
     """Write clusters.png, centroids.npy, labels.csv and clusters.json for a `cluster_days` result.
 
     `days` and `owner` come from `InvocationTrace.daily()`; `keys` are the trace's function keys.
     When the days are too many for one process (clustered on Ray), `days` may be a sample of them:
     the rows `days_index` of the full set, from which the plot draws its members.
+    `extra`: more entries for clusters.json (how the run was spread, with --ray).
     Returns the summary written to clusters.json."""
     from mesp_core.offline.plots import plot_clusters
 
@@ -39,6 +40,7 @@ def write_cluster_report(result, days: np.ndarray, owner: np.ndarray, keys, out_
         "idle_days": sizes.get(-1, 0),
         "outputs": {"plot": str(out / "clusters.png"), "centroids": str(out / "centroids.npy"), "labels": str(out / "labels.csv")},
     }
+    summary.update(extra or {})
     (out / "clusters.json").write_text(json.dumps(summary, indent=2, default=_jsonable) + "\n")
     return summary
 
