@@ -72,7 +72,8 @@ def load_sharded_trace(args, n_shards: int):
     if getattr(args, "trace", None):
         sharded = ShardedTrace.read(args.trace, n_shards, on_error="skip" if args.skip_bad_rows else "raise")
         if sharded.skipped:
-            print(f"mesp: skipped {sharded.skipped} malformed rows (first: {sharded.problems[0] if sharded.problems else '?'})", file=sys.stderr)
+            first = sharded.problems[0] if sharded.problems else "?"
+            print(f"mesp: skipped {sharded.skipped} malformed rows (first: {first})", file=sys.stderr)
         source = f"{len(args.trace)} file(s)"
     else:
         sharded = ShardedTrace.from_trace(load_trace(args, progress=False), n_shards)

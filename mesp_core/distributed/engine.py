@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import resource
 import sys
 
@@ -20,7 +19,9 @@ def require_ray():
     try:
         import ray
     except ImportError as exc:
-        raise RayUnavailableError(f"--ray needs the Ray package, which is not installed here ({exc}); install it with: {INSTALL_HINT}") from None
+        raise RayUnavailableError(
+            f"--ray needs the Ray package, which is not installed here ({exc}); install it with: {INSTALL_HINT}"
+        ) from None
     return ray
 
 
@@ -63,7 +64,7 @@ def default_shards() -> int:
     return max(2, 2 * cpus)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def remote(fn, num_returns: int = 1, max_retries: int = 3):
     """`fn` as a Ray task (built on first use, so importing this package never imports Ray).
 
@@ -76,7 +77,3 @@ def peak_rss_mb() -> float:
     """Peak resident memory of the calling process so far, MiB (ru_maxrss is KiB on Linux)."""
     scale = 1 if sys.platform == "darwin" else 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / (1 << 20)
-
-
-def worker_pid() -> int:
-    return os.getpid()
