@@ -7,8 +7,9 @@ fresh process so peak RSS is its own:
   single: read_invocations -> daily patterns -> idle days set aside -> KShape(k).fit
   ray:    ShardedTrace.read (a Ray task per day file, then one per function shard) -> the shards'
           daily patterns -> ShardedKShape(k).fit, on a local Ray cluster of --cpus CPUs
-The ray figures give the driver's peak RSS and the largest peak RSS of a Ray worker (the workers
-also import torch, about 0.4 GB each before any data). Labels must be identical.
+The ray figures give the driver's peak RSS, the largest peak RSS of a day-reading worker (it parses
+one whole day file, then exits) and of a K-Shape shard worker (the workers import torch, about
+0.4 GB each before any data). Labels must be identical.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def run_ray(files, args) -> dict:
         model = ShardedKShape(args.k, max_iter=args.max_iter, random_state=args.seed).fit(live_refs)
         return {"labels": model.labels_, "read_s": read_s, "wall_s": time.perf_counter() - started,
                 "n_days": len(model.labels_), "n_iter": model.n_iter_, "inertia": model.inertia_,
-                "driver_rss_mb": _rss_mb(), "worker_rss_mb": max(model.peak_rss_mb_, sharded.reader_rss_mb),
+                "driver_rss_mb": _rss_mb(), "worker_rss_mb": model.peak_rss_mb_, "reader_rss_mb": sharded.reader_rss_mb,
                 "shards": sharded.n_shards}
     finally:
         ray.shutdown()
@@ -119,10 +120,13 @@ def main() -> None:
             results[mode] = json.loads(Path(out).read_text())
             results[mode]["labels"] = np.load(out + ".labels.npy")
     single, on_ray = results["single"], results["ray"]
-    print(f"{'':8}{'days':>8}{'read s':>9}{'total s':>9}{'iters':>7}{'driver RSS MiB':>16}{'worker RSS MiB':>16}")
+    print(f"{'':8}{'days':>8}{'read s':>9}{'total s':>9}{'iters':>7}{'driver RSS MiB':>16}"
+          f"{'reader RSS MiB':>16}{'K-Shape worker RSS MiB':>24}")
     for name, r in results.items():
+        reader = f"{r['reader_rss_mb']:.0f}" if "reader_rss_mb" in r else "-"
         worker = f"{r['worker_rss_mb']:.0f}" if "worker_rss_mb" in r else "-"
-        print(f"{name:8}{r['n_days']:>8}{r['read_s']:>9.1f}{r['wall_s']:>9.1f}{r['n_iter']:>7}{r['driver_rss_mb']:>16.0f}{worker:>16}")
+        print(f"{name:8}{r['n_days']:>8}{r['read_s']:>9.1f}{r['wall_s']:>9.1f}{r['n_iter']:>7}{r['driver_rss_mb']:>16.0f}"
+              f"{reader:>16}{worker:>24}")
     same = np.array_equal(single["labels"], on_ray["labels"])
     print(f"labels identical: {same}; inertia {single['inertia']:.9f} vs {on_ray['inertia']:.9f}")
     if not same:

@@ -65,12 +65,13 @@ def default_shards() -> int:
 
 
 @functools.cache
-def remote(fn, num_returns: int = 1, max_retries: int = 3):
+def remote(fn, num_returns: int = 1, max_retries: int = 3, max_calls: int = 0):
     """`fn` as a Ray task (built on first use, so importing this package never imports Ray).
 
     Tasks are pure functions of their arguments, so Ray may rerun one on another worker when
-    its worker dies (max_retries) and get the same result."""
-    return require_ray().remote(num_returns=num_returns, max_retries=max_retries)(fn)
+    its worker dies (max_retries) and get the same result. `max_calls=1`: the worker process
+    exits after the task (its memory goes back to the machine; 0 = reused without limit)."""
+    return require_ray().remote(num_returns=num_returns, max_retries=max_retries, max_calls=max_calls)(fn)
 
 
 def peak_rss_mb() -> float:

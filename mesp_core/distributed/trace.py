@@ -87,7 +87,8 @@ class ShardedTrace:
         _check_shards(n_shards)
         files = _expand_paths(paths)
         groups = day_groups(files)
-        task = remote(_read_day_task, num_returns=2)
+        # a day file's parse peaks at a few times its size: its worker exits afterwards
+        task = remote(_read_day_task, num_returns=2, max_calls=1)
         calls = [task.remote(day_files, on_error) for _, day_files in groups]
         try:
             metas = ray.get([meta for meta, _ in calls])
