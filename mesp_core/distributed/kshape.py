@@ -217,20 +217,31 @@ class ShardedKShape(KShape):
         T, dtype = self._T, _DTYPES[self._dtype_name]
         small = [k for k in range(len(centroids)) if sizes[k] < T]
         large = [k for k in range(len(centroids)) if sizes[k] >= T]
-        terms = ray.get([remote(_shape_terms).remote(Z, st, small, large, self._dtype_name) for Z, st in zip(self._Z, states)])
-        self.peak_rss_mb_ = max([self.peak_rss_mb_] + [rss for _, _, rss in terms])
+        refs = [remote(_shape_terms).remote(Z, st, small, large, self._dtype_name) for Z, st in zip(self._Z, states)]
+        aligned_parts: dict[int, list[np.ndarray]] = {k: [] for k in small}
+        scatter: dict[int, np.ndarray] = {}
+        for ref in refs:  # one shard's part at a time: the driver holds the totals and one part
+            aligned, partial, rss = ray.get(ref)
+            self.peak_rss_mb_ = max(self.peak_rss_mb_, rss)
+            for k in small:
+                aligned_parts[k].append(aligned[k])
+            for k in large:
+                if k in scatter:
+                    scatter[k] += partial[k]
+                else:
+                    scatter[k] = np.array(partial[k])  # a writable copy of the object-store array
+            del aligned, partial
         new = np.empty_like(centroids)
         directions: dict[int, np.ndarray] = {}
         with serial():
             for k in small:
-                aligned = torch.from_numpy(np.concatenate([a[k] for a, _, _ in terms]))
+                aligned = torch.from_numpy(np.concatenate(aligned_parts.pop(k)))
                 mu = _shape_direction(aligned, None, centroids[k], int(sizes[k]), T, dtype)
                 plus, minus = _sign_sums(aligned, mu)
                 new[k] = (-mu if minus < plus else mu).numpy()
             for k in large:
-                S = torch.from_numpy(np.sum([s[k] for _, s, _ in terms], axis=0))
+                S = torch.from_numpy(scatter.pop(k))
                 directions[k] = _shape_direction(None, S, centroids[k], int(sizes[k]), T, dtype).numpy()
-        del terms
         if directions:
             sums = ray.get([remote(_sign_terms).remote(Z, st, directions, self._dtype_name) for Z, st in zip(self._Z, states)])
             for k, mu in directions.items():
