@@ -7,9 +7,12 @@ fresh process so peak RSS is its own:
   single: read_invocations -> daily patterns -> idle days set aside -> KShape(k).fit
   ray:    ShardedTrace.read (a Ray task per day file, then one per function shard) -> the shards'
           daily patterns -> ShardedKShape(k).fit, on a local Ray cluster of --cpus CPUs
-The ray figures give the driver's peak RSS, the largest peak RSS of a day-reading worker (it parses
-one whole day file, then exits) and of a K-Shape shard worker (the workers import torch, about
-0.4 GB each before any data). Labels must be identical.
+Memory: one process's peak RSS (ru_maxrss) for single. A Ray process maps the shared object store
+and the store pages it reads count in its RSS without being its own, so for ray the figures are
+the largest peak RSS of a day-reading worker (a fresh process per day file, exiting after it), and
+the private memory (RssAnon) of the driver and of the K-Shape shard workers, sampled after every
+step / as each task ends (workers import torch: about 0.3 GB before any data). Labels must be
+identical.
 """
 
 from __future__ import annotations
@@ -75,7 +78,8 @@ def run_ray(files, args) -> dict:
         model = ShardedKShape(args.k, max_iter=args.max_iter, random_state=args.seed).fit(live_refs)
         return {"labels": model.labels_, "read_s": read_s, "wall_s": time.perf_counter() - started,
                 "n_days": len(model.labels_), "n_iter": model.n_iter_, "inertia": model.inertia_,
-                "driver_rss_mb": _rss_mb(), "worker_rss_mb": model.peak_rss_mb_, "reader_rss_mb": sharded.reader_rss_mb,
+                "driver_rss_mb": _rss_mb(), "driver_private_mb": model.driver_memory_mb_,
+                "worker_rss_mb": model.worker_memory_mb_, "reader_rss_mb": sharded.reader_rss_mb,
                 "shards": sharded.n_shards}
     finally:
         ray.shutdown()
@@ -120,13 +124,12 @@ def main() -> None:
             results[mode] = json.loads(Path(out).read_text())
             results[mode]["labels"] = np.load(out + ".labels.npy")
     single, on_ray = results["single"], results["ray"]
-    print(f"{'':8}{'days':>8}{'read s':>9}{'total s':>9}{'iters':>7}{'driver RSS MiB':>16}"
-          f"{'reader RSS MiB':>16}{'K-Shape worker RSS MiB':>24}")
     for name, r in results.items():
-        reader = f"{r['reader_rss_mb']:.0f}" if "reader_rss_mb" in r else "-"
-        worker = f"{r['worker_rss_mb']:.0f}" if "worker_rss_mb" in r else "-"
-        print(f"{name:8}{r['n_days']:>8}{r['read_s']:>9.1f}{r['wall_s']:>9.1f}{r['n_iter']:>7}{r['driver_rss_mb']:>16.0f}"
-              f"{reader:>16}{worker:>24}")
+        print(f"{name:7} {r['n_days']} days, {r['n_iter']} iterations: read {r['read_s']:.1f} s, total {r['wall_s']:.1f} s; "
+              f"driver peak RSS {r['driver_rss_mb']:.0f} MiB")
+    print(f"        ray memory: driver private {on_ray['driver_private_mb']:.0f} MiB (its RSS also counts object-store pages it read); "
+          f"largest day-reading worker peak RSS {on_ray['reader_rss_mb']:.0f} MiB; "
+          f"largest K-Shape worker private {on_ray['worker_rss_mb']:.0f} MiB")
     same = np.array_equal(single["labels"], on_ray["labels"])
     print(f"labels identical: {same}; inertia {single['inertia']:.9f} vs {on_ray['inertia']:.9f}")
     if not same:

@@ -40,7 +40,9 @@ def run(args) -> int:
         lines.append(f"cluster {c:<3} {sizes.get(c, 0):>6} days  {result.descriptions[c]['label']}")
     lines.append(f"\nplot: {summary['outputs']['plot']}; labels: {summary['outputs']['labels']}")
     if "ray" in summary:
-        lines.append(f"Ray: {summary['ray']['shards']} shards, peak worker RSS {summary['ray']['peak_worker_rss_mb']:.0f} MiB")
+        spread = summary["ray"]
+        lines.append(f"Ray: {spread['shards']} shards; largest worker: {spread['reader_peak_rss_mb']:.0f} MiB reading a day file, "
+                     f"{spread['kshape_worker_mb']:.0f} MiB private in K-Shape")
     emit(args, summary, "\n".join(lines))
     return 0
 
@@ -56,6 +58,7 @@ def _cluster_on_ray(args):
         result, model = cluster_days_sharded(day_refs, k=args.k, k_range=range(args.k_min, args.k_max + 1),
                                              random_state=args.seed, progress=True)
         index, sample = member_sample(ShardRows(day_refs, sizes), result.labels)
-        spread = {"shards": sharded.n_shards, "peak_worker_rss_mb": round(max(model.peak_rss_mb_, sharded.reader_rss_mb), 1)}
+        spread = {"shards": sharded.n_shards, "reader_peak_rss_mb": round(sharded.reader_rss_mb, 1),
+                  "kshape_worker_mb": round(model.worker_memory_mb_, 1)}
         summary = write_cluster_report(result, sample, owner, sharded.keys, args.out, days_index=index, extra={"ray": spread})
     return summary, result

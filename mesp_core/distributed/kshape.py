@@ -25,7 +25,7 @@ import warnings
 import numpy as np
 import torch
 
-from mesp_core.distributed.engine import peak_rss_mb, remote, require_ray
+from mesp_core.distributed.engine import private_mb, remote, require_ray
 from mesp_core.forecasting.kshape import (
     EmptyClusterError,
     KShape,
@@ -77,7 +77,7 @@ def _assign_shard(Z, centroids, state, drift, dtype: str, K: int):
         drift = None if drift is None else np.array(drift)  # writable copies for torch.from_numpy
         assignment, pairs = _nearest_centroids(sbd, np.array(centroids), _previous(state), drift)
     sizes = np.bincount(assignment.labels, minlength=K)
-    summary = {"sizes": sizes, "sq_sum": assignment.sq_sum, "pairs": pairs, "rss_mb": peak_rss_mb()}
+    summary = {"sizes": sizes, "sq_sum": assignment.sq_sum, "pairs": pairs, "memory_mb": private_mb()}
     return summary, (assignment.labels, assignment.lags.numpy(), assignment.bounds.numpy())
 
 
@@ -100,7 +100,7 @@ def _shape_terms(Z, state, small, large, dtype: str):
                 Y = _centred(sbd.aligned(part, lags[part]))
                 S += (Y.T @ Y).double()
             scatter[k] = S.numpy()
-    return aligned, scatter, peak_rss_mb()
+    return aligned, scatter, private_mb()
 
 
 def _sign_terms(Z, state, directions, dtype: str):
@@ -133,7 +133,8 @@ class ShardedKShape(KShape):
     fit() takes a list of shards: arrays [n_s, T] or Ray ObjectRefs to them. The result (labels
     in shard order, centroids, inertia, n_iter) equals `KShape(...).fit(np.concatenate(shards))`:
     labels identical, centroids within floating-point rounding (sums added in another order).
-    `peak_rss_mb_` is the largest peak RSS seen in a shard task's worker."""
+    `worker_memory_mb_`: the largest private memory of a shard task's worker (sampled as each task
+    ends); `driver_memory_mb_`: the same for this process, sampled after every step."""
 
     def fit(self, shards, y=None):
         ray = require_ray()
@@ -154,7 +155,7 @@ class ShardedKShape(KShape):
         dtype = self._torch_dtype(n, T)
         self._dtype_name = "float32" if dtype == torch.float32 else "float64"
         self._T, self._n = T, n
-        self.peak_rss_mb_ = 0.0
+        self.worker_memory_mb_ = self.driver_memory_mb_ = 0.0
         rs = _check_random_state(self.random_state)
         max_attempts = 1 if init is not None else max(self.n_init, 10)
         best = None
@@ -206,7 +207,8 @@ class ShardedKShape(KShape):
         summaries = ray.get([summary for summary, _ in calls])
         sizes = np.sum([s["sizes"] for s in summaries], axis=0)
         self._pairs_computed += sum(s["pairs"] for s in summaries)
-        self.peak_rss_mb_ = max([self.peak_rss_mb_] + [s["rss_mb"] for s in summaries])
+        self.worker_memory_mb_ = max([self.worker_memory_mb_] + [s["memory_mb"] for s in summaries])
+        self.driver_memory_mb_ = max(self.driver_memory_mb_, private_mb())
         if sizes.min() == 0:
             raise EmptyClusterError
         inertia = float(sum(s["sq_sum"] for s in summaries) / self._n)
@@ -221,8 +223,8 @@ class ShardedKShape(KShape):
         aligned_parts: dict[int, list[np.ndarray]] = {k: [] for k in small}
         scatter: dict[int, np.ndarray] = {}
         for ref in refs:  # one shard's part at a time: the driver holds the totals and one part
-            aligned, partial, rss = ray.get(ref)
-            self.peak_rss_mb_ = max(self.peak_rss_mb_, rss)
+            aligned, partial, memory = ray.get(ref)
+            self.worker_memory_mb_ = max(self.worker_memory_mb_, memory)
             for k in small:
                 aligned_parts[k].append(aligned[k])
             for k in large:
@@ -242,6 +244,7 @@ class ShardedKShape(KShape):
             for k in large:
                 S = torch.from_numpy(scatter.pop(k))
                 directions[k] = _shape_direction(None, S, centroids[k], int(sizes[k]), T, dtype).numpy()
+        self.driver_memory_mb_ = max(self.driver_memory_mb_, private_mb())
         if directions:
             sums = ray.get([remote(_sign_terms).remote(Z, st, directions, self._dtype_name) for Z, st in zip(self._Z, states)])
             for k, mu in directions.items():

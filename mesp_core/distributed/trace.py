@@ -50,10 +50,6 @@ def _daily(shard: InvocationTrace, first_function: int):
     return days, owner + first_function
 
 
-def _shard_rss(_shard) -> float:
-    return peak_rss_mb()
-
-
 @dataclass
 class ShardedTrace:
     """A trace as contiguous shards of functions, each an `InvocationTrace` in Ray's object store.
@@ -68,7 +64,7 @@ class ShardedTrace:
     refs: list  # ray.ObjectRef -> InvocationTrace, one per shard
     skipped: int = 0
     problems: list = field(default_factory=list)
-    reader_rss_mb: float = 0.0  # largest peak RSS of a day-reading worker
+    reader_rss_mb: float = 0.0  # largest peak RSS of a day-reading worker (one fresh process per day)
 
     @property
     def n_functions(self) -> int:

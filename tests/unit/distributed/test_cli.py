@@ -23,10 +23,10 @@ def test_cluster_with_ray_writes_what_one_process_writes(ray_cluster, tmp_path, 
     assert main([*common, "--out", str(tmp_path / "one")]) == 0
     assert main([*common, "--out", str(tmp_path / "ray"), "--ray", "auto", "--shards", "3"]) == 0
     table = capsys.readouterr().out
-    assert "Ray: 3 shards, peak worker RSS" in table
+    assert "Ray: 3 shards; largest worker: " in table
     one = json.loads((tmp_path / "one" / "clusters.json").read_text())
     on_ray = json.loads((tmp_path / "ray" / "clusters.json").read_text())
-    assert on_ray["ray"]["shards"] == 3 and on_ray["ray"]["peak_worker_rss_mb"] > 0
+    assert on_ray["ray"]["shards"] == 3 and on_ray["ray"]["reader_peak_rss_mb"] > 0 and on_ray["ray"]["kshape_worker_mb"] > 0
     assert _without_paths(on_ray) == _without_paths(one)
     assert (tmp_path / "ray" / "labels.csv").read_text() == (tmp_path / "one" / "labels.csv").read_text()
     np.testing.assert_allclose(np.load(tmp_path / "ray" / "centroids.npy"), np.load(tmp_path / "one" / "centroids.npy"), atol=1e-6)
