@@ -67,7 +67,8 @@ def run_ray(files, args) -> dict:
     from mesp_core.distributed.kshape import ShardedKShape
     from mesp_core.distributed.trace import ShardedTrace
 
-    ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)  # a fresh cluster, never one already running
+    # address="local": a fresh cluster, never one already running here (a test run's, say)
+    ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
     try:
         started = time.perf_counter()
         sharded = ShardedTrace.read(files, args.shards)
