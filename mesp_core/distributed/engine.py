@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import resource
+import socket
 import sys
 
 INSTALL_HINT = 'pip install "mesp[ray]"'
@@ -33,10 +34,12 @@ def connect(address: str = "auto", **init_kwargs) -> bool:
     machine's cores is started for the length of the run. Anything else is a cluster address
     (`HOST:6379`, `ray://HOST:10001`)."""
     ray = require_ray()
-    if ray.is_initialized():
-        return False
     if not address:
         raise ValueError("--ray needs 'auto' or a cluster address (HOST:PORT or ray://HOST:PORT)")
+    if address != "auto":
+        _check_reachable(address)  # Ray itself retries an unreachable address for minutes
+    if ray.is_initialized():
+        return False
     kwargs = {"log_to_driver": False, "include_dashboard": False, **init_kwargs}
     try:
         # ray.init(address=None) connects to RAY_ADDRESS / the latest local cluster, else starts one.
@@ -44,6 +47,18 @@ def connect(address: str = "auto", **init_kwargs) -> bool:
     except (ConnectionError, ValueError, RuntimeError) as exc:
         raise RayUnavailableError(f"cannot reach the Ray cluster at {address!r}: {exc}") from None
     return True
+
+
+def _check_reachable(address: str, timeout: float = 10.0) -> None:
+    """RayUnavailableError unless something listens at the HOST:PORT of a cluster address."""
+    target = address.split("://", 1)[-1]
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        raise RayUnavailableError(f"--ray {address!r}: expected 'auto', HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise RayUnavailableError(f"cannot reach the Ray cluster at {address!r}: {exc}") from None
 
 
 @contextlib.contextmanager

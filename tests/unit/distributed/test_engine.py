@@ -72,3 +72,19 @@ def test_the_cli_help_names_the_flag():
     for command in ("cluster", "train"):
         text = build_parser()._subparsers._group_actions[0].choices[command].format_help()
         assert "--ray auto|ADDRESS" in text and "--shards N" in text
+
+
+def test_an_address_where_no_cluster_listens_is_one_clear_line(tmp_path, capsys):
+    import socket
+
+    from mesp_core.cli import main
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    argv = ["cluster", "--synthetic-functions", "12", "--out", str(tmp_path), "--ray", f"127.0.0.1:{port}"]
+    assert main(argv) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("mesp ")]
+    assert len(err) == 1 and f"cannot reach the Ray cluster at '127.0.0.1:{port}'" in err[0], err
+    assert main(["cluster", "--synthetic-functions", "12", "--out", str(tmp_path), "--ray", "somewhere"]) == 2
+    assert "expected 'auto', HOST:PORT or ray://HOST:PORT" in capsys.readouterr().err
