@@ -431,16 +431,16 @@ def read_day(day_files: list[Path], on_error: str, bar=None) -> DayRows:
     return DayRows(keys, triggers, counts, skipped, problems)
 
 
-def index_functions(day: DayRows, index_of: dict, keys: list, triggers: list) -> np.ndarray:
-    """Function index of each of the day's rows; functions not seen before are appended to
+def index_functions(day_keys: list, day_triggers: list, index_of: dict, keys: list, triggers: list) -> np.ndarray:
+    """Function index of each of a day's rows; functions not seen before are appended to
     `keys`/`triggers` (so functions are ordered by first appearance)."""
-    idx = np.empty(len(day.keys), dtype=np.int64)
-    for r, key in enumerate(day.keys):
+    idx = np.empty(len(day_keys), dtype=np.int64)
+    for r, key in enumerate(day_keys):
         f = index_of.get(key)
         if f is None:
             f = index_of[key] = len(keys)
             keys.append(key)
-            triggers.append(day.triggers[r])
+            triggers.append(day_triggers[r])
         idx[r] = f
     return idx
 
@@ -480,7 +480,7 @@ def read_invocations(paths, on_error: str = "raise", progress: bool = False) -> 
             day = read_day(day_files, on_error, bar)
             skipped += day.skipped
             problems.extend(day.problems[: MAX_LISTED_PROBLEMS - len(problems)])
-            day_blocks.append((index_functions(day, index_of, keys, triggers), day.counts))
+            day_blocks.append((index_functions(day.keys, day.triggers, index_of, keys, triggers), day.counts))
     finally:
         if bar is not None:
             bar.close()

@@ -101,8 +101,7 @@ class ShardedTrace:
         for meta in metas:
             skipped += meta["skipped"]
             problems.extend(meta["problems"][: MAX_LISTED_PROBLEMS - len(problems)])
-            day = _KeysOnly(meta["keys"], meta["triggers"])
-            day_index.append(index_functions(day, index_of, keys, triggers))
+            day_index.append(index_functions(meta["keys"], meta["triggers"], index_of, keys, triggers))
         if not keys:
             raise TraceFormatError(files[0], None, "no valid function rows in the given trace file(s)")
         labels = [label for label, _ in groups]
@@ -148,12 +147,6 @@ class ShardedTrace:
             skipped=self.skipped,
             problems=list(self.problems),
         )
-
-
-@dataclass
-class _KeysOnly:
-    keys: list
-    triggers: list
 
 
 def _check_shards(n_shards) -> None:
