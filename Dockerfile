@@ -6,10 +6,14 @@
 
 ARG PYTHON_VERSION=3.11
 ARG TORCH_VERSION=2.13.0
+# Extras to install with MESP: none for the operator image; "train,ray" for the image a KubeRay
+# RayJob trains with (manifests/kuberay/rayjob-train.yaml).
+ARG MESP_EXTRAS=""
 
 # --- build: a self-contained virtualenv in /opt/mesp ------------------------------------------------
 FROM python:${PYTHON_VERSION}-slim AS build
 ARG TORCH_VERSION
+ARG MESP_EXTRAS
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/mesp
@@ -23,7 +27,7 @@ COPY mesp_core ./mesp_core
 COPY operator ./operator
 # A regular (non-editable) install: the package, its data (the default model) and the `mesp` script
 # all land in the virtualenv, so the runtime stage needs nothing from /src.
-RUN pip install . \
+RUN pip install ".${MESP_EXTRAS:+[$MESP_EXTRAS]}" \
  && python -c "from mesp_core.forecasting.model import default_model_path; import mesp_core; mesp_core.load_model(default_model_path()); print('default model loads')"
 
 # --- runtime ----------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ contract (bad input: one line on stderr, exit 2, never a traceback)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -38,6 +39,48 @@ def add_trace(parser: argparse.ArgumentParser, required: bool = False) -> None:
         group.add_argument("--synthetic-functions", type=int, default=600, metavar="N", help="functions in the generated trace (default 600)")
         group.add_argument("--synthetic-days", type=int, default=2, metavar="D", help="days in the generated trace (default 2)")
         group.add_argument("--seed", type=int, default=0, help="seed of the generated trace and of training (default 0)")
+
+
+def add_ray(parser: argparse.ArgumentParser, what: str) -> None:
+    group = parser.add_argument_group("past one machine (Ray)")
+    group.add_argument("--ray", metavar="auto|ADDRESS",
+                       help=f"run {what} on a Ray cluster: 'auto' joins the one in RAY_ADDRESS or started here with "
+                       "'ray start --head', else starts a local one; or a cluster address HOST:6379 / ray://HOST:10001. "
+                       "Needs the 'ray' extra. Without it: one process, Ray never imported")
+    group.add_argument("--shards", type=int, metavar="N",
+                       help="function shards with --ray (default: 2 per CPU of the cluster); a worker holds one shard")
+
+
+@contextlib.contextmanager
+def ray_cluster(args):
+    """Attached to the Ray cluster --ray names for the length of the block; yields the shard count."""
+    from mesp_core.distributed.engine import RayUnavailableError, default_shards, ray_session
+
+    if args.shards is not None and args.shards < 1:
+        raise CliError(f"--shards must be >= 1, got {args.shards}")
+    try:
+        with ray_session(args.ray):
+            yield args.shards or default_shards()
+    except RayUnavailableError as exc:
+        raise CliError(str(exc)) from None
+
+
+def load_sharded_trace(args, n_shards: int):
+    """load_trace for --ray: the day files read into function shards on the cluster."""
+    from mesp_core.distributed.trace import ShardedTrace
+
+    if getattr(args, "trace", None):
+        sharded = ShardedTrace.read(args.trace, n_shards, on_error="skip" if args.skip_bad_rows else "raise")
+        if sharded.skipped:
+            first = sharded.problems[0] if sharded.problems else "?"
+            print(f"mesp: skipped {sharded.skipped} malformed rows (first: {first})", file=sys.stderr)
+        source = f"{len(args.trace)} file(s)"
+    else:
+        sharded = ShardedTrace.from_trace(load_trace(args, progress=False), n_shards)
+        source = "the generated trace"
+    print(f"mesp: {sharded.n_functions} functions x {len(sharded.days)} days from {source} in {sharded.n_shards} shards on Ray",
+          file=sys.stderr)
+    return sharded
 
 
 def add_json(parser: argparse.ArgumentParser) -> None:

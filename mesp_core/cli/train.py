@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from mesp_core.cli.common import add_json, add_trace, command, emit, fraction, load_trace
+from mesp_core.cli.common import add_json, add_ray, add_trace, command, emit, fraction, load_trace, ray_cluster
 from mesp_core.offline.config import TrainConfig
 
 _DEFAULTS = TrainConfig()
@@ -31,6 +31,7 @@ def register(sub) -> None:
     p.add_argument("--quick", action="store_true", help="small time budget (demo/tests): same pipeline, fewer windows and shorter trials")
     p.add_argument("--plots", metavar="DIR", help="write centroid plots to DIR")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    add_ray(p, "the clustering stage (K-Shape)")
     add_json(p)
     p.set_defaults(func=run)
 
@@ -51,7 +52,13 @@ def run(args) -> int:
     )
     if args.quick:
         config = quick(config)
-    report = train(trace, args.out, config, progress=not args.quiet)
+    if args.ray:
+        from mesp_core.distributed.patterns import sharded_cluster_days
+
+        with ray_cluster(args) as n_shards:
+            report = train(trace, args.out, config, progress=not args.quiet, cluster_days=sharded_cluster_days(n_shards))
+    else:
+        report = train(trace, args.out, config, progress=not args.quiet)
     if args.plots:
         _plot_centroids(args.out, args.plots)
     emit(args, report.to_json(), _table(report))

@@ -355,22 +355,8 @@ def _expand_paths(paths) -> list[Path]:
     return expanded
 
 
-def read_invocations(paths, on_error: str = "raise", progress: bool = False) -> InvocationTrace:
-    """Read one or more invocation files (or directories holding them) into one InvocationTrace.
-
-    ``paths``: a path, a directory (all ``invocations_per_function_md*`` files in it) or a list.
-    Files named ``...dNN...`` are days joined per function key in day order; undated files form one
-    day together, their rows concatenated as extra functions (see the module docstring).
-    ``on_error``: ``"raise"`` (default) raises TraceFormatError at the first bad row;
-    ``"skip"`` drops bad rows and counts them (``.skipped``, ``.problems``). A key repeated within a
-    day is a bad row at its second occurrence (the first is kept).
-    Functions are ordered by first appearance (day order, then file order, then line order).
-    Memory: the result is float32 ``[n_functions, n_days*1440]``; a multi-day read briefly holds
-    the per-day arrays as well.
-    """
-    if on_error not in _ON_ERROR_CHOICES:
-        raise ValueError(f"on_error must be one of {_ON_ERROR_CHOICES}, got {on_error!r}")
-    files = _expand_paths(paths)
+def day_groups(files: list[Path]) -> list[tuple[str, list[Path]]]:
+    """The files of each day, in day order: ``[("d01", [...]), ...]`` (one group when undated)."""
     labelled = [(path, *_day_label(path)) for path in files]
     dated = [item for item in labelled if item[1] is not None]
     undated = [item for item in labelled if item[1] is None]
@@ -389,6 +375,93 @@ def read_invocations(paths, on_error: str = "raise", progress: bool = False) -> 
     else:
         labels = list(dict.fromkeys(label for _, _, label in undated))
         groups = [("+".join(labels), [path for path, _, _ in undated])]
+    return groups
+
+
+@dataclass
+class DayRows:
+    """The valid rows of one day's file(s), in file then line order."""
+
+    keys: list[tuple[str, str, str]]
+    triggers: list[str]
+    counts: np.ndarray  # float32 [rows, 1440]
+    skipped: int
+    problems: list[tuple[str, int | None, str]]
+
+
+def read_day(day_files: list[Path], on_error: str, bar=None) -> DayRows:
+    """Read and validate the files of one day; a key repeated across them is a bad row."""
+    seen_at: dict[tuple[str, str, str], tuple[_FileRows, int]] = {}
+    keys: list[tuple[str, str, str]] = []
+    triggers: list[str] = []
+    day_counts: list[np.ndarray] = []
+    problems: list[tuple[str, int | None, str]] = []
+    skipped = 0
+    for path in day_files:
+        rows = _read_invocation_file(path, on_error)
+        skipped += rows.n_bad
+        problems.extend(rows.problems[: MAX_LISTED_PROBLEMS - len(problems)])
+        keep = np.ones(len(rows.keys), dtype=bool)
+        # Keys repeated across files of one day (rare): reject the later row.
+        for r, key in enumerate(rows.keys):
+            if key in seen_at:
+                first_rows, first_r = seen_at[key]
+                first_line = first_rows.line_numbers()[first_r]
+                reason = f"duplicate key {_short_key(key)} (first at {first_rows.path}:{first_line})"
+                line = int(rows.line_numbers()[r])
+                if on_error == "raise":
+                    raise TraceFormatError(path, line, reason)
+                keep[r] = False
+                skipped += 1
+                if len(problems) < MAX_LISTED_PROBLEMS:
+                    problems.append((str(path), line, reason))
+            else:
+                seen_at[key] = (rows, r)
+        if keep.all():
+            keys.extend(rows.keys)
+            triggers.extend(rows.triggers)
+            day_counts.append(rows.counts)
+        else:
+            keys.extend(key for key, kept in zip(rows.keys, keep) if kept)
+            triggers.extend(trigger for trigger, kept in zip(rows.triggers, keep) if kept)
+            day_counts.append(rows.counts[keep])
+        if bar is not None:
+            bar.update(1)
+    counts = day_counts[0] if len(day_counts) == 1 else np.concatenate(day_counts)
+    return DayRows(keys, triggers, counts, skipped, problems)
+
+
+def index_functions(day_keys: list, day_triggers: list, index_of: dict, keys: list, triggers: list) -> np.ndarray:
+    """Function index of each of a day's rows; functions not seen before are appended to
+    `keys`/`triggers` (so functions are ordered by first appearance)."""
+    idx = np.empty(len(day_keys), dtype=np.int64)
+    for r, key in enumerate(day_keys):
+        f = index_of.get(key)
+        if f is None:
+            f = index_of[key] = len(keys)
+            keys.append(key)
+            triggers.append(day_triggers[r])
+        idx[r] = f
+    return idx
+
+
+def read_invocations(paths, on_error: str = "raise", progress: bool = False) -> InvocationTrace:
+    """Read one or more invocation files (or directories holding them) into one InvocationTrace.
+
+    ``paths``: a path, a directory (all ``invocations_per_function_md*`` files in it) or a list.
+    Files named ``...dNN...`` are days joined per function key in day order; undated files form one
+    day together, their rows concatenated as extra functions (see the module docstring).
+    ``on_error``: ``"raise"`` (default) raises TraceFormatError at the first bad row;
+    ``"skip"`` drops bad rows and counts them (``.skipped``, ``.problems``). A key repeated within a
+    day is a bad row at its second occurrence (the first is kept).
+    Functions are ordered by first appearance (day order, then file order, then line order).
+    Memory: the result is float32 ``[n_functions, n_days*1440]``; a multi-day read briefly holds
+    the per-day arrays as well.
+    """
+    if on_error not in _ON_ERROR_CHOICES:
+        raise ValueError(f"on_error must be one of {_ON_ERROR_CHOICES}, got {on_error!r}")
+    files = _expand_paths(paths)
+    groups = day_groups(files)
 
     bar = None
     if progress:
@@ -404,53 +477,10 @@ def read_invocations(paths, on_error: str = "raise", progress: bool = False) -> 
     skipped = 0
     try:
         for _label, day_files in groups:
-            seen_at: dict[tuple[str, str, str], tuple[_FileRows, int]] = {}
-            day_idx: list[np.ndarray] = []
-            day_counts: list[np.ndarray] = []
-            for path in day_files:
-                rows = _read_invocation_file(path, on_error)
-                skipped += rows.n_bad
-                problems.extend(rows.problems[: MAX_LISTED_PROBLEMS - len(problems)])
-                keep = np.ones(len(rows.keys), dtype=bool)
-                # Keys repeated across files of one day (rare): reject the later row.
-                for r, key in enumerate(rows.keys):
-                    if key in seen_at:
-                        first_rows, first_r = seen_at[key]
-                        first_line = first_rows.line_numbers()[first_r]
-                        reason = (
-                            f"duplicate key {_short_key(key)} (first at {first_rows.path}:{first_line})"
-                        )
-                        line = int(rows.line_numbers()[r])
-                        if on_error == "raise":
-                            raise TraceFormatError(path, line, reason)
-                        keep[r] = False
-                        skipped += 1
-                        if len(problems) < MAX_LISTED_PROBLEMS:
-                            problems.append((str(path), line, reason))
-                    else:
-                        seen_at[key] = (rows, r)
-                idx = np.empty(len(rows.keys), dtype=np.int64)
-                for r, key in enumerate(rows.keys):
-                    if not keep[r]:
-                        continue
-                    f = index_of.get(key)
-                    if f is None:
-                        f = index_of[key] = len(keys)
-                        keys.append(key)
-                        triggers.append(rows.triggers[r])
-                    idx[r] = f
-                if keep.all():
-                    day_idx.append(idx)
-                    day_counts.append(rows.counts)
-                else:
-                    day_idx.append(idx[keep])
-                    day_counts.append(rows.counts[keep])
-                if bar is not None:
-                    bar.update(1)
-            if len(day_counts) == 1:
-                day_blocks.append((day_idx[0], day_counts[0]))
-            else:
-                day_blocks.append((np.concatenate(day_idx), np.concatenate(day_counts)))
+            day = read_day(day_files, on_error, bar)
+            skipped += day.skipped
+            problems.extend(day.problems[: MAX_LISTED_PROBLEMS - len(problems)])
+            day_blocks.append((index_functions(day.keys, day.triggers, index_of, keys, triggers), day.counts))
     finally:
         if bar is not None:
             bar.close()

@@ -68,6 +68,10 @@ class TraceFormatError(ValueError):
         where = self.path if line is None else f"{self.path}:{line}"
         super().__init__(f"{where}: {reason}")
 
+    def __reduce__(self):
+        # rebuilt from its parts when it crosses processes (a Ray task reading a day file)
+        return type(self), (self.path, self.line, self.reason)
+
 
 @dataclass
 class InvocationTrace:

@@ -96,13 +96,13 @@ def _centred(aligned: torch.Tensor) -> torch.Tensor:
     return aligned - aligned.mean(dim=1, keepdim=True)
 
 
-def _extract_shape(aligned: torch.Tensor, scatter: torch.Tensor, reference: np.ndarray) -> np.ndarray:
-    """tslearn's shape extraction: top eigenvector of Q^T (Xp^T Xp) Q, sign closer to the members.
+def _shape_direction(aligned: torch.Tensor | None, scatter: torch.Tensor | None, reference: np.ndarray,
+                     m: int, T: int, dtype: torch.dtype) -> torch.Tensor:
+    """Top eigenvector (float64, unit norm, sign not yet chosen) of Q^T S Q for one cluster.
 
-    `scatter` is Q^T S Q = Yc^T Yc (Yc: the row-centred aligned members), float64 [T, T]. With
-    fewer members than time steps the small Gram matrix Yc Yc^T (same top eigenvalue) is used."""
-    m, T = aligned.shape
-    dtype = aligned.dtype
+    With fewer members than time steps (m < T) it comes from the members' small Gram matrix
+    (`aligned` needed); otherwise from `scatter` = Yc^T Yc alone, which is a plain sum over
+    members, so shards of the data can each contribute a part (mesp_core.distributed)."""
     # the matrices carry the data's rounding: solving far below it buys nothing; float32 fits
     # cap the passes (clusters with a shape converge well within them, see _top_eigvec_iterative)
     tol, passes = (1e-11, 150) if dtype == torch.float64 else (1e-6, 30)
@@ -116,17 +116,32 @@ def _extract_shape(aligned: torch.Tensor, scatter: torch.Tensor, reference: np.n
         else:
             u = _top_eigvec_iterative(gram, (centred @ ref.to(dtype)).double(), tol, passes)
         mu = (centred.T @ u.to(dtype)).double()
-        mu = mu / torch.linalg.vector_norm(mu)
-    elif T <= _EXACT_EIGH_MAX:
-        mu = torch.linalg.eigh(scatter)[1][:, -1]
-    else:
-        mu = _top_eigvec_iterative(scatter, ref - ref.mean(), tol, passes)
-    # Both mu and -mu are eigenvectors: keep the one with the smaller summed distance to members.
+        return mu / torch.linalg.vector_norm(mu)
+    if T <= _EXACT_EIGH_MAX:
+        return torch.linalg.eigh(scatter)[1][:, -1]
+    return _top_eigvec_iterative(scatter, ref - ref.mean(), tol, passes)
+
+
+def _sign_sums(aligned: torch.Tensor, mu: torch.Tensor) -> tuple[float, float]:
+    """Summed distances of the members to +mu and to -mu (a sum over members, so it shards)."""
+    m, T = aligned.shape
     with parallel(m * T):
-        proj = (aligned @ mu.to(dtype)).double()
+        proj = (aligned @ mu.to(aligned.dtype)).double()
         sq = (aligned * aligned).sum(dim=1).double()
     plus = torch.sqrt(torch.clamp(sq - 2 * proj + 1, min=0)).sum()
     minus = torch.sqrt(torch.clamp(sq + 2 * proj + 1, min=0)).sum()
+    return float(plus), float(minus)
+
+
+def _extract_shape(aligned: torch.Tensor, scatter: torch.Tensor, reference: np.ndarray) -> np.ndarray:
+    """tslearn's shape extraction: top eigenvector of Q^T (Xp^T Xp) Q, sign closer to the members.
+
+    `scatter` is Q^T S Q = Yc^T Yc (Yc: the row-centred aligned members), float64 [T, T]. With
+    fewer members than time steps the small Gram matrix Yc Yc^T (same top eigenvalue) is used."""
+    m, T = aligned.shape
+    mu = _shape_direction(aligned, scatter, reference, m, T, aligned.dtype)
+    # Both mu and -mu are eigenvectors: keep the one with the smaller summed distance to members.
+    plus, minus = _sign_sums(aligned, mu)
     if minus < plus:
         mu = -mu
     return mu.numpy()
@@ -179,6 +194,41 @@ class _Assignment:
     lags: torch.Tensor  # [n] lag of each series against its own centroid
     inertia: float
     bounds: torch.Tensor  # [n, K] exact distances or valid lower bounds
+    sq_sum: float = 0.0  # sum of squared distances to the own centroid (inertia * n)
+
+
+def _nearest_centroids(sbd: _SBD, centroids: np.ndarray, previous: _Assignment | None, drift: np.ndarray | None):
+    """Nearest centroid by SBD for every series, computing only pairs that could win.
+
+    Each series' label depends on it and the centroids alone, so shards of the series can be
+    assigned apart (mesp_core.distributed). Returns the assignment and the pairs computed."""
+    K = len(centroids)
+    Cfc, cnorms, Cmag = sbd.centroid_terms(centroids)
+    bounds = sbd.lower_bounds(Cmag, cnorms)
+    if previous is not None and drift is not None:
+        # SBD can drop by at most the (unit-norm) centroid displacement since last time.
+        bounds = torch.maximum(bounds, previous.bounds - torch.from_numpy(drift).to(sbd.dtype)[None])
+    rows = torch.arange(sbd.n)
+    own = torch.from_numpy(previous.labels) if previous is not None else bounds.argmin(dim=1)
+    own_dist, own_lag = sbd.pairs(rows, own, Cfc, cnorms)
+    exact = torch.full((sbd.n, K), math.inf, dtype=sbd.dtype)
+    lags = torch.zeros((sbd.n, K), dtype=torch.long)
+    exact[rows, own] = own_dist
+    lags[rows, own] = own_lag
+    candidates = bounds <= own_dist[:, None] + _PRUNE_MARGIN[sbd.dtype]
+    candidates[rows, own] = False
+    cand_rows, cand_cols = torch.nonzero(candidates, as_tuple=True)
+    if len(cand_rows):
+        d, lg = sbd.pairs(cand_rows, cand_cols, Cfc, cnorms)
+        exact[cand_rows, cand_cols] = d
+        lags[cand_rows, cand_cols] = lg
+    labels = exact.argmin(dim=1)  # first index among ties, like numpy's argmin in tslearn
+    best = exact[rows, labels]
+    known = torch.isfinite(exact)
+    bounds = torch.where(known, exact, bounds)
+    sq_sum = float((best.double() ** 2).sum())
+    assignment = _Assignment(labels.numpy(), lags[rows, labels], sq_sum / sbd.n, bounds, sq_sum)
+    return assignment, sbd.n + len(cand_rows)
 
 
 class KShape:
@@ -242,36 +292,11 @@ class KShape:
 
     # -- the algorithm
     def _assign(self, sbd: _SBD, centroids: np.ndarray, previous: _Assignment | None, drift: np.ndarray | None):
-        """Nearest centroid by SBD for every series, computing only pairs that could win."""
-        K = len(centroids)
-        Cfc, cnorms, Cmag = sbd.centroid_terms(centroids)
-        bounds = sbd.lower_bounds(Cmag, cnorms)
-        if previous is not None and drift is not None:
-            # SBD can drop by at most the (unit-norm) centroid displacement since last time.
-            bounds = torch.maximum(bounds, previous.bounds - torch.from_numpy(drift).to(sbd.dtype)[None])
-        rows = torch.arange(sbd.n)
-        own = torch.from_numpy(previous.labels) if previous is not None else bounds.argmin(dim=1)
-        own_dist, own_lag = sbd.pairs(rows, own, Cfc, cnorms)
-        exact = torch.full((sbd.n, K), math.inf, dtype=sbd.dtype)
-        lags = torch.zeros((sbd.n, K), dtype=torch.long)
-        exact[rows, own] = own_dist
-        lags[rows, own] = own_lag
-        candidates = bounds <= own_dist[:, None] + _PRUNE_MARGIN[sbd.dtype]
-        candidates[rows, own] = False
-        cand_rows, cand_cols = torch.nonzero(candidates, as_tuple=True)
-        if len(cand_rows):
-            d, lg = sbd.pairs(cand_rows, cand_cols, Cfc, cnorms)
-            exact[cand_rows, cand_cols] = d
-            lags[cand_rows, cand_cols] = lg
-        labels = exact.argmin(dim=1)  # first index among ties, like numpy's argmin in tslearn
-        best = exact[rows, labels]
-        if torch.bincount(labels, minlength=K).min() == 0:
+        assignment, pairs = _nearest_centroids(sbd, centroids, previous, drift)
+        if np.bincount(assignment.labels, minlength=len(centroids)).min() == 0:
             raise EmptyClusterError
-        known = torch.isfinite(exact)
-        bounds = torch.where(known, exact, bounds)
-        inertia = float((best.double() ** 2).sum() / sbd.n)
-        self._pairs_computed += sbd.n + len(cand_rows)
-        return _Assignment(labels.numpy(), lags[rows, labels], inertia, bounds)
+        self._pairs_computed += pairs
+        return assignment
 
     def _update(self, sbd: _SBD, centroids: np.ndarray, assignment: _Assignment, scatter: _Scatter) -> np.ndarray:
         sizes = np.bincount(assignment.labels, minlength=len(centroids))

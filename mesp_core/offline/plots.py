@@ -8,9 +8,12 @@ from pathlib import Path
 import numpy as np
 
 
-def plot_clusters(result, days_raw, path, members_per_cluster: int = 8) -> Path:
+def plot_clusters(result, days_raw, path, members_per_cluster: int = 8, rows=None) -> Path:
     """One PNG with a panel per cluster: a few members (z-normalised, clock time, light grey) and
     the centroid (bold), titled with id, size and description.
+
+    `rows`: when `days_raw` is a sample of the clustered days, their indices in `result.labels`
+    (members are drawn from the sample; sizes still count every day).
 
     K-Shape centroids have an arbitrary phase, so each is drawn rolled to the clock time of its
     most typical member (smallest SBD). Short-period timer clusters are zoomed in, since a whole
@@ -23,7 +26,8 @@ def plot_clusters(result, days_raw, path, members_per_cluster: int = 8) -> Path:
     from mesp_core.forecasting.sbd import aligned_members, znormalize
 
     days = np.asarray(days_raw)
-    labels = np.asarray(result.labels)
+    all_labels = np.asarray(result.labels)
+    labels = all_labels if rows is None else all_labels[np.asarray(rows, dtype=np.int64)]
     if days.ndim != 2 or len(days) != len(labels):
         raise ValueError(f"days_raw must be [n_days, minutes] with one row per label ({len(labels)}), got shape {days.shape}")
     if members_per_cluster < 0:
@@ -67,11 +71,11 @@ def plot_clusters(result, days_raw, path, members_per_cluster: int = 8) -> Path:
             ax.set_xlim(0, minutes / 60.0)
             ax.set_xticks(range(0, int(minutes / 60) + 1, 6))
             ax.set_xlabel("hour of day", fontsize=8)
-        ax.set_title(f"cluster {c} · {len(members)} days\n{description.get('label', '')}{zoom}", fontsize=9)
+        ax.set_title(f"cluster {c} · {int((all_labels == c).sum())} days\n{description.get('label', '')}{zoom}", fontsize=9)
         ax.tick_params(labelsize=7)
         if c % cols == 0:
             ax.set_ylabel("z-score", fontsize=8)
-    idle = int((labels == -1).sum())
+    idle = int((all_labels == -1).sum())
     fig.suptitle(
         f"K-Shape clusters of daily patterns (K={k}; {idle} idle/flat days not shown)\n"
         "grey: member days (z-normalised); blue: centroid, placed at its most typical member's time",

@@ -59,9 +59,13 @@ class TrainReport:
         return asdict(self)
 
 
-def train(trace, out_dir, config: TrainConfig | None = None, progress: bool = True) -> TrainReport:
-    """Train the mixture on `trace` (an InvocationTrace) and write the artifact to `out_dir`."""
-    from mesp_core.forecasting.patterns import cluster_days
+def train(trace, out_dir, config: TrainConfig | None = None, progress: bool = True, cluster_days=None) -> TrainReport:
+    """Train the mixture on `trace` (an InvocationTrace) and write the artifact to `out_dir`.
+
+    `cluster_days`: a stand-in for `mesp_core.forecasting.patterns.cluster_days` with the same
+    arguments and result (the Ray-sharded one, `mesp train --ray`); default the in-process one."""
+    if cluster_days is None:
+        from mesp_core.forecasting.patterns import cluster_days
     from mesp_core.forecasting.experts import build_expert
     from mesp_core.data.windows import make_windows
 

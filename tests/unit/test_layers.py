@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY_FOR_SERVING = {"optuna", "matplotlib", "kopf", "kubernetes", "prometheus_api_client"}
+HEAVY_FOR_SERVING = {"optuna", "matplotlib", "kopf", "kubernetes", "prometheus_api_client", "ray"}
 
 
 def _loaded_after(code: str) -> set[str]:
@@ -95,3 +95,13 @@ def test_a_cycle_between_siblings_breaks_the_acyclic_contract(tmp_path):
     assert "No cycles are allowed in mesp_core.replay" in output and ".policies -> .baselines" in output, output
     # Both modules sit in one layer: only the acyclic contract can see this one.
     assert f"{LAYERS_CONTRACT} KEPT" in output, output
+
+
+RAY_CONTRACT = "Only mesp_core.distributed imports Ray"
+
+
+def test_ray_imported_outside_the_distributed_package_breaks_its_contract(tmp_path):
+    code, output = _lint_copy(tmp_path, ("mesp_core/offline/training.py", "end", "import ray"))
+    assert code != 0, output
+    assert f"{RAY_CONTRACT} BROKEN" in output, output
+    assert "mesp_core.offline.training -> ray" in output, output
