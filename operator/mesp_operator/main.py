@@ -35,10 +35,15 @@ def load_model(settings: OperatorSettings):
         model = mesp_core.load_model(path)
     except Exception as exc:  # ArtifactError and anything else the artifact triggers
         raise ModelError(f"cannot load model artifact {path}: {exc}") from None
+    from mesp_operator.decisions import model_context_minutes
+
     manifest = getattr(model, "manifest", {}) or {}
     clusters = len(manifest.get("clusters", []))
+    # The history each loop fetches and feeds the model: the widest expert's input (not the
+    # manifest's input_size_max, which caps only the trained experts, not the seasonal ones).
+    context = settings.context_minutes or model_context_minutes(manifest)
     description = (f"{path} (format {manifest.get('format', '?')} v{manifest.get('format_version', '?')}, "
-                   f"{clusters} clusters, input {manifest.get('input_size', '?')} min)")
+                   f"{clusters} clusters, reads {context} min of history)")
     return model, description
 
 
