@@ -212,7 +212,8 @@ class Reconciler:
             key = _override_key(o.policy) if o.spec.promql else (o.policy.namespace, o.spec.service)
             error = fetch.errors.get(key)
             if error is None:
-                o.set("MetricsAvailable", True, "Fetched", f"{self.context_minutes} minutes of counts fetched")
+                via = f" ({fetch.preset})" if fetch.preset and not o.spec.promql else ""
+                o.set("MetricsAvailable", True, "Fetched", f"{self.context_minutes} minutes of counts fetched{via}")
                 fresh.append((o, fetch.series[key]))
                 continue
             info = classify(error)

@@ -19,7 +19,7 @@ from typing import Mapping, Sequence
 from urllib.parse import urlparse
 
 from mesp_operator.errors import SettingsError
-from mesp_operator.prometheus import PRESETS
+from mesp_operator.prometheus import AUTO, PRESET_CHOICES
 
 ACTUATION_SUPPORT_CHOICES = ("auto", "revision", "template")
 _ENV_PREFIX = "MESP_"
@@ -40,10 +40,11 @@ class OperatorSettings:
         None, "kubeconfig file (default: in-cluster service account, else $KUBECONFIG or ~/.kube/config)")
     prometheus_url: str = _setting("http://127.0.0.1:9090", "Prometheus base URL")
     prometheus_timeout_seconds: float = _setting(10.0, "timeout of one Prometheus query")
-    metrics_preset: str = _setting("knative-legacy", f"PromQL preset: {', '.join(sorted(PRESETS))}")
+    metrics_preset: str = _setting(
+        AUTO, f"PromQL preset: {', '.join(PRESET_CHOICES)}; auto picks the one whose metric family Prometheus holds")
     promql: str | None = _setting(
         None, "cluster-wide PromQL replacing the preset; must return per-minute counts labelled by the "
-        "preset's namespace and service labels")
+        "preset's namespace and service labels (so it needs a named --metrics-preset)")
     loop_interval_seconds: float = _setting(60.0, "seconds between two reconcile loops over all policies")
     context_minutes: int | None = _setting(
         None, "trailing minutes of history fed to the model (default: the model's input size)")
@@ -176,10 +177,13 @@ def validate(s: OperatorSettings) -> OperatorSettings:
             bad(name, f"must be a positive number of seconds, got {value}")
     if not 0 <= s.template_cooldown_seconds <= 86400:
         bad("template_cooldown_seconds", "must be between 0 and 86400")
-    if s.metrics_preset not in PRESETS:
-        bad("metrics_preset", f"unknown preset {s.metrics_preset!r}; choose one of {', '.join(sorted(PRESETS))}")
+    if s.metrics_preset not in PRESET_CHOICES:
+        bad("metrics_preset", f"unknown preset {s.metrics_preset!r}; choose one of {', '.join(PRESET_CHOICES)}")
     if s.promql is not None and not s.promql.strip():
         bad("promql", "must not be empty")
+    if s.promql is not None and s.metrics_preset == AUTO:
+        bad("promql", "name the preset whose namespace and service labels the query returns with "
+                      "--metrics-preset (auto cannot tell from a query of yours)")
     if s.context_minutes is not None and not 60 <= s.context_minutes <= 14 * 1440:
         bad("context_minutes", f"must be between 60 and {14 * 1440}, got {s.context_minutes}")
     if s.max_scale_cap < 1:

@@ -35,7 +35,9 @@ def test_flags_override_env_and_env_overrides_defaults():
     (["--prometheus-url", "prom:9090"], {}, "--prometheus-url: 'prom:9090' is not an http(s) URL"),
     (["--loop-interval-seconds", "0"], {}, "--loop-interval-seconds: must be a positive number of seconds, got 0.0"),
     (["--metrics-preset", "knative-2"], {}, "--metrics-preset: unknown preset 'knative-2'; choose one of "
-     "knative-legacy, knative-otel, knative-otel-activator"),
+     "auto, knative-legacy, knative-otel, knative-otel-activator"),
+    (["--promql", "sum(x)"], {}, "--promql: name the preset whose namespace and service labels the query returns "
+     "with --metrics-preset (auto cannot tell from a query of yours)"),
     (["--context-minutes", "10"], {}, "--context-minutes: must be between 60 and 20160, got 10"),
     (["--revision-annotations", "maybe"], {}, "--revision-annotations: must be one of auto, revision, template"),
     ([], {"MESP_STALE_PLAN_SECONDS": "soon"}, "MESP_STALE_PLAN_SECONDS='soon' is not a valid value"),
@@ -101,8 +103,10 @@ EVERY_SETTING = [
 
 @pytest.mark.parametrize("name,flag,variable,raw,value", EVERY_SETTING, ids=[s[0] for s in EVERY_SETTING])
 def test_every_setting_is_read_from_its_flag_and_its_variable(name, flag, variable, raw, value):
-    assert getattr(parse_settings([flag, raw], env={}), name) == value
-    assert getattr(parse_settings([], env={variable: raw}), name) == value
+    # A cluster-wide query needs a named preset (its labels); the other settings stand alone.
+    base = ["--metrics-preset", "knative-legacy"] if name == "promql" else []
+    assert getattr(parse_settings([*base, flag, raw], env={}), name) == value
+    assert getattr(parse_settings(base, env={variable: raw}), name) == value
 
 
 def test_the_flags_are_exactly_the_settings_and_each_has_help_with_its_default():
@@ -114,4 +118,6 @@ def test_the_flags_are_exactly_the_settings_and_each_has_help_with_its_default()
     assert all(a.help for a in options.values())
     assert options["prometheus_url"].help == "Prometheus base URL (default http://127.0.0.1:9090)"
     assert options["loop_interval_seconds"].help.endswith("(default 60)")
-    assert options["metrics_preset"].help.endswith("knative-otel-activator (default knative-legacy)")
+    assert options["metrics_preset"].help.endswith("picks the one whose metric family Prometheus holds (default auto)")
+    # One default for the CLI and the chart: auto (tests/unit/test_chart.py checks the chart's).
+    assert parse_settings([], env={}).metrics_preset == "auto"
