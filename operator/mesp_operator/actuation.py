@@ -93,7 +93,8 @@ class Actuator:
             why = "; ".join(o.reasons) or o.plan_source
             self.event(policy, "Normal", "MinScaleSet",
                        f"{target}: min-scale {result.previous or 'unset'} -> {value} ({why})")
-        o.set("Actuated", True, "Applied", f"{target} has min-scale {value}")
+        at_cap = f", the cap set by {o.cap_why}" if value == o.cap and value > o.floor and o.cap_why else ""
+        o.set("Actuated", True, "Applied", f"{target} has min-scale {value}{at_cap}")
         return "Actuated", value, record.value
 
     def give_back(self, policy: PolicyObject, record: OriginalRecord, applied: int | None, memory: PolicyMemory,

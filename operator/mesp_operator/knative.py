@@ -19,6 +19,9 @@ MIN_SCALE = "autoscaling.knative.dev/min-scale"
 MIN_SCALE_LEGACY = "autoscaling.knative.dev/minScale"
 MAX_SCALE = "autoscaling.knative.dev/max-scale"
 MAX_SCALE_LEGACY = "autoscaling.knative.dev/maxScale"
+# Knative's webhook refuses a min-scale above an activation-scale (the pods a Revision starts with
+# when it scales up from zero): it bounds MESP's floor like max-scale does.
+ACTIVATION_SCALE = "autoscaling.knative.dev/activation-scale"
 TARGET = "autoscaling.knative.dev/target"
 SERVICE_LABEL = "serving.knative.dev/service"
 REVISION_ANNOTATIONS_MIN_VERSION = (1, 21)
@@ -84,6 +87,11 @@ def read_min_scale(annotations) -> int | None:
 def read_max_scale(annotations) -> int | None:
     value = read_scale(annotations, MAX_SCALE, MAX_SCALE_LEGACY)
     return value if value else None  # 0 means "no limit" in Knative
+
+
+def read_activation_scale(annotations) -> int | None:
+    value = read_scale(annotations, ACTIVATION_SCALE, ACTIVATION_SCALE)
+    return value if value else None
 
 
 @dataclasses.dataclass(frozen=True)
