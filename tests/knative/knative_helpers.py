@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import time
 import sys
 from pathlib import Path
 
@@ -189,3 +190,92 @@ def wait_applied(kube, ns: str, name: str, log, above: int = USER_FLOOR, timeout
         return value if value and value > above else None
 
     return kh.wait_for(applied, timeout, interval=0.5, message=f"MESP applying a floor above {above} (log: {log})")
+
+
+class Timeline:
+    """What the loop did, sampled every `interval` seconds in the background while a scenario runs:
+    MESP's plan and applied floor (the policy's status), min-scale on the Service's latest ready
+    Revision, its PodAutoscaler's desired scale and its Deployment's replicas. `save` writes it with
+    the replayed traffic around the peak as JSON, for hack/plot-knative-timeline.py (docs/knative-loop.md)."""
+
+    def __init__(self, kn: Kn, policy_name: str, replay, interval: float = 0.5):
+        import threading
+
+        self.kn, self.policy_name, self.replay, self.interval = kn, policy_name, replay, interval
+        self.samples: list[dict] = []
+        self.plans: dict[str, list[int]] = {}   # planStart -> plan, each distinct plan once
+        self.marks: list[tuple[float, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def mark(self, label: str) -> None:
+        self.marks.append((time.time(), label))
+
+    def _sample(self) -> dict:
+        kn, now = self.kn, time.time()
+        revision = kn.latest()
+        pa = (kn.get(PA, "podautoscalers", revision) or {}) if revision else {}
+        replicas, ready_pods = kn.scale(revision) if revision else (None, 0)
+        st = kh.status(kn.kube, kn.ns, self.policy_name)  # {} once the policy is gone
+        if st.get("plan") and st.get("planStart"):
+            self.plans[st["planStart"]] = st["plan"]
+        return {"t": round(now, 2), "revision": revision,
+                "revision_min_scale": _int(kn.min_scale(kh.KN, "revisions", revision) if revision else None),
+                "pa_desired": (pa.get("status") or {}).get("desiredScale"),
+                "pa_actual": (pa.get("status") or {}).get("actualScale"),
+                "replicas": replicas, "ready": ready_pods, "applied": st.get("appliedMinScale")}
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.samples.append(self._sample())
+            except ApiException:  # a passing API error costs one sample, not the scenario
+                pass
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "Timeline":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def first(self, predicate) -> float | None:
+        """Unix time of the first sample for which predicate(sample) holds."""
+        return next((s["t"] for s in self.samples if predicate(s)), None)
+
+    def save(self, path: Path, **figures) -> Path:
+        import json
+
+        replay = self.replay
+        lo, hi = replay.now_index - 60, min(replay.now_index + 40, len(replay.counts) - 1)
+        traffic = [{"t": replay.time_of(i), "count": float(replay.counts[i])} for i in range(lo, hi + 1)]
+        path.write_text(json.dumps({
+            "service": f"{self.kn.ns}/{self.kn.service}", "peak_at": replay.peak_at, "bed_start": replay.now,
+            "traffic": traffic, "plans": self.plans, "marks": self.marks, "samples": self.samples,
+            "figures": figures}, indent=1))
+        return path
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def out_dir(tmp_path: Path) -> Path:
+    """Where a scenario writes its timeline: $MESP_KNATIVE_OUT when set (kept after the run), else
+    the test's own temporary directory."""
+    import os
+
+    out = Path(os.environ.get("MESP_KNATIVE_OUT") or tmp_path)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def lead_minutes(timeline: Timeline, floor: int) -> float | None:
+    """Minutes between the first sample with `floor` Ready pods and the replayed peak (> 0: before it)."""
+    ready_at = timeline.first(lambda s: s["ready"] >= floor and s["revision_min_scale"] == floor)
+    return None if ready_at is None else round((timeline.replay.peak_at - ready_at) / 60, 2)

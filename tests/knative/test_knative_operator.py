@@ -13,21 +13,37 @@ import time
 
 import pytest
 
-from knative_helpers import MAX_SCALE, PA, REPLAYED, TIMINGS, USER_FLOOR, Kn, policy, start_operator, wait_applied
+from knative_helpers import (MAX_SCALE, PA, REPLAYED, TIMINGS, USER_FLOOR, Kn, Timeline, lead_minutes, out_dir, policy,
+                             start_operator, wait_applied)
 import kube_helpers as kh  # tests/integration's, put on sys.path by knative_helpers
 
 pytestmark = pytest.mark.knative
 
-def test_revision_actuation_floor_reaches_knative_pods_before_the_replayed_peak(kube, replay, mesp_operator):
+
+def test_revision_actuation_floor_reaches_knative_pods_before_the_replayed_peak(kube, replay, mesp_operator, tmp_path):
     ns, name = REPLAYED["revision"]
     kn = Kn(kube, ns, name).create({kh.MIN_SCALE: str(USER_FLOOR)})
     revision = kn.latest()
     kn.wait_knative_at(revision, USER_FLOOR)
+    with Timeline(kn, name, replay) as timeline:
+        floor, log = _revision_scenario(kube, kn, revision, replay, mesp_operator, timeline)
+        time.sleep(2)
+    lead = lead_minutes(timeline, floor)
+    TIMINGS["revision_actuation_ready_lead_min"] = lead
+    path = timeline.save(out_dir(tmp_path) / "timeline-revision.json", floor=floor, lead_min=lead, revisions_created=0)
+    print(f"\nRevision actuation: floor {floor}, Ready pods {lead} min before the replayed peak, "
+          f"0 Revisions created; timeline {path}")
+    assert lead is not None and lead > 0, "the floor's pods were Ready only after the replayed peak"
 
+
+def _revision_scenario(kube, kn: Kn, revision: str, replay, mesp_operator, timeline: Timeline):
+    ns, name = kn.ns, kn.service
     kh.create_policy(kube, ns, name, policy(replay, service=name))
+    timeline.mark("policy created")
     t0 = time.monotonic()
     log = start_operator(mesp_operator, ns)
     floor = wait_applied(kube, ns, name, log)
+    timeline.mark(f"MESP applied {floor}")
     t_applied = time.monotonic()
     TIMINGS["operator_start_to_applied_s"] = round(t_applied - t0, 2)
     st = kh.status(kube, ns, name)
@@ -40,7 +56,6 @@ def test_revision_actuation_floor_reaches_knative_pods_before_the_replayed_peak(
     ready_at = time.time()
     TIMINGS["operator_applied_to_ready_pods_s"] = round(time.monotonic() - t_applied, 2)
     TIMINGS["revision_actuation_floor"] = floor
-    TIMINGS["ready_pods_lead_replayed_peak_min"] = round((replay.peak_at - ready_at) / 60, 1)
     assert ready_at < replay.peak_at, "the floor's pods were Ready only after the replayed peak"
     # No new Revision (churn 0), the user's template untouched.
     assert kn.revisions() == [revision]
@@ -51,19 +66,36 @@ def test_revision_actuation_floor_reaches_knative_pods_before_the_replayed_peak(
     # pods' stats report no load, so the autoscaler may lower the Deployment).
     t1 = time.monotonic()
     kh.delete_policy(kube, ns, name)
+    timeline.mark("policy deleted")
     kh.wait_for(lambda: kn.min_scale(kh.KN, "revisions", revision) == str(USER_FLOOR), 60,
                 message=f"the user's min-scale {USER_FLOOR} back on the Revision (log: {log})")
     kn.wait_knative_at(revision, USER_FLOOR, timeout=120)
     TIMINGS["policy_deleted_to_user_floor_pods_s"] = round(time.monotonic() - t1, 2)
+    return floor, log
 
 
-def test_template_actuation_creates_revisions_that_knative_scales(kube, replay, mesp_operator):
+def test_template_actuation_creates_revisions_that_knative_scales(kube, replay, mesp_operator, tmp_path):
     ns, name = REPLAYED["template"]
     kn = Kn(kube, ns, name).create({kh.MIN_SCALE: str(USER_FLOOR)})
+    with Timeline(kn, name, replay) as timeline:
+        floor, created = _template_scenario(kube, kn, replay, mesp_operator, timeline)
+    lead = lead_minutes(timeline, floor)
+    TIMINGS["template_actuation_ready_lead_min"] = lead
+    path = timeline.save(out_dir(tmp_path) / "timeline-template.json", floor=floor, lead_min=lead,
+                         revisions_created=created)
+    print(f"\nTemplate actuation: floor {floor}, Ready pods {lead} min before the replayed peak, "
+          f"{created} Revisions created; timeline {path}")
+    assert lead is not None and lead > 0, "the floor's pods were Ready only after the replayed peak"
+
+
+def _template_scenario(kube, kn: Kn, replay, mesp_operator, timeline: Timeline) -> tuple[int, int]:
+    ns, name = kn.ns, kn.service
     first = kn.latest()
     kh.create_policy(kube, ns, name, policy(replay, service=name, actuation="Template"))
+    timeline.mark("policy created")
     log = start_operator(mesp_operator, ns)
     floor = wait_applied(kube, ns, name, log)
+    timeline.mark(f"MESP applied {floor}")
     assert kh.status(kube, ns, name)["actuation"] == "Template"
     assert kh.template_min_scale(kube, ns, name) == str(floor)
     # Knative rolls the template change out as a new Revision, and scales that one.
@@ -74,6 +106,7 @@ def test_template_actuation_creates_revisions_that_knative_scales(kube, replay, 
     assert time.time() < replay.peak_at, "the floor's pods were Ready only after the replayed peak"
 
     kh.delete_policy(kube, ns, name)
+    timeline.mark("policy deleted")
     kh.wait_for(lambda: kh.template_min_scale(kube, ns, name) == str(USER_FLOOR), 60,
                 message=f"the user's min-scale {USER_FLOOR} back on the template (log: {log})")
     kh.wait_for(lambda: kn.latest() not in (None, first, second), 60, message="the give-back's Revision Ready")
@@ -82,6 +115,7 @@ def test_template_actuation_creates_revisions_that_knative_scales(kube, replay, 
     created = len(kn.revisions()) - 1
     TIMINGS["template_actuation_revisions_created"] = created
     assert created == 2, kn.revisions()
+    return floor, created
 
 
 def test_forecast_only_writes_nothing_knative_acts_on(kube, replay, mesp_operator):
