@@ -34,11 +34,11 @@ def test_presets_return_the_real_per_minute_counts(control_plane, history, prese
 
 def test_incremental_fetch_matches_a_fresh_one(control_plane, history):
     target = ("it-presets", "legacy-svc")
-    cached = PrometheusSource(control_plane.prometheus_url, timeout=5)
+    cached = PrometheusSource(control_plane.prometheus_url, timeout=5, preset="knative-legacy")
     start = history.peak_time("a") - 3600
     for step in range(0, 20 * 60, 180):  # twenty minutes of loops, three minutes apart
         result = cached.fetch([target], {}, now=start + step, window_minutes=120)
-    fresh = PrometheusSource(control_plane.prometheus_url, timeout=5).fetch(
+    fresh = PrometheusSource(control_plane.prometheus_url, timeout=5, preset="knative-legacy").fetch(
         [target], {}, now=start + step, window_minutes=120)
     np.testing.assert_allclose(result.series[target], fresh.series[target])
     np.testing.assert_allclose(result.series[target], expected_window(history, "a", result.end, 120),
@@ -46,7 +46,7 @@ def test_incremental_fetch_matches_a_fresh_one(control_plane, history):
 
 
 def test_unknown_service_is_zeros_and_bad_override_is_a_policy_error(control_plane, history):
-    source = PrometheusSource(control_plane.prometheus_url, timeout=5)
+    source = PrometheusSource(control_plane.prometheus_url, timeout=5, preset="knative-legacy")
     now = history.peak_time("a")
     result = source.fetch([("it-presets", "no-such-svc")],
                           {("it-presets", "broken"): "sum(rate(revision_request_count[1m]"},

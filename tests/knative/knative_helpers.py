@@ -46,7 +46,9 @@ MINUTES_BEFORE_PEAK = 12  # where the replayed day's history ends when the bed s
 REPLAYED_1_20 = ("kn-auto-120", "peak")
 REPLAYED = {"revision": ("kn-revision", "peak"), "template": ("kn-template", "peak-tpl"),
             "forecast": ("kn-forecast", "fo"), "capped": ("kn-capped", "capped"),
-            "outage": ("kn-outage", "outage"), "rollout": ("kn-rollout", "roll")}
+            "outage": ("kn-outage", "outage"), "rollout": ("kn-rollout", "roll"),
+            "user-floor": ("kn-user-floor", "uf"), "legacy-key": ("kn-legacy-key", "legacy"),
+            "activation": ("kn-activation", "act"), "refused": ("kn-refused", "refused")}
 
 
 def integration_conftest():
@@ -116,6 +118,9 @@ class Replay:
 # -------------------------------------------------------------------- scenario helpers (any bed)
 PA = ("autoscaling.internal.knative.dev", "v1alpha1")
 MAX_SCALE = "autoscaling.knative.dev/max-scale"
+MIN_SCALE_LEGACY = "autoscaling.knative.dev/minScale"   # the older spelling Knative still accepts
+ACTIVATION_SCALE = "autoscaling.knative.dev/activation-scale"
+INITIAL_SCALE = "autoscaling.knative.dev/initial-scale"
 USER_FLOOR = 2
 
 
@@ -151,9 +156,12 @@ class Kn:
         items = kh.custom(self.kube).list_namespaced_custom_object(*kh.KN, self.ns, "revisions")["items"]
         return sorted(r["metadata"]["name"] for r in items)
 
-    def min_scale(self, group_version, plural: str, name: str) -> str | None:
+    def min_scale(self, group_version, plural: str, name: str, key: str = kh.MIN_SCALE) -> str | None:
         obj = self.get(group_version, plural, name) or {}
-        return (obj.get("metadata", {}).get("annotations") or {}).get(kh.MIN_SCALE)
+        return (obj.get("metadata", {}).get("annotations") or {}).get(key)
+
+    def annotations(self, group_version, plural: str, name: str) -> dict:
+        return ((self.get(group_version, plural, name) or {}).get("metadata") or {}).get("annotations") or {}
 
     def scale(self, revision: str) -> tuple[int | None, int]:
         """(spec.replicas, ready pods) of the Revision's Deployment."""
@@ -165,9 +173,9 @@ class Kn:
             raise
         return dep.spec.replicas, dep.status.ready_replicas or 0
 
-    def wait_knative_at(self, revision: str, floor: int, timeout: float = 60) -> None:
+    def wait_knative_at(self, revision: str, floor: int, timeout: float = 60, key: str = kh.MIN_SCALE) -> None:
         """min-scale `floor` on the Revision's PodAutoscaler, and that many Ready pods."""
-        kh.wait_for(lambda: self.min_scale(PA, "podautoscalers", revision) == str(floor), timeout,
+        kh.wait_for(lambda: self.min_scale(PA, "podautoscalers", revision, key) == str(floor), timeout,
                     message=f"min-scale {floor} on PodAutoscaler {self.ns}/{revision}")
         kh.wait_for(lambda: self.scale(revision) == (floor, floor), timeout,
                     message=f"{floor} Ready pods of {self.ns}/{revision}")
@@ -190,6 +198,37 @@ def wait_applied(kube, ns: str, name: str, log, above: int = USER_FLOOR, timeout
         return value if value and value > above else None
 
     return kh.wait_for(applied, timeout, interval=0.5, message=f"MESP applying a floor above {above} (log: {log})")
+
+
+class Sampler:
+    """Reads a value every `interval` seconds in the background (for flapping checks)."""
+
+    def __init__(self, read, interval: float = 0.25):
+        import threading
+
+        self.read, self.interval, self.values = read, interval, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.values.append(self.read())
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(5)
+
+    def changes(self) -> list:
+        out = []
+        for v in self.values:
+            if not out or out[-1] != v:
+                out.append(v)
+        return out
 
 
 class Timeline:

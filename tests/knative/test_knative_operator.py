@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from knative_helpers import (MAX_SCALE, PA, REPLAYED, TIMINGS, USER_FLOOR, Kn, Timeline, lead_minutes, out_dir, policy,
-                             start_operator, wait_applied)
+from knative_helpers import (MAX_SCALE, PA, REPLAYED, TIMINGS, USER_FLOOR, Kn, Sampler, Timeline, lead_minutes, out_dir,
+                             policy, start_operator, wait_applied)
 import kube_helpers as kh  # tests/integration's, put on sys.path by knative_helpers
 
 pytestmark = pytest.mark.knative
@@ -158,37 +158,6 @@ def test_floor_above_the_users_max_scale_is_capped_not_refused(kube, replay, mes
     kn.wait_knative_at(revision, 4)
     ready_cond = kh.condition(kube, ns, name, "Ready") or {}
     assert ready_cond.get("status") == "True", kh.status(kube, ns, name).get("conditions")
-
-
-class Sampler:
-    """Reads a value every `interval` seconds in the background (for flapping checks)."""
-
-    def __init__(self, read, interval: float = 0.25):
-        import threading
-
-        self.read, self.interval, self.values = read, interval, []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.values.append(self.read())
-            self._stop.wait(self.interval)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(5)
-
-    def changes(self) -> list:
-        out = []
-        for v in self.values:
-            if not out or out[-1] != v:
-                out.append(v)
-        return out
 
 
 def test_knative_autoscaler_outage_mesp_holds_and_knative_catches_up(kube, knative_bed, replay, mesp_operator):
