@@ -6,8 +6,9 @@ Prometheus) in a network namespace of its own, and enters that namespace for thi
 clients and processes the tests start reach the servers there, and nothing else. It is left, and
 everything stopped, when the package is done.
 
-Scenario code uses only what a kind cluster could give too (hack/e2e-kind.sh): an admin kubeconfig,
-`set_load` for the pods' reported load, and the Prometheus URL.
+Scenario code uses only what a kind cluster gives too: with MESP_KNATIVE_KUBECONFIG set (and
+MESP_KNATIVE_1_20_KUBECONFIG for the Knative 1.20 scenarios), no bed is started and the same
+scenarios run on that cluster (tests/knative/external_bed.py; hack/e2e-kind.sh sets them up).
 Nothing here is skipped: a missing binary or tool is a failure with a message.
 """
 
@@ -26,6 +27,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from external_bed import ExternalBed, external_kubeconfig
 from knative_helpers import (REPLAYED, REPLAYED_1_20, REPO, TIMINGS, TRACE, Replay, integration_conftest,
                              load_bed_module)
 import kube_helpers as kh  # tests/integration's, put on sys.path by knative_helpers
@@ -59,7 +61,9 @@ def running_bed(tmp_path_factory, real_day, services, serving_version=None, labe
     replay = Replay(*real_day, time.time())
     replay.write_openmetrics(history, list(services))
     kwargs = {"serving_version": serving_version} if serving_version else {}
-    bed = knative_bed_module.KnativeBed(work / "servers", nodes=1, **kwargs)
+    external = external_kubeconfig(serving_version)
+    bed = ExternalBed(external, work / "servers") if external else \
+        knative_bed_module.KnativeBed(work / "servers", nodes=1, **kwargs)
     bed.start(prometheus=True, backfill=history)
     bed.replay = replay
     try:

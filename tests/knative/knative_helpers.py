@@ -116,6 +116,14 @@ class Replay:
 
 
 # -------------------------------------------------------------------- scenario helpers (any bed)
+def image(service: str) -> str:
+    """The container image of a test Service: on the bed a dev.local name no one pulls (KWOK runs
+    no containers); on a real cluster MESP_KNATIVE_IMAGE (hack/e2e-kind.sh: Knative's autoscale-go)."""
+    import os
+
+    return os.environ.get("MESP_KNATIVE_IMAGE") or f"dev.local/mesp/{service}:1"
+
+
 PA = ("autoscaling.internal.knative.dev", "v1alpha1")
 MAX_SCALE = "autoscaling.knative.dev/max-scale"
 MIN_SCALE_LEGACY = "autoscaling.knative.dev/minScale"   # the older spelling Knative still accepts
@@ -136,7 +144,7 @@ class Kn:
             "apiVersion": "serving.knative.dev/v1", "kind": "Service",
             "metadata": {"name": self.service, "namespace": self.ns},
             "spec": {"template": {"metadata": {"annotations": annotations},
-                                  "spec": {"containers": [{"image": f"dev.local/mesp/{self.service}:1"}]}}}})
+                                  "spec": {"containers": [{"image": image(self.service)}]}}}})
         kh.wait_for(lambda: ready(self.get(kh.KN, "revisions", self.latest() or "-")), 120,
                  message=f"{self.ns}/{self.service}: a Ready Revision")
         return self

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from knative_helpers import (MAX_SCALE, PA, REPLAYED, TIMINGS, USER_FLOOR, Kn, Sampler, Timeline, lead_minutes, out_dir,
-                             policy, start_operator, wait_applied)
+from knative_helpers import (MAX_SCALE, PA, REPLAYED, TIMINGS, USER_FLOOR, Kn, Sampler, Timeline, image, lead_minutes,
+                             out_dir, policy, start_operator, wait_applied)
 import kube_helpers as kh  # tests/integration's, put on sys.path by knative_helpers
 
 pytestmark = pytest.mark.knative
@@ -194,10 +194,13 @@ def test_knative_autoscaler_outage_mesp_holds_and_knative_catches_up(kube, knati
     assert kh.status(kube, ns, name)["appliedMinScale"] == second
 
 
+RELEASE_2 = [{"name": "RELEASE", "value": "2"}]  # the user's change: any template change is a rollout
+
+
 def test_user_rollout_during_revision_actuation_loses_no_write(kube, replay, mesp_operator):
-    """The user rolls out a new template (new image) while MESP holds a floor on the Revision:
+    """The user rolls out a new template (a new environment) while MESP holds a floor on the Revision:
     Knative makes a new Revision from the user's template; MESP moves its floor there, and the
-    user's change (image, own min-scale) stays as the user wrote it."""
+    user's change (environment, own min-scale) stays as the user wrote it."""
     ns, name = REPLAYED["rollout"]
     kn = Kn(kube, ns, name).create({kh.MIN_SCALE: str(USER_FLOOR)})
     first = kn.latest()
@@ -208,7 +211,7 @@ def test_user_rollout_during_revision_actuation_loses_no_write(kube, replay, mes
 
     t0 = time.monotonic()
     kh.custom(kube).patch_namespaced_custom_object(*kh.KN, ns, "services", name, {
-        "spec": {"template": {"spec": {"containers": [{"image": f"dev.local/mesp/{name}:2"}]}}}})
+        "spec": {"template": {"spec": {"containers": [{"image": image(name), "env": RELEASE_2}]}}}})
     kh.wait_for(lambda: kn.latest() not in (None, first), 60, message="the user's new Revision Ready")
     second = kn.latest()
     kh.wait_for(lambda: kn.min_scale(kh.KN, "revisions", second) == str(floor), 60,
@@ -216,6 +219,6 @@ def test_user_rollout_during_revision_actuation_loses_no_write(kube, replay, mes
     kn.wait_knative_at(second, floor)
     TIMINGS["rollout_to_floor_on_new_revision_pods_s"] = round(time.monotonic() - t0, 2)
     svc = kn.get(kh.KN, "services", name)
-    assert svc["spec"]["template"]["spec"]["containers"][0]["image"] == f"dev.local/mesp/{name}:2"
+    assert svc["spec"]["template"]["spec"]["containers"][0]["env"] == RELEASE_2
     assert kh.template_min_scale(kube, ns, name) == str(USER_FLOOR)
     assert kn.revisions() == [first, second]  # only the user's rollout made a Revision
