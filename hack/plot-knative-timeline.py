@@ -66,19 +66,21 @@ def plot(timeline: dict, out: Path) -> None:
 
     # -- bottom: the cluster, seconds since the policy was created
     xs = [s["t"] - t0 for s in samples]
-    for key, label, color, style in (("applied", "MESP applied (status)", "tab:blue", "-"),
-                                     ("revision_min_scale", "min-scale on the Revision", "tab:orange", "--"),
-                                     ("pa_desired", "PodAutoscaler desired scale", "tab:green", "-."),
-                                     ("ready", "Deployment Ready pods", "k", "-")):
+    # The four often move within a second of each other: thick to thin, so each stays visible.
+    for key, label, color, width in (("ready", "Deployment Ready pods", "0.75", 7),
+                                     ("pa_desired", "PodAutoscaler desired scale", "tab:green", 4.5),
+                                     ("revision_min_scale", "min-scale on the Revision", "tab:orange", 2.5),
+                                     ("applied", "MESP applied (status)", "tab:blue", 1)):
         ys = [s.get(key) for s in samples]
         bottom.step(xs, [float("nan") if y is None else y for y in ys], where="post", label=label, color=color,
-                    linestyle=style, linewidth=2 if key == "ready" else 1.3)
+                    linewidth=width)
     for t, label in marks:
         bottom.axvline(t - t0, color="tab:gray", linewidth=0.7, linestyle=":")
         bottom.text(t - t0, bottom.get_ylim()[1], f" {label}", rotation=90, va="top", fontsize=7, color="tab:gray")
     bottom.set_xlabel("seconds since the MespPolicy was created (real time)")
     bottom.set_ylabel("instances")
-    bottom.legend(loc="center right", fontsize=8)
+    bottom.legend(loc="center left", fontsize=8)
+    bottom.set_ylim(bottom=0)
     figures = timeline.get("figures") or {}
     bottom.set_title(f"on the cluster: floor {figures.get('floor')}, Ready pods {figures.get('lead_min')} min "
                      f"before the replayed peak, {figures.get('revisions_created')} Revisions created")

@@ -57,6 +57,11 @@ def _revision_scenario(kube, kn: Kn, revision: str, replay, mesp_operator, timel
     TIMINGS["operator_applied_to_ready_pods_s"] = round(time.monotonic() - t_applied, 2)
     TIMINGS["revision_actuation_floor"] = floor
     assert ready_at < replay.peak_at, "the floor's pods were Ready only after the replayed peak"
+    # Five more loops: the floor holds (the plan's first minutes ask the same), Knative keeps it.
+    timeline.mark("Ready")
+    time.sleep(10)
+    held = [s for s in timeline.samples if s["t"] > ready_at + 1]
+    assert held and {(s["revision_min_scale"], s["ready"]) for s in held} == {(floor, floor)}, held[-3:]
     # No new Revision (churn 0), the user's template untouched.
     assert kn.revisions() == [revision]
     TIMINGS["revision_actuation_revisions_created"] = 0
