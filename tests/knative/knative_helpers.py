@@ -252,6 +252,7 @@ class Timeline:
         self.samples: list[dict] = []
         self.plans: dict[str, list[int]] = {}   # planStart -> plan, each distinct plan once
         self.marks: list[tuple[float, str]] = []
+        self.errors: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -276,8 +277,8 @@ class Timeline:
         while not self._stop.is_set():
             try:
                 self.samples.append(self._sample())
-            except ApiException:  # a passing API error costs one sample, not the scenario
-                pass
+            except Exception as exc:  # a passing error costs one sample, not the timeline
+                self.errors.append(f"{type(exc).__name__}: {exc}"[:300])
             self._stop.wait(self.interval)
 
     def __enter__(self) -> "Timeline":
@@ -301,7 +302,7 @@ class Timeline:
         path.write_text(json.dumps({
             "service": f"{self.kn.ns}/{self.kn.service}", "peak_at": replay.peak_at, "bed_start": replay.now,
             "traffic": traffic, "plans": self.plans, "marks": self.marks, "samples": self.samples,
-            "figures": figures}, indent=1))
+            "sample_errors": self.errors, "figures": figures}, indent=1))
         return path
 
 
