@@ -27,7 +27,7 @@ def test_revision_actuation_floor_reaches_knative_pods_before_the_replayed_peak(
     kn.wait_knative_at(revision, USER_FLOOR)
     with Timeline(kn, name, replay) as timeline:
         floor, log = _revision_scenario(kube, kn, revision, replay, mesp_operator, timeline)
-        time.sleep(2)
+        time.sleep(3)  # Knative settling at the user's floor, on the timeline
     lead = lead_minutes(timeline, floor)
     TIMINGS["revision_actuation_ready_lead_min"] = lead
     path = timeline.save(out_dir(tmp_path) / "timeline-revision.json", floor=floor, lead_min=lead, revisions_created=0)
@@ -84,6 +84,7 @@ def test_template_actuation_creates_revisions_that_knative_scales(kube, replay, 
     kn = Kn(kube, ns, name).create({kh.MIN_SCALE: str(USER_FLOOR)})
     with Timeline(kn, name, replay) as timeline:
         floor, created = _template_scenario(kube, kn, replay, mesp_operator, timeline)
+        time.sleep(3)  # the give-back's Revision settling, on the timeline
     lead = lead_minutes(timeline, floor)
     TIMINGS["template_actuation_ready_lead_min"] = lead
     path = timeline.save(out_dir(tmp_path) / "timeline-template.json", floor=floor, lead_min=lead,
@@ -108,7 +109,10 @@ def _template_scenario(kube, kn: Kn, replay, mesp_operator, timeline: Timeline) 
     second = kn.latest()
     assert kn.min_scale(kh.KN, "revisions", second) == str(floor)
     kn.wait_knative_at(second, floor)
+    timeline.mark("Ready")
     assert time.time() < replay.peak_at, "the floor's pods were Ready only after the replayed peak"
+    time.sleep(6)  # three more loops: the damped template floor holds, no new Revision
+    assert kn.latest() == second and kh.template_min_scale(kube, ns, name) == str(floor)
 
     kh.delete_policy(kube, ns, name)
     timeline.mark("policy deleted")
