@@ -51,6 +51,9 @@ def _revision_scenario(kube, kn: Kn, revision: str, replay, mesp_operator, timel
     # Auto read Knative 1.21 from the real cluster (the Revision CRD's release label) and took the
     # Revision path: the annotation is on the Revision, and Knative's own controllers carry it on.
     assert kh.status(kube, ns, name)["actuation"] == "Revision"
+    # The default preset (auto) found the family Knative 1.21's queue-proxy exports.
+    metrics = kh.condition(kube, ns, name, "MetricsAvailable")
+    assert metrics["status"] == "True" and metrics["message"].endswith("(preset knative-otel, chosen by auto)"), metrics
     assert kn.min_scale(kh.KN, "revisions", revision) == str(floor)
     kn.wait_knative_at(revision, floor)
     ready_at = time.time()

@@ -11,7 +11,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from knative_helpers import (ACTIVATION_SCALE, INITIAL_SCALE, MIN_SCALE_LEGACY, PA, REPLAYED, Kn, Sampler, policy,
+from knative_helpers import (ACTIVATION_SCALE, INITIAL_SCALE, MIN_SCALE_LEGACY, REPLAYED, Kn, Sampler, policy,
                              start_operator, wait_applied)
 import kube_helpers as kh  # tests/integration's, put on sys.path by knative_helpers
 
