@@ -47,6 +47,15 @@ def load_model(settings: OperatorSettings):
     return model, description
 
 
+def replayed_clock(start: float, speed: float, anchor: float | None = None,
+                   wall: Callable[[], float] = time.time) -> Callable[[], float]:
+    """A clock that reads `start` (unix time) at wall-clock time `anchor` (default: now) and runs
+    `speed` times faster than the wall clock: the operator then reads a past day from Prometheus and
+    plans on it as if it were today."""
+    origin = wall() if anchor is None else anchor
+    return lambda: start + (wall() - origin) * speed
+
+
 def kube_api_client(settings: OperatorSettings, pool_size: int):
     """One kubernetes ApiClient for the loop's writes (kopf logs in with the same credentials)."""
     from kubernetes import client, config
@@ -153,7 +162,11 @@ def run(argv: Sequence[str] | None = None) -> int:
     try:
         model, description = load_model(settings)
         log.info("model: %s", description)
-        asyncio.run(operate(settings, model=model, model_description=description))
+        clock = time.time if settings.clock_start is None else \
+            replayed_clock(settings.clock_start, settings.clock_speed, settings.clock_anchor)
+        if settings.clock_start is not None:
+            log.info("replayed clock: from %s, %gx the wall clock", settings.clock_start, settings.clock_speed)
+        asyncio.run(operate(settings, model=model, model_description=description, clock=clock))
     except MespOperatorError as exc:
         print(f"mesp operator: {exc}", file=sys.stderr)
         return 2

@@ -65,6 +65,14 @@ class OperatorSettings:
     metrics_address: str = _setting("0.0.0.0", "bind address of /metrics")
     liveness_endpoint: str | None = _setting(None, "kopf liveness endpoint, e.g. http://0.0.0.0:8081/healthz")
     torch_threads: int = _setting(1, "torch intra-op threads for the model")
+    clock_start: float | None = _setting(
+        None, "run on a replayed clock that starts at this unix time (demos and tests: a past day in "
+        "Prometheus replayed; default: the wall clock)")
+    clock_speed: float = _setting(1.0, "how many times faster than the wall clock the replayed clock runs "
+                                       "(with --clock-start)")
+    clock_anchor: float | None = _setting(
+        None, "the wall-clock unix time at which the replayed clock reads --clock-start (default: when "
+        "the operator starts)")
     verbose: bool = _setting(False, "debug logging")
 
     @property
@@ -198,6 +206,14 @@ def validate(s: OperatorSettings) -> OperatorSettings:
         bad("metrics_port", "must be a TCP port (0 disables)")
     if not 1 <= s.torch_threads <= 64:
         bad("torch_threads", "must be between 1 and 64")
+    if s.clock_start is not None and not (math.isfinite(s.clock_start) and s.clock_start > 0):
+        bad("clock_start", "must be a unix time in seconds")
+    if not (math.isfinite(s.clock_speed) and 0 < s.clock_speed <= 3600):
+        bad("clock_speed", "must be above 0 and at most 3600")
+    if s.clock_speed != 1.0 and s.clock_start is None:
+        bad("clock_speed", "needs --clock-start (the wall clock runs at its own speed)")
+    if s.clock_anchor is not None and (s.clock_start is None or not math.isfinite(s.clock_anchor)):
+        bad("clock_anchor", "needs --clock-start, and must be a unix time in seconds")
     if s.model_path is not None:
         if not s.model_path.is_dir():
             bad("model_path", f"{s.model_path} is not a directory")

@@ -45,6 +45,8 @@ def test_flags_override_env_and_env_overrides_defaults():
     (["--model", "/nonexistent/model"], {}, "--model: /nonexistent/model is not a directory"),
     (["--kubeconfig", "/nonexistent/kubeconfig"], {}, "--kubeconfig: /nonexistent/kubeconfig does not exist"),
     (["--write-concurrency", "0"], {}, "--write-concurrency: must be between 1 and 128"),
+    (["--clock-speed", "30"], {}, "--clock-speed: needs --clock-start (the wall clock runs at its own speed)"),
+    (["--clock-start", "1767225600", "--clock-speed", "0"], {}, "--clock-speed: must be above 0 and at most 3600"),
 ])
 def test_bad_values_get_one_clear_line(argv, env, message):
     with pytest.raises(SettingsError) as info:
@@ -98,13 +100,18 @@ EVERY_SETTING = [
     ("liveness_endpoint", "--liveness-endpoint", "MESP_LIVENESS_ENDPOINT", "http://0.0.0.0:8081/healthz",
      "http://0.0.0.0:8081/healthz"),
     ("torch_threads", "--torch-threads", "MESP_TORCH_THREADS", "2", 2),
+    ("clock_start", "--clock-start", "MESP_CLOCK_START", "1767225600", 1767225600.0),
+    ("clock_speed", "--clock-speed", "MESP_CLOCK_SPEED", "30", 30.0),
+    ("clock_anchor", "--clock-anchor", "MESP_CLOCK_ANCHOR", "1767225000", 1767225000.0),
 ]
 
 
 @pytest.mark.parametrize("name,flag,variable,raw,value", EVERY_SETTING, ids=[s[0] for s in EVERY_SETTING])
 def test_every_setting_is_read_from_its_flag_and_its_variable(name, flag, variable, raw, value):
     # A cluster-wide query needs a named preset (its labels); the other settings stand alone.
-    base = ["--metrics-preset", "knative-legacy"] if name == "promql" else []
+    base = {"promql": ["--metrics-preset", "knative-legacy"],
+            "clock_speed": ["--clock-start", "1767225600"],
+            "clock_anchor": ["--clock-start", "1767225600"]}.get(name, [])
     assert getattr(parse_settings([*base, flag, raw], env={}), name) == value
     assert getattr(parse_settings(base, env={variable: raw}), name) == value
 
