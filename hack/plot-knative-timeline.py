@@ -51,6 +51,8 @@ def plot(timeline: dict, out: Path) -> None:
     top.text((start - peak) / 60, top.get_ylim()[1] * 0.95, "bed start ", ha="right", va="top")
     plan_axis = top.twinx()
     plans = sorted(timeline["plans"].items())
+    if len(plans) > 6:  # a replayed clock plans every replayed minute: a few of them, and the last
+        plans = plans[:-1:len(plans) // 5] + plans[-1:]
     for i, (plan_start, plan) in enumerate(plans):
         first = (_unix(plan_start) - peak) / 60
         xs = [first + k for k in range(len(plan) + 1)]
@@ -64,8 +66,15 @@ def plot(timeline: dict, out: Path) -> None:
     top.legend(handles, labels, loc="upper left", fontsize=8)
     top.set_title(f"{timeline['service']}: replayed traffic and MESP's plan")
 
-    # -- bottom: the cluster, seconds since the policy was created
-    xs = [s["t"] - t0 for s in samples]
+    # -- bottom: the cluster, seconds since the policy was created (on a replayed clock: the operator's
+    # minutes from the peak, the top panel's axis)
+    replayed = timeline.get("replayed_clock")
+    if replayed:
+        xs = [(s["sim"] - peak) / 60 for s in samples]
+        t0 = peak
+    else:
+        xs = [s["t"] - t0 for s in samples]
+    scale = 60.0 if replayed else 1.0
     # The four often move within a second of each other: thick to thin, so each stays visible.
     for key, label, color, width in (("ready", "Deployment Ready pods", "0.75", 7),
                                      ("pa_desired", "PodAutoscaler desired scale", "tab:green", 4.5),
@@ -75,17 +84,33 @@ def plot(timeline: dict, out: Path) -> None:
         bottom.step(xs, [float("nan") if y is None else y for y in ys], where="post", label=label, color=color,
                     linewidth=width)
     for t, label in marks:
-        bottom.axvline(t - t0, color="tab:gray", linewidth=0.7, linestyle=":")
-        bottom.text(t - t0, bottom.get_ylim()[1], f" {label}", rotation=90, va="top", fontsize=7, color="tab:gray")
-    bottom.set_xlabel("seconds since the MespPolicy was created (real time)")
+        bottom.axvline((t - t0) / scale, color="tab:gray", linewidth=0.7, linestyle=":")
+        bottom.text((t - t0) / scale, bottom.get_ylim()[1], f" {label}", rotation=90, va="top", fontsize=7,
+                    color="tab:gray")
+    if replayed:
+        bottom.axvline(0, color="tab:red", linewidth=1)
+        bottom.set_xlim(top.get_xlim())
+        bottom.set_xlabel(f"minutes from the replayed peak (the operator's clock, {figures_speed(timeline)}x "
+                          "the wall clock; Knative in real time)")
+    else:
+        bottom.set_xlabel("seconds since the MespPolicy was created (real time)")
     bottom.set_ylabel("instances")
     bottom.legend(loc="center left", fontsize=8)
     bottom.set_ylim(bottom=0)
     figures = timeline.get("figures") or {}
-    bottom.set_title(f"on the cluster: floor {figures.get('floor')}, Ready pods {figures.get('lead_min')} min "
-                     f"before the replayed peak, {figures.get('revisions_created')} Revisions created")
+    if "needed" in figures:
+        bottom.axhline(figures["needed"], color="tab:red", linewidth=0.8, linestyle="--")
+        bottom.set_title(f"on the cluster: the {figures['needed']} pods the peak needs Ready {figures.get('lead_min')} "
+                         f"min before it, {figures.get('revisions_created')} Revisions created")
+    else:
+        bottom.set_title(f"on the cluster: floor {figures.get('floor')}, Ready pods {figures.get('lead_min')} min "
+                         f"before the replayed peak, {figures.get('revisions_created')} Revisions created")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
+
+
+def figures_speed(timeline: dict) -> str:
+    return f"{(timeline.get('figures') or {}).get('speed', '?'):g}"
 
 
 def main(argv: list[str]) -> int:

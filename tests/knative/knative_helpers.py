@@ -49,6 +49,10 @@ REPLAYED = {"revision": ("kn-revision", "peak"), "template": ("kn-template", "pe
             "outage": ("kn-outage", "outage"), "rollout": ("kn-rollout", "roll"),
             "user-floor": ("kn-user-floor", "uf"), "legacy-key": ("kn-legacy-key", "legacy"),
             "activation": ("kn-activation", "act"), "refused": ("kn-refused", "refused")}
+# The Service whose real day is wholly in the past on the package's bed (peak AFTER_PEAK minutes
+# before its start), for the operator on a replayed clock.
+REPLAYED_PAST = ("kn-after-peak", "after")
+AFTER_PEAK = 30
 
 
 def integration_conftest():
@@ -65,17 +69,19 @@ def integration_conftest():
 
 
 class Replay:
-    """One real function-day of the Azure sample, placed in time so that its history (two copies of
-    the day, as Prometheus would have kept them) ends MINUTES_BEFORE_PEAK minutes before its peak at
-    `now`: the replayed peak is that far ahead of the bed's start."""
+    """One real function-day of the Azure sample, placed in time: its history (two copies of the day,
+    as Prometheus would have kept them) ends at `now`, MINUTES_BEFORE_PEAK minutes before its peak
+    (the replayed peak is that far ahead of the bed's start), or `after_peak` minutes after it (the
+    whole peak is in the past, for an operator on a replayed clock)."""
 
-    def __init__(self, day, peak_minute: int, now: float):
+    def __init__(self, day, peak_minute: int, now: float, after_peak: int | None = None):
         import numpy as np
 
         self.day, self.peak_minute = np.asarray(day, dtype=float), int(peak_minute)
         self.now = int(now // 60) * 60
         self.counts = np.tile(self.day, 2)
-        self.now_index = 1440 + self.peak_minute - MINUTES_BEFORE_PEAK  # minute index that ends at `now`
+        # minute index that ends at `now`
+        self.now_index = 1440 + self.peak_minute + (-MINUTES_BEFORE_PEAK if after_peak is None else after_peak)
         self.peak_at = self.time_of(1440 + self.peak_minute)
 
     def time_of(self, index: int) -> int:
@@ -86,33 +92,37 @@ class Replay:
         return float(self.day[self.peak_minute - 5: self.peak_minute + 5].mean())
 
     def write_openmetrics(self, path: Path, services: list[tuple[str, str]], duration_s: float = 0.2) -> None:
-        """The series Knative 1.21's queue-proxy exports (OpenTelemetry layout, what MESP's
-        knative-otel preset reads), the same real day for each (namespace, service): per scrape
-        target kn_serving_invocation_duration_seconds_{count,sum}, and target_info naming the
-        target's namespace, Service and Revision. Counters are sampled every 15 s, each minute's
-        increase the real count of that minute."""
-        start = self.time_of(0) - 60
-        targets = [f'job="queue-proxy",instance="10.244.250.{i + 1}:9091"' for i in range(len(services))]
-        lines = []
-        for suffix, per_request in (("count", 1.0), ("sum", duration_s)):
-            name = f"kn_serving_invocation_duration_seconds_{suffix}"
-            lines.append(f"# TYPE {name} unknown")
-            for target in targets:
-                total = 0.0
-                lines.append(f"{name}{{{target}}} 0 {start}")
-                for m in range(self.now_index + 1):
-                    c = self.counts[m] * per_request
-                    for k in range(4):
-                        lines.append(f"{name}{{{target}}} {total + c * (k + 1) / 4:.3f} {start + m * 60 + (k + 1) * 15}")
-                    total += c
-        lines.append("# TYPE target_info unknown")
-        for target, (namespace, service) in zip(targets, services):
-            labels = (f'{target},k8s_namespace_name="{namespace}",kn_service_name="{service}",'
-                      f'kn_revision_name="{service}-00001"')
-            for t in range(start, self.now + 1, 15):
-                lines.append(f"target_info{{{labels}}} 1 {t}")
-        lines.append("# EOF")
-        path.write_text("\n".join(lines) + "\n")
+        write_history(path, [(self, service) for service in services], duration_s)
+
+
+def write_history(path: Path, placed: list[tuple[Replay, tuple[str, str]]], duration_s: float = 0.2) -> None:
+    """The series Knative 1.21's queue-proxy exports (OpenTelemetry layout, what MESP's knative-otel
+    preset reads) for each (Replay, (namespace, service)): per scrape target
+    kn_serving_invocation_duration_seconds_{count,sum}, and target_info naming the target's
+    namespace, Service and Revision. Counters are sampled every 15 s, each minute's increase the
+    real count of that minute."""
+    targets = [f'job="queue-proxy",instance="10.244.250.{i + 1}:9091"' for i in range(len(placed))]
+    lines = []
+    for suffix, per_request in (("count", 1.0), ("sum", duration_s)):
+        name = f"kn_serving_invocation_duration_seconds_{suffix}"
+        lines.append(f"# TYPE {name} unknown")
+        for target, (replay, _) in zip(targets, placed):
+            start = replay.time_of(0) - 60
+            total = 0.0
+            lines.append(f"{name}{{{target}}} 0 {start}")
+            for m in range(replay.now_index + 1):
+                c = replay.counts[m] * per_request
+                for k in range(4):
+                    lines.append(f"{name}{{{target}}} {total + c * (k + 1) / 4:.3f} {start + m * 60 + (k + 1) * 15}")
+                total += c
+    lines.append("# TYPE target_info unknown")
+    for target, (replay, (namespace, service)) in zip(targets, placed):
+        labels = (f'{target},k8s_namespace_name="{namespace}",kn_service_name="{service}",'
+                  f'kn_revision_name="{service}-00001"')
+        for t in range(replay.time_of(0) - 60, replay.now + 1, 15):
+            lines.append(f"target_info{{{labels}}} 1 {t}")
+    lines.append("# EOF")
+    path.write_text("\n".join(lines) + "\n")
 
 
 # -------------------------------------------------------------------- scenario helpers (any bed)
@@ -246,10 +256,12 @@ class Timeline:
     Revision, its PodAutoscaler's desired scale and its Deployment's replicas. `save` writes it with
     the replayed traffic around the peak as JSON, for hack/plot-knative-timeline.py (docs/knative-loop.md)."""
 
-    def __init__(self, kn: Kn, policy_name: str, replay, interval: float = 0.5):
+    def __init__(self, kn: Kn, policy_name: str, replay, interval: float = 0.5, clock=None):
+        """`clock(wall_time)`: the operator's replayed clock, when it runs on one (samples get its time too)."""
         import threading
 
         self.kn, self.policy_name, self.replay, self.interval = kn, policy_name, replay, interval
+        self.clock = clock
         self.samples: list[dict] = []
         self.plans: dict[str, list[int]] = {}   # planStart -> plan, each distinct plan once
         self.marks: list[tuple[float, str]] = []
@@ -268,7 +280,8 @@ class Timeline:
         st = kh.status(kn.kube, kn.ns, self.policy_name)  # {} once the policy is gone
         if st.get("plan") and st.get("planStart"):
             self.plans[st["planStart"]] = st["plan"]
-        return {"t": round(now, 2), "revision": revision,
+        return {"t": round(now, 2), "sim": None if self.clock is None else round(self.clock(now), 1),
+                "revision": revision,
                 "revision_min_scale": _int(kn.min_scale(kh.KN, "revisions", revision) if revision else None),
                 "pa_desired": (pa.get("status") or {}).get("desiredScale"),
                 "pa_actual": (pa.get("status") or {}).get("actualScale"),
@@ -298,11 +311,15 @@ class Timeline:
         import json
 
         replay = self.replay
-        lo, hi = replay.now_index - 60, min(replay.now_index + 40, len(replay.counts) - 1)
+        peak_index = 1440 + replay.peak_minute
+        lo, hi = min(replay.now_index - 60, peak_index - 45), min(max(replay.now_index, peak_index) + 40,
+                                                                  len(replay.counts) - 1)
         traffic = [{"t": replay.time_of(i), "count": float(replay.counts[i])} for i in range(lo, hi + 1)]
         path.write_text(json.dumps({
             "service": f"{self.kn.ns}/{self.kn.service}", "peak_at": replay.peak_at, "bed_start": replay.now,
-            "traffic": traffic, "plans": self.plans, "marks": self.marks, "samples": self.samples,
+            "traffic": traffic, "plans": self.plans, "samples": self.samples,
+            "marks": [(self.clock(t) if self.clock else t, label) for t, label in self.marks],
+            "replayed_clock": self.clock is not None,
             "sample_errors": self.errors, "figures": figures}, indent=1))
         return path
 
