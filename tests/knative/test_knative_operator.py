@@ -3,8 +3,8 @@
 Each scenario has its own Service whose real Azure day Prometheus holds (knative-otel layout). The
 day's history ends MINUTES_BEFORE_PEAK minutes before its peak when the bed starts, and the
 operator runs in real time (2 s loops), so "before the peak" is measured against the wall clock.
-What happens after the peak (the floor falling back) would take real minutes here: it needs a
-faster clock in the operator (issue 15, time compression) and is not tested yet.
+What happens after the peak (the floor falling back) would take real minutes here: the operator on
+a replayed clock walks through it (test_knative_replayed_clock.py).
 """
 
 from __future__ import annotations
