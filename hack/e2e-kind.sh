@@ -1,36 +1,45 @@
 #!/usr/bin/env bash
-# End-to-end test of MESP on a kind cluster, for users with Docker (opt-in; not part of hack/test.sh).
+# End-to-end tests of MESP on kind clusters, for users with Docker (opt-in; not part of hack/test.sh).
 #
-#   1. creates a kind cluster (kind-config.yaml),
-#   2. installs pinned Knative Serving (CRDs + core) with Kourier as its networking layer, and the
-#      Prometheus stack (kube-prometheus-stack) scraping Knative's request metrics,
-#   3. builds the MESP image from the Dockerfile, loads it into kind and installs the chart
-#      (ServiceMonitor and Grafana dashboard on), then runs `helm test`,
-#   4. deploys a sample function (Knative's helloworld-go) and an Active MespPolicy for it,
-#   5. replays a slice of a trace against it (1 trace minute = 1 wall-clock minute; the first
-#      WARMUP_MINUTES build the history the model needs), recording min-scale every few seconds,
-#   6. asserts that min-scale rose before at least one traffic peak after the warm-up, and prints
-#      the timeline (also written to $OUT_DIR).
+# One suite, two test beds: this script runs the same pytest scenarios as our CI (tests/knative,
+# marker `knative`), on real Knative Serving in kind instead of hack/knative-bed.py's container-less
+# bed. It
+#   1. creates two kind clusters (kind-config.yaml): one with Knative $KNATIVE_VERSION, one with
+#      Knative $KNATIVE_1_20_VERSION (the release before a Revision's min-scale reached its
+#      PodAutoscaler: the scenario where `actuation: Auto` must take the Template path),
+#   2. installs Knative Serving (CRDs + core) with Kourier on each, the ingress on 127.0.0.1:31080
+#      and :31081, and loads the test image (Knative's autoscale-go) into both,
+#   3. runs `pytest tests/knative -m knative` with MESP_KNATIVE_KUBECONFIG /
+#      MESP_KNATIVE_1_20_KUBECONFIG pointing at them (tests/knative/external_bed.py): the operator
+#      runs on this machine as `mesp operator`, with the chart's RBAC through a token of its
+#      ServiceAccount, against a Prometheus on 127.0.0.1 holding the replayed real day, as in CI.
+#   4. with REPLAY=1, also builds the MESP image, installs the chart with kube-prometheus-stack in
+#      the first cluster and replays a trace slice against a real function through the ingress
+#      (1 trace minute = 1 wall-clock minute), asserting that min-scale rose before a peak.
 #
-# Our CI has no Docker engine, so it cannot run this script. It runs the same scenarios instead
-# against a real etcd + kube-apiserver + Prometheus started on 127.0.0.1 by the integration tests
-# (hack/control-plane.py, tests/integration/): min-scale set on the Revision before a backfilled peak,
-# Template mode damping, ForecastOnly, restore on delete, Prometheus outages, RBAC. What only this
-# script adds is Knative itself scaling real pods and the image being built and run.
+# Our CI has no Docker engine, so it cannot run this script; it runs step 3's scenarios on the bed.
+# What only this script adds: real pods (containers, the real queue-proxy) and, with REPLAY=1, the
+# image built and run in the cluster, scraped by a real Prometheus.
 #
-# Needs: docker, kind, kubectl, python3 with this project installed (`pip install -e .`, for the
-# trace generator/reader), internet access (images, Knative release files, Helm repo).
+# Needs: docker, kind, kubectl, python3 with this project installed (`pip install -e .[test]`),
+# prometheus and promtool on PATH (as for the integration tests), internet access (images, Knative
+# release files, Helm repo).
 # Environment (defaults in brackets):
-#   CLUSTER [mesp-e2e]  KEEP_CLUSTER [0: delete it at the end; 1 keeps it for inspection]
-#   KNATIVE_VERSION [1.21.0]  PROM_STACK_VERSION [75.5.0]  KIND_NODE_IMAGE [kind's default]
-#   IMAGE [mesp:dev]  TRACE [empty: the project's synthetic trace; else Azure invocation files, quoted glob]
-#   REPLAY_MINUTES [100]  WARMUP_MINUTES [60]  PEAK_RPM [240]  OUT_DIR [./out/e2e-kind]
+#   CLUSTER [mesp-e2e]  KEEP_CLUSTER [0: delete the clusters at the end; 1 keeps them]
+#   KNATIVE_VERSION [1.21.0]  KNATIVE_1_20_VERSION [1.20.0]  KIND_NODE_IMAGE [kind's default]
+#   TEST_IMAGE [ghcr.io/knative/autoscale-go:latest]  PYTEST_ARGS [-x]  OUT_DIR [./out/e2e-kind]
+#   REPLAY [0]; with REPLAY=1: PROM_STACK_VERSION [75.5.0]  IMAGE [mesp:dev]
+#     TRACE [empty: the project's synthetic trace; else Azure invocation files, quoted glob]
+#     REPLAY_MINUTES [100]  WARMUP_MINUTES [60]  PEAK_RPM [240]
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 
 cluster="${CLUSTER:-mesp-e2e}"
+cluster_120="$cluster-120"
 knative_version="${KNATIVE_VERSION:-1.21.0}"
+knative_120_version="${KNATIVE_1_20_VERSION:-1.20.0}"
+test_image="${TEST_IMAGE:-ghcr.io/knative/autoscale-go:latest}"
 prom_stack_version="${PROM_STACK_VERSION:-75.5.0}"
 image="${IMAGE:-mesp:dev}"
 replay_minutes="${REPLAY_MINUTES:-100}"
@@ -46,7 +55,7 @@ log() { echo "==> [$(date -u +%H:%M:%S)] $*"; }
 die() { echo "e2e-kind: $*" >&2; exit 1; }
 k() { kubectl --context "$kctx" "$@"; }
 
-for tool in docker kind kubectl "$python"; do
+for tool in docker kind kubectl prometheus promtool "$python"; do
   command -v "$tool" >/dev/null 2>&1 || die "'$tool' is required"
 done
 docker info >/dev/null 2>&1 || die "no Docker engine reachable (docker info failed)"
@@ -59,52 +68,87 @@ mkdir -p "$out_dir"
 cleanup() {
   local status=$?
   if [[ -n "${load_pid:-}" ]]; then kill "$load_pid" 2>/dev/null || true; fi
-  if (( status != 0 )) && command -v kubectl >/dev/null 2>&1; then
+  if (( status != 0 )) && [[ "${REPLAY:-0}" == "1" ]] && command -v kubectl >/dev/null 2>&1; then
     echo "--- MESP operator logs (last 60 lines) ---" >&2
     k -n mesp-system logs deployment/mesp --tail=60 >&2 2>/dev/null || true
   fi
   if [[ "${KEEP_CLUSTER:-0}" != "1" ]]; then
-    log "deleting kind cluster $cluster (KEEP_CLUSTER=1 keeps it)"
+    log "deleting kind clusters $cluster and $cluster_120 (KEEP_CLUSTER=1 keeps them)"
     kind delete cluster --name "$cluster" >/dev/null 2>&1 || true
+    kind delete cluster --name "$cluster_120" >/dev/null 2>&1 || true
   fi
   exit "$status"
 }
 trap cleanup EXIT
 
-# --- 1. cluster -----------------------------------------------------------------------------------
-if kind get clusters 2>/dev/null | grep -qx "$cluster"; then
-  log "reusing kind cluster $cluster"
-else
-  log "creating kind cluster $cluster"
-  kind create cluster --name "$cluster" --config kind-config.yaml --wait 180s \
-    ${KIND_NODE_IMAGE:+--image "$KIND_NODE_IMAGE"}
+# --- 1. clusters ----------------------------------------------------------------------------------
+# create_cluster NAME [CONFIG]: the first cluster maps Kourier's NodePort to the host (kind-config.yaml).
+create_cluster() {
+  local name="$1" config="${2:-}"
+  if kind get clusters 2>/dev/null | grep -qx "$name"; then
+    log "reusing kind cluster $name"
+  else
+    log "creating kind cluster $name"
+    kind create cluster --name "$name" ${config:+--config "$config"} --wait 180s \
+      ${KIND_NODE_IMAGE:+--image "$KIND_NODE_IMAGE"}
+  fi
+  kind get kubeconfig --name "$name" > "$out_dir/$name.kubeconfig"
+  log "loading $test_image into $name"
+  kind load docker-image "$test_image" --name "$name"
+}
+docker pull "$test_image" >/dev/null
+create_cluster "$cluster" kind-config.yaml
+create_cluster "$cluster_120"
+
+# --- 2. Knative Serving + Kourier ---------------------------------------------------------------
+# install_knative CONTEXT VERSION
+install_knative() {
+  local ctx="$1" version="$2"
+  local serving="https://github.com/knative/serving/releases/download/knative-v$version"
+  local kourier="https://github.com/knative-extensions/net-kourier/releases/download/knative-v$version"
+  kc() { kubectl --context "$ctx" "$@"; }
+  log "installing Knative Serving $version and Kourier in $ctx"
+  kc apply -f "$serving/serving-crds.yaml"
+  kc wait --for=condition=Established --timeout=120s crd -l knative.dev/crd-install=true
+  kc apply -f "$serving/serving-core.yaml"
+  kc apply -f "$kourier/kourier.yaml"
+  kc -n knative-serving patch configmap/config-network --type merge \
+    -p '{"data":{"ingress-class":"kourier.ingress.networking.knative.dev"}}'
+  kc -n knative-serving patch configmap/config-domain --type merge -p '{"data":{"example.com":""}}'
+  # Knative >= 1.19 exports metrics with OpenTelemetry and exports none by default: expose the
+  # control plane's and queue-proxy's request metrics for Prometheus to scrape.
+  kc -n knative-serving patch configmap/config-observability --type merge \
+    -p '{"data":{"metrics-protocol":"prometheus","request-metrics-protocol":"prometheus"}}'
+  # Scale to zero quickly, so the replay's idle gaps really end in cold starts without MESP.
+  kc -n knative-serving patch configmap/config-autoscaler --type merge \
+    -p '{"data":{"scale-to-zero-grace-period":"30s","stable-window":"60s"}}'
+  # The ingress on a fixed NodePort that kind-config.yaml maps to 127.0.0.1:31080 on the host.
+  kc -n kourier-system patch service/kourier --type merge \
+    -p "{\"spec\":{\"type\":\"NodePort\",\"ports\":[{\"name\":\"http2\",\"port\":80,\"protocol\":\"TCP\",\"targetPort\":8080,\"nodePort\":$ingress_port}]}}"
+  kc rollout restart deployment -n knative-serving
+  kc wait --for=condition=Available --timeout=300s -n knative-serving deployment --all
+  kc wait --for=condition=Available --timeout=300s -n kourier-system deployment --all
+}
+install_knative "$kctx" "$knative_version"
+install_knative "kind-$cluster_120" "$knative_120_version"
+
+# --- 3. the Knative suite (the scenarios CI runs on hack/knative-bed.py) ----------------------------
+log "running tests/knative on $cluster (Knative $knative_version) and $cluster_120 (Knative $knative_120_version)"
+suite_started=$(date +%s)
+# shellcheck disable=SC2086  # PYTEST_ARGS is a list of arguments
+MESP_KNATIVE_KUBECONFIG="$out_dir/$cluster.kubeconfig" \
+MESP_KNATIVE_1_20_KUBECONFIG="$out_dir/$cluster_120.kubeconfig" \
+MESP_KNATIVE_INGRESS="http://127.0.0.1:$ingress_port" \
+MESP_KNATIVE_IMAGE="$test_image" \
+MESP_KNATIVE_OUT="$out_dir/knative-suite" \
+PYTHONPATH="$repo:$repo/operator${PYTHONPATH:+:$PYTHONPATH}" \
+  "$python" -m pytest "$repo/tests/knative" -m knative -p no:cacheprovider ${PYTEST_ARGS:--x}
+log "Knative suite passed in $(( $(date +%s) - suite_started )) s; timelines in $out_dir/knative-suite"
+if [[ "${REPLAY:-0}" != "1" ]]; then
+  exit 0
 fi
 
-# --- 2. Knative Serving + Kourier, Prometheus --------------------------------------------------
-serving="https://github.com/knative/serving/releases/download/knative-v$knative_version"
-kourier="https://github.com/knative-extensions/net-kourier/releases/download/knative-v$knative_version"
-log "installing Knative Serving $knative_version and Kourier"
-k apply -f "$serving/serving-crds.yaml"
-k wait --for=condition=Established --timeout=120s crd -l knative.dev/crd-install=true
-k apply -f "$serving/serving-core.yaml"
-k apply -f "$kourier/kourier.yaml"
-k -n knative-serving patch configmap/config-network --type merge \
-  -p '{"data":{"ingress-class":"kourier.ingress.networking.knative.dev"}}'
-k -n knative-serving patch configmap/config-domain --type merge -p '{"data":{"example.com":""}}'
-# Knative >= 1.19 exports metrics with OpenTelemetry and exports none by default: expose the
-# control plane's and queue-proxy's request metrics for Prometheus to scrape.
-k -n knative-serving patch configmap/config-observability --type merge \
-  -p '{"data":{"metrics-protocol":"prometheus","request-metrics-protocol":"prometheus"}}'
-# Scale to zero quickly, so the replay's idle gaps really end in cold starts without MESP.
-k -n knative-serving patch configmap/config-autoscaler --type merge \
-  -p '{"data":{"scale-to-zero-grace-period":"30s","stable-window":"60s"}}'
-# The ingress on a fixed NodePort that kind-config.yaml maps to 127.0.0.1:31080 on the host.
-k -n kourier-system patch service/kourier --type merge \
-  -p "{\"spec\":{\"type\":\"NodePort\",\"ports\":[{\"name\":\"http2\",\"port\":80,\"protocol\":\"TCP\",\"targetPort\":8080,\"nodePort\":$ingress_port}]}}"
-k rollout restart deployment -n knative-serving
-k wait --for=condition=Available --timeout=300s -n knative-serving deployment --all
-k wait --for=condition=Available --timeout=300s -n kourier-system deployment --all
-
+# --- 4. with REPLAY=1: MESP in the cluster, a real Prometheus, a trace replayed -----------------------
 log "installing kube-prometheus-stack $prom_stack_version"
 h repo add prometheus-community https://prometheus-community.github.io/helm-charts --force-update >/dev/null
 cat > "$out_dir/prometheus-values.yaml" <<'YAML'
@@ -155,7 +199,7 @@ spec:
       interval: 15s
 YAML
 
-# --- 3. MESP image and chart ----------------------------------------------------------------------
+# --- 4a. MESP image and chart ----------------------------------------------------------------------
 log "building $image and loading it into kind"
 docker build -t "$image" .
 kind load docker-image "$image" --name "$cluster"
@@ -163,12 +207,11 @@ log "installing the MESP chart"
 h upgrade --install mesp charts/mesp --namespace mesp-system --create-namespace \
   --set image.repository="${image%:*}" --set image.tag="${image##*:}" --set image.pullPolicy=Never \
   --set operator.prometheus.url=http://prometheus-operated.monitoring.svc:9090 \
-  --set operator.prometheus.preset=knative-otel \
   --set metrics.serviceMonitor.enabled=true --set dashboard.enabled=true \
   --wait --timeout 5m
 h test mesp --namespace mesp-system --logs
 
-# --- 4. sample function and its policy ----------------------------------------------------------
+# --- 4b. sample function and its policy ----------------------------------------------------------
 log "deploying the sample function and its MespPolicy"
 k create namespace "$demo_ns" --dry-run=client -o yaml | k apply -f -
 k apply -f - <<YAML
@@ -208,7 +251,7 @@ spec:
 YAML
 k -n "$demo_ns" wait --for=condition=Ready --timeout=300s ksvc/hello
 
-# --- 5. replay a trace slice, recording min-scale -------------------------------------------------
+# --- 4c. replay a trace slice, recording min-scale -------------------------------------------------
 log "replaying $replay_minutes minutes of trace (warm-up $warmup_minutes) against hello.$demo_ns"
 "$python" - "$out_dir" "$replay_minutes" "$warmup_minutes" "$peak_rpm" "${TRACE:-}" > "$out_dir/replay-plan.log" <<'PY'
 # Pick a periodic function with idle gaps (the case where scale-to-zero causes cold starts) and

@@ -64,6 +64,11 @@ class Actuator:
                            f"recording the current min-scale {current or 'unset'} as the user's own")
             record = OriginalRecord(kind, name, key, current)
             self.store.set_original(policy, record)  # saved before the first write, so it can be restored
+            if o.spec.min_scale is None:
+                # What is there before MESP's first write is the user's own, e.g. the min-scale of the
+                # user's rollout (a new Revision): the floor from this loop on, not the old record's.
+                o.floor = kn.read_min_scale({key: current} if current is not None else {}) or 0
+                o.cap = max(o.cap, o.floor)
         elif applied is not None and current is not None and current != str(applied) and current != record.value:
             # Someone else changed the value since MESP wrote it: that is the user's new intent.
             record = dataclasses.replace(record, value=current)
@@ -93,7 +98,8 @@ class Actuator:
             why = "; ".join(o.reasons) or o.plan_source
             self.event(policy, "Normal", "MinScaleSet",
                        f"{target}: min-scale {result.previous or 'unset'} -> {value} ({why})")
-        o.set("Actuated", True, "Applied", f"{target} has min-scale {value}")
+        at_cap = f", the cap set by {o.cap_why}" if value == o.cap and value > o.floor and o.cap_why else ""
+        o.set("Actuated", True, "Applied", f"{target} has min-scale {value}{at_cap}")
         return "Actuated", value, record.value
 
     def give_back(self, policy: PolicyObject, record: OriginalRecord, applied: int | None, memory: PolicyMemory,

@@ -54,9 +54,9 @@ def floor_and_cap(spec_min_scale: int | None, spec_max_scale: int | None, record
 
     The floor is the policy's minScale, else the user's own min-scale as recorded before MESP's first
     write (`recorded_min_scale`, None when nothing is recorded), else the Service template's. The cap
-    is the smaller of the policy's maxScale and the Service's own max-scale (Knative refuses a
-    min-scale above it; `target_annotations` are those of the object written to), else `default_cap`;
-    never below the floor or 1.
+    is the smallest of the policy's maxScale and the Service's own max-scale and activation-scale
+    (Knative's webhook refuses a min-scale above either; `target_annotations` are those of the object
+    written to), else `default_cap`; never below the floor or 1.
     """
     if spec_min_scale is not None:
         floor = spec_min_scale
@@ -64,9 +64,31 @@ def floor_and_cap(spec_min_scale: int | None, spec_max_scale: int | None, record
         floor = recorded_min_scale
     else:
         floor = kn.read_min_scale(template_annotations) or 0
-    service_cap = kn.read_max_scale(target_annotations) or kn.read_max_scale(template_annotations)
-    caps = [c for c in (spec_max_scale, service_cap) if c]
+    caps = [value for value, _ in _caps(spec_max_scale, template_annotations, target_annotations)]
     return floor, max(min(caps) if caps else default_cap, floor, 1)
+
+
+_REFUSED = " (Knative refuses a min-scale above it)"
+
+
+def _caps(spec_max_scale: int | None, template_annotations: Mapping[str, str],
+          target_annotations: Mapping[str, str]) -> list[tuple[int, str]]:
+    """The bounds on MESP's min-scale, each with what it is."""
+    service_max = kn.read_max_scale(target_annotations) or kn.read_max_scale(template_annotations)
+    activation = kn.read_activation_scale(target_annotations) or kn.read_activation_scale(template_annotations)
+    named = [(spec_max_scale, f"the policy's maxScale {spec_max_scale}"),
+             (service_max, f"the Service's max-scale {service_max}{_REFUSED}"),
+             (activation, f"the Service's activation-scale {activation}{_REFUSED}")]
+    return [(value, what) for value, what in named if value]
+
+
+def cap_reason(spec_max_scale: int | None, template_annotations: Mapping[str, str],
+               target_annotations: Mapping[str, str], cap: int) -> str:
+    """What sets the cap `cap` (from floor_and_cap), for the status."""
+    for value, what in _caps(spec_max_scale, template_annotations, target_annotations):
+        if value == cap:
+            return what
+    return f"the operator's --max-scale-cap {cap}"
 
 
 def damp_template_change(current: int, wanted: int, floor: int, cap: int, minutes_since_change: float,

@@ -19,6 +19,9 @@ MIN_SCALE = "autoscaling.knative.dev/min-scale"
 MIN_SCALE_LEGACY = "autoscaling.knative.dev/minScale"
 MAX_SCALE = "autoscaling.knative.dev/max-scale"
 MAX_SCALE_LEGACY = "autoscaling.knative.dev/maxScale"
+# Knative's webhook refuses a min-scale above an activation-scale (the pods a Revision starts with
+# when it scales up from zero): it bounds MESP's floor like max-scale does.
+ACTIVATION_SCALE = "autoscaling.knative.dev/activation-scale"
 TARGET = "autoscaling.knative.dev/target"
 SERVICE_LABEL = "serving.knative.dev/service"
 REVISION_ANNOTATIONS_MIN_VERSION = (1, 21)
@@ -86,6 +89,11 @@ def read_max_scale(annotations) -> int | None:
     return value if value else None  # 0 means "no limit" in Knative
 
 
+def read_activation_scale(annotations) -> int | None:
+    value = read_scale(annotations, ACTIVATION_SCALE, ACTIVATION_SCALE)
+    return value if value else None
+
+
 @dataclasses.dataclass(frozen=True)
 class ServiceInfo:
     namespace: str
@@ -134,13 +142,28 @@ def revision_info(body: Mapping[str, Any]) -> RevisionInfo:
 
 
 def parse_knative_version(text: str | None) -> tuple[int, int] | None:
-    """'v1.21.0' / '1.21' -> (1, 21); 'devel' (a build from main) counts as new enough."""
+    """'v1.21.0' / '1.21' -> (1, 21); anything without a release number ('devel', '') -> None."""
     if not text:
         return None
-    if text.strip().lower() == "devel":
-        return (99, 0)
     m = re.match(r"v?(\d+)\.(\d+)", text.strip())
     return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def revision_annotation_support(label: str | None) -> tuple[bool, str]:
+    """(whether Revision annotations reach the PodAutoscaler, why) from the Revision CRD's version label.
+
+    'devel' is what Knative's own YAML says before a release stamps it, so a build of any commit (an
+    old one too: v0.47.0, Knative 1.20, says 'devel') carries it. It is decided as unknown on
+    purpose: Template actuation works on every Knative, while a Revision annotation on a Knative
+    before 1.21 is silently never acted on."""
+    version = parse_knative_version(label)
+    if version is None:
+        what = ("'devel' (installed from source, release unknown)" if (label or "").strip().lower() == "devel"
+                else f"version unknown ({label!r})")
+        return False, (f"Knative {what}; assuming < 1.21, so Template (works on every Knative); "
+                       f"set spec.actuation: Revision if this Knative is >= 1.21")
+    ok = version >= REVISION_ANNOTATIONS_MIN_VERSION
+    return ok, f"Knative {label}: Revision annotations {'propagate' if ok else 'need a new Revision'}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,12 +194,9 @@ class KnativeClient:
                 raise
             return False, f"cannot read the Revision CRD ({exc.status}); assuming Knative < 1.21"
         labels = crd.metadata.labels or {}
-        raw = labels.get("app.kubernetes.io/version") or labels.get("serving.knative.dev/release")
-        version = parse_knative_version(raw)
-        if version is None:
-            return False, f"Knative version unknown ({raw!r}); assuming < 1.21"
-        ok = version >= REVISION_ANNOTATIONS_MIN_VERSION
-        return ok, f"Knative {raw}: Revision annotations {'propagate' if ok else 'need a new Revision'}"
+        found = [labels[k] for k in ("app.kubernetes.io/version", "serving.knative.dev/release") if labels.get(k)]
+        # A release number on either label wins over 'devel' on the other.
+        return revision_annotation_support(next((v for v in found if parse_knative_version(v)), found[0] if found else None))
 
     def get_service(self, namespace: str, name: str) -> dict:
         return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "services", name,

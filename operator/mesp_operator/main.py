@@ -35,11 +35,25 @@ def load_model(settings: OperatorSettings):
         model = mesp_core.load_model(path)
     except Exception as exc:  # ArtifactError and anything else the artifact triggers
         raise ModelError(f"cannot load model artifact {path}: {exc}") from None
+    from mesp_operator.decisions import model_context_minutes
+
     manifest = getattr(model, "manifest", {}) or {}
     clusters = len(manifest.get("clusters", []))
+    # The history each loop fetches and feeds the model: the widest expert's input (not the
+    # manifest's input_size_max, which caps only the trained experts, not the seasonal ones).
+    context = settings.context_minutes or model_context_minutes(manifest)
     description = (f"{path} (format {manifest.get('format', '?')} v{manifest.get('format_version', '?')}, "
-                   f"{clusters} clusters, input {manifest.get('input_size', '?')} min)")
+                   f"{clusters} clusters, reads {context} min of history)")
     return model, description
+
+
+def replayed_clock(start: float, speed: float, anchor: float | None = None,
+                   wall: Callable[[], float] = time.time) -> Callable[[], float]:
+    """A clock that reads `start` (unix time) at wall-clock time `anchor` (default: now) and runs
+    `speed` times faster than the wall clock: the operator then reads a past day from Prometheus and
+    plans on it as if it were today."""
+    origin = wall() if anchor is None else anchor
+    return lambda: start + (wall() - origin) * speed
 
 
 def kube_api_client(settings: OperatorSettings, pool_size: int):
@@ -148,7 +162,11 @@ def run(argv: Sequence[str] | None = None) -> int:
     try:
         model, description = load_model(settings)
         log.info("model: %s", description)
-        asyncio.run(operate(settings, model=model, model_description=description))
+        clock = time.time if settings.clock_start is None else \
+            replayed_clock(settings.clock_start, settings.clock_speed, settings.clock_anchor)
+        if settings.clock_start is not None:
+            log.info("replayed clock: from %s, %gx the wall clock", settings.clock_start, settings.clock_speed)
+        asyncio.run(operate(settings, model=model, model_description=description, clock=clock))
     except MespOperatorError as exc:
         print(f"mesp operator: {exc}", file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@ Timestamps: the value at minute t is the number of invocations in (t - 60 s, t].
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import re
 import string
@@ -21,6 +22,7 @@ import numpy as np
 
 from mesp_operator.errors import MetricsError, PolicyError
 
+log = logging.getLogger("mesp.operator")
 STEP_SECONDS = 60
 REFETCH_MINUTES = 2  # re-read the newest minutes each loop: late scrapes change them
 MAX_POINTS_PER_QUERY = 120_000  # keeps one JSON answer to a few MB
@@ -37,6 +39,9 @@ class Preset:
     service_label: str
     description: str
     duration_query: str = ""  # mean request duration in ms over the last hour, same labels ($selector too)
+    # Series selectors that must each match some series for the query to mean anything (the preset's
+    # metric family); zeros from a query whose family is absent are a wrong preset or scrape, not idleness.
+    family: tuple[str, ...] = ()
 
 
 PRESETS: dict[str, Preset] = {
@@ -51,6 +56,7 @@ PRESETS: dict[str, Preset] = {
             "sum by (namespace_name, service_name) (rate(revision_request_latencies_sum{$selector}[1h]))"
             " / sum by (namespace_name, service_name) (rate(revision_request_latencies_count{$selector}[1h]))"
         ),
+        family=("revision_request_count",),
     ),
     # Knative Serving >= 1.21 (OpenTelemetry): service names live on target_info, joined per scrape target.
     "knative-otel": Preset(
@@ -73,6 +79,7 @@ PRESETS: dict[str, Preset] = {
             " * on (job, instance) group_left (k8s_namespace_name, kn_service_name)"
             " max by (job, instance, k8s_namespace_name, kn_service_name) (target_info{$selector}))"
         ),
+        family=("kn_serving_invocation_duration_seconds_count", 'target_info{kn_service_name!=""}'),
     ),
     # Knative Serving >= 1.19 (OpenTelemetry): the activator's series carry the names themselves.
     "knative-otel-activator": Preset(
@@ -89,8 +96,17 @@ PRESETS: dict[str, Preset] = {
             " / sum by (k8s_namespace_name, kn_service_name) "
             "(rate(kn_serving_invocation_duration_seconds_count{$selector}[1h]))"
         ),
+        family=('kn_serving_invocation_duration_seconds_count{kn_service_name!=""}',),
     ),
 }
+# `auto` picks the first preset whose family Prometheus holds: the newest layout first (a cluster
+# upgraded from an older Knative still holds the old family for a while).
+AUTO = "auto"
+AUTO_ORDER = ("knative-otel", "knative-otel-activator", "knative-legacy")
+PRESET_CHOICES = (AUTO, *PRESETS)
+# How long a family found stays trusted before Prometheus is asked again (a missing one is asked
+# for on every loop, so the operator recovers as soon as the scrape does).
+FAMILY_RECHECK_SECONDS = 600
 
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 Key = tuple  # (namespace, service) for the batched query, ("policy", namespace, policy) for overrides
@@ -168,20 +184,26 @@ class FetchResult:
     series: dict[Key, np.ndarray]            # per requested key, float32 [window], oldest first
     errors: dict[Key, Exception]             # per key whose counts are unusable
     end: int                                 # unix time of the newest minute
+    preset: str = ""                         # which preset the batched query used, and why
 
 
 class PrometheusSource:
     """Batched, cached per-minute counts. `fetch` never raises for one bad series; it reports it."""
 
-    def __init__(self, url: str, *, timeout: float = 10.0, preset: str = "knative-legacy",
+    def __init__(self, url: str, *, timeout: float = 10.0, preset: str = AUTO,
                  promql: str | None = None, client=None):
         from prometheus_api_client import PrometheusConnect
         from urllib3.util.retry import Retry
 
-        if preset not in PRESETS:
+        if preset not in PRESET_CHOICES:
             raise ValueError(f"unknown metrics preset {preset!r}")
-        self.preset = PRESETS[preset]
-        self.query_template = promql or self.preset.query
+        if preset == AUTO and promql:
+            raise ValueError("a cluster-wide PromQL needs a named preset (the labels it returns)")
+        self.auto = preset == AUTO
+        # auto: unknown until Prometheus has been asked (see _preset_in_use)
+        self.preset_name: str | None = None if self.auto else preset
+        self.preset: Preset | None = None if self.auto else PRESETS[preset]
+        self.promql = promql
         self.timeout = timeout
         # One quick retry only: the loop itself is the retry; a long backoff would stall every policy.
         self.client = client or PrometheusConnect(
@@ -194,6 +216,9 @@ class PrometheusSource:
         self._durations: dict[Key, float] = {}
         self._durations_at: float | None = None
         self._durations_for: frozenset = frozenset()
+        self._family_found_at: float | None = None
+        self._family_window = 1440  # minutes looked back for the family (the last fetch's window)
+        self.preset_note = ""
 
     # -- public -----------------------------------------------------------------------------------
     def fetch(self, targets: Iterable[tuple[str, str]], overrides: Mapping[Key, str], *,
@@ -206,12 +231,14 @@ class PrometheusSource:
         errors: dict[Key, Exception] = {}
 
         if targets:
-            query = string.Template(self.query_template).safe_substitute(
-                selector=_selector(self.preset.namespace_label, (ns for ns, _ in targets)))
-            if query != self._batch_query:
-                # Another set of namespaces: the cached minutes lack the new ones' history, start over.
-                self._batch_cache, self._batch_query = _SeriesCache(), query
+            self._family_window = window_minutes
             try:
+                preset = self._preset_in_use(now)
+                query = string.Template(self.promql or preset.query).safe_substitute(
+                    selector=_selector(preset.namespace_label, (ns for ns, _ in targets)))
+                if query != self._batch_query:
+                    # Another set of namespaces (or preset): the cached minutes lack their history, start over.
+                    self._batch_cache, self._batch_query = _SeriesCache(), query
                 self._refresh(self._batch_cache, query, first, end, window_minutes, self._batch_key,
                               n_series=len(targets))
             except Exception as exc:  # one failure marks every target of this batch
@@ -241,7 +268,7 @@ class PrometheusSource:
             del self._override_caches[stale]
         for key in errors:
             series.pop(key, None)
-        return FetchResult(series=series, errors=errors, end=end)
+        return FetchResult(series=series, errors=errors, end=end, preset=self.preset_note)
 
     def mean_durations(self, targets: Iterable[tuple[str, str]], *, now: float) -> DurationResult:
         """Mean request duration (ms, last hour) per (namespace, service) target, from the preset's
@@ -250,14 +277,20 @@ class PrometheusSource:
         (so capacity does not jump back to a default while it is idle) and is absent until measured
         once. A failed refresh keeps the previous values and reports the error; it never raises."""
         targets = frozenset(targets)
-        if not targets or not self.preset.duration_query:
+        if not targets:
             return DurationResult({})
         fresh = (self._durations_at is not None and targets <= self._durations_for
                  and 0 <= now - self._durations_at < DURATION_REFRESH_SECONDS)
         if fresh:
             return DurationResult(self._known_durations(targets))
-        query = string.Template(self.preset.duration_query).safe_substitute(
-            selector=_selector(self.preset.namespace_label, (ns for ns, _ in targets)))
+        try:
+            preset = self._preset_in_use(now)
+        except MetricsError as exc:
+            return DurationResult(self._known_durations(targets), exc)
+        if not preset.duration_query:
+            return DurationResult({})
+        query = string.Template(preset.duration_query).safe_substitute(
+            selector=_selector(preset.namespace_label, (ns for ns, _ in targets)))
         try:
             raw = self._query_instant(query, now)
             measured = {}
@@ -282,6 +315,51 @@ class PrometheusSource:
         return {k: v for k, v in self._durations.items() if k in targets}
 
     # -- internals --------------------------------------------------------------------------------
+    def _preset_in_use(self, now: float) -> Preset:
+        """The preset to read with: auto's choice, or the named one, confirmed (again after
+        FAMILY_RECHECK_SECONDS) to have its metric family in Prometheus over the fetch window.
+        Raises MetricsError (reason MetricMissing) naming what is missing: zeros from an absent
+        family would be forecast as an idle Service. A cluster-wide --promql is taken as it is."""
+        if self.promql or (self._family_found_at is not None
+                           and 0 <= now - self._family_found_at < FAMILY_RECHECK_SECONDS):
+            return self.preset
+        window = self._family_window
+        missing: dict[str, str] = {}
+        for name in AUTO_ORDER if self.auto else (self.preset_name,):
+            absent = next((sel for sel in PRESETS[name].family
+                           if not self._series_exist(sel, now - window * 60, now)), None)
+            if absent is None:
+                if self.auto and name != self.preset_name:
+                    log.info("metrics preset auto: %s (%s found in Prometheus)", name,
+                             " and ".join(PRESETS[name].family))
+                self.preset_name, self.preset, self._family_found_at = name, PRESETS[name], now
+                self.preset_note = f"preset {name}{', chosen by auto' if self.auto else ''}"
+                return self.preset
+            missing[name] = absent
+        self._family_found_at = None
+        if self.auto:
+            families = "; ".join(f"{n}: {' and '.join(PRESETS[n].family)}" for n in AUTO_ORDER)
+            message = (f"no Knative request metric in Prometheus over the last {window} minutes ({families}): "
+                       "is Knative's queue-proxy scraped? Not forecasting from zeros")
+        else:
+            message = (f"no {missing[self.preset_name]} series in Prometheus over the last "
+                       f"{window} minutes: preset {self.preset_name} ({self.preset.description}) does not match "
+                       "this Knative, or Prometheus does not scrape it (--metrics-preset auto picks the family "
+                       "that exists). Not forecasting from zeros")
+        raise MetricsError(message, "MetricMissing")
+
+    def _series_exist(self, selector: str, start: float, end: float) -> bool:
+        """Whether any series matches `selector` between start and end: the label-values API lists
+        metric names only, so this stays cheap however many Services there are."""
+        try:
+            names = self._call(lambda: self.client.get_label_values("__name__", params={
+                "match[]": selector, "start": f"{start:.3f}", "end": f"{end:.3f}"}))
+        except PolicyError as exc:
+            raise MetricsError(f"Prometheus refused the series lookup {selector}: {exc}", "QueryRejected") from exc
+        if not isinstance(names, list):
+            raise MetricsError("Prometheus answered garbage: label values are not a list", "MetricsGarbage")
+        return selector.split("{", 1)[0] in names
+
     def _batch_key(self, metric: Mapping[str, str]) -> Key:
         return (metric.get(self.preset.namespace_label, ""), metric.get(self.preset.service_label, ""))
 

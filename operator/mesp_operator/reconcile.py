@@ -180,6 +180,8 @@ class Reconciler:
         outcome.floor, outcome.cap = decisions.floor_and_cap(
             spec.min_scale, spec.max_scale, None if record is None else record.min_scale(),
             svc.template_annotations, target_annotations, self.settings.max_scale_cap)
+        outcome.cap_why = decisions.cap_reason(spec.max_scale, svc.template_annotations, target_annotations,
+                                               outcome.cap)
         target = kn.read_scale(svc.template_annotations, kn.TARGET, kn.TARGET)  # used only when concurrency is 0
         outcome.capacity, outcome.capacity_source, outcome.duration_ms = decisions.resolve_capacity(
             spec.capacity, spec.request_duration_ms, measured_ms, svc.container_concurrency, target)
@@ -213,7 +215,8 @@ class Reconciler:
             key = _override_key(o.policy) if o.spec.promql else (o.policy.namespace, o.spec.service)
             error = fetch.errors.get(key)
             if error is None:
-                o.set("MetricsAvailable", True, "Fetched", f"{self.context_minutes} minutes of counts fetched")
+                via = f" ({fetch.preset})" if fetch.preset and not o.spec.promql else ""
+                o.set("MetricsAvailable", True, "Fetched", f"{self.context_minutes} minutes of counts fetched{via}")
                 fresh.append((o, fetch.series[key]))
                 continue
             info = classify(error)

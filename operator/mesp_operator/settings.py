@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 from mesp_core.policy import DEFAULT_COLD_START_COST
 from mesp_operator.errors import SettingsError
 from mesp_operator.forecast import MAX_COLD_START_COST
-from mesp_operator.prometheus import PRESETS
+from mesp_operator.prometheus import AUTO, PRESET_CHOICES
 
 ACTUATION_SUPPORT_CHOICES = ("auto", "revision", "template")
 _ENV_PREFIX = "MESP_"
@@ -42,10 +42,11 @@ class OperatorSettings:
         None, "kubeconfig file (default: in-cluster service account, else $KUBECONFIG or ~/.kube/config)")
     prometheus_url: str = _setting("http://127.0.0.1:9090", "Prometheus base URL")
     prometheus_timeout_seconds: float = _setting(10.0, "timeout of one Prometheus query")
-    metrics_preset: str = _setting("knative-legacy", f"PromQL preset: {', '.join(sorted(PRESETS))}")
+    metrics_preset: str = _setting(
+        AUTO, f"PromQL preset: {', '.join(PRESET_CHOICES)}; auto picks the one whose metric family Prometheus holds")
     promql: str | None = _setting(
         None, "cluster-wide PromQL replacing the preset; must return per-minute counts labelled by the "
-        "preset's namespace and service labels")
+        "preset's namespace and service labels (so it needs a named --metrics-preset)")
     loop_interval_seconds: float = _setting(60.0, "seconds between two reconcile loops over all policies")
     context_minutes: int | None = _setting(
         None, "trailing minutes of history fed to the model (default: the model's input size)")
@@ -69,6 +70,14 @@ class OperatorSettings:
     metrics_address: str = _setting("0.0.0.0", "bind address of /metrics")
     liveness_endpoint: str | None = _setting(None, "kopf liveness endpoint, e.g. http://0.0.0.0:8081/healthz")
     torch_threads: int = _setting(1, "torch intra-op threads for the model")
+    clock_start: float | None = _setting(
+        None, "run on a replayed clock that starts at this unix time (demos and tests: a past day in "
+        "Prometheus replayed; default: the wall clock)")
+    clock_speed: float = _setting(1.0, "how many times faster than the wall clock the replayed clock runs "
+                                       "(with --clock-start)")
+    clock_anchor: float | None = _setting(
+        None, "the wall-clock unix time at which the replayed clock reads --clock-start (default: when "
+        "the operator starts)")
     verbose: bool = _setting(False, "debug logging")
 
     @property
@@ -184,10 +193,13 @@ def validate(s: OperatorSettings) -> OperatorSettings:
             f"got {s.cold_start_cost}")
     if not 0 <= s.template_cooldown_seconds <= 86400:
         bad("template_cooldown_seconds", "must be between 0 and 86400")
-    if s.metrics_preset not in PRESETS:
-        bad("metrics_preset", f"unknown preset {s.metrics_preset!r}; choose one of {', '.join(sorted(PRESETS))}")
+    if s.metrics_preset not in PRESET_CHOICES:
+        bad("metrics_preset", f"unknown preset {s.metrics_preset!r}; choose one of {', '.join(PRESET_CHOICES)}")
     if s.promql is not None and not s.promql.strip():
         bad("promql", "must not be empty")
+    if s.promql is not None and s.metrics_preset == AUTO:
+        bad("promql", "name the preset whose namespace and service labels the query returns with "
+                      "--metrics-preset (auto cannot tell from a query of yours)")
     if s.context_minutes is not None and not 60 <= s.context_minutes <= 14 * 1440:
         bad("context_minutes", f"must be between 60 and {14 * 1440}, got {s.context_minutes}")
     if s.max_scale_cap < 1:
@@ -202,6 +214,14 @@ def validate(s: OperatorSettings) -> OperatorSettings:
         bad("metrics_port", "must be a TCP port (0 disables)")
     if not 1 <= s.torch_threads <= 64:
         bad("torch_threads", "must be between 1 and 64")
+    if s.clock_start is not None and not (math.isfinite(s.clock_start) and s.clock_start > 0):
+        bad("clock_start", "must be a unix time in seconds")
+    if not (math.isfinite(s.clock_speed) and 0 < s.clock_speed <= 3600):
+        bad("clock_speed", "must be above 0 and at most 3600")
+    if s.clock_speed != 1.0 and s.clock_start is None:
+        bad("clock_speed", "needs --clock-start (the wall clock runs at its own speed)")
+    if s.clock_anchor is not None and (s.clock_start is None or not math.isfinite(s.clock_anchor)):
+        bad("clock_anchor", "needs --clock-start, and must be a unix time in seconds")
     if s.model_path is not None:
         if not s.model_path.is_dir():
             bad("model_path", f"{s.model_path} is not a directory")

@@ -33,6 +33,7 @@ class Outcome:
     value: int | None = None          # the min-scale the plan asks for now
     floor: int = 0
     cap: int | None = None
+    cap_why: str | None = None        # what sets the cap (decisions.cap_reason)
     capacity: float | None = None
     capacity_source: str | None = None  # spec | requestDurationMs | measuredDuration | defaultDuration
     duration_ms: float | None = None    # the request duration the capacity was derived from

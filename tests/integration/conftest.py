@@ -277,6 +277,7 @@ def run_operator(control_plane, model, chart_rbac):
             namespaces=(namespace,),
             metrics_port=0,
             write_concurrency=4,
+            metrics_preset="knative-legacy",  # the layout of most backfilled Services (auto would pick otel's)
         )
         values.update(overrides)
         settings = validate(OperatorSettings(**values))

@@ -29,8 +29,9 @@ def test_forecast_only_writes_the_plan_and_patches_nothing(admin_client, make_na
             "--namespace", ns, "--metrics-port", str(port), "--metrics-address", "127.0.0.1"]
     if os.environ.get("MESP_IT_MODEL"):
         argv += ["--model", os.environ["MESP_IT_MODEL"]]
+    # fo-svc's series are in the legacy layout (auto would take the newer family another Service has).
     env = dict(os.environ, MESP_PROMETHEUS_URL=control_plane.prometheus_url, MESP_LOOP_INTERVAL_SECONDS="1",
-               MESP_TORCH_THREADS="1")
+               MESP_TORCH_THREADS="1", MESP_METRICS_PRESET="knative-legacy")
     log = tmp_path / "operator.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)

@@ -34,11 +34,11 @@ def test_presets_return_the_real_per_minute_counts(control_plane, history, prese
 
 def test_incremental_fetch_matches_a_fresh_one(control_plane, history):
     target = ("it-presets", "legacy-svc")
-    cached = PrometheusSource(control_plane.prometheus_url, timeout=5)
+    cached = PrometheusSource(control_plane.prometheus_url, timeout=5, preset="knative-legacy")
     start = history.peak_time("a") - 3600
     for step in range(0, 20 * 60, 180):  # twenty minutes of loops, three minutes apart
         result = cached.fetch([target], {}, now=start + step, window_minutes=120)
-    fresh = PrometheusSource(control_plane.prometheus_url, timeout=5).fetch(
+    fresh = PrometheusSource(control_plane.prometheus_url, timeout=5, preset="knative-legacy").fetch(
         [target], {}, now=start + step, window_minutes=120)
     np.testing.assert_allclose(result.series[target], fresh.series[target])
     np.testing.assert_allclose(result.series[target], expected_window(history, "a", result.end, 120),
@@ -46,7 +46,7 @@ def test_incremental_fetch_matches_a_fresh_one(control_plane, history):
 
 
 def test_unknown_service_is_zeros_and_bad_override_is_a_policy_error(control_plane, history):
-    source = PrometheusSource(control_plane.prometheus_url, timeout=5)
+    source = PrometheusSource(control_plane.prometheus_url, timeout=5, preset="knative-legacy")
     now = history.peak_time("a")
     result = source.fetch([("it-presets", "no-such-svc")],
                           {("it-presets", "broken"): "sum(rate(revision_request_count[1m]"},
@@ -90,3 +90,55 @@ def test_mean_request_duration_from_the_latency_histogram(control_plane, history
     assert quiet.error is None and quiet.durations_ms == {target: result.durations_ms[target]}
     fresh = PrometheusSource(control_plane.prometheus_url, timeout=5, preset=preset)
     assert fresh.mean_durations([target], now=history.end + 2 * 3600).durations_ms == {}
+
+
+def test_auto_reads_the_family_prometheus_holds(control_plane, history):
+    """This Prometheus holds two families (queue-proxy's OpenTelemetry series for otel-svc, the
+    legacy counter for the rest): auto takes the newer and reads the real counts through it."""
+    source = PrometheusSource(control_plane.prometheus_url, timeout=5)  # auto, the default
+    target = ("it-presets", "otel-svc")
+    result = source.fetch([target], {}, now=history.peak_time("a") + 30, window_minutes=240)
+    assert not result.errors, result.errors
+    assert source.preset_name == "knative-otel" and result.preset == "preset knative-otel, chosen by auto"
+    np.testing.assert_allclose(result.series[target], expected_window(history, "a", result.end, 240),
+                               rtol=1e-3, atol=0.05)
+    # A Service without a series while the family exists is idle: zeros, no error.
+    idle = source.fetch([("it-presets", "no-such-svc")], {}, now=history.peak_time("a") + 30, window_minutes=240)
+    assert not idle.errors and not idle.series[("it-presets", "no-such-svc")].any()
+
+
+def test_a_family_prometheus_does_not_hold_is_reported_by_name(control_plane, history):
+    """knative-otel-activator's series (kn_service_name on the counter itself) are not in this
+    Prometheus; before the history starts no family is. Both are errors naming the metric, never
+    a day of zeros forecast as an idle Service."""
+    target = ("it-presets", "legacy-svc")
+    wrong = PrometheusSource(control_plane.prometheus_url, timeout=5, preset="knative-otel-activator")
+    error = wrong.fetch([target], {}, now=history.peak_time("a"), window_minutes=240).errors[target]
+    assert isinstance(error, MetricsError) and error.reason == "MetricMissing"
+    assert 'no kn_serving_invocation_duration_seconds_count{kn_service_name!=""} series' in str(error)
+    before = PrometheusSource(control_plane.prometheus_url, timeout=5)
+    error = before.fetch([target], {}, now=history.start - 3600, window_minutes=240).errors[target]
+    assert error.reason == "MetricMissing" and "revision_request_count" in str(error)
+    assert before.preset_name is None
+
+
+def test_the_operator_reports_a_missing_metric_and_keeps_the_users_floor(
+        admin_client, make_namespace, run_operator, history):
+    ns = make_namespace("it-presets")
+    kh.create_knative_service(admin_client, ns, "legacy-svc", annotations={kh.MIN_SCALE: "2"})
+    kh.create_policy(admin_client, ns, "wrong-preset", {"service": "legacy-svc", "mode": "Active",
+                                                        "actuation": "Revision", "capacityPerInstance": 50})
+    clock = kh.SimClock(start=history.peak_time("a") - 20 * 60, speed=60)
+    run_operator(ns, clock=clock, metrics_preset="knative-otel-activator")
+
+    def missing():
+        condition = kh.condition(admin_client, ns, "wrong-preset", "MetricsAvailable") or {}
+        return condition if condition.get("reason") == "MetricMissing" else None
+
+    condition = kh.wait_for(missing, 60, message="MetricsAvailable=False, MetricMissing")
+    assert condition["status"] == "False"
+    assert "kn_serving_invocation_duration_seconds_count" in condition["message"]
+    clock.sleep_until(clock() + 5 * 60)  # several loops: still the user's floor, nothing forecast
+    status = kh.status(admin_client, ns, "wrong-preset")
+    assert status.get("planSource") == "floor", status
+    assert kh.revision_min_scale(admin_client, ns, "legacy-svc-00001") == "2"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 import kube_helpers as kh
@@ -144,7 +145,7 @@ def test_a_new_ready_revision_takes_over_and_the_old_one_gets_its_value_back(
         admin_client, make_namespace, run_operator, history):
     ns = make_namespace("it-rollout")
     kh.create_knative_service(admin_client, ns, "roll-svc", annotations={kh.MIN_SCALE: "1"})
-    kh.create_policy(admin_client, ns, "roll", {"service": "roll-svc", "mode": "Active",  # actuation: Auto
+    kh.create_policy(admin_client, ns, "roll", {"service": "roll-svc", "mode": "Active", "actuation": "Revision",
                                                 "capacityPerInstance": 50})
     run_operator(ns, clock=SimClock(start=history.peak_time("a") - 20 * 60, speed=60))
     wait_for(lambda: int(kh.revision_min_scale(admin_client, ns, "roll-svc-00001") or 0) > 1, 60,
@@ -156,9 +157,28 @@ def test_a_new_ready_revision_takes_over_and_the_old_one_gets_its_value_back(
              message="old Revision back at its own value")
     record = kh.get_policy(admin_client, ns, "roll")["metadata"]["annotations"][ORIGINAL]
     assert '"name": "roll-svc-00002"' in record and '"value": "1"' in record
-    # Auto chose Revision from the installed Knative's release label, and says so.
     st = kh.status(admin_client, ns, "roll")
-    assert st["actuation"] == "Revision" and st["actuationReason"].startswith("Auto: Knative ")
+    assert st["actuation"] == "Revision" and st["actuationReason"] == "spec.actuation is Revision"
+
+
+def test_auto_reads_the_installed_knatives_release_label_and_says_why(
+        admin_client, make_namespace, run_operator, history):
+    """Auto decides from the Revision CRD's version label: a release >= 1.21 is the Revision path; the
+    'devel' of CRDs taken from Knative's source (../shared/knative) is decided as unknown on purpose,
+    the Template path, which works on every Knative, and the status says so."""
+    ns = make_namespace("it-auto")
+    kh.create_knative_service(admin_client, ns, "auto-svc", annotations={kh.MIN_SCALE: "1"})
+    kh.create_policy(admin_client, ns, "auto", {"service": "auto-svc", "mode": "Active", "capacityPerInstance": 1e8})
+    run_operator(ns, clock=SimClock(start=history.peak_time("a") - 30 * 60, speed=60))
+    st = wait_for(lambda: kh.status(admin_client, ns, "auto") if kh.status(admin_client, ns, "auto").get("actuation")
+                  else None, 60, message="an actuation in status")
+    crd = client.ApiextensionsV1Api(admin_client).read_custom_resource_definition("revisions.serving.knative.dev")
+    label = (crd.metadata.labels or {}).get("app.kubernetes.io/version")
+    if label == "devel":
+        assert st["actuation"] == "Template", st
+        assert st["actuationReason"].startswith("Auto: Knative 'devel' (installed from source, release unknown)")
+    else:
+        assert st["actuation"] == "Revision" and st["actuationReason"].startswith(f"Auto: Knative {label}"), st
 
 
 def test_capacity_from_the_measured_request_duration(admin_client, make_namespace, run_operator, history):

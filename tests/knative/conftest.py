@@ -6,8 +6,9 @@ Prometheus) in a network namespace of its own, and enters that namespace for thi
 clients and processes the tests start reach the servers there, and nothing else. It is left, and
 everything stopped, when the package is done.
 
-Scenario code uses only what a kind cluster could give too (hack/e2e-kind.sh): an admin kubeconfig,
-`set_load` for the pods' reported load, and the Prometheus URL.
+Scenario code uses only what a kind cluster gives too: with MESP_KNATIVE_KUBECONFIG set (and
+MESP_KNATIVE_1_20_KUBECONFIG for the Knative 1.20 scenarios), no bed is started and the same
+scenarios run on that cluster (tests/knative/external_bed.py; hack/e2e-kind.sh sets them up).
 Nothing here is skipped: a missing binary or tool is a failure with a message.
 """
 
@@ -26,8 +27,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from knative_helpers import (REPLAYED, REPLAYED_1_20, REPO, TIMINGS, TRACE, Replay, integration_conftest,
-                             load_bed_module)
+from external_bed import ExternalBed, external_kubeconfig
+from knative_helpers import (AFTER_PEAK, REPLAYED, REPLAYED_1_20, REPLAYED_PAST, REPO, TIMINGS, TRACE, Replay,
+                             integration_conftest, load_bed_module, write_history)
 import kube_helpers as kh  # tests/integration's, put on sys.path by knative_helpers
 
 knative_bed_module = load_bed_module()
@@ -49,19 +51,22 @@ def real_day():
 
 
 @contextlib.contextmanager
-def running_bed(tmp_path_factory, real_day, services, serving_version=None, label="knative-bed"):
+def running_bed(tmp_path_factory, real_day, services, serving_version=None, label="knative-bed", past=()):
     """A started KnativeBed whose Prometheus holds the real day for `services`, its history ending
     MINUTES_BEFORE_PEAK minutes before the peak at the bed's start (bed.replay says where in time);
-    entered while it runs, stopped (and left) afterwards. Beds nest: the inner one is left back into
-    the outer."""
+    entered while it runs, stopped (and left) afterwards. The `past` Services hold the same day wholly
+    in the past (bed.past_replay says where). Beds nest: the inner one is left back into the outer."""
     work = tmp_path_factory.mktemp(label)
     history = work / "history.om"
-    replay = Replay(*real_day, time.time())
-    replay.write_openmetrics(history, list(services))
+    now = time.time()
+    replay, past_replay = Replay(*real_day, now), Replay(*real_day, now, after_peak=AFTER_PEAK)
+    write_history(history, [(replay, s) for s in services] + [(past_replay, s) for s in past])
     kwargs = {"serving_version": serving_version} if serving_version else {}
-    bed = knative_bed_module.KnativeBed(work / "servers", nodes=1, **kwargs)
+    external = external_kubeconfig(serving_version)
+    bed = ExternalBed(external, work / "servers") if external else \
+        knative_bed_module.KnativeBed(work / "servers", nodes=1, **kwargs)
     bed.start(prometheus=True, backfill=history)
-    bed.replay = replay
+    bed.replay, bed.past_replay = replay, past_replay
     try:
         yield bed
     finally:
@@ -135,7 +140,7 @@ def operators(bed, log_dir: Path):
 @pytest.fixture(scope="package")
 def knative_bed(tmp_path_factory, real_day):
     """The bed of the pinned Knative (1.21), shared by the package's scenarios."""
-    with running_bed(tmp_path_factory, real_day, REPLAYED.values()) as bed:
+    with running_bed(tmp_path_factory, real_day, REPLAYED.values(), past=[REPLAYED_PAST]) as bed:
         TIMINGS.update({f"bed_{k}": round(v, 2) for k, v in bed.timings.items()})
         try:
             yield bed

@@ -3,8 +3,8 @@
 Each scenario has its own Service whose real Azure day Prometheus holds (knative-otel layout). The
 day's history ends MINUTES_BEFORE_PEAK minutes before its peak when the bed starts, and the
 operator runs in real time (2 s loops), so "before the peak" is measured against the wall clock.
-What happens after the peak (the floor falling back) would take real minutes here: it needs a
-faster clock in the operator (issue 15, time compression) and is not tested yet.
+What happens after the peak (the floor falling back) would take real minutes here: the operator on
+a replayed clock walks through it (test_knative_replayed_clock.py).
 """
 
 from __future__ import annotations
@@ -13,21 +13,37 @@ import time
 
 import pytest
 
-from knative_helpers import MAX_SCALE, PA, REPLAYED, TIMINGS, USER_FLOOR, Kn, policy, start_operator, wait_applied
+from knative_helpers import (MAX_SCALE, PA, REPLAYED, TIMINGS, USER_FLOOR, Kn, Sampler, Timeline, image, lead_minutes,
+                             out_dir, policy, start_operator, wait_applied)
 import kube_helpers as kh  # tests/integration's, put on sys.path by knative_helpers
 
 pytestmark = pytest.mark.knative
 
-def test_revision_actuation_floor_reaches_knative_pods_before_the_replayed_peak(kube, replay, mesp_operator):
+
+def test_revision_actuation_floor_reaches_knative_pods_before_the_replayed_peak(kube, replay, mesp_operator, tmp_path):
     ns, name = REPLAYED["revision"]
     kn = Kn(kube, ns, name).create({kh.MIN_SCALE: str(USER_FLOOR)})
     revision = kn.latest()
     kn.wait_knative_at(revision, USER_FLOOR)
+    with Timeline(kn, name, replay) as timeline:
+        floor, log = _revision_scenario(kube, kn, revision, replay, mesp_operator, timeline)
+        time.sleep(3)  # Knative settling at the user's floor, on the timeline
+    lead = lead_minutes(timeline, floor)
+    TIMINGS["revision_actuation_ready_lead_min"] = lead
+    path = timeline.save(out_dir(tmp_path) / "timeline-revision.json", floor=floor, lead_min=lead, revisions_created=0)
+    print(f"\nRevision actuation: floor {floor}, Ready pods {lead} min before the replayed peak, "
+          f"0 Revisions created; timeline {path}")
+    assert lead is not None and lead > 0, "the floor's pods were Ready only after the replayed peak"
 
+
+def _revision_scenario(kube, kn: Kn, revision: str, replay, mesp_operator, timeline: Timeline):
+    ns, name = kn.ns, kn.service
     kh.create_policy(kube, ns, name, policy(replay, service=name))
+    timeline.mark("policy created")
     t0 = time.monotonic()
     log = start_operator(mesp_operator, ns)
     floor = wait_applied(kube, ns, name, log)
+    timeline.mark(f"MESP applied {floor}")
     t_applied = time.monotonic()
     TIMINGS["operator_start_to_applied_s"] = round(t_applied - t0, 2)
     st = kh.status(kube, ns, name)
@@ -35,13 +51,20 @@ def test_revision_actuation_floor_reaches_knative_pods_before_the_replayed_peak(
     # Auto read Knative 1.21 from the real cluster (the Revision CRD's release label) and took the
     # Revision path: the annotation is on the Revision, and Knative's own controllers carry it on.
     assert kh.status(kube, ns, name)["actuation"] == "Revision"
+    # The default preset (auto) found the family Knative 1.21's queue-proxy exports.
+    metrics = kh.condition(kube, ns, name, "MetricsAvailable")
+    assert metrics["status"] == "True" and metrics["message"].endswith("(preset knative-otel, chosen by auto)"), metrics
     assert kn.min_scale(kh.KN, "revisions", revision) == str(floor)
     kn.wait_knative_at(revision, floor)
     ready_at = time.time()
     TIMINGS["operator_applied_to_ready_pods_s"] = round(time.monotonic() - t_applied, 2)
     TIMINGS["revision_actuation_floor"] = floor
-    TIMINGS["ready_pods_lead_replayed_peak_min"] = round((replay.peak_at - ready_at) / 60, 1)
     assert ready_at < replay.peak_at, "the floor's pods were Ready only after the replayed peak"
+    # Five more loops: the floor holds (the plan's first minutes ask the same), Knative keeps it.
+    timeline.mark("Ready")
+    time.sleep(10)
+    held = [s for s in timeline.samples if s["t"] > ready_at + 1]
+    assert held and {(s["revision_min_scale"], s["ready"]) for s in held} == {(floor, floor)}, held[-3:]
     # No new Revision (churn 0), the user's template untouched.
     assert kn.revisions() == [revision]
     TIMINGS["revision_actuation_revisions_created"] = 0
@@ -51,19 +74,37 @@ def test_revision_actuation_floor_reaches_knative_pods_before_the_replayed_peak(
     # pods' stats report no load, so the autoscaler may lower the Deployment).
     t1 = time.monotonic()
     kh.delete_policy(kube, ns, name)
+    timeline.mark("policy deleted")
     kh.wait_for(lambda: kn.min_scale(kh.KN, "revisions", revision) == str(USER_FLOOR), 60,
                 message=f"the user's min-scale {USER_FLOOR} back on the Revision (log: {log})")
     kn.wait_knative_at(revision, USER_FLOOR, timeout=120)
     TIMINGS["policy_deleted_to_user_floor_pods_s"] = round(time.monotonic() - t1, 2)
+    return floor, log
 
 
-def test_template_actuation_creates_revisions_that_knative_scales(kube, replay, mesp_operator):
+def test_template_actuation_creates_revisions_that_knative_scales(kube, replay, mesp_operator, tmp_path):
     ns, name = REPLAYED["template"]
     kn = Kn(kube, ns, name).create({kh.MIN_SCALE: str(USER_FLOOR)})
+    with Timeline(kn, name, replay) as timeline:
+        floor, created = _template_scenario(kube, kn, replay, mesp_operator, timeline)
+        time.sleep(3)  # the give-back's Revision settling, on the timeline
+    lead = lead_minutes(timeline, floor)
+    TIMINGS["template_actuation_ready_lead_min"] = lead
+    path = timeline.save(out_dir(tmp_path) / "timeline-template.json", floor=floor, lead_min=lead,
+                         revisions_created=created)
+    print(f"\nTemplate actuation: floor {floor}, Ready pods {lead} min before the replayed peak, "
+          f"{created} Revisions created; timeline {path}")
+    assert lead is not None and lead > 0, "the floor's pods were Ready only after the replayed peak"
+
+
+def _template_scenario(kube, kn: Kn, replay, mesp_operator, timeline: Timeline) -> tuple[int, int]:
+    ns, name = kn.ns, kn.service
     first = kn.latest()
     kh.create_policy(kube, ns, name, policy(replay, service=name, actuation="Template"))
+    timeline.mark("policy created")
     log = start_operator(mesp_operator, ns)
     floor = wait_applied(kube, ns, name, log)
+    timeline.mark(f"MESP applied {floor}")
     assert kh.status(kube, ns, name)["actuation"] == "Template"
     assert kh.template_min_scale(kube, ns, name) == str(floor)
     # Knative rolls the template change out as a new Revision, and scales that one.
@@ -71,9 +112,13 @@ def test_template_actuation_creates_revisions_that_knative_scales(kube, replay, 
     second = kn.latest()
     assert kn.min_scale(kh.KN, "revisions", second) == str(floor)
     kn.wait_knative_at(second, floor)
+    timeline.mark("Ready")
     assert time.time() < replay.peak_at, "the floor's pods were Ready only after the replayed peak"
+    time.sleep(6)  # three more loops: the damped template floor holds, no new Revision
+    assert kn.latest() == second and kh.template_min_scale(kube, ns, name) == str(floor)
 
     kh.delete_policy(kube, ns, name)
+    timeline.mark("policy deleted")
     kh.wait_for(lambda: kh.template_min_scale(kube, ns, name) == str(USER_FLOOR), 60,
                 message=f"the user's min-scale {USER_FLOOR} back on the template (log: {log})")
     kh.wait_for(lambda: kn.latest() not in (None, first, second), 60, message="the give-back's Revision Ready")
@@ -82,6 +127,7 @@ def test_template_actuation_creates_revisions_that_knative_scales(kube, replay, 
     created = len(kn.revisions()) - 1
     TIMINGS["template_actuation_revisions_created"] = created
     assert created == 2, kn.revisions()
+    return floor, created
 
 
 def test_forecast_only_writes_nothing_knative_acts_on(kube, replay, mesp_operator):
@@ -126,37 +172,6 @@ def test_floor_above_the_users_max_scale_is_capped_not_refused(kube, replay, mes
     assert ready_cond.get("status") == "True", kh.status(kube, ns, name).get("conditions")
 
 
-class Sampler:
-    """Reads a value every `interval` seconds in the background (for flapping checks)."""
-
-    def __init__(self, read, interval: float = 0.25):
-        import threading
-
-        self.read, self.interval, self.values = read, interval, []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.values.append(self.read())
-            self._stop.wait(self.interval)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(5)
-
-    def changes(self) -> list:
-        out = []
-        for v in self.values:
-            if not out or out[-1] != v:
-                out.append(v)
-        return out
-
-
 def test_knative_autoscaler_outage_mesp_holds_and_knative_catches_up(kube, knative_bed, replay, mesp_operator):
     """Knative's autoscaler (which owns the PodAutoscalers) is killed for a few operator loops; MESP
     raises its floor meanwhile. MESP's annotation moves once and does not flap; the Deployment stays
@@ -191,10 +206,13 @@ def test_knative_autoscaler_outage_mesp_holds_and_knative_catches_up(kube, knati
     assert kh.status(kube, ns, name)["appliedMinScale"] == second
 
 
+RELEASE_2 = [{"name": "RELEASE", "value": "2"}]  # the user's change: any template change is a rollout
+
+
 def test_user_rollout_during_revision_actuation_loses_no_write(kube, replay, mesp_operator):
-    """The user rolls out a new template (new image) while MESP holds a floor on the Revision:
+    """The user rolls out a new template (a new environment) while MESP holds a floor on the Revision:
     Knative makes a new Revision from the user's template; MESP moves its floor there, and the
-    user's change (image, own min-scale) stays as the user wrote it."""
+    user's change (environment, own min-scale) stays as the user wrote it."""
     ns, name = REPLAYED["rollout"]
     kn = Kn(kube, ns, name).create({kh.MIN_SCALE: str(USER_FLOOR)})
     first = kn.latest()
@@ -205,7 +223,7 @@ def test_user_rollout_during_revision_actuation_loses_no_write(kube, replay, mes
 
     t0 = time.monotonic()
     kh.custom(kube).patch_namespaced_custom_object(*kh.KN, ns, "services", name, {
-        "spec": {"template": {"spec": {"containers": [{"image": f"dev.local/mesp/{name}:2"}]}}}})
+        "spec": {"template": {"spec": {"containers": [{"image": image(name), "env": RELEASE_2}]}}}})
     kh.wait_for(lambda: kn.latest() not in (None, first), 60, message="the user's new Revision Ready")
     second = kn.latest()
     kh.wait_for(lambda: kn.min_scale(kh.KN, "revisions", second) == str(floor), 60,
@@ -213,6 +231,6 @@ def test_user_rollout_during_revision_actuation_loses_no_write(kube, replay, mes
     kn.wait_knative_at(second, floor)
     TIMINGS["rollout_to_floor_on_new_revision_pods_s"] = round(time.monotonic() - t0, 2)
     svc = kn.get(kh.KN, "services", name)
-    assert svc["spec"]["template"]["spec"]["containers"][0]["image"] == f"dev.local/mesp/{name}:2"
+    assert svc["spec"]["template"]["spec"]["containers"][0]["env"] == RELEASE_2
     assert kh.template_min_scale(kube, ns, name) == str(USER_FLOOR)
     assert kn.revisions() == [first, second]  # only the user's rollout made a Revision

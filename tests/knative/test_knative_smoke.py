@@ -11,7 +11,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from knative_helpers import TIMINGS, ready
+from knative_helpers import TIMINGS, image, ready
 import kube_helpers as kh  # tests/integration's, put on sys.path by knative_helpers
 
 pytestmark = pytest.mark.knative
@@ -62,7 +62,7 @@ def hello(knative_bed, kube):
         "apiVersion": "serving.knative.dev/v1", "kind": "Service",
         "metadata": {"name": SERVICE, "namespace": NS},
         "spec": {"template": {"metadata": {"annotations": {kh.MIN_SCALE: "1"}},
-                              "spec": {"containers": [{"image": "dev.local/mesp/hello:1"}]}}}})
+                              "spec": {"containers": [{"image": image(SERVICE)}]}}}})
     kh.wait_for(lambda: ready(_get(kube, kh.KN, "revisions", REVISION)), 120, message=f"Revision {REVISION} Ready")
     TIMINGS["service_to_ready_revision_s"] = round(time.monotonic() - t0, 2)
     return SERVICE

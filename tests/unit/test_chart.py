@@ -123,6 +123,13 @@ def test_equal_metrics_and_health_ports_fail_with_a_clear_message(helm):
     assert "metrics.port and probes.port must differ" in done.stderr
 
 
+def test_a_cluster_query_with_the_auto_preset_fails_with_a_clear_message(helm):
+    """The operator refuses --promql with auto (the labels are unknown); the chart says so first."""
+    done = run_helm(helm, "template", RELEASE, str(CHART), "--set", "operator.prometheus.promql=sum(x)")
+    assert done.returncode != 0
+    assert "operator.prometheus.promql needs a named operator.prometheus.preset" in done.stderr
+
+
 def test_schema_is_strict_at_every_level():
     schema = json.loads((CHART / "values.schema.json").read_text())
     values = yaml.safe_load((CHART / "values.yaml").read_text())
@@ -238,7 +245,8 @@ def test_rendered_flags_are_accepted_by_the_operator(helm):
     from mesp_operator.settings import parse_settings
 
     container = operator_container(render(helm, "operator.watchNamespaces={team-a,team-b}", "operator.contextMinutes=240",
-                                          "operator.prometheus.promql=sum(rate(x[2m]))", "operator.verbose=true",
+                                          "operator.prometheus.promql=sum(rate(x[2m]))",
+                                          "operator.prometheus.preset=knative-otel", "operator.verbose=true",
                                           "operator.coldStartCost=25"))
     assert container["command"] == ["mesp", "operator"]
     settings = parse_settings(container["args"], env={})
@@ -255,16 +263,18 @@ def test_rendered_flags_are_accepted_by_the_operator(helm):
     assert defaults.namespaces == () and defaults.model_path is None
     # The chart's default cost is the operator's own default.
     assert defaults.cold_start_cost == parse_settings([], env={}).cold_start_cost
+    # One default preset, the CLI's and the chart's: auto.
+    assert defaults.metrics_preset == parse_settings([], env={}).metrics_preset == "auto"
 
 
 def test_schema_presets_are_the_operators_presets():
-    from mesp_operator.prometheus import PRESETS
+    from mesp_operator.prometheus import PRESET_CHOICES
 
     schema = json.loads((CHART / "values.schema.json").read_text())
     enum = schema["properties"]["operator"]["properties"]["prometheus"]["properties"]["preset"]["enum"]
-    assert sorted(enum) == sorted(PRESETS)
+    assert sorted(enum) == sorted(PRESET_CHOICES)
     values = yaml.safe_load((CHART / "values.yaml").read_text())
-    assert values["operator"]["prometheus"]["preset"] in PRESETS
+    assert values["operator"]["prometheus"]["preset"] == "auto"
 
 
 def _dashboard(helm, *sets: str) -> dict:
@@ -298,6 +308,13 @@ def test_dashboard_actual_curve_is_the_operators_query(helm):
                      if t.get("legendFormat", "").startswith("actual")]
         assert actual["expr"] == preset.query.replace("$selector", f'{preset.namespace_label}=~"$namespace"'), name
         assert actual["legendFormat"] == f"actual {{{{{preset.namespace_label}}}}}/{{{{{preset.service_label}}}}}"
+    # auto: each family's query, in the operator's order; only the family Prometheus holds answers.
+    from mesp_operator.prometheus import AUTO_ORDER
+
+    (auto,) = [t for t in _targets(_dashboard(helm)) if t.get("legendFormat", "").startswith("actual")]
+    assert auto["expr"] == " or ".join(
+        "(" + PRESETS[name].query.replace("$selector", f'{PRESETS[name].namespace_label}=~"$namespace"') + ")"
+        for name in AUTO_ORDER)
     (custom,) = [t for t in _targets(_dashboard(helm, "operator.prometheus.promql=sum by (namespace_name\\, service_name) (x)",
                                                 "operator.prometheus.preset=knative-legacy"))
                  if t.get("legendFormat", "").startswith("actual")]

@@ -80,6 +80,19 @@ def test_a_new_revision_gets_written_and_the_old_one_its_value_back():
     assert [reason for _, reason, _ in events] == ["MinScaleRestored", "MinScaleSet"]
 
 
+def test_the_users_rollout_with_a_higher_min_scale_is_never_written_below():
+    """The user rolls out a Revision whose own min-scale (12) is above MESP's plan (5): the loop that
+    moves to it planned with the old record's floor (1), yet writes nothing below the user's 12."""
+    cluster, actuator, events = _setup(revision_annotations={kn.MIN_SCALE: "4"})
+    cluster.add_revision("ns", "fn-00002", "fn", {kn.MIN_SCALE: "12"})
+    o = _outcome(cluster, 5)
+    o.service = dataclasses.replace(o.service, latest_ready_revision="fn-00002")
+    old = OriginalRecord("Revision", "fn-00001", kn.MIN_SCALE, "1")
+    assert actuator.apply(o, "Revision", old, 4, PolicyMemory(), {}, NOW) == ("Actuated", 12, "12")
+    assert cluster.revision_min_scale("ns", "fn-00002") == "12" and o.floor == 12
+    assert not [m for _, reason, m in events if reason == "MinScaleSet"]  # nothing written on fn-00002
+
+
 def test_template_writes_are_damped():
     cluster, actuator, _ = _setup()
     o = _outcome(cluster, 4, {"template": {"cooldownMinutes": 10, "hysteresis": 1, "raiseHeadroomPercent": 50}})

@@ -8,7 +8,7 @@ import pytest
 
 from mesp_core.policy import PlanState, PolicyConfig, plan_min_scale
 from mesp_operator import knative as kn
-from mesp_operator.decisions import (DEFAULT_REQUEST_DURATION_MS, choose_actuation, damp_template_change,
+from mesp_operator.decisions import (DEFAULT_REQUEST_DURATION_MS, cap_reason, choose_actuation, damp_template_change,
                                      floor_and_cap, held_plan, model_context_minutes, plan_batch, plan_config,
                                      previous_state, resolve_capacity, service_writers, sizing)
 from mesp_operator.forecast import Sizing
@@ -116,12 +116,27 @@ FLOORS_AND_CAPS = [
     (None, None, None, {kn.MAX_SCALE: "0"}, {}, 100, (0, 100)),                 # max-scale 0 = no limit
     (7, 3, None, {}, {}, 100, (7, 7)),                                          # never below the floor
     (None, None, None, {}, {}, 0, (0, 1)),                                      # and at least 1
+    # Knative's webhook refuses min-scale > activation-scale (seen on Knative 1.21): a bound too.
+    (None, 20, None, {kn.ACTIVATION_SCALE: "3"}, {}, 100, (0, 3)),
+    (None, 20, None, {kn.ACTIVATION_SCALE: "6"}, {kn.ACTIVATION_SCALE: "3", kn.MAX_SCALE: "5"}, 100, (0, 3)),
 ]
 
 
 @pytest.mark.parametrize("min_scale,max_scale,recorded,template,target,default_cap,expected", FLOORS_AND_CAPS)
 def test_floor_and_cap(min_scale, max_scale, recorded, template, target, default_cap, expected):
     assert floor_and_cap(min_scale, max_scale, recorded, template, target, default_cap) == expected
+
+
+@pytest.mark.parametrize("max_scale,template,target,cap,says", [
+    (20, {kn.ACTIVATION_SCALE: "3"}, {}, 3,
+     "the Service's activation-scale 3 (Knative refuses a min-scale above it)"),
+    (20, {}, {kn.MAX_SCALE: "8"}, 8, "the Service's max-scale 8 (Knative refuses a min-scale above it)"),
+    (5, {kn.MAX_SCALE: "8"}, {}, 5, "the policy's maxScale 5"),
+    (None, {}, {}, 100, "the operator's --max-scale-cap 100"),
+])
+def test_the_cap_says_what_sets_it(max_scale, template, target, cap, says):
+    assert floor_and_cap(None, max_scale, None, template, target, 100)[1] == cap
+    assert cap_reason(max_scale, template, target, cap) == says
 
 
 @pytest.mark.parametrize("requested,setting,supported,expected", [

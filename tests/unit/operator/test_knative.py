@@ -18,10 +18,24 @@ def test_min_scale_key_keeps_the_spelling_in_use():
     assert kn.read_max_scale({kn.MAX_SCALE: "0"}) is None  # 0 = unlimited in Knative
 
 
-@pytest.mark.parametrize("text,version", [("v1.21.0", (1, 21)), ("1.18", (1, 18)), ("devel", (99, 0)),
+@pytest.mark.parametrize("text,version", [("v1.21.0", (1, 21)), ("1.18", (1, 18)), ("devel", None),
                                           ("", None), ("nightly", None)])
 def test_knative_version_labels(text, version):
     assert kn.parse_knative_version(text) == version
+
+
+@pytest.mark.parametrize("label,supported,says", [
+    ("v1.21.0", True, "Knative v1.21.0: Revision annotations propagate"),
+    ("1.20.2", False, "Knative 1.20.2: Revision annotations need a new Revision"),
+    # 'devel' is any unreleased build, Knative 1.20's too: decided as unknown, and the reason says so.
+    ("devel", False, "Knative 'devel' (installed from source, release unknown); assuming < 1.21, so Template"),
+    (None, False, "Knative version unknown (None); assuming < 1.21, so Template"),
+])
+def test_revision_annotation_support_says_why(label, supported, says):
+    ok, why = kn.revision_annotation_support(label)
+    assert ok is supported and why.startswith(says)
+    if label in ("devel", None):
+        assert "spec.actuation: Revision" in why  # how to override the guess
 
 
 def test_views_of_knative_objects():

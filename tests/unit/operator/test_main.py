@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
+from mesp_operator.decisions import model_context_minutes
 from mesp_operator.errors import ModelError
-from mesp_operator.main import _connection_info, load_model, run
+from mesp_operator.main import _connection_info, load_model, replayed_clock, run
 from mesp_operator.settings import OperatorSettings
 
 GOLDEN_MODEL = Path(__file__).resolve().parents[3] / "tests" / "golden" / "model_v1"
@@ -19,7 +20,22 @@ def test_the_model_is_loaded_with_a_description_of_its_artifact():
     model, description = load_model(OperatorSettings(model_path=GOLDEN_MODEL))
     assert hasattr(model, "forecast_distribution") and hasattr(model, "explain_routes")
     assert description.startswith(f"{GOLDEN_MODEL} (format mesp-model v1, ")
-    assert description.endswith(" min)") and "clusters" in description
+    # The history the loop feeds it, as the reconciler computes it (the seasonal experts' two days
+    # here; the manifest's input_size_max is only the trained experts' cap).
+    context = model_context_minutes(model.manifest)
+    assert context > model.manifest["input_size_max"]
+    assert description.endswith(f" clusters, reads {context} min of history)")
+    _, overridden = load_model(OperatorSettings(model_path=GOLDEN_MODEL, context_minutes=600))
+    assert overridden.endswith("reads 600 min of history)")
+
+
+def test_the_replayed_clock_starts_where_asked_and_runs_faster():
+    ticks = iter([100.0, 100.0, 102.0, 103.0])
+    clock = replayed_clock(1_767_225_600.0, 30.0, wall=lambda: next(ticks))
+    assert clock() == 1_767_225_600.0
+    assert clock() == 1_767_225_600.0 + 60.0  # two wall seconds are a minute at 30x
+    anchored = replayed_clock(1_767_225_600.0, 30.0, anchor=90.0, wall=lambda: next(ticks))
+    assert anchored() == 1_767_225_600.0 + 13 * 30.0  # it read the start at wall time 90
 
 
 def test_an_unusable_artifact_is_a_model_error(tmp_path):

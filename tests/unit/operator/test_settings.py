@@ -40,7 +40,9 @@ _COST_RULE = "--cold-start-cost: must be a number of idle instance-minutes in (0
     (["--prometheus-url", "prom:9090"], {}, "--prometheus-url: 'prom:9090' is not an http(s) URL"),
     (["--loop-interval-seconds", "0"], {}, "--loop-interval-seconds: must be a positive number of seconds, got 0.0"),
     (["--metrics-preset", "knative-2"], {}, "--metrics-preset: unknown preset 'knative-2'; choose one of "
-     "knative-legacy, knative-otel, knative-otel-activator"),
+     "auto, knative-legacy, knative-otel, knative-otel-activator"),
+    (["--promql", "sum(x)"], {}, "--promql: name the preset whose namespace and service labels the query returns "
+     "with --metrics-preset (auto cannot tell from a query of yours)"),
     (["--context-minutes", "10"], {}, "--context-minutes: must be between 60 and 20160, got 10"),
     (["--revision-annotations", "maybe"], {}, "--revision-annotations: must be one of auto, revision, template"),
     ([], {"MESP_STALE_PLAN_SECONDS": "soon"}, "MESP_STALE_PLAN_SECONDS='soon' is not a valid value"),
@@ -52,6 +54,8 @@ _COST_RULE = "--cold-start-cost: must be a number of idle instance-minutes in (0
     (["--cold-start-cost", "-3"], {}, f"{_COST_RULE}, got -3.0"),
     (["--cold-start-cost", "inf"], {}, f"{_COST_RULE}, got inf"),
     ([], {"MESP_COLD_START_COST": "lots"}, "MESP_COLD_START_COST='lots' is not a valid value"),
+    (["--clock-speed", "30"], {}, "--clock-speed: needs --clock-start (the wall clock runs at its own speed)"),
+    (["--clock-start", "1767225600", "--clock-speed", "0"], {}, "--clock-speed: must be above 0 and at most 3600"),
 ])
 def test_bad_values_get_one_clear_line(argv, env, message):
     with pytest.raises(SettingsError) as info:
@@ -106,13 +110,20 @@ EVERY_SETTING = [
     ("liveness_endpoint", "--liveness-endpoint", "MESP_LIVENESS_ENDPOINT", "http://0.0.0.0:8081/healthz",
      "http://0.0.0.0:8081/healthz"),
     ("torch_threads", "--torch-threads", "MESP_TORCH_THREADS", "2", 2),
+    ("clock_start", "--clock-start", "MESP_CLOCK_START", "1767225600", 1767225600.0),
+    ("clock_speed", "--clock-speed", "MESP_CLOCK_SPEED", "30", 30.0),
+    ("clock_anchor", "--clock-anchor", "MESP_CLOCK_ANCHOR", "1767225000", 1767225000.0),
 ]
 
 
 @pytest.mark.parametrize("name,flag,variable,raw,value", EVERY_SETTING, ids=[s[0] for s in EVERY_SETTING])
 def test_every_setting_is_read_from_its_flag_and_its_variable(name, flag, variable, raw, value):
-    assert getattr(parse_settings([flag, raw], env={}), name) == value
-    assert getattr(parse_settings([], env={variable: raw}), name) == value
+    # A cluster-wide query needs a named preset (its labels); the other settings stand alone.
+    base = {"promql": ["--metrics-preset", "knative-legacy"],
+            "clock_speed": ["--clock-start", "1767225600"],
+            "clock_anchor": ["--clock-start", "1767225600"]}.get(name, [])
+    assert getattr(parse_settings([*base, flag, raw], env={}), name) == value
+    assert getattr(parse_settings(base, env={variable: raw}), name) == value
 
 
 def test_the_flags_are_exactly_the_settings_and_each_has_help_with_its_default():
@@ -126,4 +137,6 @@ def test_the_flags_are_exactly_the_settings_and_each_has_help_with_its_default()
     assert options["loop_interval_seconds"].help.endswith("(default 60)")
     assert options["cold_start_cost"].help.startswith("how many idle instance-minutes one avoided cold start")
     assert options["cold_start_cost"].help.endswith("(default 10)")
-    assert options["metrics_preset"].help.endswith("knative-otel-activator (default knative-legacy)")
+    assert options["metrics_preset"].help.endswith("picks the one whose metric family Prometheus holds (default auto)")
+    # One default for the CLI and the chart: auto (tests/unit/test_chart.py checks the chart's).
+    assert parse_settings([], env={}).metrics_preset == "auto"

@@ -1,0 +1,60 @@
+"""Time compressed: `mesp operator` on a replayed clock, 30 times faster than the wall clock, walks
+through a real day's peak that Prometheus holds in the past, while Knative's controllers keep their
+own timing. The floor's pods are Ready before the peak and Knative lowers them after it."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+
+from knative_helpers import REPLAYED_PAST, TIMINGS, Kn, Timeline, out_dir, policy, wait_applied
+import kube_helpers as kh  # tests/integration's, put on sys.path by knative_helpers
+
+pytestmark = pytest.mark.knative
+
+SPEED = 30.0               # one replayed minute every 2 s
+BEFORE, AFTER = 40, 20     # replayed minutes walked through before and after the peak
+USER_FLOOR = 1
+
+
+def test_on_a_replayed_clock_the_floor_is_ready_before_the_peak_and_lowered_after_it(
+        kube, knative_bed, mesp_operator, tmp_path):
+    replay = knative_bed.past_replay
+    ns, name = REPLAYED_PAST
+    kn = Kn(kube, ns, name).create({kh.MIN_SCALE: str(USER_FLOOR)})
+    revision = kn.latest()
+    start, anchor = replay.peak_at - BEFORE * 60, time.time() + 1
+    sim = lambda wall: start + (wall - anchor) * SPEED  # noqa: E731  the operator's clock, exactly
+    kh.create_policy(kube, ns, name, policy(replay, service=name, actuation="Revision"))
+    with Timeline(kn, name, replay, clock=sim) as timeline:
+        timeline.mark("policy created")
+        log = mesp_operator(ns, "--loop-interval-seconds", "1", "--clock-start", str(start),
+                            "--clock-speed", str(SPEED), "--clock-anchor", str(anchor))
+        wait_applied(kube, ns, name, log, above=USER_FLOOR, timeout=120)
+        # Walk on until AFTER replayed minutes past the peak.
+        while sim(time.time()) < replay.peak_at + AFTER * 60:
+            time.sleep(1)
+    # The instances the peak's busiest minutes need at the policy's capacity per instance.
+    capacity = kh.status(kube, ns, name)["capacityPerInstance"]
+    needed = math.ceil(max(replay.day[replay.peak_minute - 2: replay.peak_minute + 3]) / capacity)
+    ready_at = timeline.first(lambda s: s["ready"] >= needed)
+    lead = None if ready_at is None else round((replay.peak_at - sim(ready_at)) / 60, 1)
+    first_raise = timeline.first(lambda s: (s["revision_min_scale"] or 0) > USER_FLOOR)
+    top = max(s["ready"] for s in timeline.samples)
+    after = [s for s in timeline.samples if sim(s["t"]) > replay.peak_at + 5 * 60]
+    lowest_after = min(s["ready"] for s in after)
+    TIMINGS["replayed_clock_needed_pods_ready_lead_min"] = lead
+    TIMINGS["replayed_clock_first_raise_before_peak_min"] = round((replay.peak_at - sim(first_raise)) / 60, 1)
+    TIMINGS["replayed_clock_pods_top_then_lowest_after_peak"] = f"{top} -> {lowest_after}"
+    path = timeline.save(out_dir(tmp_path) / "timeline-replayed-clock.json", floor=top, lead_min=lead,
+                         needed=needed, revisions_created=len(kn.revisions()) - 1, speed=SPEED)
+    print(f"\nReplayed clock ({SPEED:g}x): the {needed} pods the peak needs Ready {lead} replayed min before it "
+          f"(first raise {TIMINGS['replayed_clock_first_raise_before_peak_min']} min before), top {top}, "
+          f"down to {lowest_after} after it; timeline {path}")
+    assert lead is not None and lead > 0, "the pods the peak needs were Ready only after it"
+    assert lowest_after < top, f"Knative kept {top} pods after the peak (log: {log})"
+    # Knative followed MESP's floor down on the same Revision (no rollout) and never below the user's.
+    assert kn.revisions() == [revision]
+    assert min(s["ready"] for s in timeline.samples) >= USER_FLOOR
