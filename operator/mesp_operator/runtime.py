@@ -14,6 +14,7 @@ log = logging.getLogger("mesp.operator")
 
 FINALIZER = "mesp.dev/restore-min-scale"
 MIN_LOOP_GAP_SECONDS = 0.5  # coalesce bursts of policy changes into one loop
+DELETE_WAIT_SECONDS = 1.0   # how often a replica without a deleted policy's shard looks again
 
 
 def configure_kopf(settings) -> None:
@@ -35,10 +36,15 @@ def configure_kopf(settings) -> None:
 
 
 class Runtime:
-    def __init__(self, settings, reconciler, clock: Callable[[], float] = time.time):
+    """`shards` (sharding.ShardLeases) when several replicas share the policies; None: this process
+    owns them all."""
+
+    def __init__(self, settings, reconciler, clock: Callable[[], float] = time.time, shards=None):
         self.settings = settings
         self.reconciler = reconciler
         self.clock = clock
+        self.shards = shards
+        self.lease_task: asyncio.Task | None = None
         self.ready = asyncio.Event()
         self.wake = asyncio.Event()
         self.task: asyncio.Task | None = None
@@ -54,11 +60,23 @@ class Runtime:
             self.generations[uid] = generation
             self.wake.set()
 
+    def owns(self, policy: PolicyObject) -> bool:
+        return self.shards is None or self.shards.owns(policy)
+
     async def restore_on_delete(self, body, logger) -> None:
         """The deletion finalizer's work: give back what the policy changed, in a worker thread.
-        kopf retries a TemporaryError and gives up on a PermanentError."""
+        kopf retries a TemporaryError and gives up on a PermanentError.
+
+        Every replica's kopf calls this; only the shard's holder restores. The others wait here
+        (returning would let kopf remove the finalizer before the restore) until the object is gone
+        or its shard comes to them."""
         import kopf
 
+        policy = PolicyObject.from_body(body)
+        while not self.owns(policy):
+            if await asyncio.to_thread(self._released_elsewhere, policy):
+                return
+            await asyncio.sleep(DELETE_WAIT_SECONDS)
         try:
             message = await asyncio.to_thread(self.reconciler.restore_policy, PolicyObject.from_body(body))
         except Exception as exc:
@@ -69,24 +87,51 @@ class Runtime:
         if message:
             logger.info(message)
 
+    def _released_elsewhere(self, policy: PolicyObject) -> bool:
+        """Whether the policy's deletion no longer waits for MESP: gone, recreated, or our finalizer removed."""
+        try:
+            body = self.reconciler.store.get_body(policy.namespace, policy.name)
+        except Exception as exc:
+            return classify(exc).kind == "api_not_found"
+        meta = body.get("metadata") or {}
+        return meta.get("uid") != policy.uid or FINALIZER not in (meta.get("finalizers") or [])
+
     def start_loop(self, policies, services, revisions) -> None:
+        if self.shards is not None:
+            self.lease_task = asyncio.create_task(self._lease_loop(), name="mesp-leases")
         self.task = asyncio.create_task(self._loop(policies, services, revisions), name="mesp-loop")
 
     async def stop_loop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            try:
-                await self.task
-            except asyncio.CancelledError:
-                pass
+        for task in (self.task, self.lease_task):  # the loop first: it stops writing before the Leases go
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+        if self.shards is not None:
+            await asyncio.to_thread(self.shards.release_all)
         await asyncio.to_thread(self.reconciler.close)
+
+    async def _lease_loop(self) -> None:
+        """Renew, release and take shard Leases every third of a lease duration; a change wakes the loop."""
+        while True:
+            started = time.monotonic()
+            try:
+                if await asyncio.to_thread(self.shards.step):
+                    self.wake.set()
+            except Exception as exc:  # the API server may be away for a while; the Leases then run out
+                info = classify(exc)
+                self.reconciler.metrics.errors.labels(info.kind).inc()
+                log.warning("shard leases not renewed: %s", info.message)
+            await asyncio.sleep(max(0.0, self.shards.renew_interval - (time.monotonic() - started)))
 
     async def _loop(self, policies, services, revisions) -> None:
         await self.ready.wait()
         while True:
             self.wake.clear()
             # Snapshot the indexes here, in the event loop that mutates them.
-            policy_views = [view for store in policies.values() for view in store]
+            policy_views = [view for store in policies.values() for view in store if self.owns(view)]
             service_views = {key: view for key, store in services.items() for view in store}
             revision_views = {key: view for key, store in revisions.items() for view in store}
             try:
