@@ -130,6 +130,7 @@ class ShardLeases:
         self._valid_until: dict[int, float] = {}   # shard -> monotonic deadline of acting on it
         self._seen: dict[str, _Seen] = {}
         self._lock = threading.Lock()
+        self._latest: dict[str, dict] = {}   # name -> the Lease as last listed or written this round
         self.live_replicas = 1
 
     @property
@@ -174,7 +175,7 @@ class ShardLeases:
         items = self.api.list_namespaced_custom_object(
             *LEASE_GROUP[:2], self.namespace, LEASE_GROUP[2], label_selector=f"{GROUP_LABEL}={self.group}",
             _request_timeout=(5, 30))["items"]
-        by_name = {item["metadata"]["name"]: item for item in items}
+        by_name = self._latest = {item["metadata"]["name"]: item for item in items}
         self._renew_member(by_name.get(self.member_name()))
         self.live_replicas = self._live_members(items, started)
         views = []
@@ -239,14 +240,16 @@ class ShardLeases:
 
     def _put(self, name: str, body: dict, create: bool) -> str:
         """Create or replace (optimistically: the resourceVersion must still match): "ok", "conflict"
-        (another replica wrote first) or "error" (the API failed; the next round retries)."""
+        (another replica wrote first) or "error" (the API failed; the next round retries). The Lease
+        as written replaces the listed one, so a later write in the same round is not refused as stale."""
         try:
             if create:
-                self.api.create_namespaced_custom_object(*LEASE_GROUP[:2], self.namespace, LEASE_GROUP[2], body,
-                                                         _request_timeout=(5, 30))
+                written = self.api.create_namespaced_custom_object(
+                    *LEASE_GROUP[:2], self.namespace, LEASE_GROUP[2], body, _request_timeout=(5, 30))
             else:
-                self.api.replace_namespaced_custom_object(*LEASE_GROUP[:2], self.namespace, LEASE_GROUP[2], name,
-                                                          body, _request_timeout=(5, 30))
+                written = self.api.replace_namespaced_custom_object(
+                    *LEASE_GROUP[:2], self.namespace, LEASE_GROUP[2], name, body, _request_timeout=(5, 30))
+            self._latest[name] = written
             return "ok"
         except Exception as exc:
             info = classify(exc)

@@ -105,6 +105,8 @@ SERIES = {
     ("it-rollout", "roll-svc"): "a",
     ("it-capacity", "timed-svc"): "a",
     ("it-cap", "capped-svc"): "a",
+    # test_operator_fleet: eight Services shared by two replicas
+    **{("it-fleet", f"fleet-{i}"): "ab"[i % 2] for i in range(8)},
 }
 # One series in the OpenTelemetry-era layout (names on target_info), for the knative-otel preset.
 OTEL_SERIES = {("it-presets", "otel-svc"): "a"}
