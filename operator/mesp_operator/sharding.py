@@ -38,6 +38,7 @@ LEASE_GROUP = ("coordination.k8s.io", "v1", "leases")
 GROUP_LABEL = "mesp.dev/lease-group"
 ROLE_LABEL = "mesp.dev/lease-role"
 RENEWALS_PER_DURATION = 3          # renew every third of the duration
+STALE_DURATIONS = 10               # a Lease nobody is meant to hold, unchanged this many durations, is deleted
 VALID_FRACTION = 2.0 / 3.0         # act until 2/3 of a duration after the last renewal started
 _NAME_PART = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
@@ -193,6 +194,7 @@ class ShardLeases:
             self._release(shard, by_name.get(self.shard_name(shard)))
         for shard in acquire:
             self._write(shard, by_name.get(self.shard_name(shard)), holder=self.replica, acquired=True)
+        self._delete_stale(list(by_name.values()), started)
         self._forget_seen(by_name)
         after = self.held()
         if after != before:
@@ -200,14 +202,18 @@ class ShardLeases:
                      self.shards, self.live_replicas)
         return after != before
 
-    def _expired(self, item: dict, now: float) -> bool:
-        meta, spec = item["metadata"], item.get("spec") or {}
+    def _observe(self, item: dict, now: float) -> _Seen:
+        """When this replica first saw the Lease as it is now (expiry is judged on our own clock)."""
+        meta = item["metadata"]
         name, version = meta["name"], meta.get("resourceVersion", "")
         seen = self._seen.get(name)
         if seen is None or seen.version != version:
             self._seen[name] = seen = _Seen(version, now)
-        duration = float(spec.get("leaseDurationSeconds") or self.duration)
-        return now - seen.since > duration
+        return seen
+
+    def _expired(self, item: dict, now: float) -> bool:
+        duration = float((item.get("spec") or {}).get("leaseDurationSeconds") or self.duration)
+        return now - self._observe(item, now).since > duration
 
     def _live_members(self, items: list[dict], now: float) -> int:
         live = 1  # this replica
@@ -218,6 +224,23 @@ class ShardLeases:
             if holder and holder != self.replica and not self._expired(item, now):
                 live += 1
         return live
+
+    def _delete_stale(self, items: list[dict], now: float) -> None:
+        """Member Leases of replicas gone for good (a Deployment's Pods get new names) and shard Leases
+        of another shard count would pile up: delete those unchanged for STALE_DURATIONS durations
+        (only if still unchanged: the delete carries their resourceVersion as a precondition)."""
+        current = {self.shard_name(s) for s in range(self.shards)} | {self.member_name()}
+        for item in items:
+            meta = item["metadata"]
+            if meta["name"] in current or now - self._observe(item, now).since <= STALE_DURATIONS * self.duration:
+                continue
+            try:
+                self.api.delete_namespaced_custom_object(
+                    *LEASE_GROUP[:2], self.namespace, LEASE_GROUP[2], meta["name"],
+                    body={"preconditions": {"resourceVersion": meta["resourceVersion"]}}, _request_timeout=(5, 30))
+                log.info("deleted stale lease %s/%s", self.namespace, meta["name"])
+            except Exception as exc:  # another replica did it, or it changed: the next round looks again
+                log.debug("stale lease %s not deleted: %s", meta["name"], classify(exc).message)
 
     def _forget_seen(self, by_name: dict) -> None:
         for name in set(self._seen) - set(by_name):

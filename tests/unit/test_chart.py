@@ -270,7 +270,7 @@ def test_one_replica_uses_no_lease_and_several_share_the_policies_through_leases
     (role,) = by_kind(fleet, "Role")
     assert role["metadata"]["namespace"] == NAMESPACE
     assert role["rules"] == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-                              "verbs": ["get", "list", "create", "update"]}]
+                              "verbs": ["get", "list", "create", "update", "delete"]}]
     (binding,) = by_kind(fleet, "RoleBinding")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"][0]["name"] == deployment["spec"]["template"]["spec"]["serviceAccountName"]
