@@ -116,7 +116,7 @@ def main(argv=None) -> int:
     end = int(time.time() // 60) * 60
     write_history(history, rows, end, args.context_minutes + 30)
     figures["backfill_file_mb"] = round(history.stat().st_size / 1e6, 1)
-    cp = cp_module.ControlPlane(work / "servers")
+    cp = cp_module.ControlPlane(work / "servers", audit=False)  # as a cluster without an audit log
     procs: list[tuple[subprocess.Popen, Path]] = []
     try:
         cp.start(prometheus=True, backfill=history)

@@ -118,7 +118,8 @@ class ControlPlane:
 
     def __init__(self, workdir: Path | str | None = None, *, kube_version: str = DEFAULT_KUBE_VERSION,
                  detach: bool = False, operator_namespace: str = OPERATOR_NAMESPACE,
-                 operator_service_account: str = OPERATOR_SERVICE_ACCOUNT):
+                 operator_service_account: str = OPERATOR_SERVICE_ACCOUNT, audit: bool = True):
+        self.audit = audit  # the write log (AUDIT_POLICY); benchmarks turn it off, it costs every write a log line
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="mesp-cp-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.kube_version = kube_version
@@ -189,10 +190,10 @@ class ControlPlane:
             f'"system:serviceaccounts,system:serviceaccounts:{ns}"\n')
         audit_policy = self.workdir / "audit-policy.yaml"
         audit_policy.write_text(AUDIT_POLICY)
+        audit = (["--audit-policy-file", str(audit_policy), "--audit-log-path", str(self.audit_log),
+                  "--audit-log-format", "json", "--audit-log-mode", "blocking"] if self.audit else [])
         argv = [str(binary),
-                "--etcd-servers", f"http://127.0.0.1:{self.etcd_port}",
-                "--audit-policy-file", str(audit_policy), "--audit-log-path", str(self.audit_log),
-                "--audit-log-format", "json", "--audit-log-mode", "blocking",
+                "--etcd-servers", f"http://127.0.0.1:{self.etcd_port}", *audit,
                 "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
                 "--secure-port", str(self.apiserver_port),
                 "--cert-dir", str(certs),
