@@ -121,9 +121,9 @@ async def operate(settings: OperatorSettings, *, model=None, model_description: 
     source = PrometheusSource(settings.prometheus_url, timeout=settings.prometheus_timeout_seconds,
                               preset=settings.metrics_preset, promql=settings.promql)
     reconciler = Reconciler(settings, model, source, KnativeClient(api_client), PolicyStore(api_client),
-                            metrics=metrics, clock=clock, model_description=model_description,
-                            owns=None if shards is None else shards.owns)
+                            metrics=metrics, clock=clock, model_description=model_description)
     runtime = Runtime(settings, reconciler, clock=clock, shards=shards)
+    reconciler.owns = runtime.owns  # checked before every write
     server = None
     if settings.metrics_port:
         server, _thread = metrics.serve(settings.metrics_port, settings.metrics_address)

@@ -64,6 +64,7 @@ class Runtime:
         self.clock = clock
         self.shards = shards
         self.lease_task: asyncio.Task | None = None
+        self.policies_index = None  # kopf's index of MespPolicies, once the loop starts
         self.ready = asyncio.Event()
         self.wake = asyncio.Event()
         self.task: asyncio.Task | None = None
@@ -80,7 +81,18 @@ class Runtime:
             self.wake.set()
 
     def owns(self, policy: PolicyObject) -> bool:
-        return self.shards is None or self.shards.owns(policy)
+        """Whether this replica may write for `policy` now: it holds the policy's shard, as of the view
+        passed and as of the newest one watched (a changed spec.service can move a policy to another
+        shard while a loop that started before the change is still writing)."""
+        if self.shards is None:
+            return True
+        if not self.shards.owns(policy):
+            return False
+        try:  # the index is updated by the event loop while worker threads ask
+            latest = [view for view in (self.policies_index or {}).get(policy.key, ()) if view.uid == policy.uid]
+        except RuntimeError:
+            return False  # changing right now: skip this write, the next loop decides again
+        return all(self.shards.owns(view) for view in latest)
 
     async def restore_on_delete(self, body, logger) -> None:
         """The deletion finalizer's work: give back what the policy changed, in a worker thread.
@@ -116,6 +128,7 @@ class Runtime:
         return meta.get("uid") != policy.uid or FINALIZER not in (meta.get("finalizers") or [])
 
     def start_loop(self, policies, services, revisions) -> None:
+        self.policies_index = policies
         if self.shards is not None:
             self.lease_task = asyncio.create_task(self._lease_loop(), name="mesp-leases")
         self.task = asyncio.create_task(self._loop(policies, services, revisions), name="mesp-loop")
