@@ -43,6 +43,11 @@ def test_flags_override_env_and_env_overrides_defaults():
     (["--model", "/nonexistent/model"], {}, "--model: /nonexistent/model is not a directory"),
     (["--kubeconfig", "/nonexistent/kubeconfig"], {}, "--kubeconfig: /nonexistent/kubeconfig does not exist"),
     (["--write-concurrency", "0"], {}, "--write-concurrency: must be between 1 and 128"),
+    (["--shards", "-1"], {}, "--shards: must be between 0 (no sharding) and 1024"),
+    ([], {"MESP_LEASE_DURATION_SECONDS": "1"}, "--lease-duration-seconds: must be between 3 and 3600 seconds"),
+    (["--replica-id", "Pod_A"], {}, "--replica-id: 'Pod_A' must be lowercase letters, digits, '-' or '.' (at most 63)"),
+    (["--lease-name", "x" * 64], {}, f"--lease-name: {'x' * 64!r} must be lowercase letters, digits, '-' or '.' "
+     "(at most 63)"),
 ])
 def test_bad_values_get_one_clear_line(argv, env, message):
     with pytest.raises(SettingsError) as info:
@@ -96,6 +101,11 @@ EVERY_SETTING = [
     ("liveness_endpoint", "--liveness-endpoint", "MESP_LIVENESS_ENDPOINT", "http://0.0.0.0:8081/healthz",
      "http://0.0.0.0:8081/healthz"),
     ("torch_threads", "--torch-threads", "MESP_TORCH_THREADS", "2", 2),
+    ("shards", "--shards", "MESP_SHARDS", "16", 16),
+    ("replica_id", "--replica-id", "MESP_REPLICA_ID", "mesp-0", "mesp-0"),
+    ("lease_namespace", "--lease-namespace", "MESP_LEASE_NAMESPACE", "mesp-system", "mesp-system"),
+    ("lease_name", "--lease-name", "MESP_LEASE_NAME", "mesp", "mesp"),
+    ("lease_duration_seconds", "--lease-duration-seconds", "MESP_LEASE_DURATION_SECONDS", "20", 20.0),
 ]
 
 
