@@ -146,7 +146,10 @@ class Runtime:
         await asyncio.to_thread(self.reconciler.close)
 
     async def _lease_loop(self) -> None:
-        """Renew, release and take shard Leases every third of a lease duration; a change wakes the loop."""
+        """Renew, release and take shard Leases every third of a lease duration; a change wakes the loop.
+        Only once kopf has listed everything (the loop is ready): a replica still starting up would
+        hold shards it cannot act on yet, and the others count it as live only from then on."""
+        await self.ready.wait()
         while True:
             started = time.monotonic()
             try:
