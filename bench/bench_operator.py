@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
-"""Benchmark: N Knative Services (+ Revisions + MespPolicies) reconciled by one operator loop against a
-real kube-apiserver + etcd and a real Prometheus backfilled with N real trace rows.
+"""Benchmark: N Knative Services (+ Revisions + MespPolicies) reconciled by one operator, or by a fleet of
+replicas sharing them through shard Leases, against a real kube-apiserver + etcd and a real Prometheus
+backfilled with N real trace rows (rows of the sample reused in order when N exceeds its 6,418).
 
-    python bench/bench_operator.py [--services 1000] [--context-minutes 240] [--json OUT]
+    python bench/bench_operator.py [--services 1000] [--replicas 1] [--shards 0] [--context-minutes 240] [--json OUT]
 
 Starts everything on 127.0.0.1 (hack/control-plane.py), runs `python -m mesp_operator` as its own process
-(as the chart's ServiceAccount), and reports: setup times, the duration of the first (cold: full history
-fetch, every Revision patched) and of the following (steady) loops, the time until every policy had a
-min-scale applied, and the operator's resident memory (VmRSS, peak VmHWM).
+per replica (as the chart's ServiceAccount, with the chart's Lease RBAC for a fleet), and reports: setup
+times, the duration of the first (cold: full history fetch, every Revision patched) and of the following
+(steady) loops of each replica, the time until every policy had a min-scale applied, and each replica's
+resident memory (VmRSS, peak VmHWM).
 """
 
 from __future__ import annotations
@@ -44,12 +46,12 @@ def load_control_plane():
 
 
 def real_rows(n: int) -> np.ndarray:
+    """n real function-days; beyond the sample's size its rows are reused in order (same shapes, more
+    Services: what the operator's cost depends on is the number of Services, not their diversity)."""
     import pandas as pd
 
     counts = pd.read_csv(TRACE).iloc[:, 4:].to_numpy(np.float64)
-    if n > len(counts):
-        raise SystemExit(f"bench: the sample has {len(counts)} function-days; asked for {n}")
-    return counts[:n]
+    return counts[np.arange(n) % len(counts)]
 
 
 def write_history(path: Path, rows: np.ndarray, end: int, minutes: int) -> None:
@@ -88,6 +90,12 @@ def main(argv=None) -> int:
     parser.add_argument("--loops", type=int, default=2, help="loops to observe after the first (default 2)")
     parser.add_argument("--loop-interval-seconds", type=float, default=60.0)
     parser.add_argument("--model", help="model artifact (default: the model shipped in the package)")
+    parser.add_argument("--replicas", type=int, default=1, help="operator processes (default 1)")
+    parser.add_argument("--shards", type=int, default=None,
+                        help="shards of a fleet (default: 0 for one replica, else 4 per replica)")
+    parser.add_argument("--lease-duration-seconds", type=float, default=30.0)
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra environment for the operator processes, e.g. MALLOC_ARENA_MAX=2")
     parser.add_argument("--json", type=Path, help="write the figures as JSON here")
     args = parser.parse_args(argv)
 
@@ -97,7 +105,10 @@ def main(argv=None) -> int:
     from conftest import MESP_CRD, helm_binary, knative_crd_files
 
     cp_module = load_control_plane()
-    figures: dict = {"services": args.services, "context_minutes": args.context_minutes}
+    shards = args.shards if args.shards is not None else (0 if args.replicas == 1 else 4 * args.replicas)
+    figures: dict = {"services": args.services, "context_minutes": args.context_minutes,
+                     "replicas": args.replicas, "shards": shards, "env": args.env,
+                     "sample_rows_reused": args.services > 6418}
     work = Path(tempfile.mkdtemp(prefix="mesp-bench-"))
     t0 = time.monotonic()
     rows = real_rows(args.services)
@@ -105,8 +116,8 @@ def main(argv=None) -> int:
     end = int(time.time() // 60) * 60
     write_history(history, rows, end, args.context_minutes + 30)
     figures["backfill_file_mb"] = round(history.stat().st_size / 1e6, 1)
-    cp = cp_module.ControlPlane(work / "servers")
-    proc = None
+    cp = cp_module.ControlPlane(work / "servers", audit=False)  # as a cluster without an audit log
+    procs: list[tuple[subprocess.Popen, Path]] = []
     try:
         cp.start(prometheus=True, backfill=history)
         figures["control_plane_ready_s"] = round(time.monotonic() - t0, 1)
@@ -120,8 +131,11 @@ def main(argv=None) -> int:
         ns_sa = cp.operator_user.split(":")
         rendered = subprocess.run([str(helm_binary()), "template", "mesp", str(REPO / "charts" / "mesp"),
                                    "--namespace", ns_sa[2], "--set", f"serviceAccount.name={ns_sa[3]}",
+                                   "--set", f"replicaCount={max(args.replicas, 1)}",
+                                   "--set", f"operator.shards={max(shards, args.replicas)}",
                                    "--show-only", "templates/rbac.yaml"], check=True, capture_output=True,
                                   text=True).stdout
+        kh.create(admin, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns_sa[2]}})
         for doc in [d for d in yaml.safe_load_all(rendered) if d]:
             kh.create(admin, doc)
         kh.create(admin, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
@@ -140,60 +154,85 @@ def main(argv=None) -> int:
         print(f"bench: {args.services} Services + Revisions + MespPolicies created in "
               f"{figures['objects_created_s']} s", file=sys.stderr)
 
-        log_path = work / "operator.log"
-        argv = [sys.executable, "-m", "mesp_operator", "--kubeconfig", str(cp.operator_kubeconfig),
-                "--prometheus-url", cp.prometheus_url, "--namespace", NAMESPACE,
-                "--context-minutes", str(args.context_minutes),
-                "--loop-interval-seconds", str(args.loop_interval_seconds), "--metrics-port", "0"]
-        if args.model:
-            argv += ["--model", args.model]
+        env = dict(os.environ, MESP_TORCH_THREADS="1")
+        env.update(kv.split("=", 1) for kv in args.env)
         t2 = time.monotonic()
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                    env=dict(os.environ, MESP_TORCH_THREADS="1"))
+        for k in range(args.replicas):
+            argv = [sys.executable, "-m", "mesp_operator", "--kubeconfig", str(cp.operator_kubeconfig),
+                    "--prometheus-url", cp.prometheus_url, "--namespace", NAMESPACE,
+                    "--context-minutes", str(args.context_minutes),
+                    "--loop-interval-seconds", str(args.loop_interval_seconds), "--metrics-port", "0"]
+            if shards:
+                argv += ["--shards", str(shards), "--replica-id", f"bench-{k}", "--lease-namespace", ns_sa[2],
+                         "--lease-name", "bench", "--lease-duration-seconds", str(args.lease_duration_seconds)]
+            if args.model:
+                argv += ["--model", args.model]
+            log_path = work / f"operator-{k}.log"
+            with open(log_path, "wb") as log:
+                procs.append((subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env), log_path))
         custom = client.CustomObjectsApi(admin)
         all_applied_at = None
-        loops: list[dict] = []
+        loops: dict[int, list[dict]] = {}
+        settled: dict[int, int] = {}  # loops each replica had run when every policy was applied
         deadline = time.monotonic() + 20 * 60
-        while time.monotonic() < deadline and proc.poll() is None:
+        while time.monotonic() < deadline and all(p.poll() is None for p, _ in procs):
             time.sleep(1.0)
+            for k, (_, path) in enumerate(procs):
+                loops[k] = [dict(zip(("loop", "policies", "planned", "actuated", "failed"), map(int, m.groups()[:5])),
+                                 seconds=float(m.group(6))) for m in LOOP_LINE.finditer(path.read_text(errors="replace"))]
             if all_applied_at is None:
                 items = custom.list_namespaced_custom_object("mesp.dev", "v1alpha1", NAMESPACE, "mesppolicies")["items"]
                 applied = sum(1 for p in items if (p.get("status") or {}).get("appliedMinScale") is not None)
                 if applied == args.services:
                     all_applied_at = time.monotonic() - t2
-            loops = [dict(zip(("loop", "policies", "planned", "actuated", "failed"), map(int, m.groups()[:5])),
-                          seconds=float(m.group(6))) for m in LOOP_LINE.finditer(log_path.read_text(errors="replace"))]
-            if all_applied_at is not None and len(loops) >= 1 + args.loops:
+                    settled = {k: len(v) for k, v in loops.items()}
+            elif all(len(loops[k]) >= settled[k] + args.loops for k in loops):
                 break
-        if proc.poll() is not None:
-            raise SystemExit(f"bench: the operator exited:\n{log_path.read_text()[-3000:]}")
-        memory = rss_kib(proc.pid)
+        for k, (p, path) in enumerate(procs):
+            if p.poll() is not None:
+                raise SystemExit(f"bench: operator {k} exited:\n{path.read_text()[-3000:]}")
+        per_replica = []
+        for k, (p, _) in enumerate(procs):
+            memory = rss_kib(p.pid)
+            mine = loops.get(k, [])
+            steady = mine[settled.get(k, len(mine)):]  # loops after every policy had been applied
+            per_replica.append({
+                "replica": k,
+                "policies_last_loop": mine[-1]["policies"] if mine else None,
+                "first_loop_s": mine[0]["seconds"] if mine else None,
+                "steady_loop_s": max((x["seconds"] for x in steady), default=None),
+                "rss_mib": round(memory.get("VmRSS", 0) / 1024, 1),
+                "peak_rss_mib": round(memory.get("VmHWM", 0) / 1024, 1),
+            })
         figures.update({
             "all_policies_applied_after_start_s": None if all_applied_at is None else round(all_applied_at, 1),
-            "loops": loops,
-            "first_loop_s": loops[0]["seconds"] if loops else None,
-            "steady_loop_s": max((l["seconds"] for l in loops[1:]), default=None),
-            "operator_rss_mib": round(memory.get("VmRSS", 0) / 1024, 1),
-            "operator_peak_rss_mib": round(memory.get("VmHWM", 0) / 1024, 1),
+            "per_replica": per_replica,
+            "steady_loop_s": max((r["steady_loop_s"] or 0 for r in per_replica), default=None),
+            "max_rss_mib": max(r["rss_mib"] for r in per_replica),
+            "max_peak_rss_mib": max(r["peak_rss_mib"] for r in per_replica),
         })
-        full = [l for l in loops if l["policies"] == args.services]
-        print(f"bench: {args.services} policies; first full loop {full[0]['seconds'] if full else '?'} s, "
-              f"steady loops up to {figures['steady_loop_s']} s (interval {args.loop_interval_seconds:g} s); "
-              f"every policy applied {figures['all_policies_applied_after_start_s']} s after the operator started "
-              f"(includes model load and watch start-up); operator RSS {figures['operator_rss_mib']} MiB "
-              f"(peak {figures['operator_peak_rss_mib']} MiB)")
+        for r in per_replica:
+            print(f"bench: replica {r['replica']}: {r['policies_last_loop']} policies in its last loop, loops "
+                  f"{r['first_loop_s']} s first / up to {r['steady_loop_s']} s steady; RSS {r['rss_mib']} MiB "
+                  f"(peak {r['peak_rss_mib']} MiB)")
+        print(f"bench: {args.services} policies, {args.replicas} replica(s), {shards} shards: every policy applied "
+              f"{figures['all_policies_applied_after_start_s']} s after the operators started (includes model load "
+              f"and watch start-up); steady loops up to {figures['steady_loop_s']} s (interval "
+              f"{args.loop_interval_seconds:g} s); RSS per replica up to {figures['max_rss_mib']} MiB "
+              f"(peak {figures['max_peak_rss_mib']} MiB)")
         if args.json:
             args.json.write_text(json.dumps(figures, indent=2))
-        return 0 if full and all_applied_at is not None and figures["steady_loop_s"] is not None \
+        return 0 if all_applied_at is not None and figures["steady_loop_s"] is not None \
             and figures["steady_loop_s"] < args.loop_interval_seconds else 1
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
+        for p, _ in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p, _ in procs:
             try:
-                proc.wait(60)
+                p.wait(60)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                p.kill()
         cp.stop()
 
 

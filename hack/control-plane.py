@@ -38,6 +38,23 @@ OPERATOR_NAMESPACE = "mesp-system"
 OPERATOR_SERVICE_ACCOUNT = "mesp"
 
 
+# The API server's audit log, kept as the write log of the tests: who (user and user agent) created,
+# changed or deleted which Knative or MESP object or Lease. Reads are not logged.
+AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+  - level: Metadata
+    verbs: ["create", "update", "patch", "delete"]
+    resources:
+      - group: serving.knative.dev
+      - group: mesp.dev
+      - group: coordination.k8s.io
+        resources: ["leases"]
+  - level: None
+"""
+
+
 class ControlPlaneError(RuntimeError):
     pass
 
@@ -101,7 +118,8 @@ class ControlPlane:
 
     def __init__(self, workdir: Path | str | None = None, *, kube_version: str = DEFAULT_KUBE_VERSION,
                  detach: bool = False, operator_namespace: str = OPERATOR_NAMESPACE,
-                 operator_service_account: str = OPERATOR_SERVICE_ACCOUNT):
+                 operator_service_account: str = OPERATOR_SERVICE_ACCOUNT, audit: bool = True):
+        self.audit = audit  # the write log (AUDIT_POLICY); benchmarks turn it off, it costs every write a log line
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="mesp-cp-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.kube_version = kube_version
@@ -170,8 +188,12 @@ class ControlPlane:
             f'{self.admin_token},{ADMIN_USER},uid-admin,"system:masters"\n'
             f'{self.operator_token},{self.operator_user},uid-operator,'
             f'"system:serviceaccounts,system:serviceaccounts:{ns}"\n')
+        audit_policy = self.workdir / "audit-policy.yaml"
+        audit_policy.write_text(AUDIT_POLICY)
+        audit = (["--audit-policy-file", str(audit_policy), "--audit-log-path", str(self.audit_log),
+                  "--audit-log-format", "json", "--audit-log-mode", "blocking"] if self.audit else [])
         argv = [str(binary),
-                "--etcd-servers", f"http://127.0.0.1:{self.etcd_port}",
+                "--etcd-servers", f"http://127.0.0.1:{self.etcd_port}", *audit,
                 "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
                 "--secure-port", str(self.apiserver_port),
                 "--cert-dir", str(certs),
@@ -188,6 +210,17 @@ class ControlPlane:
         self._wait(self._apiserver_ready, "kube-apiserver", 90)
         self.write_kubeconfig(self.admin_token, self.workdir / "admin.kubeconfig", ADMIN_USER)
         self.write_kubeconfig(self.operator_token, self.workdir / "operator.kubeconfig", "mesp-operator")
+
+    @property
+    def audit_log(self) -> Path:
+        return self.workdir / "audit.log"
+
+    def audit_events(self) -> list[dict]:
+        """The audit log's entries so far (see AUDIT_POLICY), oldest first."""
+        if not self.audit_log.exists():
+            return []
+        lines = self.audit_log.read_text(errors="replace").splitlines()
+        return [json.loads(line) for line in lines if line.startswith("{") and line.endswith("}")]
 
     @property
     def apiserver_url(self) -> str:

@@ -20,15 +20,22 @@ from mesp_operator.status import Outcome
 from mesp_operator.store import ORIGINAL_ANNOTATION, OriginalRecord, PolicyMemory, PolicyStore
 
 
+def _always_owned(policy: PolicyObject) -> None:
+    return None
+
+
 class Actuator:
-    """`event(policy, type, reason, message)` posts an Event and never raises."""
+    """`event(policy, type, reason, message)` posts an Event and never raises; `guard(policy)` runs
+    before every write and raises (errors.NotOwner) when this replica may no longer write for it."""
 
     def __init__(self, knative: kn.KnativeClient, store: PolicyStore, metrics: OperatorMetrics,
-                 event: Callable[[PolicyObject, str, str, str], None]):
+                 event: Callable[[PolicyObject, str, str, str], None],
+                 guard: Callable[[PolicyObject], None] = _always_owned):
         self.knative = knative
         self.store = store
         self.metrics = metrics
         self.event = event
+        self.guard = guard
 
     def apply(self, o: Outcome, actuation: str, record: OriginalRecord | None, applied: int | None,
               memory: PolicyMemory, revisions: Mapping[tuple[str, str], kn.RevisionInfo],
@@ -63,6 +70,7 @@ class Actuator:
                            f"annotation {ORIGINAL_ANNOTATION} is not MESP's record ({unreadable[:200]!r}); "
                            f"recording the current min-scale {current or 'unset'} as the user's own")
             record = OriginalRecord(kind, name, key, current)
+            self.guard(policy)
             self.store.set_original(policy, record)  # saved before the first write, so it can be restored
             if o.spec.min_scale is None:
                 # What is there before MESP's first write is the user's own, e.g. the min-scale of the
@@ -86,6 +94,7 @@ class Actuator:
                 current_value if current_value is not None else o.floor, value, o.floor, o.cap, since,
                 o.spec.template_cooldown, o.spec.template_hysteresis, o.spec.template_raise_headroom)
             o.reasons = [why] + o.reasons[:2]
+        self.guard(policy)
         if actuation == "Revision":
             result = self.knative.set_revision_min_scale(policy.namespace, name, str(value), known=known)
         else:
@@ -130,6 +139,7 @@ class Actuator:
         if applied is not None and current is not None and current != str(applied):
             self.store.set_original(policy, None)
             return f"{record.kind} {record.name}: min-scale was changed to {current} by someone else; left as is"
+        self.guard(policy)
         if record.kind == "Revision":
             self.knative.set_revision_min_scale(policy.namespace, record.name, record.value)
         else:

@@ -55,6 +55,13 @@ class ModelError(MespOperatorError):
     kind = "model"
 
 
+class NotOwner(MespOperatorError):
+    """This replica no longer holds the shard Lease of the policy it was about to write for."""
+
+    kind = "shard_not_owned"
+    retryable = True
+
+
 @dataclasses.dataclass(frozen=True)
 class Classified:
     kind: str          # short label for metrics ("api_conflict", "prometheus_timeout", ...)

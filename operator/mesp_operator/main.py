@@ -120,11 +120,24 @@ async def operate(settings: OperatorSettings, *, model=None, model_description: 
     metrics.model.labels(str(getattr(model, "path", settings.model_path) or "demo"),
                          str(manifest.get("format_version", "")), str(len(manifest.get("clusters", [])))).set(1)
     api_client = kube_api_client(settings, pool_size=settings.write_concurrency + 4)
+    shards = None
+    if settings.shards:
+        from mesp_operator.sharding import ShardLeases, replica_identity
+
+        replica = replica_identity(settings.replica_id)
+        # The API server's audit log then tells which replica made each write.
+        api_client.user_agent = f"mesp-operator/{replica}"
+        namespace = settings.lease_namespace or os.environ.get("POD_NAMESPACE") or "default"
+        shards = ShardLeases(api_client, namespace, settings.lease_name, replica, settings.shards,
+                             settings.lease_duration_seconds)
+        log.info("replica %s: %d shards, Leases %s/%s-*, lease duration %gs", replica, settings.shards, namespace,
+                 settings.lease_name, settings.lease_duration_seconds)
     source = PrometheusSource(settings.prometheus_url, timeout=settings.prometheus_timeout_seconds,
                               preset=settings.metrics_preset, promql=settings.promql)
     reconciler = Reconciler(settings, model, source, KnativeClient(api_client), PolicyStore(api_client),
                             metrics=metrics, clock=clock, model_description=model_description)
-    runtime = Runtime(settings, reconciler, clock=clock)
+    runtime = Runtime(settings, reconciler, clock=clock, shards=shards)
+    reconciler.owns = runtime.owns  # checked before every write
     server = None
     if settings.metrics_port:
         server, _thread = metrics.serve(settings.metrics_port, settings.metrics_address)

@@ -22,7 +22,7 @@ from mesp_core.policy import PlanState
 from mesp_operator import decisions
 from mesp_operator import knative as kn
 from mesp_operator.actuation import Actuator
-from mesp_operator.errors import Classified, MetricsError, PolicyError, classify
+from mesp_operator.errors import Classified, MetricsError, NotOwner, PolicyError, classify
 from mesp_operator.forecast import forecast_batch
 from mesp_operator.metrics import OperatorMetrics
 from mesp_operator.prometheus import render_override
@@ -48,14 +48,16 @@ class Reconciler:
 
     def __init__(self, settings: OperatorSettings, model, source, knative: kn.KnativeClient, store: PolicyStore,
                  metrics: OperatorMetrics | None = None, clock: Callable[[], float] = time.time,
-                 model_description: str = ""):
+                 model_description: str = "", owns: Callable[[PolicyObject], bool] | None = None):
         self.settings = settings
+        # Whether this replica holds the policy's shard (sharding.ShardLeases.owns); asked before every write.
+        self.owns = owns or (lambda policy: True)
         self.model = model
         self.source = source
         self.knative = knative
         self.store = store
         self.metrics = metrics or OperatorMetrics()
-        self.actuator = Actuator(knative, store, self.metrics, self._event)
+        self.actuator = Actuator(knative, store, self.metrics, self._event, guard=self._guard)
         self.clock = clock
         self.model_description = model_description or "model loaded"
         self.memory: dict[str, PolicyMemory] = {}
@@ -346,11 +348,20 @@ class Reconciler:
         with self._locks_guard:
             return self._locks.setdefault(uid, threading.Lock())
 
+    def _guard(self, policy: PolicyObject) -> None:
+        if not self.owns(policy):
+            raise NotOwner(f"shard of MespPolicy {policy.namespace}/{policy.name} is no longer held by this replica")
+
     def _settle(self, o: Outcome, revisions, now: float) -> str:
         with self._lock(o.policy.uid):
             if o.policy.uid in self._deleted:  # deleted while this loop ran: its restore already happened
                 return "Deleted"
-            return self._settle_locked(o, revisions, now)
+            if not self.owns(o.policy):  # its shard moved to another replica while this loop ran
+                return "NotOwned"
+            try:
+                return self._settle_locked(o, revisions, now)
+            except NotOwner:
+                return "NotOwned"
 
     def _settle_locked(self, o: Outcome, revisions, now: float) -> str:
         """Apply one policy's decision and write its status; every error ends up in status."""
@@ -387,6 +398,8 @@ class Reconciler:
                 actuation, actuation_reason = self._actuation_for(o.spec)
                 result = self.actuator.apply(o, actuation, record, applied, memory, revisions, now)
                 state, applied, original_value = result
+        except NotOwner:
+            raise  # another replica acts on it now: nothing more is written from here
         except Exception as exc:
             info = classify(exc)
             self._count_error(info)
@@ -401,6 +414,7 @@ class Reconciler:
             o.set("Ready", o.plan_source == "fresh", "Degraded" if o.plan_source != "fresh" else "Ready",
                   "; ".join(o.reasons) or "no plan yet")
         status = build_status(o, memory, applied, original_value, actuation, actuation_reason, now)
+        self._guard(policy)
         try:
             self.store.patch_status(policy, status)
         except Exception as exc:
@@ -418,6 +432,7 @@ class Reconciler:
     def restore_policy(self, policy: PolicyObject) -> str | None:
         """For deletion: restore whatever the policy changed. Raises on retryable API errors."""
         with self._lock(policy.uid):
+            self._guard(policy)
             self._deleted.add(policy.uid)
             # The watched body may predate the loop's last write: read the policy as it is now.
             try:

@@ -14,6 +14,27 @@ log = logging.getLogger("mesp.operator")
 
 FINALIZER = "mesp.dev/restore-min-scale"
 MIN_LOOP_GAP_SECONDS = 0.5  # coalesce bursts of policy changes into one loop
+DELETE_WAIT_SECONDS = 1.0   # how often a replica without a deleted policy's shard looks at the Leases again
+DELETE_CHECK_EVERY = 10     # ... and every this many looks, whether the policy is gone
+
+
+def release_freed_memory() -> None:
+    """Hand the heap pages freed by a loop back to the OS (glibc's malloc_trim). A loop parses large
+    Prometheus answers and builds thousands of statuses; without this the freed memory stays in the
+    process's heap and counts in its RSS until the next loop reuses it. A no-op off glibc."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            import ctypes
+
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim = None
 
 
 def configure_kopf(settings) -> None:
@@ -35,10 +56,16 @@ def configure_kopf(settings) -> None:
 
 
 class Runtime:
-    def __init__(self, settings, reconciler, clock: Callable[[], float] = time.time):
+    """`shards` (sharding.ShardLeases) when several replicas share the policies; None: this process
+    owns them all."""
+
+    def __init__(self, settings, reconciler, clock: Callable[[], float] = time.time, shards=None):
         self.settings = settings
         self.reconciler = reconciler
         self.clock = clock
+        self.shards = shards
+        self.lease_task: asyncio.Task | None = None
+        self.policies_index = None  # kopf's index of MespPolicies, once the loop starts
         self.ready = asyncio.Event()
         self.wake = asyncio.Event()
         self.task: asyncio.Task | None = None
@@ -54,11 +81,38 @@ class Runtime:
             self.generations[uid] = generation
             self.wake.set()
 
+    def owns(self, policy: PolicyObject) -> bool:
+        """Whether this replica may write for `policy` now: it holds the policy's shard, as of the view
+        passed and as of the newest one watched (a changed spec.service can move a policy to another
+        shard while a loop that started before the change is still writing)."""
+        if self.shards is None:
+            return True
+        if not self.shards.owns(policy):
+            return False
+        try:  # the index is updated by the event loop while worker threads ask
+            latest = [view for view in (self.policies_index or {}).get(policy.key, ()) if view.uid == policy.uid]
+        except RuntimeError:
+            return False  # changing right now: skip this write, the next loop decides again
+        return all(self.shards.owns(view) for view in latest)
+
     async def restore_on_delete(self, body, logger) -> None:
         """The deletion finalizer's work: give back what the policy changed, in a worker thread.
-        kopf retries a TemporaryError and gives up on a PermanentError."""
+        kopf retries a TemporaryError and gives up on a PermanentError.
+
+        Every replica's kopf calls this; only the shard's holder restores. The others wait here
+        (returning would let kopf remove the finalizer before the restore) until the object is gone
+        or its shard comes to them."""
         import kopf
 
+        policy = PolicyObject.from_body(body)
+        waited = 0
+        while not self.owns(policy):
+            # Asking the API server is rarer than looking at the Leases: a mass deletion would otherwise
+            # cost every other replica one GET per policy per second.
+            if waited % DELETE_CHECK_EVERY == 0 and await asyncio.to_thread(self._released_elsewhere, policy):
+                return
+            waited += 1
+            await asyncio.sleep(DELETE_WAIT_SECONDS)
         try:
             message = await asyncio.to_thread(self.reconciler.restore_policy, PolicyObject.from_body(body))
         except Exception as exc:
@@ -69,24 +123,55 @@ class Runtime:
         if message:
             logger.info(message)
 
+    def _released_elsewhere(self, policy: PolicyObject) -> bool:
+        """Whether the policy's deletion no longer waits for MESP: gone, recreated, or our finalizer removed."""
+        try:
+            body = self.reconciler.store.get_body(policy.namespace, policy.name)
+        except Exception as exc:
+            return classify(exc).kind == "api_not_found"
+        meta = body.get("metadata") or {}
+        return meta.get("uid") != policy.uid or FINALIZER not in (meta.get("finalizers") or [])
+
     def start_loop(self, policies, services, revisions) -> None:
+        self.policies_index = policies
+        if self.shards is not None:
+            self.lease_task = asyncio.create_task(self._lease_loop(), name="mesp-leases")
         self.task = asyncio.create_task(self._loop(policies, services, revisions), name="mesp-loop")
 
     async def stop_loop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            try:
-                await self.task
-            except asyncio.CancelledError:
-                pass
+        for task in (self.task, self.lease_task):  # the loop first: it stops writing before the Leases go
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+        if self.shards is not None:
+            await asyncio.to_thread(self.shards.release_all)
         await asyncio.to_thread(self.reconciler.close)
+
+    async def _lease_loop(self) -> None:
+        """Renew, release and take shard Leases every third of a lease duration; a change wakes the loop.
+        Only once kopf has listed everything (the loop is ready): a replica still starting up would
+        hold shards it cannot act on yet, and the others count it as live only from then on."""
+        await self.ready.wait()
+        while True:
+            started = time.monotonic()
+            try:
+                if await asyncio.to_thread(self.shards.step):
+                    self.wake.set()
+            except Exception as exc:  # the API server may be away for a while; the Leases then run out
+                info = classify(exc)
+                self.reconciler.metrics.errors.labels(info.kind).inc()
+                log.warning("shard leases not renewed: %s", info.message)
+            await asyncio.sleep(max(0.0, self.shards.renew_interval - (time.monotonic() - started)))
 
     async def _loop(self, policies, services, revisions) -> None:
         await self.ready.wait()
         while True:
             self.wake.clear()
             # Snapshot the indexes here, in the event loop that mutates them.
-            policy_views = [view for store in policies.values() for view in store]
+            policy_views = [view for store in policies.values() for view in store if self.owns(view)]
             service_views = {key: view for key, store in services.items() for view in store}
             revision_views = {key: view for key, store in revisions.items() for view in store}
             try:
@@ -97,6 +182,7 @@ class Runtime:
                 log.info("loop %d: %d policies, %d planned, %d actuated, %d failed in %.2fs (%s)",
                          self.loops, r.policies, r.planned, r.actuated, r.failed, r.duration,
                          ", ".join(f"{k} {v:.2f}s" for k, v in r.phases.items()))
+                await asyncio.to_thread(release_freed_memory)
             except Exception as exc:  # the loop must survive anything a single run throws
                 info = classify(exc)
                 self.reconciler.metrics.errors.labels(info.kind).inc()

@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import math
 import os
+import re
 import types
 import typing
 from pathlib import Path
@@ -25,6 +26,7 @@ from mesp_operator.prometheus import AUTO, PRESET_CHOICES
 
 ACTUATION_SUPPORT_CHOICES = ("auto", "revision", "template")
 _ENV_PREFIX = "MESP_"
+_NAME_PART = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$")  # fits a Lease name
 
 
 def _setting(default, help_text: str, *, flag: str | None = None):
@@ -66,6 +68,18 @@ class OperatorSettings:
     namespaces: tuple[str, ...] = _setting(
         (), "watch only this namespace (repeatable; env: comma-separated MESP_NAMESPACE; default: all)",
         flag="--namespace")
+    shards: int = _setting(
+        0, "split the MespPolicies into this many shards, each acted on by one replica at a time through a "
+        "coordination.k8s.io Lease; every replica of a fleet must use the same count; 0: no Leases, this "
+        "process acts on every policy (run one replica only)")
+    replica_id: str | None = _setting(None, "this replica's name in the shard Leases (default: $POD_NAME, "
+                                      "else host name and process id)")
+    lease_namespace: str | None = _setting(None, "namespace of the shard Leases (default: $POD_NAMESPACE, "
+                                           "else default)")
+    lease_name: str = _setting("mesp-operator", "prefix of the Lease names (<prefix>-shard-<i>-of-<shards>, "
+                               "<prefix>-member-<replica>)")
+    lease_duration_seconds: float = _setting(
+        30.0, "a replica that stops renewing loses its shards after this long (renewed every third of it)")
     metrics_port: int = _setting(9102, "port of the operator's /metrics, 0 disables")
     metrics_address: str = _setting("0.0.0.0", "bind address of /metrics")
     liveness_endpoint: str | None = _setting(None, "kopf liveness endpoint, e.g. http://0.0.0.0:8081/healthz")
@@ -210,6 +224,14 @@ def validate(s: OperatorSettings) -> OperatorSettings:
         bad("template_hysteresis", "must be >= 0")
     if not 1 <= s.write_concurrency <= 128:
         bad("write_concurrency", "must be between 1 and 128")
+    if not 0 <= s.shards <= 1024:
+        bad("shards", "must be between 0 (no sharding) and 1024")
+    if not 3 <= s.lease_duration_seconds <= 3600:
+        bad("lease_duration_seconds", "must be between 3 and 3600 seconds")
+    for name in ("replica_id", "lease_namespace", "lease_name"):
+        value = getattr(s, name)
+        if value is not None and not _NAME_PART.match(value):
+            bad(name, f"{value!r} must be lowercase letters, digits, '-' or '.' (at most 63)")
     if not 0 <= s.metrics_port <= 65535:
         bad("metrics_port", "must be a TCP port (0 disables)")
     if not 1 <= s.torch_threads <= 64:

@@ -97,8 +97,11 @@ class PolicyStore:
             {"metadata": {"annotations": {ORIGINAL_ANNOTATION: value}}}, _request_timeout=kn.API_REQUEST_TIMEOUT))
 
     def get(self, namespace: str, name: str) -> PolicyObject:
-        return PolicyObject.from_body(self.custom.get_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, name, _request_timeout=kn.API_REQUEST_TIMEOUT))
+        return PolicyObject.from_body(self.get_body(namespace, name))
+
+    def get_body(self, namespace: str, name: str) -> dict:
+        return self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name, _request_timeout=kn.API_REQUEST_TIMEOUT)
 
     def event(self, policy: PolicyObject, type_: str, reason: str, message: str) -> None:
         from kubernetes import client

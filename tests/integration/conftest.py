@@ -108,6 +108,8 @@ SERIES = {
     ("it-cost", "cost-lo"): "a",     # the same real day twice: two policies, two costs, one traffic
     ("it-cost", "cost-hi"): "a",
     ("it-bad-cost", "cost-svc"): "b",
+    # test_operator_fleet: eight Services shared by two replicas
+    **{("it-fleet", f"fleet-{i}"): "ab"[i % 2] for i in range(8)},
 }
 # One series in the OpenTelemetry-era layout (names on target_info), for the knative-otel preset.
 OTEL_SERIES = {("it-presets", "otel-svc"): "a"}

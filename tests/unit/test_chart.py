@@ -90,7 +90,9 @@ BAD_VALUES = {
     "unknown top-level key": ("replicas=1", "replicas"),
     "misspelt nested key": ("operator.prometheus.urll=http://x:9090", "urll"),
     "unknown preset": ("operator.prometheus.preset=knative-2", "preset"),
-    "two replicas": ("replicaCount=2", "replicaCount"),
+    "more replicas than any fleet needs": ("replicaCount=65", "replicaCount"),
+    "zero shards": ("operator.shards=0", "shards"),
+    "lease too short to renew": ("operator.leaseDurationSeconds=1", "leaseDurationSeconds"),
     "privileged metrics port": ("metrics.port=80", "port"),
     "loop too fast": ("operator.loopIntervalSeconds=1", "loopIntervalSeconds"),
     "prometheus URL not http": ("operator.prometheus.url=ftp://prom:9090", "url"),
@@ -265,6 +267,34 @@ def test_rendered_flags_are_accepted_by_the_operator(helm):
     assert defaults.cold_start_cost == parse_settings([], env={}).cold_start_cost
     # One default preset, the CLI's and the chart's: auto.
     assert defaults.metrics_preset == parse_settings([], env={}).metrics_preset == "auto"
+
+
+def test_one_replica_uses_no_lease_and_several_share_the_policies_through_leases(helm):
+    from mesp_operator.settings import parse_settings
+
+    single = render(helm)
+    assert parse_settings(operator_container(single)["args"], env={}).shards == 0
+    assert not by_kind(single, "Role")
+    fleet = render(helm, "replicaCount=3", "operator.shards=12", "operator.leaseDurationSeconds=20")
+    (deployment,) = by_kind(fleet, "Deployment")
+    assert deployment["spec"]["replicas"] == 3 and deployment["spec"]["strategy"]["type"] == "Recreate"
+    settings = parse_settings(operator_container(fleet)["args"], env={})
+    assert (settings.shards, settings.lease_name, settings.lease_duration_seconds) == (12, "mesp", 20.0)
+    env = {e["name"]: e for e in operator_container(fleet)["env"]}
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"        # the replica id
+    assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"  # the Leases' home
+    (role,) = by_kind(fleet, "Role")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert role["rules"] == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                              "verbs": ["get", "list", "create", "update", "delete"]}]
+    (binding,) = by_kind(fleet, "RoleBinding")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"][0]["name"] == deployment["spec"]["template"]["spec"]["serviceAccountName"]
+
+
+def test_fewer_shards_than_replicas_fail_with_a_clear_message(helm):
+    done = run_helm(helm, "template", RELEASE, str(CHART), "--set", "replicaCount=3", "--set", "operator.shards=2")
+    assert done.returncode != 0 and "operator.shards must be at least replicaCount" in done.stderr
 
 
 def test_schema_presets_are_the_operators_presets():

@@ -56,6 +56,11 @@ _COST_RULE = "--cold-start-cost: must be a number of idle instance-minutes in (0
     ([], {"MESP_COLD_START_COST": "lots"}, "MESP_COLD_START_COST='lots' is not a valid value"),
     (["--clock-speed", "30"], {}, "--clock-speed: needs --clock-start (the wall clock runs at its own speed)"),
     (["--clock-start", "1767225600", "--clock-speed", "0"], {}, "--clock-speed: must be above 0 and at most 3600"),
+    (["--shards", "-1"], {}, "--shards: must be between 0 (no sharding) and 1024"),
+    ([], {"MESP_LEASE_DURATION_SECONDS": "1"}, "--lease-duration-seconds: must be between 3 and 3600 seconds"),
+    (["--replica-id", "Pod_A"], {}, "--replica-id: 'Pod_A' must be lowercase letters, digits, '-' or '.' (at most 63)"),
+    (["--lease-name", "x" * 64], {}, f"--lease-name: {'x' * 64!r} must be lowercase letters, digits, '-' or '.' "
+     "(at most 63)"),
 ])
 def test_bad_values_get_one_clear_line(argv, env, message):
     with pytest.raises(SettingsError) as info:
@@ -113,6 +118,11 @@ EVERY_SETTING = [
     ("clock_start", "--clock-start", "MESP_CLOCK_START", "1767225600", 1767225600.0),
     ("clock_speed", "--clock-speed", "MESP_CLOCK_SPEED", "30", 30.0),
     ("clock_anchor", "--clock-anchor", "MESP_CLOCK_ANCHOR", "1767225000", 1767225000.0),
+    ("shards", "--shards", "MESP_SHARDS", "16", 16),
+    ("replica_id", "--replica-id", "MESP_REPLICA_ID", "mesp-0", "mesp-0"),
+    ("lease_namespace", "--lease-namespace", "MESP_LEASE_NAMESPACE", "mesp-system", "mesp-system"),
+    ("lease_name", "--lease-name", "MESP_LEASE_NAME", "mesp", "mesp"),
+    ("lease_duration_seconds", "--lease-duration-seconds", "MESP_LEASE_DURATION_SECONDS", "20", 20.0),
 ]
 
 
