@@ -20,6 +20,9 @@ def register(sub) -> None:
     p.add_argument("--capacity", type=float, metavar="INV_PER_MIN",
                    help="also plan min-scale as the operator would: invocations per minute one instance serves")
     p.add_argument("--lead", type=int, default=1, help="with --capacity: minutes an instance needs to become ready (default 1)")
+    p.add_argument("--cold-start-cost", type=float, metavar="C",
+                   help="with --capacity and a model with a floor stage: idle instance-minutes one avoided cold start "
+                   "is worth (default: the model's); the plan and each function's chosen floor come from the floor stage")
     p.add_argument("--plot", metavar="PNG", help="plot history, forecast, quantile band and (when the trace goes on) "
                    "what followed, for the first --plot-functions functions")
     p.add_argument("--plot-functions", type=int, default=6, metavar="N", help="functions in --plot (default 6)")
@@ -47,6 +50,12 @@ def run(args) -> int:
         raise CliError(f"--at must be between {MIN_CONTEXT} and {trace.counts.shape[1]} (minutes into the trace)")
     context = trace.counts[rows, :at]
     outlook = model.outlook(context, args.horizon, args.approach, args.quantile, args.capacity, args.lead)
+    floor = None
+    if args.capacity is not None and model.floor is not None:  # the plan the operator's floor stage sets
+        floor = model.floor_plan(context, args.horizon, args.capacity, args.lead, args.cold_start_cost)
+        outlook.plan = floor.plan
+    elif args.cold_start_cost is not None:
+        raise CliError("--cold-start-cost needs --capacity and a model with a floor stage (see `mesp floor`)")
     items = []
     for j, i in enumerate(rows):
         items.append({
@@ -57,13 +66,16 @@ def run(args) -> int:
         })
         if outlook.plan is not None:
             items[-1]["min_scale"] = outlook.plan[j].tolist()
+        if floor is not None:
+            items[-1]["floor"] = floor.floors[j]
     lines = [f"forecast at minute {at}, next {args.horizon} minutes ({args.approach}); showing the first 10 minutes"]
     for item in items[: args.limit]:
         route = item["route"]
         head = " ".join(f"{v:.0f}" for v in item["forecast"][:10])
         lines.append(f"{item['function'][-16:]}  cluster {route['cluster']} ({route['expert']}, d={route['distance']:.2f}, {route['description']}): {head}")
         if outlook.plan is not None:
-            lines.append(f"{'':16}  min-scale: {' '.join(str(v) for v in item['min_scale'][:10])}")
+            chosen = f" (floor: {item['floor']})" if "floor" in item else ""
+            lines.append(f"{'':16}  min-scale{chosen}: {' '.join(str(v) for v in item['min_scale'][:10])}")
     if len(items) > args.limit:
         lines.append(f"... {len(items) - args.limit} more (use --json for all)")
     if args.plot:
@@ -78,5 +90,8 @@ def run(args) -> int:
     payload = {"model": folder, "at": at, "horizon": args.horizon, "approach": args.approach, "functions": items}
     if outlook.plan is not None:
         payload["policy"] = {"capacity_per_instance": args.capacity, "lead_minutes": args.lead, "quantile": args.quantile}
+        if floor is not None:
+            payload["policy"] = {"capacity_per_instance": args.capacity, "lead_minutes": args.lead,
+                                 "floor_stage": True, "cold_start_cost": floor.cold_start_cost}
     emit(args, payload, "\n".join(lines))
     return 0

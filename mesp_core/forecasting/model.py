@@ -88,6 +88,7 @@ class MespModel:
         naive_expert,
         residual_quantiles: dict[str, np.ndarray],
         path: Path | None = None,
+        floor=None,
     ):
         self.manifest = manifest
         self.router = router
@@ -98,6 +99,8 @@ class MespModel:
         self.quantile_levels = np.asarray(manifest.get("quantile_levels", []), dtype=np.float64)
         self.dense_best = manifest.get("dense", {}).get("best")
         self.path = path
+        # The floor stage (mesp_core.forecasting.floors.FloorStage), None for models trained without it.
+        self.floor = floor
         check = manifest.get("recent_check") or {}
         # None = no check (models trained before it existed, or training found it did not help).
         self.recent_check_ratio: float | None = check.get("switch_ratio") if check.get("enabled") else None
@@ -301,18 +304,65 @@ class MespModel:
         cold_start_cost: float | None = None,
         **policy,
     ) -> np.ndarray:
-        """Per-minute min-scale plan [n, horizon] (ints) from the point and upper-quantile forecasts.
+        """Per-minute min-scale plan [n, horizon] (ints).
 
         `capacity_per_instance` is one number or one per function (n numbers). `cold_start_cost` is
-        how many idle instance-minutes one avoided cold start is worth: the floor is sized at the
-        critical fractile C / (1 + C) of the forecast. An explicit `quantile` in `policy` overrides
-        it; with neither, the policy's default quantile applies."""
+        how many idle instance-minutes one avoided cold start is worth. A model with a floor stage
+        plans through it (each function's floor policy chosen by that cost, see `floor_plan`); the
+        cost defaults to the one it was trained for. Without a floor stage, or with an explicit
+        `quantile` in `policy` (the experts' override), the experts' forecast is sized at that
+        quantile, or at the critical fractile C / (1 + C) when only a cost is given."""
+        if self.floor is not None and "quantile" not in policy:
+            return self.floor_plan(context, horizon, capacity_per_instance, lead_minutes, cold_start_cost,
+                                   **policy).plan
         if cold_start_cost is not None and "quantile" not in policy:
             policy = {**policy, "quantile": newsvendor_level(cold_start_cost)}
         config, capacity = policy_config(capacity_per_instance, lead_minutes, policy)
         # The last plan minutes are sized over [i, i + lead + hold]: forecast that much further.
         distribution = self.forecast_distribution(context, horizon + config.lookahead, approach)
         return plan_from_distribution(distribution, horizon, config, capacity)
+
+    # ------------------------------------------------------------------ floor stage
+    def floor_cost(self, cold_start_cost: float | None = None) -> float:
+        """The cold-start cost a plan uses: the given one, else the floor stage's, else the policy default."""
+        from mesp_core.policy import DEFAULT_COLD_START_COST, check_cold_start_cost
+
+        if cold_start_cost is not None:
+            return check_cold_start_cost(cold_start_cost)
+        return self.floor.default_cold_start_cost if self.floor is not None else DEFAULT_COLD_START_COST
+
+    def floor_planner(self, cold_start_cost: float | None = None, capacity_per_instance=60.0, lead_minutes: int = 1,
+                      keep_warm_minutes: int = 2):
+        """A FloorPlanner with this model's head, candidates, cluster defaults, router and naive floor."""
+        if self.floor is None:
+            raise ValueError("this model has no floor stage (train it, or add one with "
+                             "mesp_core.offline.floor_training.add_floor_stage)")
+
+        def naive(contexts, horizon):
+            return self._predict(self.naive_expert, contexts, horizon)[0]
+
+        def route(contexts):
+            return self.router.route(validate_contexts(contexts))[0]
+
+        return self.floor.planner(self.floor_cost(cold_start_cost), capacity_per_instance, lead_minutes,
+                                  keep_warm_minutes, naive=naive, route=route)
+
+    def floor_plan(self, context, horizon: int = DEFAULT_HORIZON, capacity_per_instance=60.0, lead_minutes: int = 1,
+                   cold_start_cost: float | None = None, **policy) -> "FloorPlan":
+        """The floor stage's plan [n, horizon] and, per function, the floor policy it chose. The
+        user's min-scale and max-scale in `policy` bound it; other policy settings are checked."""
+        if int(horizon) != horizon or horizon < 1:
+            raise ValueError(f"horizon must be a positive integer, got {horizon}")
+        config, capacity = policy_config(capacity_per_instance, lead_minutes, policy)
+        rows = validate_contexts(context)
+        planner = self.floor_planner(cold_start_cost, config.capacity_per_instance if capacity is None else capacity,
+                                     lead_minutes)
+        with torch.inference_mode():
+            plan, chosen = planner.plan(rows, int(horizon))
+        plan = np.maximum(plan, config.user_min_scale)
+        if config.max_scale is not None:
+            plan = np.minimum(plan, config.max_scale)
+        return FloorPlan(plan=plan, floors=[planner.names[i] for i in chosen], cold_start_cost=planner.cost)
 
     def outlook(self, context, horizon: int = DEFAULT_HORIZON, approach: str = "moe", quantile: float = 0.9,
                 capacity_per_instance=None, lead_minutes: int = 1) -> "Outlook":
@@ -330,6 +380,13 @@ class MespModel:
             plan=None if config is None else plan_from_distribution(distribution, horizon, config),
             routes=self.explain_routes(context, switched=distribution.switched),
         )
+
+
+@dataclass
+class FloorPlan:
+    plan: np.ndarray            # [n, horizon] min-scale settings
+    floors: list[str]           # the floor policy each function uses now (e.g. "q=0.9", "keep-alive 10")
+    cold_start_cost: float      # the cost it was chosen for
 
 
 @dataclass
@@ -385,6 +442,7 @@ def _as_batch(rows):
 def load_model(path: str | os.PathLike) -> MespModel:
     """Load an artifact folder; ArtifactError names what is wrong when it cannot be used."""
     from mesp_core.forecasting.experts import build_expert
+    from mesp_core.forecasting.floors import load_floor_stage
 
     model_dir = Path(path)
     manifest = read_manifest(model_dir)
@@ -411,6 +469,7 @@ def load_model(path: str | os.PathLike) -> MespModel:
         raise
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise ArtifactError(f"{model_dir}: manifest and weights do not fit together ({type(exc).__name__}: {exc})") from None
+    floor = load_floor_stage(model_dir, manifest, files)
     residual_quantiles = {name: t.numpy().astype(np.float32) for name, t in quantile_tensors.items()}
     levels = manifest.get("quantile_levels", [])
     for name, table in residual_quantiles.items():
@@ -419,7 +478,8 @@ def load_model(path: str | os.PathLike) -> MespModel:
                                 f"expected one row per quantile level ({len(levels)}) and one column per lead minute")
         if not np.isfinite(table).all():
             raise ArtifactError(f"{model_dir}: quantiles.safetensors: table {name!r} has NaN or infinite values")
-    return MespModel(manifest, router, cluster_experts, dense_experts, naive, residual_quantiles, path=model_dir)
+    return MespModel(manifest, router, cluster_experts, dense_experts, naive, residual_quantiles, path=model_dir,
+                     floor=floor)
 
 
 def default_model_path() -> Path:

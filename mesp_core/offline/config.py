@@ -55,6 +55,12 @@ class TrainConfig:
     recent_check_ratios: tuple[float, ...] = (0.9, 0.7, 0.5, 0.3)
     seed: int = 0
     threads: int = 1  # small networks: a second thread costs more in sync than it gains
+    # Floor stage (issue 16, mesp_core.offline.floor_training): the demand head's budget as counts,
+    # and how many validation functions are replayed to choose each cluster's default floor.
+    floor_stage: bool = True
+    floor_origins: int = 120_000
+    floor_epochs: int = 6
+    floor_val_functions: int = 1500
 
     def validate(self) -> "TrainConfig":
         if self.k is not None and self.k < 1:
@@ -73,6 +79,8 @@ class TrainConfig:
             raise ValueError(f"max_cluster_days must be >= k_max ({self.k_max})")
         if self.metric != "wape":
             raise ValueError("only metric 'wape' is supported for selection")
+        if min(self.floor_origins, self.floor_epochs, self.floor_val_functions) < 1:
+            raise ValueError("floor_origins, floor_epochs and floor_val_functions must be >= 1")
         if any(not 0.0 < r <= 1.0 for r in self.recent_check_ratios):
             raise ValueError(f"recent_check_ratios must be in (0, 1], got {self.recent_check_ratios}")
         from mesp_core.forecasting.experts import TRAINABLE_FAMILIES
@@ -94,6 +102,9 @@ def quick(config: TrainConfig) -> TrainConfig:
         max_dense_windows=15_000,
         max_cluster_windows=6_000,
         k_max=min(config.k_max, 8),
+        floor_origins=min(config.floor_origins, 30_000),
+        floor_epochs=min(config.floor_epochs, 3),
+        floor_val_functions=min(config.floor_val_functions, 300),
     )
 
 

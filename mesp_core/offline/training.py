@@ -10,7 +10,10 @@ Steps (each shows progress):
   5. per cluster: naive floors, each top dense family fine-tuned on the cluster (warm start) and
      trained from scratch, ranked on the cluster's validation windows; the best is the expert
      (Experiment 2). Residual quantiles of the chosen expert give calibrated upper forecasts;
-  6. everything goes into a versioned artifact folder (mesp_core.forecasting.artifact).
+  6. everything goes into a versioned artifact folder (mesp_core.forecasting.artifact);
+  7. the recent-error check is tuned on the validation functions;
+  8. the floor stage (mesp_core.offline.floor_training): a demand head fitted on the fit functions,
+     each cluster's default floor policy per cold-start cost chosen on the validation functions.
 
 Optuna is imported only by mesp_core.offline.selection, never by the model or the operator.
 """
@@ -210,7 +213,19 @@ def train(trace, out_dir, config: TrainConfig | None = None, progress: bool = Tr
     ui.stage("recent-error check: choosing the switch ratio on validation functions")
     manifest["recent_check"] = choose_recent_check(load_model(staging), np.stack(val_series), config.recent_check_ratios, config.horizon)
     ui.stage("recent-error check: " + describe_recent_check(manifest["recent_check"]))
-    lap("recent_check", t0)
+    t0 = lap("recent_check", t0)
+    write_manifest(staging, manifest)
+    # 8. the floor stage: demand head on fit functions, default floors chosen on validation functions.
+    if config.floor_stage:
+        from mesp_core.forecasting.artifact import read_manifest
+        from mesp_core.offline.floor_training import FloorConfig, train_floor
+
+        floor_config = FloorConfig(origins=config.floor_origins, epochs=config.floor_epochs,
+                                   max_val_functions=config.floor_val_functions, seed=config.seed)
+        train_floor(staging, trace, fit_idx, val_idx, floor_config, progress)
+        manifest = read_manifest(staging)
+        lap("floor", t0)
+        manifest["training"]["stage_seconds"] = stage_seconds
     seconds = time.monotonic() - started
     manifest["training"]["seconds"] = round(seconds, 1)
     write_manifest(staging, manifest)

@@ -18,7 +18,11 @@ TINY = TrainConfig(
     min_cluster_windows=50,
     stride=60,
     threads=1,
+    # The experts' path stays what these tests check; tiny_floor_model_dir adds the floor stage.
+    floor_stage=False,
 )
+# The floor stage's budget in unit tests (mesp_core.offline.floor_training.FloorConfig).
+TINY_FLOOR = dict(origins=6000, epochs=2, hidden=32, max_val_functions=40, costs=(1.0, 8.0, 64.0))
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +39,16 @@ def tiny_model_dir(tmp_path_factory, tiny_trace):
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("models") / "tiny"
     train(tiny_trace, out, TINY, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_floor_model_dir(tmp_path_factory, tiny_model_dir, tiny_trace):
+    """The tiny model with a floor stage added (experts untouched)."""
+    from mesp_core.offline.floor_training import FloorConfig, add_floor_stage
+
+    out = tmp_path_factory.mktemp("models") / "tiny-floor"
+    add_floor_stage(tiny_model_dir, tiny_trace, out, FloorConfig(**TINY_FLOOR), progress=False)
     return out
 
 

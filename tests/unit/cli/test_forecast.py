@@ -90,3 +90,22 @@ def test_the_table_shows_limit_rows_and_says_how_many_more(tiny_model_dir, capsy
     assert lines[0] == "forecast at minute 2880, next 10 minutes (naive); showing the first 10 minutes"
     assert len(lines) == 1 + 3 + 1 and lines[-1] == "... 77 more (use --json for all)"
     assert all(" cluster " in line for line in lines[1:4])
+
+
+def test_with_a_floor_stage_the_plan_and_each_chosen_floor_come_from_it(tiny_floor_model_dir, tiny_trace, capsys):
+    from mesp_core import load_model
+
+    argv = ["forecast", "--model", str(tiny_floor_model_dir), *TINY_TRACE, "--horizon", "30", "--at", "2000",
+            "--capacity", "20", "--cold-start-cost", "8", "--json", "-"]
+    assert main(argv) == 0
+    payload = json.loads(capsys.readouterr().out)
+    expected = load_model(tiny_floor_model_dir).floor_plan(tiny_trace.counts[:, :2000], 30, 20.0, 1, 8.0)
+    assert payload["policy"]["floor_stage"] is True and payload["policy"]["cold_start_cost"] == 8.0
+    assert [f["min_scale"] for f in payload["functions"]] == expected.plan.tolist()
+    assert [f["floor"] for f in payload["functions"]] == expected.floors
+
+
+def test_a_cold_start_cost_without_floor_stage_is_one_line(tiny_model_dir, capsys):
+    line = _one_line_error(capsys, ["forecast", "--model", str(tiny_model_dir), *TINY_TRACE, "--capacity", "20",
+                                    "--cold-start-cost", "8"])
+    assert line.startswith("mesp forecast: error: --cold-start-cost needs --capacity and a model with a floor stage")

@@ -1,0 +1,156 @@
+"""Validation figures of the floor stage (issue 16) on the model's VALIDATION functions only.
+
+MESP's floor at several cold-start costs (each function's floor policy chosen by C * cold + idle)
+against the seasonal-naive floor and keep-alive 10, replayed like `mesp simulate` (second half-day,
+start minute 720, replanned every minute, 60 invocations/minute per instance, 2 min of Knative
+keep-alive under the floor, 1 min lead). Prints cold-start rate and idle instance-minutes, and MESP's
+cold rate interpolated at the naive floor's idle.
+
+Add the floor stage to a scratch copy of the packaged model first (never to mesp_core/default_model):
+
+    mesp floor --model mesp_core/default_model \
+        --trace ../shared/data/azure2019/invocations_per_function_md.sample.csv.gz --out /work/scratch/model_floor
+    python bench/bench_floor_val.py --model /work/scratch/model_floor [--costs 1 2 4 10 32 64]
+        [--variants] [--sample N] [--json OUT.json]
+
+--variants adds two ablations: the head alone (the demand head's newsvendor quantile, no choice)
+and the cluster defaults alone (no per-function rolling choice).
+The validation functions are the ones the floor stage chose its cluster defaults on: these are
+validation figures (in-sample for that choice), not the held-out protocol.
+
+Measured 2026-12-07 (packaged model + `mesp floor` with its defaults, 445 s on 2 shared cores;
+1,027 validation functions x 720 minutes, --variants, 665 s):
+
+    policy                  cold rate   idle inst-min
+    MESP C=1 / 2 / 4          5.43% / 3.03% / 2.33%    208,739 / 246,943 / 279,606
+    MESP C=10 / 32 / 64       1.72% / 1.17% / 1.03%    339,569 / 493,654 / 589,412
+    seasonal-naive floor      2.41%                    341,398
+    keep-alive 10 min         1.81%                    533,490
+    MESP at the naive floor's idle: 1.72% (0.71x); at keep-alive 10's cold rate: 331,120 idle (0.62x)
+    cluster defaults alone at the naive floor's idle: 2.15% (0.89x); head alone: 2.42% (1.00x)
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mesp_core.data.reader import read_invocations
+from mesp_core.forecasting.floors import ALL_CLUSTERS, Candidate
+from mesp_core.forecasting.model import load_model
+from mesp_core.offline.floor_training import model_split
+from mesp_core.offline.split import seeded_sample
+from mesp_core.policy import PolicyConfig
+from mesp_core.replay.baselines import FixedKeepAlivePolicy
+from mesp_core.replay.floor_policy import MespFloorPolicy
+from mesp_core.replay.policies import ForecastFloorPolicy
+from mesp_core.replay.simulate import simulate
+from mesp_core.replay.standard import model_forecasters
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO.parent / "shared" / "data" / "azure2019" / "invocations_per_function_md.sample.csv.gz"
+NAIVE, KEEP_ALIVE = "seasonal-naive floor", "keep-alive 10 min"
+
+
+def variant(model, **floor_changes):
+    """A shallow copy of the model whose floor stage differs (the experts are shared)."""
+    other = copy.copy(model)
+    other.floor = replace(model.floor, **floor_changes)
+    return other
+
+
+def interpolate(points, x_key, y_key, x):
+    """y at x on the curve through points (sorted by x); None outside it."""
+    pts = sorted(points, key=lambda r: r[x_key])
+    xs, ys = [p[x_key] for p in pts], [p[y_key] for p in pts]
+    if not xs or x < xs[0] or x > xs[-1]:
+        return None
+    return float(np.interp(x, xs, ys))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="model folder with a floor stage")
+    parser.add_argument("--trace", nargs="+", default=[str(SAMPLE)], help="the trace the model was trained on")
+    parser.add_argument("--costs", nargs="+", type=float, default=[1.0, 2.0, 4.0, 10.0, 32.0, 64.0])
+    parser.add_argument("--variants", action="store_true", help="also the head alone and the cluster defaults alone")
+    parser.add_argument("--planner", nargs="*", default=[], metavar="WINDOW:EVERY",
+                        help="also the rolling choice scored over WINDOW minutes and reselected every EVERY minutes")
+    parser.add_argument("--sample", type=int, default=0, help="a seeded sample of N validation functions (0 = all)")
+    parser.add_argument("--start", type=int, default=720)
+    parser.add_argument("--functions", choices=["validation", "held-out"], default="validation",
+                        help="validation functions (default), or the held-out ones as a one-shot check: "
+                        "never choose anything on those")
+    parser.add_argument("--json", help="write the figures as JSON")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    model = load_model(args.model)
+    if model.floor is None:
+        print(f"{args.model} has no floor stage (add one with `mesp floor`)", file=sys.stderr)
+        return 2
+    trace = read_invocations(args.trace)
+    _fit, val = model_split(model, trace)
+    if args.functions == "held-out":
+        from mesp_core.offline.split import held_out_functions
+
+        val = held_out_functions(model, trace)
+    if args.sample:
+        val = seeded_sample(val, args.sample)
+    counts = trace.counts[val]
+    policies = {f"MESP C={c:g}": MespFloorPolicy(model, c, group="MESP") for c in args.costs}
+    if args.variants:
+        head_only = variant(model, candidates=[Candidate("newsvendor", q="newsvendor")],
+                            defaults={ALL_CLUSTERS: {k: "newsvendor" for k in model.floor.defaults[ALL_CLUSTERS]}})
+        defaults_only = variant(model, reselect_every=10**9)  # never reselects after the first (default) choice
+        for c in args.costs:
+            policies[f"head alone C={c:g}"] = MespFloorPolicy(head_only, c, group="head alone")
+            policies[f"cluster defaults C={c:g}"] = MespFloorPolicy(defaults_only, c, group="cluster defaults")
+    for spec in args.planner:
+        window, every = (int(x) for x in spec.split(":"))
+        other = variant(model, window=window, reselect_every=every)
+        for c in args.costs:
+            policies[f"MESP {spec} C={c:g}"] = MespFloorPolicy(other, c, group=f"MESP {spec}")
+    naive_point, _ = model_forecasters(model, "naive")
+    policies[NAIVE] = ForecastFloorPolicy(naive_point, config=PolicyConfig(), group=NAIVE)
+    policies[KEEP_ALIVE] = FixedKeepAlivePolicy(10)
+
+    started = time.monotonic()
+    report = simulate(counts, policies, start_minute=args.start, capacity_per_instance=60.0, replan_every=1,
+                      lead_minutes=1, keep_warm_minutes=2, progress=True)
+    seconds = time.monotonic() - started
+    rows = [{"policy": r.name, "group": r.group, "cold_rate": r.cold_start_rate, "cold_starts": r.cold_starts,
+             "idle": r.idle_instance_minutes} for r in report.results]
+    by_name = {r["policy"]: r for r in rows}
+    naive, keep = by_name[NAIVE], by_name[KEEP_ALIVE]
+    print(f"{len(val)} {args.functions} functions x {trace.counts.shape[1] - args.start} minutes, replayed in {seconds:.0f}s")
+    print(f"{'policy':<28}{'cold rate':>10}{'idle inst-min':>15}")
+    for r in rows:
+        print(f"{r['policy']:<28}{100 * r['cold_rate']:>9.2f}%{r['idle']:>15,}")
+    summary = {}
+    for group in sorted({r["group"] for r in rows if r["group"] not in (NAIVE, None)}):
+        curve = [r for r in rows if r["group"] == group]
+        at_idle = interpolate(curve, "idle", "cold_rate", naive["idle"])
+        at_cold = interpolate(curve, "cold_rate", "idle", keep["cold_rate"])
+        summary[group] = {"cold_rate_at_naive_idle": at_idle, "idle_at_keep_alive_10_cold_rate": at_cold}
+        text = "outside the curve" if at_idle is None else (
+            f"{100 * at_idle:.2f}% ({at_idle / naive['cold_rate']:.2f}x the naive floor's {100 * naive['cold_rate']:.2f}%)")
+        print(f"{group}: cold rate at the naive floor's idle ({naive['idle']:,}): {text}")
+        text = "outside the curve" if at_cold is None else f"{at_cold:,.0f} ({at_cold / keep['idle']:.2f}x its {keep['idle']:,})"
+        print(f"{group}: idle at keep-alive 10's cold rate ({100 * keep['cold_rate']:.2f}%): {text}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"functions": int(len(val)), "seconds": round(seconds, 1),
+                                               "rows": rows, "summary": summary}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
