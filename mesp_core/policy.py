@@ -264,9 +264,9 @@ def plan_from_instances(
     target = np.asarray(target_instances)
     if target.ndim != 2:
         raise ValueError(f"target_instances must be 2-D [n_functions, horizon], got shape {target.shape}")
-    if not np.issubdtype(target.dtype, np.integer):
-        if not np.all(np.isfinite(target)) or np.any(target != np.round(target)):
-            raise ValueError("target_instances must be whole numbers of instances")
+    if not np.issubdtype(target.dtype, np.integer) and (
+            not np.all(np.isfinite(target)) or np.any(target != np.round(target))):
+        raise ValueError("target_instances must be whole numbers of instances")
     if np.any(target < 0):
         raise ValueError("target_instances must be >= 0")
     target = target.astype(np.int64)
