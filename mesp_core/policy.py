@@ -242,6 +242,52 @@ def plan_min_scale(
     sizing = upper if upper is not None else point
     peak = _window_max(sizing, config.lookahead + 1)[:, :plan_horizon]
     needed = instances_for_demand(peak, capacity_column, config.min_demand)
+    peak_offset = _window_argmax(sizing, config.lookahead + 1)[:, :plan_horizon] if explain else None
+    return _damp(needed, config, previous, explain, return_state, peak, peak_offset)
+
+
+def plan_from_instances(
+    target_instances,
+    config: PolicyConfig | None = None,
+    previous: PlanState | None = None,
+    *,
+    plan_horizon: int | None = None,
+    explain: bool = True,
+    return_state: bool = False,
+    source: str = "learned floor",
+):
+    """plan_min_scale for a target already in instances [n, h] (e.g. a model's floor stage, whose
+    candidates already cover the lead): the same user floor, max-scale cap, hysteresis, cooldown,
+    reasons and state. Column i wants the peak of the target over [i, i + hold_minutes] (no lead:
+    the target has it); reasons name `source` as what asks for the instances."""
+    config = config or PolicyConfig()
+    target = np.asarray(target_instances)
+    if target.ndim != 2:
+        raise ValueError(f"target_instances must be 2-D [n_functions, horizon], got shape {target.shape}")
+    if not np.issubdtype(target.dtype, np.integer) and (
+            not np.all(np.isfinite(target)) or np.any(target != np.round(target))):
+        raise ValueError("target_instances must be whole numbers of instances")
+    if np.any(target < 0):
+        raise ValueError("target_instances must be >= 0")
+    target = target.astype(np.int64)
+    n, h = target.shape
+    if plan_horizon is None:
+        plan_horizon = h
+    check_int("plan_horizon", plan_horizon, low=0)
+    if plan_horizon > h:
+        raise ValueError(f"plan_horizon ({plan_horizon}) exceeds the target's horizon ({h})")
+    if previous is None:
+        previous = PlanState.initial(n, config)
+    elif previous.current.shape != (n,) or previous.minutes_since_needed.shape != (n,):
+        raise ValueError(f"previous state is for {previous.current.shape[0]} functions, target has {n}")
+    needed = _window_max(target, config.hold_minutes + 1)[:, :plan_horizon]
+    return _damp(needed, config, previous, explain, return_state, None, None, source)
+
+
+def _damp(needed, config: PolicyConfig, previous: PlanState, explain: bool, return_state: bool,
+          peak, peak_offset, source: str | None = None):
+    """The user's floor and cap, then hysteresis and cooldown, over the instances each column needs."""
+    n, plan_horizon = needed.shape
     floor = config.user_min_scale
     target = np.maximum(needed, floor)
     capped = np.zeros_like(target, dtype=bool)
@@ -271,13 +317,14 @@ def plan_min_scale(
     reasons: list[list[tuple[int, str]]] = []
     if explain:
         reasons = [[] for _ in range(n)]
-        peak_offset = _window_argmax(sizing, config.lookahead + 1)[:, :plan_horizon]
     if explain and plan_horizon:
         _explain(reasons, plan, previous.current, target, needed, capped, held_cooldown, held_hysteresis,
-                 peak, peak_offset, config)
+                 peak, peak_offset, config, source)
     if return_state:
         return plan, reasons, PlanState(current=current, minutes_since_needed=since_needed)
     return plan, reasons
+
+
 
 
 def per_function_capacity(capacity, n: int, name: str = "capacity"):
@@ -307,7 +354,8 @@ def _capacity_column(capacity, n: int, config: PolicyConfig):
 
 
 def _explain(reasons, plan, start, target, needed, capped, held_cooldown, held_hysteresis,
-             peak, peak_offset, config):
+             peak, peak_offset, config, source=None):
+    """Reasons from a forecast (peak, peak_offset), or, when peak is None, from `source`'s instances."""
     n, h = plan.shape
     before = np.concatenate([start[:, None], plan[:, :-1]], axis=1)
     prev_cool = np.concatenate([np.zeros((n, 1), bool), held_cooldown[:, :-1]], axis=1)
@@ -317,6 +365,12 @@ def _explain(reasons, plan, start, target, needed, capped, held_cooldown, held_h
     window = config.lookahead
     for k, i in zip(*np.nonzero(events)):
         value, old = int(plan[k, i]), int(before[k, i])
+        if peak is None:
+            text = _explain_target(value, old, int(needed[k, i]), int(target[k, i]), bool(capped[k, i]),
+                                   bool(held_cooldown[k, i]), bool(held_hysteresis[k, i]), config, source)
+            if text:
+                reasons[k].append((int(i), text))
+            continue
         demand = float(peak[k, i])
         at = int(i + peak_offset[k, i])
         if held_cooldown[k, i]:
@@ -339,3 +393,22 @@ def _explain(reasons, plan, start, target, needed, capped, held_cooldown, held_h
         else:
             continue
         reasons[k].append((int(i), text))
+
+
+def _explain_target(value, old, needed, target, capped, cooling, hysteresis, config, source) -> str | None:
+    """One reason of plan_from_instances (as _explain's, naming the source instead of a forecast)."""
+    if cooling:
+        return f"hold {old} (cooldown {config.cooldown_minutes} min; {source} needs {target})"
+    if hysteresis:
+        return f"hold {old} (hysteresis: target {target} is within {config.scale_down_hysteresis} instance(s))"
+    if capped and value == config.max_scale and value >= old:
+        return f"cap max-scale {config.max_scale} ({source} needs {needed})"
+    if value > old:
+        if value == config.user_min_scale and needed < value:
+            return f"raise to user min-scale {value}"
+        return f"raise to {value} ({source} needs {needed})"
+    if value < old:
+        if value == config.user_min_scale and needed <= value:
+            return f"lower to user min-scale {value} ({source} needs {needed})"
+        return f"lower to {value} ({source} needs {needed})"
+    return None

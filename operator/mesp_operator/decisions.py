@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from mesp_core.policy import PlanState, PolicyConfig, capacity_from_concurrency, plan_min_scale
+from mesp_core.policy import PlanState, PolicyConfig, capacity_from_concurrency, plan_from_instances, plan_min_scale
 from mesp_operator import knative as kn
 from mesp_operator.forecast import Sizing
 from mesp_operator.prometheus import STEP_SECONDS
@@ -175,14 +175,19 @@ def sizing(spec: PolicySpec, operator_cost: float) -> Sizing:
 
 
 def plan_config(spec: PolicySpec, capacity: float, floor: int, cap: int, template: bool,
-                sized: Sizing) -> PolicyConfig:
-    """The policy's planning knobs; writes to a template are planned with its own damping."""
+                sized: Sizing, learned_floor: bool = False) -> PolicyConfig:
+    """The policy's planning knobs; writes to a template are planned with its own damping.
+
+    With `learned_floor` (the model's floor stage sets the target) holdMinutes is not added: the
+    floor stage's candidates choose their own look-ahead and keep-alive by decision cost, and an
+    extra hold would only add idle. Template writes still cover their cooldown ahead."""
     cooldown = spec.template_cooldown if template else spec.cooldown
+    hold = 0 if learned_floor else spec.hold
     return PolicyConfig(
         capacity_per_instance=capacity,
         lead_minutes=spec.lead,
         # Template changes cost a rollout each: one raise covers the whole cooldown ahead.
-        hold_minutes=max(spec.hold, cooldown) if template else spec.hold,
+        hold_minutes=max(hold, cooldown) if template else hold,
         user_min_scale=floor,
         max_scale=cap,
         scale_down_hysteresis=spec.template_hysteresis if template else spec.hysteresis,
@@ -192,22 +197,32 @@ def plan_config(spec: PolicySpec, capacity: float, floor: int, cap: int, templat
 
 
 def plan_batch(point: list[np.ndarray], upper: list[np.ndarray | None], configs: list[PolicyConfig],
-               horizons: list[int], previous: list[PlanState]) -> list[tuple[list[int], list[str], PlanState]]:
+               horizons: list[int], previous: list[PlanState],
+               targets: list[np.ndarray | None] | None = None) -> list[tuple[list[int], list[str], PlanState]]:
     """Plan row i from point[i] (and upper[i]) with configs[i] over horizons[i] minutes, starting from
     previous[i]: (plan, its first three reasons, the damping state after the first minute, which the
-    next loop starts from). Rows with the same knobs are planned together, one vectorised call each."""
+    next loop starts from). A row with targets[i] (instances from the model's floor stage) is planned
+    from those instead, through the same floor, cap and damping. Rows with the same knobs are
+    planned together, one vectorised call each."""
+    targets = targets or [None] * len(configs)
     by_config: dict[tuple, list[int]] = {}
     for i, config in enumerate(configs):
-        by_config.setdefault((config, horizons[i], upper[i] is None), []).append(i)
+        by_config.setdefault((config, horizons[i], upper[i] is None, targets[i] is None), []).append(i)
     results: list = [None] * len(configs)
-    for (config, horizon, no_upper), members in by_config.items():
+    for (config, horizon, no_upper, no_target), members in by_config.items():
         start = PlanState(current=np.concatenate([previous[i].current for i in members]),
                           minutes_since_needed=np.concatenate([previous[i].minutes_since_needed for i in members]))
-        points = np.stack([point[i] for i in members])
-        uppers = None if no_upper else np.stack([upper[i] for i in members])
-        plans, reasons = plan_min_scale(points, uppers, config, start, plan_horizon=horizon)
-        _, _, after_first = plan_min_scale(points, uppers, config, start, plan_horizon=1, explain=False,
-                                           return_state=True)
+        if no_target:
+            points = np.stack([point[i] for i in members])
+            uppers = None if no_upper else np.stack([upper[i] for i in members])
+            plans, reasons = plan_min_scale(points, uppers, config, start, plan_horizon=horizon)
+            _, _, after_first = plan_min_scale(points, uppers, config, start, plan_horizon=1, explain=False,
+                                               return_state=True)
+        else:
+            wanted = np.stack([targets[i] for i in members])
+            plans, reasons = plan_from_instances(wanted, config, start, plan_horizon=horizon)
+            _, _, after_first = plan_from_instances(wanted, config, start, plan_horizon=1, explain=False,
+                                                    return_state=True)
         for row, i in enumerate(members):
             results[i] = ([int(v) for v in plans[row]], [text for _, text in reasons[row][:3]],
                           PlanState.single(int(after_first.current[row]), int(after_first.minutes_since_needed[row])))

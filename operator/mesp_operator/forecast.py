@@ -2,7 +2,8 @@
 the forecast each policy's floor is sized from.
 
 `model` follows mesp_core's model interface (mesp_core.forecasting.model.MespModel:
-forecast_distribution, explain_routes); the operator only loads it, never trains it.
+forecast_distribution, explain_routes, and floor_plan when it has a floor stage); the operator only
+loads it, never trains it.
 """
 
 from __future__ import annotations
@@ -33,12 +34,50 @@ class Sizing:
         """The forecast quantile instances are sized from."""
         return self.quantile if self.quantile is not None else newsvendor_level(self.cold_start_cost)
 
-    def describe(self) -> str:
-        """status.sizing: `coldStartCost 10 (q0.909)`, or `quantile 0.9 (override)`."""
+    def describe(self, learned_floor: str | None = None) -> str:
+        """status.sizing: `coldStartCost 10 (q0.909)`, `coldStartCost 10 (learned floor: q=0.9)` when
+        the model's floor stage chose the floor, or `quantile 0.9 (override)`."""
         if self.quantile is not None:
             return f"quantile {self.quantile:g} (override)"
         source = ", operator default" if self.operator_default else ""
+        if learned_floor is not None:
+            return f"coldStartCost {self.cold_start_cost:g} (learned floor: {learned_floor}{source})"
         return f"coldStartCost {self.cold_start_cost:g} (q{self.level:.3f}{source})"
+
+
+def uses_floor_stage(model, sizing: Sizing) -> bool:
+    """Whether a policy's floor comes from the model's floor stage: the model has one and the policy
+    sizes by cost (a quantile override sizes from the experts' forecast, as in MespModel.plan_min_scale)."""
+    return getattr(model, "floor", None) is not None and sizing.quantile is None
+
+
+@dataclasses.dataclass
+class LearnedFloors:
+    """Per context row: the floor stage's target instances (None for rows sized from the forecast)
+    and the name of the floor policy it chose (e.g. "q=0.9", "keep-alive 10")."""
+
+    targets: list
+    names: list
+
+
+def floor_batch(model, contexts: np.ndarray, requests: list[tuple[int, int, float, Sizing]]) -> LearnedFloors:
+    """The floor stage's plan for row i of `contexts` as requests[i] = (length in minutes, lead
+    minutes, capacity per instance, sizing) asks; rows that do not use the floor stage get None.
+
+    One floor-stage call per (length, lead, cold-start cost), each row with its own capacity."""
+    groups: dict[tuple[int, int, float], list[int]] = {}
+    for i, (length, lead, _, sized) in enumerate(requests):
+        if uses_floor_stage(model, sized):
+            groups.setdefault((length, lead, sized.cold_start_cost), []).append(i)
+    targets: list = [None] * len(requests)
+    names: list = [None] * len(requests)
+    for (length, lead, cost), members in groups.items():
+        capacity = np.array([requests[i][2] for i in members], dtype=np.float64)
+        result = model.floor_plan(contexts[members], horizon=length, capacity_per_instance=capacity,
+                                  lead_minutes=lead, cold_start_cost=cost)
+        for j, i in enumerate(members):
+            targets[i], names[i] = np.asarray(result.plan[j], dtype=np.int64), result.floors[j]
+    return LearnedFloors(targets, names)
 
 
 @dataclasses.dataclass

@@ -23,7 +23,7 @@ from mesp_operator import decisions
 from mesp_operator import knative as kn
 from mesp_operator.actuation import Actuator
 from mesp_operator.errors import Classified, MetricsError, NotOwner, PolicyError, classify
-from mesp_operator.forecast import forecast_batch
+from mesp_operator.forecast import floor_batch, forecast_batch, uses_floor_stage
 from mesp_operator.metrics import OperatorMetrics
 from mesp_operator.prometheus import render_override
 from mesp_operator.settings import OperatorSettings
@@ -280,22 +280,31 @@ class Reconciler:
         o.reasons = [f"holding the plan from {format_time(memory.planned_at)} ({reason})"]
 
     def _forecast_and_plan(self, fresh: list[tuple[Outcome, np.ndarray]], end: int, now: float) -> None:
+        learned = [uses_floor_stage(self.model, o.sizing) for o, _ in fresh]
         configs = [decisions.plan_config(o.spec, o.capacity, o.floor, o.cap, self._plans_for_template(o.spec),
-                                         o.sizing) for o, _ in fresh]
+                                         o.sizing, learned_floor=use) for (o, _), use in zip(fresh, learned)]
         t = time.monotonic()
+        contexts = np.stack([series for _, series in fresh]).astype(np.float32)
         # Policies with the same approach and length share one model run, whatever their sizing.
-        forecast = forecast_batch(self.model, np.stack([series for _, series in fresh]).astype(np.float32),
+        # The forecast still runs for floor-stage policies: their status shows its route and peak.
+        forecast = forecast_batch(self.model, contexts,
                                   [(o.spec.approach, o.spec.horizon + config.lookahead, o.sizing)
                                    for (o, _), config in zip(fresh, configs)])
+        # With a floor stage, cost-sized policies take their target instances from it (policies
+        # with the same length, lead and cost share one call).
+        floors = floor_batch(self.model, contexts,
+                             [(o.spec.horizon + config.hold_minutes, config.lead_minutes, o.capacity, o.sizing)
+                              for (o, _), config in zip(fresh, configs)])
         self._phases["model"] = time.monotonic() - t
 
         t = time.monotonic()
         plan_start = end  # column 0: the minute that starts at the newest complete minute's end
         states = [self._previous_state(o, plan_start, now) for o, _ in fresh]
         planned = decisions.plan_batch(forecast.point, forecast.upper, configs, [o.spec.horizon for o, _ in fresh],
-                                       states)
+                                       states, floors.targets)
         for i, ((o, _), (plan, reasons, after_first)) in enumerate(zip(fresh, planned)):
             memory = self.memory[o.policy.uid]
+            memory.learned_floor = floors.names[i]  # None: sized from the forecast
             memory.state_minute, memory.state_in, memory.state_out = plan_start, states[i], after_first
             o.plan, o.reasons, o.plan_start, o.value, o.plan_source = plan, reasons, plan_start, plan[0], "fresh"
             sized_from = forecast.upper[i]

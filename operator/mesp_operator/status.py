@@ -90,6 +90,7 @@ def memory_from_status(status: Mapping[str, Any]) -> PolicyMemory:
         except (KeyError, TypeError, ValueError):
             memory.state_out = memory.state_minute = None
     memory.route = status.get("route") if isinstance(status.get("route"), dict) else None
+    memory.learned_floor = status.get("learnedFloor") if isinstance(status.get("learnedFloor"), str) else None
     for cond in status.get("conditions") or []:
         if isinstance(cond, dict) and cond.get("status") == "False":
             memory.reported[cond.get("type")] = cond.get("reason")
@@ -131,6 +132,7 @@ def build_status(o: Outcome, memory: PolicyMemory, applied: int | None, original
                            "lastTransitionTime": since or format_time(now),
                            "observedGeneration": o.policy.generation})
     spec = o.spec
+    learned_floor = memory.learned_floor if o.plan is not None else None
     return {
         "observedGeneration": o.policy.generation,
         "conditions": conditions,
@@ -150,7 +152,9 @@ def build_status(o: Outcome, memory: PolicyMemory, applied: int | None, original
         "originalMinScale": original,
         "userFloor": o.floor if spec else None,
         "maxScale": o.cap,
-        "sizing": o.sizing.describe() if spec and o.sizing else None,
+        "sizing": o.sizing.describe(learned_floor) if spec and o.sizing else None,
+        # The floor policy the model's floor stage chose for this plan (None: sized from the forecast).
+        "learnedFloor": learned_floor if spec else None,
         "sizingQuantile": round(o.sizing.level, 6) if spec and o.sizing else None,
         "capacityPerInstance": None if o.capacity is None else round(o.capacity, 3),
         "capacitySource": o.capacity_source,

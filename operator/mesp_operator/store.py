@@ -60,6 +60,7 @@ class PolicyMemory:
     forecast_next: float | None = None
     forecast_peak: float | None = None
     route: dict | None = None
+    learned_floor: str | None = None      # the floor policy the model's floor stage chose for the plan
     state_minute: int | None = None       # plan_start of the last fresh plan
     state_in: PlanState | None = None     # the plan's damping state entering that minute
     state_out: PlanState | None = None    # ... and after it

@@ -110,6 +110,7 @@ SERIES = {
     ("it-bad-cost", "cost-svc"): "b",
     # test_operator_fleet: eight Services shared by two replicas
     **{("it-fleet", f"fleet-{i}"): "ab"[i % 2] for i in range(8)},
+    ("it-floor", "floor-svc"): "a",
 }
 # One series in the OpenTelemetry-era layout (names on target_info), for the knative-otel preset.
 OTEL_SERIES = {("it-presets", "otel-svc"): "a"}
@@ -270,7 +271,8 @@ def run_operator(control_plane, model, chart_rbac):
 
     started = []
 
-    def start(namespace: str, clock=time.time, **overrides):
+    def start(namespace: str, clock=time.time, loaded=None, **overrides):
+        """`loaded`: a (model, description) to run instead of the session's packaged model."""
         values = dict(
             kubeconfig=control_plane.operator_kubeconfig,
             prometheus_url=control_plane.prometheus_url,
@@ -284,7 +286,8 @@ def run_operator(control_plane, model, chart_rbac):
         values.update(overrides)
         settings = validate(OperatorSettings(**values))
         metrics = OperatorMetrics()
-        thread, ready, stop = run_in_thread(settings, model=model[0], model_description=model[1], clock=clock,
+        chosen = loaded or model
+        thread, ready, stop = run_in_thread(settings, model=chosen[0], model_description=chosen[1], clock=clock,
                                             metrics=metrics)
         started.append((thread, stop))
         ready.result(timeout=60)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from mesp_core.policy import (
+    plan_from_instances,
     PlanState,
     PolicyConfig,
     capacity_from_concurrency,
@@ -353,3 +354,33 @@ def test_newsvendor_level_minimises_expected_cost_brute_force():
         level = newsvendor_level(cost)
         quantile_floor = int(support[np.searchsorted(np.cumsum(p), level)])
         assert expected[quantile_floor] == pytest.approx(min(expected))
+
+
+def test_plan_from_instances_is_plan_min_scale_on_a_target_in_instances():
+    """A floor stage's target goes through the same user floor, cap and damping as a forecast
+    whose every minute needs exactly that many instances (no lead or hold window)."""
+    target = np.array([[0, 3, 7, 2, 2, 0, 5, 1]])
+    config = PolicyConfig(capacity_per_instance=10.0, lead_minutes=0, hold_minutes=0, user_min_scale=1, max_scale=6,
+                          scale_down_hysteresis=1, cooldown_minutes=2)
+    plan, reasons, state = plan_from_instances(target, config, return_state=True)
+    same, _, same_state = plan_min_scale(target * 10.0, None, config, return_state=True)
+    np.testing.assert_array_equal(plan, same)
+    np.testing.assert_array_equal(state.current, same_state.current)
+    assert plan.tolist() == [[1, 3, 6, 6, 2, 2, 5, 5]]  # floor, cap, then held decreases in the cooldown
+    assert [text for _, text in reasons[0]][:2] == ["raise to 3 (learned floor needs 3)",
+                                                    "cap max-scale 6 (learned floor needs 7)"]
+    # hold_minutes keeps each column at the target's peak over [i, i + hold] (the lead is the target's own).
+    held = plan_from_instances(np.array([[0, 0, 4, 0, 0]]), replace(config, hold_minutes=1, cooldown_minutes=0,
+                                                                    scale_down_hysteresis=0), explain=False)[0]
+    assert held.tolist() == [[1, 4, 4, 1, 1]]
+
+
+@pytest.mark.parametrize("target, message", [
+    (np.array([1, 2]), "2-D"),
+    (np.array([[1.5, 2.0]]), "whole numbers"),
+    (np.array([[np.nan, 2.0]]), "whole numbers"),
+    (np.array([[-1, 2]]), ">= 0"),
+])
+def test_plan_from_instances_refuses_bad_targets(target, message):
+    with pytest.raises(ValueError, match=message):
+        plan_from_instances(target)

@@ -186,6 +186,16 @@ def test_template_writes_are_planned_with_the_template_damping():
     assert (template.hold_minutes, template.cooldown_minutes, template.scale_down_hysteresis) == (15, 15, 2)
 
 
+def test_a_learned_floor_adds_no_hold_but_template_writes_still_cover_their_cooldown():
+    spec = parse_spec({"service": "fn", "holdMinutes": 3, "scaleDown": {"cooldownMinutes": 4},
+                       "template": {"cooldownMinutes": 15}, "coldStartCost": 8}, SETTINGS)
+    sized = sizing(spec, SETTINGS.cold_start_cost)
+    revision = plan_config(spec, 60.0, 1, 9, template=False, sized=sized, learned_floor=True)
+    assert (revision.hold_minutes, revision.lead_minutes, revision.cooldown_minutes) == (0, spec.lead, 4)
+    template = plan_config(spec, 60.0, 1, 9, template=True, sized=sized, learned_floor=True)
+    assert (template.hold_minutes, template.cooldown_minutes) == (15, 15)
+
+
 @pytest.mark.parametrize("fields,operator_cost,expected", [
     # Nothing set: the operator's cost, at its critical fractile.
     ({}, 10.0, Sizing(10.0, None, operator_default=True)),

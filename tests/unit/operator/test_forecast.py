@@ -4,6 +4,7 @@ library from the rows the recent-error check switched."""
 
 from __future__ import annotations
 
+import types
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 
 import mesp_core
 from mesp_core.policy import newsvendor_level
-from mesp_operator.forecast import Sizing, forecast_batch
+from mesp_operator.forecast import Sizing, floor_batch, forecast_batch
 
 GOLDEN_MODEL = Path(__file__).resolve().parents[3] / "tests" / "golden" / "model_v1"
 
@@ -96,3 +97,35 @@ def test_with_the_real_model_the_routes_are_the_librarys_explanation():
     np.testing.assert_array_equal(np.stack(result.upper), distribution.quantile(10 / 11))
     higher = forecast_batch(model, contexts, [("moe", 12, Sizing(100.0))] * 3)
     assert (np.stack(higher.upper) >= np.stack(result.upper)).all()  # a dearer cold start, a higher floor forecast
+
+
+class _FloorStageModel:
+    """Plans each row as its first value times the cost, naming the floor by the capacity asked."""
+
+    floor = object()  # has a floor stage
+
+    def __init__(self):
+        self.calls = []
+
+    def floor_plan(self, contexts, horizon, capacity_per_instance, lead_minutes, cold_start_cost):
+        self.calls.append((horizon, lead_minutes, cold_start_cost, [float(c[0]) for c in contexts],
+                           list(capacity_per_instance)))
+        plan = np.repeat(contexts[:, :1] * cold_start_cost, horizon, axis=1).astype(np.int64)
+        return types.SimpleNamespace(plan=plan, floors=[f"cap {c:g}" for c in capacity_per_instance])
+
+
+def test_cost_sized_rows_share_one_floor_stage_call_per_length_lead_and_cost():
+    model = _FloorStageModel()
+    contexts = np.array([[1.0] * 4, [2.0] * 4, [3.0] * 4, [4.0] * 4, [5.0] * 4], dtype=np.float32)
+    requests = [(5, 2, 20.0, Sizing(2.0)), (5, 2, 10.0, Sizing(2.0, operator_default=True)),
+                (5, 2, 20.0, Sizing(2.0, 0.9)), (5, 1, 20.0, Sizing(2.0)), (5, 2, 20.0, Sizing(3.0))]
+    floors = floor_batch(model, contexts, requests)
+    assert model.calls == [(5, 2, 2.0, [1.0, 2.0], [20.0, 10.0]), (5, 1, 2.0, [4.0], [20.0]),
+                           (5, 2, 3.0, [5.0], [20.0])]
+    assert floors.names == ["cap 20", "cap 10", None, "cap 20", "cap 20"]  # the quantile override: no floor
+    assert floors.targets[2] is None and floors.targets[1].tolist() == [4] * 5 and floors.targets[4].tolist() == [15] * 5
+
+
+def test_a_model_without_a_floor_stage_is_never_asked_for_one():
+    floors = floor_batch(_RecordingModel(), np.ones((2, 4), dtype=np.float32), [(5, 2, 20.0, DEFAULT)] * 2)
+    assert floors.targets == [None, None] and floors.names == [None, None]

@@ -191,3 +191,68 @@ def test_each_policys_cost_reaches_the_model_and_they_share_one_run(golden_model
     assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
     assert ready["message"] == "spec.coldStartCost must be in (0.0, 1000000.0], got -1"
     assert status["broken"].get("sizing") is None
+
+
+class _FloorRecording:
+    """A model with a floor stage, recording each floor_plan call's rows, capacities and cost."""
+
+    def __init__(self, model):
+        self.model, self.calls = model, []
+        self.manifest, self.floor = model.manifest, model.floor
+
+    def forecast_distribution(self, contexts, horizon, approach):
+        return self.model.forecast_distribution(contexts, horizon=horizon, approach=approach)
+
+    def explain_routes(self, contexts, switched=None):
+        return self.model.explain_routes(contexts, switched=switched)
+
+    def floor_plan(self, contexts, horizon, capacity_per_instance, lead_minutes, cold_start_cost):
+        self.calls.append((len(contexts), list(np.atleast_1d(capacity_per_instance)), cold_start_cost))
+        return self.model.floor_plan(contexts, horizon=horizon, capacity_per_instance=capacity_per_instance,
+                                     lead_minutes=lead_minutes, cold_start_cost=cold_start_cost)
+
+
+def test_a_floor_stage_sets_cost_sized_floors_and_a_quantile_bypasses_it(tiny_floor_model_dir):
+    floor_model = mesp_core.load_model(tiny_floor_model_dir)
+    # A daily wave of 0..120 invocations/min (0..6 instances of 20/min, 0..12 of 10/min).
+    minutes = np.arange(3 * 1440)
+    rate = 60.0 * (1.0 + np.sin(2 * np.pi * minutes / 1440.0))
+    counts = np.random.default_rng(3).poisson(rate).astype(np.float32)
+    undamped = {"mode": "ForecastOnly", "actuation": "Revision", "horizonMinutes": 30, "maxScale": 6,
+                "scaleDown": {"cooldownMinutes": 0, "hysteresis": 0}}
+    cluster = _cluster({**undamped, "coldStartCost": 8, "minScale": 5})
+    add_policy(cluster, "ns", "twin", {**undamped, "service": "fn", "capacityPerInstance": 10, "coldStartCost": 8,
+                                       "minScale": 1})
+    add_policy(cluster, "ns", "expert", {**undamped, "service": "fn", "capacityPerInstance": 20, "coldStartCost": 8,
+                                         "minScale": 1, "quantile": 0.9})
+    model = _FloorRecording(floor_model)
+    knative, store = clients(cluster)
+    reconciler = Reconciler(SETTINGS, model, _Prometheus(counts), knative, store, clock=lambda: NOW)
+    try:
+        report = reconciler.run_once(*_views(cluster))
+    finally:
+        reconciler.close()
+    assert report.planned == 3
+    # p and twin share one floor-stage call (same length, lead and cost), each with its own capacity;
+    # the quantile override is not asked of the floor stage.
+    assert model.calls == [(2, [20.0, 10.0], 8.0)]
+    status = {name: cluster.body("mesppolicies", "ns", name)["status"] for name in ("p", "twin", "expert")}
+    context = counts[-reconciler.context_minutes:][None, :]
+    bounded = 0
+    for name, capacity, floor in (("p", 20.0, 5), ("twin", 10.0, 1)):
+        learned = floor_model.floor_plan(context, horizon=30, capacity_per_instance=capacity, lead_minutes=2,
+                                         cold_start_cost=8.0)
+        # With no damping, the plan is the floor stage's target within the user's floor and cap.
+        wanted = np.clip(learned.plan[0], floor, 6)
+        assert status[name]["plan"] == wanted.tolist()
+        bounded += int((wanted != learned.plan[0]).any())
+        assert status[name]["learnedFloor"] == learned.floors[0]
+        assert status[name]["sizing"] == f"coldStartCost 8 (learned floor: {learned.floors[0]})"
+    assert bounded == 2  # here the user's floor lifts p's target and the cap lowers twin's
+    assert any("learned floor needs" in text for text in status["twin"]["planReasons"])
+    # The override sizes from the experts' forecast at its quantile, as MespModel.plan_min_scale does.
+    assert status["expert"].get("learnedFloor") is None and status["expert"]["sizing"] == "quantile 0.9 (override)"
+    expected = floor_model.plan_min_scale(context, 30, capacity_per_instance=20.0, lead_minutes=2, quantile=0.9,
+                                          hold_minutes=2, user_min_scale=1, max_scale=6, cooldown_minutes=0,
+                                          scale_down_hysteresis=0)
+    assert status["expert"]["plan"] == expected[0].tolist()

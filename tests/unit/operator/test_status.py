@@ -58,6 +58,21 @@ def test_the_status_says_what_the_loop_decided():
     assert status["sizingQuantile"] == round(10 / 11, 6)
 
 
+def test_a_learned_floor_is_named_in_sizing_and_survives_a_restart():
+    o, memory = _planned()
+    o.sizing = Sizing(8.0)
+    memory.learned_floor = "keep-alive 10"
+    status = build_status(o, memory, applied=3, original="1", actuation="Revision", actuation_reason="Auto: x", now=NOW)
+    assert status["sizing"] == "coldStartCost 8 (learned floor: keep-alive 10)"
+    assert status["learnedFloor"] == "keep-alive 10"
+    assert memory_from_status(status).learned_floor == "keep-alive 10"
+    # Without a plan there is nothing the floor was chosen for.
+    o.plan, o.plan_source = None, "floor"
+    status = build_status(o, memory, applied=3, original="1", actuation="Revision", actuation_reason="x", now=NOW)
+    assert status["learnedFloor"] is None and status["sizing"] == "coldStartCost 8 (q0.889)"
+    assert memory_from_status({"learnedFloor": 3}).learned_floor is None
+
+
 def test_an_invalid_spec_reports_no_sizing():
     o = Outcome(_policy())
     o.set("Ready", False, "InvalidSpec", "spec.coldStartCost must be in (0.0, 1000000.0], got 0")
