@@ -31,6 +31,10 @@ With --variants (before the first step rebuilt the record from history, 1.72% / 
 cluster defaults alone 2.15% (0.89x), head alone 2.42% (1.00x) at the naive floor's idle.
 --planner 120:30 / 480:30 / 240:10 / 240:60 on a 400-function sample: 0.76x / 0.75x / 0.75x / 0.77x
 against 0.76x for the default 240:30 (the window and cadence barely matter).
+Three more candidates (seasonal naive + keep-alive 3 / 10, q=0.5 + keep-alive 5) gave the same
+1.66% at the naive floor's idle: not kept. Held-out functions, one-shot check after the choices
+(--functions held-out, 1,284 x 720, 332 s): 2.52% vs the naive floor's 3.11% at its idle (0.81x),
+392,696 idle at keep-alive 10's cold rate (0.56x its 695,275).
 """
 
 from __future__ import annotations
