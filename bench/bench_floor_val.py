@@ -18,16 +18,23 @@ and the cluster defaults alone (no per-function rolling choice).
 The validation functions are the ones the floor stage chose its cluster defaults on: these are
 validation figures (in-sample for that choice), not the held-out protocol.
 
-Measured 2026-12-07 (packaged model + `mesp floor` with its defaults, 445 s on 2 shared cores;
-1,027 validation functions x 720 minutes, --variants, 665 s):
+Measured 2026-12-07 (packaged model + `mesp floor` with its defaults, 445 s on 2 shared cores):
+1,027 validation functions x 720 minutes, replayed in 146 s (6 costs + the two baselines):
 
     policy                  cold rate   idle inst-min
-    MESP C=1 / 2 / 4          5.43% / 3.03% / 2.33%    208,739 / 246,943 / 279,606
-    MESP C=10 / 32 / 64       1.72% / 1.17% / 1.03%    339,569 / 493,654 / 589,412
+    MESP C=1 / 2 / 4          5.41% / 2.91% / 2.32%    208,608 / 248,387 / 275,796
+    MESP C=10 / 32 / 64       1.67% / 1.15% / 1.00%    339,408 / 477,562 / 590,100
     seasonal-naive floor      2.41%                    341,398
     keep-alive 10 min         1.81%                    533,490
-    MESP at the naive floor's idle: 1.72% (0.71x); at keep-alive 10's cold rate: 331,120 idle (0.62x)
-    cluster defaults alone at the naive floor's idle: 2.15% (0.89x); head alone: 2.42% (1.00x)
+    MESP at the naive floor's idle: 1.66% (0.69x); at keep-alive 10's cold rate: 325,963 idle (0.61x)
+With --variants (before the first step rebuilt the record from history, 1.72% / 0.71x for MESP):
+cluster defaults alone 2.15% (0.89x), head alone 2.42% (1.00x) at the naive floor's idle.
+--planner 120:30 / 480:30 / 240:10 / 240:60 on a 400-function sample: 0.76x / 0.75x / 0.75x / 0.77x
+against 0.76x for the default 240:30 (the window and cadence barely matter).
+Three more candidates (seasonal naive + keep-alive 3 / 10, q=0.5 + keep-alive 5) gave the same
+1.66% at the naive floor's idle: not kept. Held-out functions, one-shot check after the choices
+(--functions held-out, 1,284 x 720, 332 s): 2.52% vs the naive floor's 3.11% at its idle (0.81x),
+392,696 idle at keep-alive 10's cold rate (0.56x its 695,275).
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ from mesp_core.offline.config import TrainConfig
 
 # What --quick becomes here: conftest's tiny budget, so the real pipeline runs in seconds.
 TINY_BUDGET = dict(dense_top_n=1, scratch_trials=1, trial_seconds=3.0, cluster_seconds=1.5, max_dense_windows=3000,
-                   max_cluster_windows=1500, min_cluster_windows=50, stride=60)
+                   max_cluster_windows=1500, min_cluster_windows=50, stride=60,
+                   floor_origins=2000, floor_epochs=1, floor_val_functions=5)
 
 
 def test_the_defaults_of_the_flags_are_the_training_configs():

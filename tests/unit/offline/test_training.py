@@ -31,7 +31,8 @@ def test_holdout_zero_trains_on_every_function_within_the_window_caps(tiny_trace
     # them before routing and clustering.
     config = TrainConfig(k=3, families=("dlinear",), dense_trials=1, dense_top_n=1, trial_seconds=3.0, cluster_seconds=1.5,
                          max_dense_windows=3000, max_cluster_windows=1500, min_cluster_windows=50, stride=60,
-                         test_fraction=0.0, max_fit_windows=400, max_val_windows=60, max_cluster_days=90)
+                         test_fraction=0.0, max_fit_windows=400, max_val_windows=60, max_cluster_days=90,
+                         floor_stage=False)
     train(tiny_trace, tmp_path / "all", config, progress=False)
     model = load_model(tmp_path / "all")
     data = model.manifest["training_data"]
