@@ -30,11 +30,15 @@ __all__ = ["Autoformer", "series_decomposition"]
 
 
 def series_decomposition(x: torch.Tensor, kernel: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(seasonal, trend) of x [B, L, C]: trend = centred moving average with replicated edges."""
+    """(seasonal, trend) of x [B, L, C]: trend = centred moving average with replicated edges.
+
+    The average is a difference of cumulative sums along time, which needs no transposes (an
+    avg_pool over [B, C, L] copies twice per call, and the network calls this in every layer)."""
     front = x[:, :1, :].expand(-1, (kernel - 1) // 2, -1)
     back = x[:, -1:, :].expand(-1, kernel // 2, -1)
-    padded = torch.cat([front, x, back], dim=1)
-    trend = nn.functional.avg_pool1d(padded.transpose(1, 2), kernel, stride=1).transpose(1, 2)
+    padded = torch.cat([torch.zeros_like(x[:, :1, :]), front, x, back], dim=1)
+    sums = padded.cumsum(dim=1)
+    trend = (sums[:, kernel:] - sums[:, :-kernel]) / kernel
     return x - trend, trend
 
 
@@ -64,7 +68,7 @@ class _AutoCorrelation(nn.Module):
 
     def __init__(self, d_model: int, n_heads: int, factor: float, dropout: float):
         super().__init__()
-        self.n_heads, self.factor = n_heads, factor
+        self.factor = factor
         self.query = nn.Linear(d_model, d_model)
         self.key = nn.Linear(d_model, d_model)
         self.value = nn.Linear(d_model, d_model)
@@ -74,32 +78,28 @@ class _AutoCorrelation(nn.Module):
     def forward(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         B, L, D = queries.shape
         S = keys.shape[1]
-        H = self.n_heads
-        q = self.query(queries).view(B, L, H, D // H)
-        k = self.key(keys).view(B, S, H, D // H)
-        v = self.value(values).view(B, S, H, D // H)
+        q, k, v = self.query(queries), self.key(keys), self.value(values)
         if L > S:  # keys and values shorter than the queries are zero-padded, longer ones cut
-            pad = q.new_zeros(B, L - S, H, D // H)
+            pad = q.new_zeros(B, L - S, D)
             k, v = torch.cat([k, pad], dim=1), torch.cat([v, pad], dim=1)
         else:
             k, v = k[:, :L], v[:, :L]
-        # Autocorrelation of every delay at once: R(tau) = irfft(Q * conj(K)) along time.
-        q_f = torch.fft.rfft(q, dim=1)
-        k_f = torch.fft.rfft(k, dim=1)
-        corr = torch.fft.irfft(q_f * torch.conj(k_f), n=L, dim=1)  # [B, L, H, E]
-        # Time-delay aggregation: the top-k delays of the head/channel-mean correlation, per window.
+        # Autocorrelation of every delay at once, R(tau) = irfft(Q * conj(K)) along time, averaged
+        # over heads and channels: the reference only uses that mean (to pick and weigh the delays),
+        # and averaging before the inverse FFT is the same by linearity. Heads are therefore a view
+        # of the channels here, and n_heads only has to divide d_model.
+        spectrum = (torch.fft.rfft(q, dim=1) * torch.conj(torch.fft.rfft(k, dim=1))).mean(dim=2)  # [B, F]
+        mean_corr = torch.fft.irfft(spectrum, n=L, dim=1)  # [B, L]
+        # Time-delay aggregation: the top-k delays, chosen per window.
         top_k = max(1, min(L, int(self.factor * math.log(L))))
-        mean_corr = corr.mean(dim=(2, 3))  # [B, L]
         weights, delays = torch.topk(mean_corr, top_k, dim=1)  # [B, k]
         weights = torch.softmax(weights, dim=1)
-        positions = torch.arange(L, device=queries.device)
-        # Rolled values: v(t + tau) for each chosen delay, gathered in one go.
-        index = (positions[None, None, :] + delays[:, :, None]) % L  # [B, k, L]
-        flat_v = v.reshape(B, L, H * (D // H))
-        rolled = torch.gather(
-            flat_v[:, None].expand(-1, top_k, -1, -1), 2, index[..., None].expand(-1, -1, -1, D)
-        )  # [B, k, L, D]
-        mixed = (rolled * weights[:, :, None, None]).sum(dim=1)  # [B, L, D]
+        # sum_i w_i * v(t + tau_i) (circular), done in the frequency domain: rolling by tau multiplies
+        # the spectrum by exp(2 pi j f tau / L), so the k rolled copies never materialise.
+        freqs = torch.arange(L // 2 + 1, device=queries.device, dtype=q.dtype)
+        phase = 2 * math.pi * delays.to(q.dtype)[:, :, None] * freqs[None, None, :] / L  # [B, k, F]
+        response = (weights[:, :, None] * torch.polar(torch.ones_like(phase), phase)).sum(dim=1)  # [B, F]
+        mixed = torch.fft.irfft(torch.fft.rfft(v, dim=1) * response[:, :, None], n=L, dim=1)  # [B, L, D]
         return self.out(self.dropout(mixed))
 
 

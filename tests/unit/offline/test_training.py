@@ -29,7 +29,7 @@ def test_holdout_zero_trains_on_every_function_within_the_window_caps(tiny_trace
 
     # 64 fit functions x 2 days at stride 60 give ~2,900 fit windows and 128 days: the caps cut
     # them before routing and clustering.
-    config = TrainConfig(k=3, families=("dlinear",), dense_trials=1, dense_top_n=1, trial_seconds=3.0, cluster_seconds=1.5,
+    config = TrainConfig(k=3, families=("dlinear",), dense_trials=1, dense_top_n=1, dense_epochs=4, cluster_epochs=3,
                          max_dense_windows=3000, max_cluster_windows=1500, min_cluster_windows=50, stride=60,
                          test_fraction=0.0, max_fit_windows=400, max_val_windows=60, max_cluster_days=90)
     train(tiny_trace, tmp_path / "all", config, progress=False)

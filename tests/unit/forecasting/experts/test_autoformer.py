@@ -48,6 +48,23 @@ def test_auto_correlation_finds_the_period_of_its_input():
     torch.testing.assert_close(out, x, atol=0.2, rtol=0)
 
 
+def test_auto_correlation_equals_the_papers_roll_and_mix_written_out():
+    # The layer mixes in the frequency domain; the paper rolls the values by each top delay.
+    torch.manual_seed(0)
+    layer = _AutoCorrelation(d_model=8, n_heads=2, factor=2.0, dropout=0.0).double()
+    queries, memory = torch.randn(3, 50, 8, dtype=torch.float64), torch.randn(3, 40, 8, dtype=torch.float64)
+    q, k, v = layer.query(queries), layer.key(memory), layer.value(memory)
+    k, v = (torch.cat([t, torch.zeros(3, 10, 8, dtype=torch.float64)], dim=1) for t in (k, v))  # padded to 50
+    corr = torch.fft.irfft(torch.fft.rfft(q, dim=1) * torch.conj(torch.fft.rfft(k, dim=1)), n=50, dim=1)
+    expected = []
+    for b in range(3):
+        mean = corr[b].mean(dim=1)
+        top, delays = torch.topk(mean, int(2.0 * np.log(50)))
+        w = torch.softmax(top, dim=0)
+        expected.append(sum(w[i] * torch.roll(v[b], -int(delays[i]), dims=0) for i in range(len(w))))
+    torch.testing.assert_close(layer(queries, memory, memory), layer.out(torch.stack(expected)))
+
+
 @pytest.mark.parametrize("input_size, label_len, e_layers, d_layers", [(120, 30, 1, 1), (240, 60, 2, 1), (60, 60, 1, 2)])
 def test_forecasts_have_the_horizons_shape(input_size, label_len, e_layers, d_layers):
     expert = Autoformer(horizon=HORIZON, input_size=input_size, label_len=label_len, e_layers=e_layers,
