@@ -91,3 +91,21 @@ def test_save_expert_writes_and_hashes_weights_only_when_there_are_some(tmp_path
     entry = save_expert(tmp_path, "experts/cluster-1.safetensors", net, files)
     assert entry == {"config": net.config(), "weights": "experts/cluster-1.safetensors"}
     assert files == {"experts/cluster-1.safetensors": sha256_file(tmp_path / "experts" / "cluster-1.safetensors")}
+
+
+def test_a_wall_clock_cap_is_off_by_default_and_names_every_fit_it_cuts_short(tiny_trace, tmp_path):
+    from mesp_core.cli.train import _table
+    from mesp_core.offline.config import TrainConfig
+    from mesp_core.offline.training import train
+
+    assert TrainConfig().max_fit_seconds is None
+    # A cap no fit can meet: every network stops before its first step, and says so.
+    config = TrainConfig(k=2, families=("dlinear",), dense_trials=1, dense_top_n=1, min_cluster_windows=50, stride=60,
+                         max_dense_windows=1000, max_cluster_windows=500, max_fit_seconds=1e-9)
+    report = train(tiny_trace, tmp_path / "capped", config, progress=False)
+    manifest = json.loads((tmp_path / "capped" / "manifest.json").read_text())
+    assert manifest["training"]["cut_short"] == report.cut_short
+    assert report.cut_short[0] == "dense dlinear trial 0"
+    fitted = [f"cluster {c['id']} {r['candidate']}" for c in manifest["clusters"] for r in c["ranking"] if "epochs" in r]
+    assert fitted and report.cut_short[1:] == fitted
+    assert "max-fit-seconds cut " + str(len(report.cut_short)) + " fit(s) short" in _table(report)
