@@ -159,3 +159,11 @@ def test_a_fit_trains_on_its_familys_window_cap_and_a_clock_cap_says_it_cut_the_
     np.testing.assert_array_equal(again.predict(val.x[:4]), expert.predict(val.x[:4]))
     clocked = fit_candidate("dlinear", {"input_size": INPUT}, fit, val, replace(config, max_fit_seconds=1e-9), seed=0, epochs=3)
     assert fit_summary(clocked)["cut_short"] is True and clocked.fit_report_["stopped"] == "max_seconds"
+
+
+def test_autoformer_is_tuned_like_the_others_on_its_capped_windows(data):
+    _, fit, _, val = data
+    config = TrainConfig(horizon=HORIZON, input_size_max=INPUT, dense_epochs=1, family_max_windows={"autoformer": 64})
+    expert, best, trials = tune_family("autoformer", fit, val, config, n_trials=2)
+    assert expert.family == "autoformer" and len(trials) == 2 and best == pytest.approx(score(expert, val))
+    assert expert.fit_report_["train_windows"] == 64 < len(fit)
