@@ -200,13 +200,15 @@ class Autoformer(TorchExpert):
     family: ClassVar[str] = "autoformer"
     ARCH_DEFAULTS: ClassVar[dict[str, Any]] = {
         # The paper's shape (2 encoder layers, 1 decoder layer, moving average 25, factor 1),
-        # narrowed for CPUs: d_model 512 -> 32 and d_ff 2048 -> 64.
+        # narrowed for CPUs: d_model 512 -> 16 and d_ff 2048 -> 32. A training step on 256 windows
+        # of 240 minutes took 0.39 CPU-s here (d_model 32: 0.78; N-BEATS' default: 0.008): every
+        # layer works on [batch, time, d_model] tensors, where N-BEATS works on [batch, width].
         "label_len": 60,
-        "d_model": 32,
+        "d_model": 16,
         "n_heads": 4,
         "e_layers": 2,
         "d_layers": 1,
-        "d_ff": 64,
+        "d_ff": 32,
         "moving_avg": 25,
         "factor": 1.0,
         "dropout": 0.0,
@@ -238,6 +240,7 @@ class Autoformer(TorchExpert):
             "input_size": trial.suggest_categorical("input_size", [120, 240]),
             "label_len": trial.suggest_categorical("label_len", [30, 60]),
             "d_model": trial.suggest_categorical("d_model", [16, 32]),
+            "d_ff": trial.suggest_categorical("d_ff", [32, 64]),
             "e_layers": trial.suggest_int("e_layers", 1, 2),
             "moving_avg": trial.suggest_categorical("moving_avg", [13, 25]),
             "dropout": trial.suggest_float("dropout", 0.0, 0.2),
