@@ -10,7 +10,10 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from mesp_core.forecasting.experts import Autoformer, build_expert
-from mesp_core.forecasting.experts.autoformer import _AutoCorrelation, series_decomposition
+from mesp_core.forecasting.experts.autoformer import (
+    _AutoCorrelation,
+    series_decomposition,
+)
 
 from .support import HORIZON, INPUT, TINY
 
