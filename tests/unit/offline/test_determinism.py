@@ -6,6 +6,7 @@ import json
 from dataclasses import replace
 
 import pytest
+import torch
 
 from ..conftest import TINY
 
@@ -33,7 +34,9 @@ def retrained(tmp_path_factory, tiny_trace):
     from mesp_core.offline.training import train
 
     root = tmp_path_factory.mktemp("retrained")
+    before = torch.get_num_threads()
     train(tiny_trace, root / "same-seed", replace(TINY, threads=2), progress=False)
+    assert torch.get_num_threads() == before  # the caller's thread count comes back
     train(tiny_trace, root / "other-seed", replace(TINY, seed=1), progress=False)
     return root
 
