@@ -78,7 +78,8 @@ def _table(report) -> str:
     lines.append(f"{'cluster':<8}{'days':>6}  {'expert':<24}{'val WAPE':>9}  description")
     for c in report.clusters:
         best = c["ranking"][0]
-        lines.append(f"{c['id']:<8}{c['n_days']:>6}  {c['chosen']:<24}{best['val_wape']:>9.3f}  {c['description']['label']}")
+        score = "-" if best["val_wape"] is None else f"{best['val_wape']:.3f}"  # None: no validation windows
+        lines.append(f"{c['id']:<8}{c['n_days']:>6}  {c['chosen']:<24}{score:>9}  {c['description']['label']}")
     lines += ["", "dense baseline (all clusters, validation WAPE):"]
     for r in report.dense_ranking:
         lines.append(f"  {r['family']:<22}{r['val_wape']:.3f}")

@@ -189,7 +189,10 @@ def _train(trace, out_dir, config: TrainConfig, progress: bool) -> TrainReport:
                 "ranking": ranking,
             }
         )
-        ui.stage(f"  cluster {c}: {ranking[0]['candidate']} wins (val WAPE {ranking[0]['val_wape']:.3f}, {len(c_train)} windows)")
+        if ranking[0]["val_wape"] is None:  # no validation window routed here: the floor, unranked
+            ui.stage(f"  cluster {c}: no validation windows, {ranking[0]['candidate']} kept ({len(c_train)} windows)")
+        else:
+            ui.stage(f"  cluster {c}: {ranking[0]['candidate']} wins (val WAPE {ranking[0]['val_wape']:.3f}, {len(c_train)} windows)")
         bar.update(1)
     bar.close()
     quantiles[NAIVE_KEY] = residual_quantiles(naive, dense_val, val_series)

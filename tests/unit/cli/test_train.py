@@ -53,3 +53,17 @@ def test_train_turns_its_flags_into_the_config_and_writes_model_report_and_plot(
     assert recorded["loss_weight"] == "scale" and recorded["dense_epochs"] == 4 and recorded["families"] == ["dlinear"]
     assert (tmp_path / "plots" / "centroids.png").stat().st_size > 10_000
     assert f"centroid plot written to {tmp_path / 'plots' / 'centroids.png'}" in captured.err
+
+
+def test_the_table_shows_a_cluster_without_validation_windows_instead_of_crashing():
+    from mesp_core.cli.train import _table
+    from mesp_core.offline.training import TrainReport
+
+    # A small trace can route no validation window to a cluster: it keeps the floor, unranked.
+    unranked = {"id": 1, "n_days": 14, "chosen": "seasonal_naive", "description": {"label": "timer every 30 min"},
+                "ranking": [{"candidate": "seasonal_naive", "family": "seasonal_naive", "val_wape": None}]}
+    report = TrainReport(out_dir="m", seconds=1.0, k=1, clusters=[unranked],
+                         dense_ranking=[{"family": "seasonal_naive", "val_wape": 0.359}],
+                         n_train_functions=20, n_val_functions=5, n_test_functions=5)
+    row = next(line for line in _table(report).splitlines() if line.startswith("1 "))
+    assert row.split()[:4] == ["1", "14", "seasonal_naive", "-"] and row.endswith("timer every 30 min")
