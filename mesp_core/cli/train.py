@@ -14,7 +14,9 @@ _DEFAULTS = TrainConfig()
 def register(sub) -> None:
     p = command(sub, "train", "cluster the trace, tune experts per cluster and a dense baseline, write a model folder",
                 description="Experiments 1 and 2: K-Shape clusters, per-cluster expert selection with Optuna, dense baseline. "
-                "Holds out 20% of the functions (by key hash, see --holdout) for 'mesp evaluate'.")
+                "Holds out 20% of the functions (by key hash, see --holdout) for 'mesp evaluate'. "
+                "Deterministic: every budget is a count (trials, epochs, windows) and every fit is seeded, so the same "
+                "--seed and trace train the same model on any load; only --max-fit-seconds, off by default, adds a clock.")
     add_trace(p)
     p.add_argument("--out", required=True, metavar="DIR", help="model folder to write (replaced atomically)")
     p.add_argument("--k", type=int, help="number of clusters (default: chosen by silhouette)")
@@ -24,11 +26,21 @@ def register(sub) -> None:
     p.add_argument("--families", nargs="+", default=list(_DEFAULTS.families), help="trainable candidate families")
     p.add_argument("--trials", type=int, default=_DEFAULTS.dense_trials,
                    help=f"Optuna trials per family for the dense baseline (default {_DEFAULTS.dense_trials})")
+    p.add_argument("--epochs", type=int, default=_DEFAULTS.dense_epochs,
+                   help=f"epochs of one dense trial at most, early stopping after {_DEFAULTS.patience} without progress "
+                   f"(default {_DEFAULTS.dense_epochs})")
+    p.add_argument("--cluster-epochs", type=int, default=_DEFAULTS.cluster_epochs,
+                   help=f"epochs of one per-cluster candidate at most (default {_DEFAULTS.cluster_epochs})")
+    p.add_argument("--max-fit-seconds", type=float, default=_DEFAULTS.max_fit_seconds, metavar="SECONDS",
+                   help="optional wall-clock cap on each network fit (default: none). A capped fit depends on the "
+                   "machine's load, so the same seed may then train another model; the fits it cut short are "
+                   "listed in the manifest's training.cut_short and in the --json report")
     p.add_argument("--loss-weight", choices=["none", "sqrt_scale", "scale"], default=_DEFAULTS.loss_weight,
                    help=f"networks' per-window loss weight: scale = WAPE-aligned (busy functions count more); default {_DEFAULTS.loss_weight}")
     p.add_argument("--threads", type=int, default=_DEFAULTS.threads,
-                   help=f"torch threads (default {_DEFAULTS.threads}: these networks are small)")
-    p.add_argument("--quick", action="store_true", help="small time budget (demo/tests): same pipeline, fewer windows and shorter trials")
+                   help=f"torch threads for K-Shape's large batched operations (default {_DEFAULTS.threads}); routing, "
+                   "fitting and scoring always run on one thread, as some kernels round differently with more")
+    p.add_argument("--quick", action="store_true", help="small budget (demo/tests): same pipeline, fewer windows, trials and epochs")
     p.add_argument("--plots", metavar="DIR", help="write centroid plots to DIR")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     add_ray(p, "the clustering stage (K-Shape)")
@@ -45,6 +57,9 @@ def run(args) -> int:
         k=args.k,
         families=tuple(args.families),
         dense_trials=args.trials,
+        dense_epochs=args.epochs,
+        cluster_epochs=args.cluster_epochs,
+        max_fit_seconds=args.max_fit_seconds,
         seed=args.seed if hasattr(args, "seed") else 0,
         threads=args.threads,
         loss_weight=args.loss_weight,
@@ -70,10 +85,14 @@ def _table(report) -> str:
     lines.append(f"{'cluster':<8}{'days':>6}  {'expert':<24}{'val WAPE':>9}  description")
     for c in report.clusters:
         best = c["ranking"][0]
-        lines.append(f"{c['id']:<8}{c['n_days']:>6}  {c['chosen']:<24}{best['val_wape']:>9.3f}  {c['description']['label']}")
+        score = "-" if best["val_wape"] is None else f"{best['val_wape']:.3f}"  # None: no validation windows
+        lines.append(f"{c['id']:<8}{c['n_days']:>6}  {c['chosen']:<24}{score:>9}  {c['description']['label']}")
     lines += ["", "dense baseline (all clusters, validation WAPE):"]
     for r in report.dense_ranking:
         lines.append(f"  {r['family']:<22}{r['val_wape']:.3f}")
+    if report.cut_short:
+        lines += ["", f"max-fit-seconds cut {len(report.cut_short)} fit(s) short (the model depends on the machine's load): "
+                  + ", ".join(report.cut_short)]
     if report.recent_check:
         from mesp_core.offline.recent_check import describe_recent_check
 

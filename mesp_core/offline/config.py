@@ -6,18 +6,30 @@ Kept free of torch and Optuna so the CLI can show these defaults in `--help` wit
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, replace
+import math
+from dataclasses import asdict, dataclass, field, replace
 
 from mesp_core.constants import DEFAULT_HORIZON
 
+# Autoformer is offered (--families ... autoformer) but not default: on the shared sample's validation
+# functions, same 4,000 fit windows and 8 epochs, it scored val WAPE 0.366 (0.327 at d_model 32,
+# lr 3e-3) against N-BEATS' 0.237 and seasonal naive's 0.270, at 25-57x N-BEATS' time per epoch
+# (bench/compare_families.py, 2026-12-07).
 TRAINABLE_DEFAULT = ("dlinear", "nbeats", "lstm", "patchtst")
+# Autoformer's training windows per fit, at most: an epoch of it costs many N-BEATS epochs.
+FAMILY_MAX_WINDOWS = {"autoformer": 4_000}
 BASELINE_FAMILIES = ("seasonal_naive", "repeat_last_hour")
 QUANTILE_LEVELS = (0.05, 0.1, 0.25, 0.5, 0.75, 0.8, 0.85, 0.9, 0.95, 0.975, 0.99)
 
 
 @dataclass
 class TrainConfig:
-    """Knobs of `mesp train`; the defaults finish the shared 6,418-function sample in < 15 min on 2 cores."""
+    """Knobs of `mesp train`; the defaults finish the shared 6,418-function sample in < 15 min on 2 cores.
+
+    Every budget that decides the model is a count (trials, epochs, windows), so a seed and the data
+    fix the model whatever the machine's load. `max_fit_seconds` is the one wall-clock cap, off by
+    default; a fit it cuts short is named in the manifest's `training.cut_short`.
+    """
 
     k: int | None = None  # clusters; None = chosen by silhouette over k_range
     k_min: int = 3
@@ -28,10 +40,18 @@ class TrainConfig:
     dense_trials: int = 3  # Optuna trials per family for the dense baseline
     dense_top_n: int = 2  # dense families kept (and specialised per cluster)
     scratch_trials: int = 1  # per cluster and family: trials trained from scratch
-    trial_seconds: float = 25.0  # time cap of one dense trial
-    cluster_seconds: float = 8.0  # time cap of one per-cluster candidate
+    # Epochs of one dense trial at most (early stopping may end it sooner). Not yet re-tuned for the
+    # 15-min goal: on the shared sample (60k windows, 1 thread, load ~3) the dense stage's 3 trials
+    # took dlinear 17 s, nbeats 143 s, lstm 164 s, but patchtst 926 s (its search reaches 3 layers,
+    # d_model 64 and input 480; the old 25-s cap had cut those trials to an epoch or two).
+    dense_epochs: int = 8
+    cluster_epochs: int = 6  # epochs of one per-cluster candidate (fine-tuned or from scratch) at most
+    patience: int = 3  # epochs without a better validation loss before a fit stops
+    max_fit_seconds: float | None = None  # optional wall-clock cap per fit; makes the model load-dependent
     max_dense_windows: int = 60_000
     max_cluster_windows: int = 20_000
+    # Per-family caps on the windows a fit trains on (a seeded sample), below the two above.
+    family_max_windows: dict[str, int] = field(default_factory=lambda: dict(FAMILY_MAX_WINDOWS))
     # Windows cut (and routed) at most, a seeded sample of them: the dense and per-cluster caps above
     # only apply after routing, and 14-day traces give ~700 windows per function (4,000 functions x
     # 14 days peaked at 24 GB without these). The shared sample has 185k / 24k, below both.
@@ -54,7 +74,11 @@ class TrainConfig:
     # best by WAPE is kept, or none when no ratio beats the experts alone. () = no check.
     recent_check_ratios: tuple[float, ...] = (0.9, 0.7, 0.5, 0.3)
     seed: int = 0
-    threads: int = 1  # small networks: a second thread costs more in sync than it gains
+    # torch threads for K-Shape's large batched operations. Networks are fitted and scored on one
+    # thread whatever this says: some kernels split reductions by thread, so the count would change
+    # the last bits of losses and, through early stopping and ranking, the model. (K-Shape itself gave
+    # the same labels and bit-identical centroids on 1 and 2 threads for 3,500 sample days, 2026-12-07.)
+    threads: int = 1
     # Floor stage (issue 16, mesp_core.offline.floor_training): the demand head's budget as counts,
     # and how many validation functions are replayed to choose each cluster's default floor.
     floor_stage: bool = True
@@ -75,6 +99,14 @@ class TrainConfig:
             raise ValueError(f"input_size_max must be >= {SCALE_MINUTES}")
         if min(self.max_fit_windows, self.max_val_windows, self.max_dense_windows, self.max_cluster_windows) < 1:
             raise ValueError("window caps must be >= 1")
+        for name in ("dense_epochs", "cluster_epochs", "patience", "threads"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer (a count, not seconds), got {value!r}")
+        if self.max_fit_seconds is not None and not (
+            isinstance(self.max_fit_seconds, (int, float)) and 0 < self.max_fit_seconds < math.inf
+        ):
+            raise ValueError(f"max_fit_seconds must be a positive number or None, got {self.max_fit_seconds!r}")
         if self.max_cluster_days < self.k_max:
             raise ValueError(f"max_cluster_days must be >= k_max ({self.k_max})")
         if self.metric != "wape":
@@ -88,8 +120,16 @@ class TrainConfig:
         unknown = [f for f in self.families if f not in TRAINABLE_FAMILIES]
         if unknown:
             raise ValueError(f"unknown trainable families {unknown}; choose from {sorted(TRAINABLE_FAMILIES)}")
+        for family, cap in self.family_max_windows.items():
+            if family not in TRAINABLE_FAMILIES:
+                raise ValueError(f"family_max_windows names unknown family {family!r}; choose from {sorted(TRAINABLE_FAMILIES)}")
+            if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+                raise ValueError(f"family_max_windows[{family!r}] must be a positive integer, got {cap!r}")
         return self
 
+    def family_windows(self, family: str, limit: int) -> int:
+        """The windows a fit of `family` may train on, at most, within a stage's own `limit`."""
+        return min(limit, self.family_max_windows.get(family, limit))
 
 
 def quick(config: TrainConfig) -> TrainConfig:
@@ -97,8 +137,8 @@ def quick(config: TrainConfig) -> TrainConfig:
     return replace(
         config,
         dense_trials=min(config.dense_trials, 2),
-        trial_seconds=8.0,
-        cluster_seconds=4.0,
+        dense_epochs=min(config.dense_epochs, 4),
+        cluster_epochs=min(config.cluster_epochs, 3),
         max_dense_windows=15_000,
         max_cluster_windows=6_000,
         k_max=min(config.k_max, 8),

@@ -14,7 +14,7 @@ from mesp_core.forecasting.router import Router
 from mesp_core.offline.config import BASELINE_FAMILIES, TrainConfig, train_config_fields
 from mesp_core.offline.progress import Progress
 from mesp_core.offline.selection import residual_quantiles, route_windows, select_expert
-from mesp_core.offline.training import save_expert
+from mesp_core.offline.training import FIT_THREADS, save_expert
 
 
 def extend(model_dir, trace, out_dir, threshold: float | None = None, k: int | None = None, seed: int = 0, progress: bool = True) -> dict:
@@ -65,6 +65,7 @@ def extend(model_dir, trace, out_dir, threshold: float | None = None, k: int | N
     new = cluster_days(days[far], k=k, k_range=range(2, min(4, n_far - 1) + 1), random_state=seed, progress=progress)
     base_k = len(manifest["clusters"])
     router = Router(np.concatenate([model.router.full_centroids, new.centroids]), resolution=model.router.resolution)
+    torch.set_num_threads(FIT_THREADS)  # routing and fits, as in training: results independent of threads
 
     functions = np.unique(owner[far])
     rng = np.random.default_rng(seed)
@@ -85,6 +86,7 @@ def extend(model_dir, trace, out_dir, threshold: float | None = None, k: int | N
     top_families = [model.dense_best] + [f for f in dense_models if f != model.dense_best]
     quantiles = dict(model.residual_quantiles)
 
+    cut_short: list[str] = []
     for j in range(new.k):
         c = base_k + j
         c_train = fit_windows.subset(np.flatnonzero(fit_route == c))
@@ -92,6 +94,7 @@ def extend(model_dir, trace, out_dir, threshold: float | None = None, k: int | N
         ranking, winner = select_expert(c_train, c_val, baselines, dense_models, top_families, config, seed=seed + c, val_series=val_series)
         if len(c_val):
             quantiles[f"cluster-{c}"] = residual_quantiles(winner, c_val, val_series)
+        cut_short += [f"cluster {c} {r['candidate']}" for r in ranking if r.get("cut_short")]
         member_dist = val_dist[val_route == c]
         entry = {
             "id": c,
@@ -121,6 +124,7 @@ def extend(model_dir, trace, out_dir, threshold: float | None = None, k: int | N
             "fingerprint": trace.fingerprint(),
             "threshold": float(threshold),
             "added_clusters": [c["id"] for c in report["added"]],
+            "cut_short": cut_short,
         }
     )
     manifest.pop("format", None)

@@ -48,16 +48,38 @@ def route_windows(router: Router, series: list[np.ndarray], windows) -> tuple[np
     return router.route(contexts)
 
 
-def _fit_candidate(family: str, params: dict, horizon: int, train, val, seconds: float, seed: int, init_from=None, loss_weight="none"):
+def cap_windows(windows, limit: int, seed: int):
+    """At most `limit` windows, a seeded sample in their original order."""
+    if len(windows) <= limit:
+        return windows
+    keep = np.sort(np.random.default_rng(seed).choice(len(windows), size=limit, replace=False))
+    return windows.subset(keep)
+
+
+def fit_candidate(family: str, params: dict, train, val, config: TrainConfig, seed: int, epochs: int, init_from=None):
+    """Build and fit one candidate on a budget of counts: `epochs`, the config's patience, and the
+    family's window cap (a seeded sample). Only `config.max_fit_seconds`, off by default, is a clock."""
     from mesp_core.forecasting.experts import EXPERT_FAMILIES
 
-    expert = EXPERT_FAMILIES[family](horizon=horizon, seed=seed, **{"loss_weight": loss_weight, **params})
-    expert.fit(train, val, max_seconds=seconds, init_from=init_from)
+    hyperparams = {"loss_weight": config.loss_weight, **params, "max_epochs": epochs, "patience": config.patience}
+    expert = EXPERT_FAMILIES[family](horizon=config.horizon, **{**hyperparams, "seed": seed})
+    train = cap_windows(train, config.family_windows(family, len(train)), seed)
+    if val is not None and len(val):
+        val = cap_windows(val, config.family_windows(family, len(val)), seed + 1)
+    expert.fit(train, val, max_seconds=config.max_fit_seconds, init_from=init_from)
     return expert
 
 
-def tune_family(family: str, train, val, config: TrainConfig, n_trials: int, seconds: float, progress=None):
-    """Optuna search over one family's space; returns (best expert, best val WAPE, trials table)."""
+def fit_summary(expert) -> dict:
+    """What a fit spent, for the manifest: epochs run, why it stopped, and whether a clock cut it short."""
+    report = expert.fit_report_
+    return {"epochs": report["epochs"], "stopped": report["stopped"], "cut_short": report["cut_short"]}
+
+
+def tune_family(family: str, train, val, config: TrainConfig, n_trials: int, progress=None):
+    """Optuna search over one family's space (TPE, seeded); returns (best expert, best val WAPE, trials table).
+
+    Each trial trains for at most `config.dense_epochs` epochs with seed `config.seed + trial`."""
     import optuna
 
     from mesp_core.forecasting.experts import EXPERT_FAMILIES
@@ -70,9 +92,9 @@ def tune_family(family: str, train, val, config: TrainConfig, n_trials: int, sec
     def objective(trial):
         params = cls.search_space(trial)
         params = {k: v for k, v in params.items() if k != "input_size" or v <= config.input_size_max}
-        expert = _fit_candidate(family, params, config.horizon, train, val, seconds, config.seed + trial.number, loss_weight=config.loss_weight)
+        expert = fit_candidate(family, params, train, val, config, config.seed + trial.number, config.dense_epochs)
         value = score(expert, val)
-        trials.append({"trial": trial.number, "params": params, "val_wape": value})
+        trials.append({"trial": trial.number, "params": params, "val_wape": value, **fit_summary(expert)})
         if value < best["score"]:
             best.update(expert=expert, score=value)
         if progress is not None:
@@ -91,7 +113,7 @@ def select_expert(c_train, c_val, baselines: dict, dense_models: dict, top_famil
     Candidates: the naive floors; each top dense family fine-tuned on the cluster (warm start) and
     trained from scratch; then blends of the two best. A cluster too small to train on gets the
     dense model itself. `val_series` holds the histories c_val's windows were cut from."""
-    from mesp_core.forecasting.experts import Blend, build_expert
+    from mesp_core.forecasting.experts import Blend
 
     if len(c_val) == 0:  # nothing to rank on: keep the floor rather than guess
         return [{"candidate": "seasonal_naive", "family": "seasonal_naive", "val_wape": None}], baselines["seasonal_naive"]
@@ -99,19 +121,23 @@ def select_expert(c_train, c_val, baselines: dict, dense_models: dict, top_famil
     if len(c_train) >= config.min_cluster_windows:
         for family in top_families:
             dense = dense_models[family]
-            tuned = build_expert(dense.config())
-            tuned.fit(c_train, c_val, max_seconds=config.cluster_seconds, init_from=dense)
-            candidates[f"{family}/finetuned"] = tuned
+            hyperparams = _hyperparams(dense.config())
+            candidates[f"{family}/finetuned"] = fit_candidate(
+                family, hyperparams, c_train, c_val, config, dense.hyperparams["seed"], config.cluster_epochs, init_from=dense,
+            )
             for trial in range(config.scratch_trials):
-                candidates[f"{family}/scratch{trial}"] = _fit_candidate(
-                    family, _hyperparams(dense.config()), config.horizon, c_train, c_val, config.cluster_seconds, seed + 7 * trial,
+                candidates[f"{family}/scratch{trial}"] = fit_candidate(
+                    family, hyperparams, c_train, c_val, config, seed + 7 * trial, config.cluster_epochs,
                 )
+        fitted = set(candidates) - set(baselines)
     else:
+        fitted = set()
         best = top_families[0]
         candidates[f"{best}/dense"] = dense_models[best]
     predictions = {name: predict_windows(expert, c_val, val_series) for name, expert in candidates.items()}
     ranking = [
-        {"candidate": name, "family": candidates[name].family, "val_wape": float(wape(c_val.y, p))}
+        {"candidate": name, "family": candidates[name].family, "val_wape": float(wape(c_val.y, p)),
+         **(fit_summary(candidates[name]) if name in fitted else {})}
         for name, p in predictions.items()
     ]
     ranking.sort(key=lambda r: r["val_wape"])

@@ -20,6 +20,7 @@ Optuna is imported only by mesp_core.offline.selection, never by the model or th
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -36,7 +37,7 @@ from mesp_core.forecasting.router import Router
 from mesp_core.offline.config import BASELINE_FAMILIES, QUANTILE_LEVELS, TrainConfig, config_json
 from mesp_core.offline.progress import Progress
 from mesp_core.offline.recent_check import choose_recent_check, describe_recent_check
-from mesp_core.offline.selection import residual_quantiles, route_windows, score, select_expert, tune_family
+from mesp_core.offline.selection import cap_windows, residual_quantiles, route_windows, score, select_expert, tune_family
 from mesp_core.offline.split import function_split, key_digest
 
 log = logging.getLogger("mesp.training")
@@ -54,6 +55,7 @@ class TrainReport:
     n_test_functions: int
     stage_seconds: dict = field(default_factory=dict)
     recent_check: dict = field(default_factory=dict)
+    cut_short: list = field(default_factory=list)  # fits that max_fit_seconds ended early (load-dependent)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -62,15 +64,38 @@ class TrainReport:
 def train(trace, out_dir, config: TrainConfig | None = None, progress: bool = True, cluster_days=None) -> TrainReport:
     """Train the mixture on `trace` (an InvocationTrace) and write the artifact to `out_dir`.
 
+    A seed and the data fix the model: every budget is a count, every fit is seeded, and networks
+    run on one torch thread (`config.threads` only speeds up K-Shape's large batched operations).
     `cluster_days`: a stand-in for `mesp_core.forecasting.patterns.cluster_days` with the same
     arguments and result (the Ray-sharded one, `mesp train --ray`); default the in-process one."""
+    config = (config or TrainConfig()).validate()
+    with torch_threads(config.threads):
+        return _train(trace, out_dir, config, progress, cluster_days)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """torch's intra-op thread count set to `n` for a block, the caller's restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+# Routing, fitting and scoring run on one thread: some kernels split reductions by thread count, so
+# another count would change the last bits of distances and losses and, through routing, early
+# stopping and ranking, the model.
+FIT_THREADS = 1
+
+
+def _train(trace, out_dir, config: TrainConfig, progress: bool, cluster_days=None) -> TrainReport:
     if cluster_days is None:
         from mesp_core.forecasting.patterns import cluster_days
     from mesp_core.forecasting.experts import build_expert
     from mesp_core.data.windows import make_windows
 
-    config = (config or TrainConfig()).validate()
-    torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     ui = Progress(progress)
     started = time.monotonic()
@@ -103,6 +128,7 @@ def train(trace, out_dir, config: TrainConfig | None = None, progress: bool = Tr
     )
     router = Router(clustering.centroids)
     t0 = lap("clustering", t0)
+    torch.set_num_threads(FIT_THREADS)  # train() gives the caller's count back at the end
     for c in range(clustering.k):
         ui.stage(f"  cluster {c}: {int((clustering.labels == c).sum())} days — {clustering.descriptions[c]['label']}")
 
@@ -118,23 +144,21 @@ def train(trace, out_dir, config: TrainConfig | None = None, progress: bool = Tr
     val_route, val_dist = route_windows(router, val_series, val_windows)
     t0 = lap("windows+routing", t0)
 
-    def capped(windows, limit, seed):
-        if len(windows) <= limit:
-            return windows
-        keep = np.sort(np.random.default_rng(seed).choice(len(windows), size=limit, replace=False))
-        return windows.subset(keep)
-
     # 4. dense baseline: every family tuned on all windows.
-    dense_train = capped(fit_windows, config.max_dense_windows, config.seed)
-    dense_val = capped(val_windows, config.max_dense_windows // 3, config.seed + 1)
+    dense_train = cap_windows(fit_windows, config.max_dense_windows, config.seed)
+    dense_val = cap_windows(val_windows, config.max_dense_windows // 3, config.seed + 1)
     naive = build_expert({"family": "seasonal_naive", "horizon": config.horizon})
     baselines = {f: build_expert({"family": f, "horizon": config.horizon}) for f in BASELINE_FAMILIES}
     dense_ranking = [{"family": f, "val_wape": score(e, dense_val, val_series), "trials": 0} for f, e in baselines.items()]
     dense_models: dict[str, object] = {}
+    cut_short: list[str] = []  # fits that config.max_fit_seconds ended early
     bar = ui.bar(len(config.families) * config.dense_trials, "dense HPO")
     for family in config.families:
-        ui.stage(f"dense baseline: tuning {family} ({config.dense_trials} trials, <= {config.trial_seconds:.0f}s each)")
-        expert, value, trials = tune_family(family, dense_train, dense_val, config, config.dense_trials, config.trial_seconds, bar)
+        cap = config.family_windows(family, len(dense_train))
+        ui.stage(f"dense baseline: tuning {family} ({config.dense_trials} trials, <= {config.dense_epochs} epochs each"
+                 + (f", on a seeded sample of {cap} windows)" if cap < len(dense_train) else ")"))
+        expert, value, trials = tune_family(family, dense_train, dense_val, config, config.dense_trials, bar)
+        cut_short += [f"dense {family} trial {t['trial']}" for t in trials if t["cut_short"]]
         dense_models[family] = expert
         dense_ranking.append({"family": family, "val_wape": value, "trials": len(trials), "config": expert.config(), "trial_table": trials})
     bar.close()
@@ -151,10 +175,11 @@ def train(trace, out_dir, config: TrainConfig | None = None, progress: bool = Tr
     quantiles: dict[str, np.ndarray] = {}
     bar = ui.bar(clustering.k, "experts per cluster")
     for c in range(clustering.k):
-        c_train = capped(fit_windows.subset(np.flatnonzero(fit_route == c)), config.max_cluster_windows, config.seed + c)
-        c_val = capped(val_windows.subset(np.flatnonzero(val_route == c)), config.max_cluster_windows // 2, config.seed + 100 + c)
+        c_train = cap_windows(fit_windows.subset(np.flatnonzero(fit_route == c)), config.max_cluster_windows, config.seed + c)
+        c_val = cap_windows(val_windows.subset(np.flatnonzero(val_route == c)), config.max_cluster_windows // 2, config.seed + 100 + c)
         ranking, winner = select_expert(c_train, c_val, baselines, dense_models, top_families, config, seed=config.seed + c, val_series=val_series)
         cluster_experts[c] = winner
+        cut_short += [f"cluster {c} {r['candidate']}" for r in ranking if r.get("cut_short")]
         if len(c_val):
             quantiles[f"cluster-{c}"] = residual_quantiles(winner, c_val, val_series)
         member_dist = val_dist[val_route == c]
@@ -170,7 +195,10 @@ def train(trace, out_dir, config: TrainConfig | None = None, progress: bool = Tr
                 "ranking": ranking,
             }
         )
-        ui.stage(f"  cluster {c}: {ranking[0]['candidate']} wins (val WAPE {ranking[0]['val_wape']:.3f}, {len(c_train)} windows)")
+        if ranking[0]["val_wape"] is None:  # no validation window routed here: the floor, unranked
+            ui.stage(f"  cluster {c}: no validation windows, {ranking[0]['candidate']} kept ({len(c_train)} windows)")
+        else:
+            ui.stage(f"  cluster {c}: {ranking[0]['candidate']} wins (val WAPE {ranking[0]['val_wape']:.3f}, {len(c_train)} windows)")
         bar.update(1)
     bar.close()
     quantiles[NAIVE_KEY] = residual_quantiles(naive, dense_val, val_series)
@@ -200,7 +228,10 @@ def train(trace, out_dir, config: TrainConfig | None = None, progress: bool = Tr
             "n_val_windows": len(val_windows),
             "split": {"test_fraction": config.test_fraction, "seed": config.seed},
         },
-        "training": {"seconds": round(seconds, 1), "stage_seconds": stage_seconds, "config": config_json(config)},
+        # Only `seconds`, `stage_seconds` and `created` depend on the machine; `cut_short` lists the fits
+        # a wall-clock cap (config.max_fit_seconds, off by default) ended early, which makes them so too.
+        "training": {"seconds": round(seconds, 1), "stage_seconds": stage_seconds, "config": config_json(config),
+                     "fit_threads": FIT_THREADS, "cut_short": cut_short},
         "clustering": {"k": clustering.k, "silhouette": {str(k): v for k, v in clustering.silhouette.items()},
                        "n_days": int(len(days)), "n_fit_days": int(n_fit_days)},
         "dense": {"best": dense_best, "ranking": dense_ranking},
@@ -235,6 +266,9 @@ def train(trace, out_dir, config: TrainConfig | None = None, progress: bool = Tr
     write_manifest(staging, manifest)
     commit_output_dir(staging, out_dir)
     ui.stage(f"model written to {out_dir} in {seconds:.0f}s")
+    if cut_short:
+        ui.stage(f"note: max_fit_seconds cut {len(cut_short)} fit(s) short, so this model depends on the machine's load "
+                 "(listed in the manifest's training.cut_short)")
     return TrainReport(
         out_dir=str(out_dir),
         seconds=round(seconds, 1),
@@ -246,6 +280,7 @@ def train(trace, out_dir, config: TrainConfig | None = None, progress: bool = Tr
         n_test_functions=int(len(test_idx)),
         stage_seconds=stage_seconds,
         recent_check=manifest["recent_check"],
+        cut_short=cut_short,
     )
 
 

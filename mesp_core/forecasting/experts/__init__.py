@@ -3,13 +3,14 @@
 Non-trainable: ``seasonal_naive`` (the floor and fallback), ``repeat_last_hour``, ``blend`` (a fixed
 convex mix of other experts, chosen on validation windows).
 Trainable (torch, one shared training loop in ``TorchExpert``): ``dlinear``, ``nbeats``, ``lstm``,
-``patchtst``.
+``patchtst``, ``autoformer``.
 """
 
 from __future__ import annotations
 
 from typing import Any, Mapping
 
+from mesp_core.forecasting.experts.autoformer import Autoformer
 from mesp_core.forecasting.experts.base import Expert, TorchExpert
 from mesp_core.forecasting.experts.blend import Blend
 from mesp_core.forecasting.experts.dlinear import DLinear
@@ -29,6 +30,7 @@ __all__ = [
     "NBeats",
     "LSTMExpert",
     "PatchTST",
+    "Autoformer",
     "EXPERT_FAMILIES",
     "TRAINABLE_FAMILIES",
     "build_expert",
@@ -40,7 +42,7 @@ __all__ = [
 ]
 
 EXPERT_FAMILIES: dict[str, type[Expert]] = {
-    cls.family: cls for cls in (SeasonalNaive, RepeatLastHour, DLinear, NBeats, LSTMExpert, PatchTST, Blend)
+    cls.family: cls for cls in (SeasonalNaive, RepeatLastHour, DLinear, NBeats, LSTMExpert, PatchTST, Autoformer, Blend)
 }
 TRAINABLE_FAMILIES: tuple[str, ...] = tuple(name for name, cls in EXPERT_FAMILIES.items() if cls.trainable)
 

@@ -3,7 +3,7 @@
 ``Expert`` fixes the contract (fit / predict / config / state_dict / from_config / search_space).
 ``TorchExpert`` implements everything a neural forecaster needs except the network itself:
 per-window mean scaling, L1 loss, Adam with mini-batches, early stopping on a validation split,
-a wall-clock budget, warm starts, determinism, progress bars and batched inference. Subclasses only
+an optional wall-clock cap, warm starts, determinism, progress bars and batched inference. Subclasses only
 declare their architecture hyper-parameters and build an ``nn.Module`` mapping scaled [B, L] -> [B, H].
 """
 
@@ -262,8 +262,10 @@ class TorchExpert(Expert):
         """Train with Adam on the L1 loss of scaled forecasts.
 
         With ``val``, the weights with the lowest validation loss (including the starting weights)
-        are kept and training stops after ``patience`` epochs without improvement. ``max_seconds``
-        stops training when the budget is spent (checked before every mini-batch; 0 means no step).
+        are kept and training stops after ``patience`` epochs without improvement. Epochs and
+        patience are counts, so the seed and the data fix the weights. ``max_seconds`` is an
+        optional wall-clock cap (checked before every mini-batch; 0 means no step); a fit it ends
+        early is load-dependent and says so: ``fit_report_["cut_short"]`` is True.
         ``init_from`` (same family and config shapes) copies its weights before fine-tuning.
         """
         started = time.perf_counter()
@@ -354,6 +356,7 @@ class TorchExpert(Expert):
                 self.module.load_state_dict(best_state)
                 report["best_val_loss"] = best_val
         self.module.eval()
+        report["cut_short"] = report["stopped"] == "max_seconds"
         report["seconds"] = time.perf_counter() - started
         self.fit_report_ = report
         return self

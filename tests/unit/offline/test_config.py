@@ -31,10 +31,15 @@ def test_the_defaults_are_valid_and_validate_returns_the_config():
         ({"max_cluster_windows": 0}, "window caps must be >= 1"),
         ({"max_cluster_days": 9}, r"max_cluster_days must be >= k_max \(10\)"),
         ({"metric": "mae"}, "only metric 'wape'"),
+        ({"dense_epochs": 0}, r"dense_epochs must be a positive integer \(a count, not seconds\), got 0"),
+        ({"cluster_epochs": 2.5}, "cluster_epochs must be a positive integer"),
+        ({"max_fit_seconds": 0}, "max_fit_seconds must be a positive number or None"),
+        ({"family_max_windows": {"autoformer": 0}}, r"family_max_windows\['autoformer'\] must be a positive integer"),
+        ({"family_max_windows": {"transformer": 10}}, "family_max_windows names unknown family 'transformer'"),
         ({"recent_check_ratios": (0.5, 0.0)}, "recent_check_ratios must be in"),
         ({"families": ("dlinear", "transformer")}, r"unknown trainable families \['transformer'\]; choose from \["),
         ({"families": ("seasonal_naive",)}, r"unknown trainable families \['seasonal_naive'\]"),  # a floor, not trained
-        ({"families": ("blend",)}, r"unknown trainable families \['blend'\]; choose from \['dlinear'"),  # a mix, not trained
+        ({"families": ("blend",)}, r"unknown trainable families \['blend'\]; choose from \['autoformer', 'dlinear'"),  # a mix, not trained
     ],
 )
 def test_validate_names_what_is_wrong(kwargs, message):
@@ -45,11 +50,11 @@ def test_validate_names_what_is_wrong(kwargs, message):
 def test_quick_shrinks_the_budget_and_keeps_the_choices():
     config = TrainConfig(k=4, families=("dlinear",), dense_trials=5, k_max=12, seed=3, test_fraction=0.1)
     small = quick(config)
-    assert (small.trial_seconds, small.cluster_seconds) == (8.0, 4.0)
+    assert (small.dense_epochs, small.cluster_epochs) == (4, 3)
     assert (small.max_dense_windows, small.max_cluster_windows) == (15_000, 6_000)
     assert (small.dense_trials, small.k_max) == (2, 8)
     assert (small.k, small.families, small.seed, small.test_fraction) == (4, ("dlinear",), 3, 0.1)
-    assert config.dense_trials == 5 and config.trial_seconds == 25.0  # the given config is left as it was
+    assert config.dense_trials == 5 and config.dense_epochs == 8  # the given config is left as it was
     assert quick(TrainConfig(dense_trials=1, k_max=5)).dense_trials == 1  # never more than asked for
     assert quick(small) == small
     small.validate()

@@ -2,6 +2,7 @@
 routing windows, an Optuna search, and ranking a cluster's candidates."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,6 +15,8 @@ from mesp_core.offline.config import BASELINE_FAMILIES, QUANTILE_LEVELS, TrainCo
 from mesp_core.offline.metrics import wape
 from mesp_core.offline.progress import Progress
 from mesp_core.offline.selection import (
+    fit_candidate,
+    fit_summary,
     predict_windows,
     residual_quantiles,
     route_windows,
@@ -122,7 +125,7 @@ def test_a_small_cluster_ranks_the_floors_and_the_dense_model_and_their_blends(d
 
 def test_a_large_cluster_also_tries_the_dense_family_fine_tuned_and_from_scratch(data):
     _, fit, val_series, val = data
-    config = TrainConfig(horizon=HORIZON, min_cluster_windows=1, cluster_seconds=0.5, scratch_trials=2,
+    config = TrainConfig(horizon=HORIZON, min_cluster_windows=1, cluster_epochs=2, scratch_trials=2,
                          blend_weights=(0.5,))
     dense = _dense()
     ranking, chosen = select_expert(fit, val, _floors(), {"dlinear": dense}, ["dlinear"], config, seed=0,
@@ -135,10 +138,32 @@ def test_a_large_cluster_also_tries_the_dense_family_fine_tuned_and_from_scratch
 
 def test_tune_family_keeps_the_best_trial_within_the_input_size_cap(data):
     _, fit, _, val = data
-    config = TrainConfig(horizon=HORIZON, input_size_max=INPUT, seed=0)
+    config = TrainConfig(horizon=HORIZON, input_size_max=INPUT, seed=0, dense_epochs=2)
     bar = Progress(True).bar(2, "dense HPO")  # on stderr, captured
-    expert, best, trials = tune_family("dlinear", fit, val, config, n_trials=2, seconds=0.5, progress=bar)
+    expert, best, trials = tune_family("dlinear", fit, val, config, n_trials=2, progress=bar)
     assert bar.n == 2 and [t["trial"] for t in trials] == [0, 1]
+    assert all(t["epochs"] <= 2 and t["cut_short"] is False for t in trials)
     assert best == min(t["val_wape"] for t in trials) == pytest.approx(score(expert, val))
     assert expert.family == "dlinear" and expert.input_size <= INPUT
     assert all(t["params"].get("input_size", INPUT) <= INPUT for t in trials)
+
+
+def test_a_fit_trains_on_its_familys_window_cap_and_a_clock_cap_says_it_cut_the_fit_short(data):
+    _, fit, _, val = data
+    config = TrainConfig(horizon=HORIZON, family_max_windows={"dlinear": 50})
+    expert = fit_candidate("dlinear", {"input_size": INPUT}, fit, val, config, seed=0, epochs=1)
+    assert len(fit) > 50 and expert.fit_report_["train_windows"] == 50
+    assert fit_summary(expert) == {"epochs": 1, "stopped": "max_epochs", "cut_short": False}
+    # The same sample each time: a seeded choice of windows, not the clock's.
+    again = fit_candidate("dlinear", {"input_size": INPUT}, fit, val, config, seed=0, epochs=1)
+    np.testing.assert_array_equal(again.predict(val.x[:4]), expert.predict(val.x[:4]))
+    clocked = fit_candidate("dlinear", {"input_size": INPUT}, fit, val, replace(config, max_fit_seconds=1e-9), seed=0, epochs=3)
+    assert fit_summary(clocked)["cut_short"] is True and clocked.fit_report_["stopped"] == "max_seconds"
+
+
+def test_autoformer_is_tuned_like_the_others_on_its_capped_windows(data):
+    _, fit, _, val = data
+    config = TrainConfig(horizon=HORIZON, input_size_max=INPUT, dense_epochs=1, family_max_windows={"autoformer": 64})
+    expert, best, trials = tune_family("autoformer", fit, val, config, n_trials=2)
+    assert expert.family == "autoformer" and len(trials) == 2 and best == pytest.approx(score(expert, val))
+    assert expert.fit_report_["train_windows"] == 64 < len(fit)

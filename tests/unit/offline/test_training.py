@@ -29,7 +29,7 @@ def test_holdout_zero_trains_on_every_function_within_the_window_caps(tiny_trace
 
     # 64 fit functions x 2 days at stride 60 give ~2,900 fit windows and 128 days: the caps cut
     # them before routing and clustering.
-    config = TrainConfig(k=3, families=("dlinear",), dense_trials=1, dense_top_n=1, trial_seconds=3.0, cluster_seconds=1.5,
+    config = TrainConfig(k=3, families=("dlinear",), dense_trials=1, dense_top_n=1, dense_epochs=4, cluster_epochs=3,
                          max_dense_windows=3000, max_cluster_windows=1500, min_cluster_windows=50, stride=60,
                          test_fraction=0.0, max_fit_windows=400, max_val_windows=60, max_cluster_days=90,
                          floor_stage=False)
@@ -92,3 +92,21 @@ def test_save_expert_writes_and_hashes_weights_only_when_there_are_some(tmp_path
     entry = save_expert(tmp_path, "experts/cluster-1.safetensors", net, files)
     assert entry == {"config": net.config(), "weights": "experts/cluster-1.safetensors"}
     assert files == {"experts/cluster-1.safetensors": sha256_file(tmp_path / "experts" / "cluster-1.safetensors")}
+
+
+def test_a_wall_clock_cap_is_off_by_default_and_names_every_fit_it_cuts_short(tiny_trace, tmp_path):
+    from mesp_core.cli.train import _table
+    from mesp_core.offline.config import TrainConfig
+    from mesp_core.offline.training import train
+
+    assert TrainConfig().max_fit_seconds is None
+    # A cap no fit can meet: every network stops before its first step, and says so.
+    config = TrainConfig(k=2, families=("dlinear",), dense_trials=1, dense_top_n=1, min_cluster_windows=50, stride=60,
+                         max_dense_windows=1000, max_cluster_windows=500, max_fit_seconds=1e-9)
+    report = train(tiny_trace, tmp_path / "capped", config, progress=False)
+    manifest = json.loads((tmp_path / "capped" / "manifest.json").read_text())
+    assert manifest["training"]["cut_short"] == report.cut_short
+    assert report.cut_short[0] == "dense dlinear trial 0"
+    fitted = [f"cluster {c['id']} {r['candidate']}" for c in manifest["clusters"] for r in c["ranking"] if "epochs" in r]
+    assert fitted and report.cut_short[1:] == fitted
+    assert "max-fit-seconds cut " + str(len(report.cut_short)) + " fit(s) short" in _table(report)

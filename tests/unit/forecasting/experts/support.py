@@ -14,6 +14,7 @@ TINY = {
     "nbeats": {"n_stacks": 1, "n_blocks": 2, "width": 32},
     "lstm": {"hidden_size": 16, "patch_len": 24},
     "patchtst": {"d_model": 16, "n_heads": 2, "n_layers": 1, "d_ff": 32, "patch_len": 24, "stride": 12},
+    "autoformer": {"d_model": 8, "n_heads": 2, "e_layers": 1, "d_ff": 16, "label_len": 30},
 }
 
 
