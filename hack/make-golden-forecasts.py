@@ -42,7 +42,8 @@ def golden_outputs(model) -> dict[str, np.ndarray]:
             out[f"{name}/{approach}/switched"] = distribution.switched
         out[f"{name}/routes"] = model.route(context)
         out[f"{name}/route_distances"] = np.array([r["distance"] for r in model.explain_routes(context)])
-        out[f"{name}/plan_default"] = model.plan_min_scale(context, 30)
+        out[f"{name}/plan_default"] = model.plan_min_scale(context, 30)  # the floor stage at its default cost
+        out[f"{name}/plan_cost"] = model.plan_min_scale(context, 30, capacity_per_instance=7.5, cold_start_cost=32.0)
         out[f"{name}/plan_capacity"] = model.plan_min_scale(context, 30, capacity_per_instance=7.5, lead_minutes=2,
                                                             hold_minutes=1, cooldown_minutes=5, quantile=0.8)
         out[f"{name}/plan_point"] = model.plan_min_scale(context, 30, quantile=None, user_min_scale=1, max_scale=9)

@@ -1,8 +1,10 @@
-"""The packaged model says exactly what it said before the regrouping of mesp_core.
+"""The packaged model says exactly what it said when its outputs were recorded.
 
 hack/make-golden-forecasts.py wrote tests/golden/packaged_model_outputs.npz from the code as it was
-before the move: forecasts, quantiles, routes, route distances, switched flags and three min-scale
-plans of the model shipped in the package, on fixed generated inputs. This test runs the script's
+before the regrouping of mesp_core (forecasts, quantiles, routes, route distances, switched flags
+and three min-scale plans of the model shipped in the package, on fixed generated inputs), and again
+when the floor stage joined the packaged model: then only the default plans changed (they come from
+the floor stage) and a plan at a cold-start cost was added; the experts' arrays stayed as they were. This test runs the script's
 own `golden_outputs` (imported from hack/, not copied) on the packaged model today and asks for
 every array bit for bit, except that float arrays may differ in their last bits on another CPU.
 
