@@ -6,11 +6,12 @@ start minute 720, replanned every minute, 60 invocations/minute per instance, 2 
 keep-alive under the floor, 1 min lead). Prints cold-start rate and idle instance-minutes, and MESP's
 cold rate interpolated at the naive floor's idle.
 
-Add the floor stage to a scratch copy of the packaged model first (never to mesp_core/default_model):
+The packaged model has its floor stage (added by `mesp floor` on its own training split; the command
+below rebuilds the same stage bit for bit into a folder of your choice):
 
-    mesp floor --model mesp_core/default_model \
-        --trace ../shared/data/azure2019/invocations_per_function_md.sample.csv.gz --out /work/scratch/model_floor
-    python bench/bench_floor_val.py --model /work/scratch/model_floor [--costs 1 2 4 10 32 64]
+    mesp floor --model MODEL_WITHOUT_FLOOR \
+        --trace ../shared/data/azure2019/invocations_per_function_md.sample.csv.gz --out model-floor/
+    python bench/bench_floor_val.py --model mesp_core/default_model [--costs 1 2 4 10 32 64]
         [--variants] [--sample N] [--json OUT.json]
 
 --variants adds two ablations: the head alone (the demand head's newsvendor quantile, no choice)
