@@ -12,8 +12,10 @@ import numpy as np
 from mesp_core.constants import MINUTES_PER_DAY
 from mesp_core.distributed.engine import remote, require_ray
 from mesp_core.distributed.kshape import ShardedKShape
-from mesp_core.forecasting.patterns import ClusteringResult, _silhouette, choose_k, describe_centroid
-from mesp_core.forecasting.sbd import FLOAT64_MAX_VALUES, _as_series_matrix, _pairwise_sbd, is_flat, znormalize
+from mesp_core.forecasting.patterns import (
+    ClusteringResult, choose_k, clustering_result, describe_centroid, fit_with_progress, fitted_silhouette,
+)
+from mesp_core.forecasting.sbd import FLOAT64_MAX_VALUES, _as_series_matrix, is_flat, znormalize
 
 _DESCRIBE_MEMBERS = 500  # describe_centroid looks at this many members at most
 
@@ -101,29 +103,12 @@ def cluster_days_sharded(
         raise ValueError(f"k={k} clusters need at least {k} non-flat days, got {n_live}")
 
     model = ShardedKShape(int(k), max_iter=max_iter, random_state=random_state, n_init=n_init)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=max_iter * n_init, desc=f"K-Shape k={k} on {n_live} days in {len(refs)} shards (Ray)", unit="it")
-        model.iteration_callback = lambda it, inertia: (bar.update(1), bar.set_postfix(inertia=f"{inertia:.4f}"))
-    try:
-        model.fit(live_refs)
-    finally:
-        if bar is not None:
-            bar.close()
+    fit_with_progress(model, live_refs, f"K-Shape k={k} on {n_live} days in {len(refs)} shards (Ray)", progress)
 
     labels = np.full(n_days, -1, dtype=np.int64)
     labels[live_idx] = model.labels_
-    if not silhouette and k >= 2:
-        sample = live_idx
-        rng = np.random.RandomState(random_state)
-        if n_live > silhouette_sample:
-            sample = np.sort(rng.choice(live_idx, silhouette_sample, replace=False))
-        D = _pairwise_sbd(znormalize(raw_rows.take(sample)))
-        score = _silhouette(D, labels[sample])
-        if np.isfinite(score):
-            silhouette = {int(k): round(score, 6)}
+    if not silhouette:
+        silhouette = fitted_silhouette(int(k), labels, live_idx, raw_rows.take, silhouette_sample, random_state)
     centroids = model.cluster_centers_[:, :, 0].astype(np.float32)
     descriptions = []
     for j in range(int(k)):
@@ -131,15 +116,7 @@ def cluster_days_sharded(
         if len(members) > _DESCRIBE_MEMBERS:  # describe_centroid's own evenly spread subset
             members = members[np.linspace(0, len(members) - 1, _DESCRIBE_MEMBERS).round().astype(int)]
         descriptions.append(describe_centroid(centroids[j], raw_rows.take(members)))
-    result = ClusteringResult(
-        k=int(k),
-        labels=labels,
-        centroids=centroids,
-        descriptions=descriptions,
-        silhouette=silhouette,
-        inertia=float(model.inertia_),
-        n_iter=int(model.n_iter_),
-    )
+    result = clustering_result(model, labels, centroids, descriptions, silhouette)
     return result, model
 
 

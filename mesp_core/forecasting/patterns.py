@@ -279,37 +279,46 @@ def cluster_days(
         raise ValueError(f"k={k} clusters need at least {k} non-flat days, got {n_live}")
 
     model = KShape(int(k), max_iter=max_iter, random_state=random_state, n_init=n_init)
+    fit_with_progress(model, Z, f"K-Shape k={k} on {n_live} days", progress)
+
+    labels = np.full(len(days), -1, dtype=np.int64)
+    labels[live_idx] = model.labels_
+    if not silhouette:
+        silhouette = fitted_silhouette(int(k), labels, live_idx, lambda rows: days[rows], silhouette_sample,
+                                       random_state)
+    centroids = model.cluster_centers_[:, :, 0].astype(np.float32)
+    descriptions = [describe_centroid(centroids[j], days[labels == j]) for j in range(int(k))]
+    return clustering_result(model, labels, centroids, descriptions, silhouette)
+
+
+def fit_with_progress(model, data, desc: str, progress: bool) -> None:
+    """model.fit(data) with a progress bar over its iterations (K-Shape, in process or sharded)."""
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=max_iter * n_init, desc=f"K-Shape k={k} on {n_live} days", unit="it")
+        bar = tqdm(total=model.max_iter * model.n_init, desc=desc, unit="it")
         model.iteration_callback = lambda it, inertia: (bar.update(1), bar.set_postfix(inertia=f"{inertia:.4f}"))
     try:
-        model.fit(Z)
+        model.fit(data)
     finally:
         if bar is not None:
             bar.close()
 
-    labels = np.full(len(days), -1, dtype=np.int64)
-    labels[live_idx] = model.labels_
-    if not silhouette and k >= 2:
-        sample = live_idx
-        rng = np.random.RandomState(random_state)
-        if n_live > silhouette_sample:
-            sample = np.sort(rng.choice(live_idx, silhouette_sample, replace=False))
-        D = _pairwise_sbd(znormalize(days[sample]))
-        score = _silhouette(D, labels[sample])
-        if np.isfinite(score):
-            silhouette = {int(k): round(score, 6)}
-    centroids = model.cluster_centers_[:, :, 0].astype(np.float32)
-    descriptions = [describe_centroid(centroids[j], days[labels == j]) for j in range(int(k))]
-    return ClusteringResult(
-        k=int(k),
-        labels=labels,
-        centroids=centroids,
-        descriptions=descriptions,
-        silhouette=silhouette,
-        inertia=float(model.inertia_),
-        n_iter=int(model.n_iter_),
-    )
+
+def fitted_silhouette(k: int, labels: np.ndarray, live_idx: np.ndarray, rows_of, silhouette_sample: int,
+                      random_state) -> dict[int, float]:
+    """{k: silhouette} of a fit whose K was given (choose_k scores its own), on a seeded sample of
+    the live days; `rows_of(indices)` returns those days' raw rows."""
+    if k < 2:
+        return {}
+    sample = live_idx
+    if len(live_idx) > silhouette_sample:
+        sample = np.sort(np.random.RandomState(random_state).choice(live_idx, silhouette_sample, replace=False))
+    score = _silhouette(_pairwise_sbd(znormalize(rows_of(sample))), labels[sample])
+    return {k: round(score, 6)} if np.isfinite(score) else {}
+
+
+def clustering_result(model, labels, centroids, descriptions, silhouette) -> ClusteringResult:
+    return ClusteringResult(k=int(model.n_clusters), labels=labels, centroids=centroids, descriptions=descriptions,
+                            silhouette=silhouette, inertia=float(model.inertia_), n_iter=int(model.n_iter_))
