@@ -228,15 +228,7 @@ def plan_min_scale(
     upper = None if upper_forecast is None else _as_forecast("upper_forecast", upper_forecast, n)
     if upper is not None and upper.shape[1] != h:
         raise ValueError(f"upper_forecast has {upper.shape[1]} columns, point_forecast has {h}")
-    if plan_horizon is None:
-        plan_horizon = h
-    check_int("plan_horizon", plan_horizon, low=0)
-    if plan_horizon > h:
-        raise ValueError(f"plan_horizon ({plan_horizon}) exceeds the forecast horizon ({h})")
-    if previous is None:
-        previous = PlanState.initial(n, config)
-    elif previous.current.shape != (n,) or previous.minutes_since_needed.shape != (n,):
-        raise ValueError(f"previous state is for {previous.current.shape[0]} functions, forecast has {n}")
+    plan_horizon, previous = _checked_start(plan_horizon, previous, n, h, config, "forecast")
 
     capacity_column = _capacity_column(capacity, n, config)
     sizing = upper if upper is not None else point
@@ -245,6 +237,20 @@ def plan_min_scale(
     peak_offset = _window_argmax(sizing, config.lookahead + 1)[:, :plan_horizon] if explain else None
     return _damp(needed, config, previous, explain, return_state, peak, peak_offset)
 
+
+
+def _checked_start(plan_horizon, previous, n: int, h: int, config: PolicyConfig, what: str):
+    """(plan_horizon, previous state) checked against a [n, h] forecast or target; defaults filled."""
+    if plan_horizon is None:
+        plan_horizon = h
+    check_int("plan_horizon", plan_horizon, low=0)
+    if plan_horizon > h:
+        raise ValueError(f"plan_horizon ({plan_horizon}) exceeds the {what} horizon ({h})")
+    if previous is None:
+        previous = PlanState.initial(n, config)
+    elif previous.current.shape != (n,) or previous.minutes_since_needed.shape != (n,):
+        raise ValueError(f"previous state is for {previous.current.shape[0]} functions, {what} has {n}")
+    return plan_horizon, previous
 
 def plan_from_instances(
     target_instances,
@@ -271,15 +277,7 @@ def plan_from_instances(
         raise ValueError("target_instances must be >= 0")
     target = target.astype(np.int64)
     n, h = target.shape
-    if plan_horizon is None:
-        plan_horizon = h
-    check_int("plan_horizon", plan_horizon, low=0)
-    if plan_horizon > h:
-        raise ValueError(f"plan_horizon ({plan_horizon}) exceeds the target's horizon ({h})")
-    if previous is None:
-        previous = PlanState.initial(n, config)
-    elif previous.current.shape != (n,) or previous.minutes_since_needed.shape != (n,):
-        raise ValueError(f"previous state is for {previous.current.shape[0]} functions, target has {n}")
+    plan_horizon, previous = _checked_start(plan_horizon, previous, n, h, config, "target")
     needed = _window_max(target, config.hold_minutes + 1)[:, :plan_horizon]
     return _damp(needed, config, previous, explain, return_state, None, None, source)
 
