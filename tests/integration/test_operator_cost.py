@@ -1,6 +1,9 @@
 """coldStartCost on a real API server with a real, backfilled Prometheus: a dearer cold start never
 plans a lower min-scale on the same replayed traffic, the sizing used is in status, and a bad cost
-that reached the operator (an older CRD let it through) is a status condition, not a crash."""
+that reached the operator (an older CRD let it through) is a status condition, not a crash.
+
+These run the packaged model without its floor stage, as every model trained before it: the cost
+then sizes at the experts' quantile C/(1+C). The floor stage's own path is test_operator_floor.py."""
 
 from __future__ import annotations
 
@@ -21,6 +24,17 @@ CRD_NAME = "mesppolicies.mesp.dev"
 CAPACITY = 50  # invocations per minute per instance in these policies
 
 
+@pytest.fixture(scope="module")
+def experts_only(model):
+    """The packaged model as a model without a floor stage (its experts are shared, not copied)."""
+    import copy
+
+    loaded, description = model
+    older = copy.copy(loaded)
+    older.floor = None
+    return older, f"{description} (experts only)"
+
+
 def _same_loop(admin_client, ns: str, names: tuple[str, ...]) -> dict | None:
     """The statuses of `names` when they hold fresh plans from the same loop (same planStart), else None."""
     statuses = {name: kh.status(admin_client, ns, name) for name in names}
@@ -30,7 +44,8 @@ def _same_loop(admin_client, ns: str, names: tuple[str, ...]) -> dict | None:
     return statuses
 
 
-def test_a_higher_cold_start_cost_never_plans_a_lower_min_scale(admin_client, make_namespace, run_operator, history):
+def test_a_higher_cold_start_cost_never_plans_a_lower_min_scale(admin_client, make_namespace, run_operator, history,
+                                                                experts_only):
     ns = make_namespace("it-cost")
     base = {"mode": "Active", "actuation": "Revision", "capacityPerInstance": CAPACITY, "horizonMinutes": 30}
     for svc in ("cost-lo", "cost-hi"):
@@ -44,7 +59,7 @@ def test_a_higher_cold_start_cost_never_plans_a_lower_min_scale(admin_client, ma
                                                   "capacityPerInstance": CAPACITY, "horizonMinutes": 30})
     peak_at = history.peak_time("a")
     clock = SimClock(start=peak_at - 40 * 60, speed=60)
-    run_operator(ns, clock=clock, cold_start_cost=4.0)
+    run_operator(ns, clock=clock, cold_start_cost=4.0, loaded=experts_only)
 
     wait_for(lambda: _same_loop(admin_client, ns, ("lo", "hi", "default", "expert")), 60, message="first plans")
     sizing = {name: kh.status(admin_client, ns, name)["sizing"] for name in ("lo", "hi", "default", "expert")}
@@ -98,7 +113,7 @@ BAD_COSTS = {"zero": 0, "negative": -2, "text": "high"}
 
 
 def test_a_bad_cold_start_cost_is_a_condition_and_the_operator_keeps_working(
-        admin_client, make_namespace, run_operator, history):
+        admin_client, make_namespace, run_operator, history, experts_only):
     ns = make_namespace("it-bad-cost")
     kh.create_knative_service(admin_client, ns, "cost-svc")
     # The CRD refuses each bad cost ...
@@ -121,7 +136,7 @@ def test_a_bad_cold_start_cost_is_a_condition_and_the_operator_keeps_working(
     kh.create_policy(admin_client, ns, "good", {"service": "cost-svc", "mode": "ForecastOnly", "coldStartCost": 20,
                                                 "capacityPerInstance": CAPACITY, "horizonMinutes": 15})
     clock = SimClock(start=history.peak_time("b") - 10 * 60, speed=60)
-    metrics = run_operator(ns, clock=clock)
+    metrics = run_operator(ns, clock=clock, loaded=experts_only)
 
     def ready(name):
         return kh.condition(admin_client, ns, name, "Ready") or {}
