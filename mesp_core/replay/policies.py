@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 
 from mesp_core.checks import check_number
+from mesp_core.floor_cost import demand_instances  # noqa: F401 (the replay's name for it)
 from mesp_core.policy import PlanState, PolicyConfig, plan_min_scale
 
 # A point forecaster maps contexts (2-D [n, t] array or list of 1-D arrays, oldest first) and a
@@ -23,17 +24,6 @@ PointForecaster = Callable[[object, int], np.ndarray]
 QuantileForecaster = Callable[[object, int, float], np.ndarray]
 
 KNATIVE_DEFAULT = "knative default"
-
-
-def demand_instances(counts: np.ndarray, capacity_per_instance) -> np.ndarray:
-    """Instances needed per minute: ceil(invocations / capacity), at least 1 with any invocation.
-
-    `capacity_per_instance` is a number or an array that broadcasts against `counts` (for
-    per-function capacities of [n, T] counts, an [n, 1] column)."""
-    counts = np.asarray(counts, dtype=np.float64)
-    # Relative slack: an exact multiple stays k instances at any capacity (counts are whole numbers).
-    needed = np.ceil(counts / capacity_per_instance * (1.0 - 1e-12))
-    return np.where(counts > 0, np.maximum(needed, 1.0), 0.0).astype(np.int64)
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from typing import Mapping
 
 import numpy as np
 
+from mesp_core import floor_cost
 from mesp_core.checks import check_int
 from mesp_core.policy import per_function_capacity
 from mesp_core.replay.policies import KNATIVE_DEFAULT, NoFloorPolicy, PlanningStep, Policy, ReplaySettings, demand_instances
@@ -64,15 +65,6 @@ def _as_counts(trace_counts) -> np.ndarray:
     return counts
 
 
-def _trailing_max(values: np.ndarray, width: int) -> np.ndarray:
-    """out[:, m] = max(values[:, m-width .. m-1]) (0 where the window is empty)."""
-    n, T = values.shape
-    out = np.zeros((n, T), dtype=values.dtype)
-    for k in range(1, min(width, T) + 1):  # a window longer than the trace reaches its start
-        np.maximum(out[:, k:], values[:, : T - k], out=out[:, k:])
-    return out
-
-
 def replay_floors(demand: np.ndarray, floors: np.ndarray, start_minute: int, keep_warm_minutes: int,
                   lead_minutes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The replay recurrence (see module doc) for settings `floors` int [P, n, span].
@@ -81,29 +73,11 @@ def replay_floors(demand: np.ndarray, floors: np.ndarray, start_minute: int, kee
     layer); returns (cold, idle, held) each [P, n, span]: cold starts, idle instance-minutes and
     instances held (alive or starting) per minute.
     """
-    P, n, span = floors.shape
-    reactive = _trailing_max(demand, keep_warm_minutes)
-    cold = np.empty((P, n, span), dtype=np.int64)
-    idle = np.empty((P, n, span), dtype=np.int64)
-    alive_all = np.empty((P, n, span), dtype=np.int64)
-    # Before the replay Knative ran alone: alive = its warm instances plus that minute's demand.
-    before = np.maximum(demand[:, start_minute - 1], reactive[:, start_minute - 1])
-    alive = np.broadcast_to(before, (P, n)).astype(np.int64)
-    for i in range(span):
-        m = start_minute + i
-        setting = floors[:, :, i]
-        ready = floors[:, :, max(0, i - lead_minutes): i + 1].min(axis=2)
-        if i < lead_minutes:  # no floor was set before the replay: nothing asked for can be ready yet
-            ready = np.zeros_like(ready)
-        floor = np.minimum(setting, np.maximum(alive, ready))
-        warm = np.maximum(floor, reactive[None, :, m])
-        need = demand[None, :, m]
-        cold[:, :, i] = np.maximum(need - warm, 0)
-        alive = np.maximum(warm, need)
-        held = np.maximum(alive, setting)  # instances still starting for the floor cost as well
-        idle[:, :, i] = held - need
-        alive_all[:, :, i] = held
-    return cold, idle, alive_all
+    span = floors.shape[2]
+    window = np.asarray(demand)[:, : start_minute + span]
+    cold, idle = floor_cost.replay_floors(window, floors, keep_alive=keep_warm_minutes, lead_minutes=lead_minutes,
+                                          start=start_minute)
+    return cold, idle, idle + window[None, :, start_minute:]
 
 
 def simulate(trace_counts, policies: Mapping[str, Policy], start_minute: int = 720,
