@@ -176,11 +176,11 @@ def _as_forecast(name: str, forecast, n_expected: int | None = None) -> np.ndarr
     return np.maximum(array, 0.0)
 
 
-def _window_max(values: np.ndarray, width: int) -> np.ndarray:
-    """Forward max over [i, i + width) per column, truncated at the end."""
+def window_max(values: np.ndarray, width: int) -> np.ndarray:
+    """Forward max over [i, i + width) along the last axis, truncated at the end."""
     peak = values.copy()
-    for k in range(1, min(width, values.shape[1])):
-        np.maximum(peak[:, :-k], values[:, k:], out=peak[:, :-k])
+    for k in range(1, min(width, values.shape[-1])):
+        np.maximum(peak[..., :-k], values[..., k:], out=peak[..., :-k])
     return peak
 
 
@@ -232,7 +232,7 @@ def plan_min_scale(
 
     capacity_column = _capacity_column(capacity, n, config)
     sizing = upper if upper is not None else point
-    peak = _window_max(sizing, config.lookahead + 1)[:, :plan_horizon]
+    peak = window_max(sizing, config.lookahead + 1)[:, :plan_horizon]
     needed = instances_for_demand(peak, capacity_column, config.min_demand)
     peak_offset = _window_argmax(sizing, config.lookahead + 1)[:, :plan_horizon] if explain else None
     return _damp(needed, config, previous, explain, return_state, peak, peak_offset)
@@ -278,7 +278,7 @@ def plan_from_instances(
     target = target.astype(np.int64)
     n, h = target.shape
     plan_horizon, previous = _checked_start(plan_horizon, previous, n, h, config, "target")
-    needed = _window_max(target, config.hold_minutes + 1)[:, :plan_horizon]
+    needed = window_max(target, config.hold_minutes + 1)[:, :plan_horizon]
     return _damp(needed, config, previous, explain, return_state, None, None, source)
 
 

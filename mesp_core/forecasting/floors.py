@@ -27,7 +27,7 @@ import numpy as np
 from mesp_core.floor_cost import demand_instances, floor_cost, replay_floors
 from mesp_core.forecasting.artifact import ArtifactError, load_tensors
 from mesp_core.forecasting.demand import DemandHead, pad_contexts
-from mesp_core.policy import instances_for_demand, newsvendor_level
+from mesp_core.policy import instances_for_demand, newsvendor_level, window_max
 
 SCORE_WINDOW = 240
 RESELECT_EVERY = 30
@@ -92,14 +92,6 @@ def head_quantile(levels: Sequence[float], quantiles: np.ndarray, q: float) -> n
     return (1.0 - w) * quantiles[..., j - 1] + w * quantiles[..., j]
 
 
-def _window_max(values: np.ndarray, width: int) -> np.ndarray:
-    """Forward max over [i, i + width) along the last axis, truncated at the end."""
-    out = values.copy()
-    for k in range(1, min(width, values.shape[-1])):
-        np.maximum(out[..., :-k], values[..., k:], out=out[..., :-k])
-    return out
-
-
 class FloorPlanner:
     """Chooses per function among candidate floors by recent decision cost (see the module doc).
 
@@ -159,7 +151,7 @@ class FloorPlanner:
             for q in need_q:
                 count = head_quantile(self.head.levels, quantiles[:, :width], q)
                 inst = instances_for_demand(count, cap[..., 0] if np.ndim(cap) else cap, _MIN_DEMAND)
-                q_floor[q] = _window_max(inst, self.lead + 1)[:, :steps]
+                q_floor[q] = window_max(inst, self.lead + 1)[:, :steps]
         ka_floor = {}
         for k in sorted({c.keep_alive for c in self.candidates if c.keep_alive}):
             cols = origins[:, None] + np.arange(-k, 0)[None, :]
@@ -207,7 +199,7 @@ class FloorPlanner:
                 block = [counts[r, s:origin] for r, s in zip(rows[idx], starts[rows[idx]])]
             forecast = np.asarray(self.naive(block, width), dtype=np.float64)
             inst = instances_for_demand(forecast, cap[idx, :, 0] if np.ndim(cap) else cap, _MIN_DEMAND)
-            out[idx] = _window_max(inst, self.lead + 1)
+            out[idx] = window_max(inst, self.lead + 1)
         return out
 
     # ------------------------------------------------------------------ choosing
