@@ -319,7 +319,7 @@ def test_three_replicas_share_the_policies_and_survive_one_killed(
             first = {}
             for w in operator_writes(control_plane):
                 if w.service in owned[KILLED] and w.replica in survivors and w.at > killed_at:
-                    first.setdefault(w.name, w.at)
+                    first.setdefault(w.service, w.at)
             return first if set(first) == set(owned[KILLED]) else None
 
         first = wait_for(first_survivor_writes, 60, message="the survivors write the killed replica's policies")
