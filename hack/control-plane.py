@@ -39,18 +39,22 @@ OPERATOR_SERVICE_ACCOUNT = "mesp"
 
 
 # The API server's audit log, kept as the write log of the tests: who (user and user agent) created,
-# changed or deleted which Knative or MESP object or Lease. Reads are not logged.
+# changed or deleted which Knative or MESP object or Lease. Lease writes keep their body too, so the
+# holder of every shard Lease at any time can be read back. Reads are not logged.
 AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: ["RequestReceived"]
 rules:
+  - level: Request
+    verbs: ["create", "update", "patch", "delete"]
+    resources:
+      - group: coordination.k8s.io
+        resources: ["leases"]
   - level: Metadata
     verbs: ["create", "update", "patch", "delete"]
     resources:
       - group: serving.knative.dev
       - group: mesp.dev
-      - group: coordination.k8s.io
-        resources: ["leases"]
   - level: None
 """
 
