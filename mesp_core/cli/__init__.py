@@ -1,4 +1,4 @@
-"""`mesp`: train, cluster, evaluate, forecast, extend, add a floor stage, simulate, generate, run the operator, or the whole demo.
+"""`mesp`: train, cluster, evaluate, forecast, extend, add a floor stage, calibrate quantiles, simulate, generate, run the operator, or the whole demo.
 
 Every command reads traces with `--trace FILE [FILE ...]` (Azure Functions 2019 layout, plain or
 .gz, days dNN joined per function) and writes to `--out DIR`; without `--trace` the built-in seeded
@@ -14,12 +14,12 @@ import argparse
 import logging
 import sys
 
-from mesp_core.cli import cluster, demo, evaluate, extend, floor, forecast, generate, operator, simulate, train
+from mesp_core.cli import calibrate, cluster, demo, evaluate, extend, floor, forecast, generate, operator, simulate, train
 from mesp_core.cli.common import EXIT_BAD_INPUT, CliError, run_parsed
 
 __all__ = ["main", "build_parser", "CliError", "EXIT_BAD_INPUT"]
 
-COMMANDS = (train, cluster, evaluate, forecast, extend, floor, simulate, generate, operator, demo)
+COMMANDS = (train, cluster, evaluate, forecast, extend, floor, calibrate, simulate, generate, operator, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

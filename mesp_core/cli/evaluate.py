@@ -1,4 +1,5 @@
-"""`mesp evaluate`: Experiment 3 — rolling-origin backtest of MoE vs dense vs naive on unseen functions."""
+"""`mesp evaluate`: Experiment 3 — rolling-origin backtest of MoE vs dense vs naive on unseen functions, and
+the experts' quantile coverage per cluster."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ def register(sub) -> None:
     p.add_argument("--last-origin", type=int, default=LAST_ORIGIN, help=f"last origin (default {LAST_ORIGIN})")
     p.add_argument("--every", type=int, default=ORIGIN_EVERY, help=f"minutes between origins (default {ORIGIN_EVERY})")
     p.add_argument("--horizon", type=int, default=DEFAULT_HORIZON, help=f"minutes forecast from each origin (default {DEFAULT_HORIZON})")
-    p.add_argument("--plots", metavar="DIR", help="write sample forecast plots to DIR")
+    p.add_argument("--plots", metavar="DIR", help="write sample forecast plots and the quantiles' reliability diagram per cluster to DIR")
     add_json(p)
     p.set_defaults(func=run)
 
@@ -40,11 +41,15 @@ def run(args) -> int:
     result = backtest(model, trace.counts[held], origins=origins, horizon=args.horizon, progress=True)
     payload = result.to_json() | {"model": folder}
     if args.plots:
-        from mesp_core.offline.plots import plot_backtest_samples
+        from mesp_core.offline.plots import plot_backtest_samples, plot_reliability
 
         path = Path(args.plots) / "forecasts.png"
         plot_backtest_samples(result, path)
         payload["plot"] = str(path)
         print(f"mesp: sample forecasts plotted to {path}", file=sys.stderr)
+        if result.coverage:
+            path = Path(args.plots) / "reliability.png"
+            payload["reliability_plot"] = str(plot_reliability(result, path))
+            print(f"mesp: quantile reliability per cluster plotted to {path}", file=sys.stderr)
     emit(args, payload, format_table(result))
     return 0

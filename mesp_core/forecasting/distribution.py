@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from mesp_core.forecasting.calibration import CALIBRATED_APPROACH
+
 if TYPE_CHECKING:  # the model hands itself in; importing it here would be a cycle
     from mesp_core.forecasting.model import MespModel
 
@@ -101,15 +103,31 @@ class ForecastDistribution:
             raise ValueError(f"quantile must be in (0, 1), got {q}")
         out = self.point.copy()
         horizon = out.shape[1]
-        for key, members in self._groups:
-            residual = self._model._residual_quantile(key, q, horizon)
-            out[members] = self.point[members] + self._scale[members, None] * residual[None, :]
         # Functions with an hour of their own recent errors are sized from those (local conformal):
         # a shared table scaled by level is far too wide for steady functions and too narrow for
         # jumpy ones. The others keep the per-cluster validation table.
         local = self.local_residuals()
-        if local is not None:
-            own = ~np.isnan(local[:, 0])
-            if own.any():
-                out[own] = self.point[own] + np.quantile(local[own], q, axis=1)[:, None]
+        for key, members in self._groups:
+            level = self.level(key, q)
+            residual = self._model._residual_quantile(key, level, horizon)
+            out[members] = self.point[members] + self._scale[members, None] * residual[None, :]
+            if local is not None:
+                own = members[~np.isnan(local[members, 0])]
+                if own.size:
+                    out[own] = self.point[own] + np.quantile(local[own], level, axis=1)[:, None]
         return np.clip(out, 0.0, None)
+
+    def level(self, key: str, q: float) -> float:
+        """The level group `key` is read at for nominal q: the model's calibration map for the
+        mixture's groups (mesp_core.forecasting.calibration), q itself otherwise."""
+        calibration = getattr(self._model, "quantile_calibration", None)
+        if calibration is None or self._approach != CALIBRATED_APPROACH:
+            return q
+        return calibration.level(key, q)
+
+    def group_keys(self) -> np.ndarray:
+        """The residual group key of every row ("cluster-3", "repeat_last_hour", ...)."""
+        keys = np.empty(len(self.point), dtype=object)
+        for key, members in self._groups:
+            keys[members] = key
+        return keys

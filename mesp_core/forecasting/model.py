@@ -89,6 +89,7 @@ class MespModel:
         residual_quantiles: dict[str, np.ndarray],
         path: Path | None = None,
         floor=None,
+        quantile_calibration=None,
     ):
         self.manifest = manifest
         self.router = router
@@ -101,6 +102,8 @@ class MespModel:
         self.path = path
         # The floor stage (mesp_core.forecasting.floors.FloorStage), None for models trained without it.
         self.floor = floor
+        # Per-group maps nominal -> used quantile level (mesp_core.forecasting.calibration); None = as measured.
+        self.quantile_calibration = quantile_calibration
         check = manifest.get("recent_check") or {}
         # None = no check (models trained before it existed, or training found it did not help).
         self.recent_check_ratio: float | None = check.get("switch_ratio") if check.get("enabled") else None
@@ -442,6 +445,7 @@ def _as_batch(rows):
 def load_model(path: str | os.PathLike) -> MespModel:
     """Load an artifact folder; ArtifactError names what is wrong when it cannot be used."""
     from mesp_core.forecasting.experts import build_expert
+    from mesp_core.forecasting.calibration import load_quantile_calibration
     from mesp_core.forecasting.floors import load_floor_stage
 
     model_dir = Path(path)
@@ -470,6 +474,7 @@ def load_model(path: str | os.PathLike) -> MespModel:
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise ArtifactError(f"{model_dir}: manifest and weights do not fit together ({type(exc).__name__}: {exc})") from None
     floor = load_floor_stage(model_dir, manifest, files)
+    calibration = load_quantile_calibration(model_dir, manifest)
     residual_quantiles = {name: t.numpy().astype(np.float32) for name, t in quantile_tensors.items()}
     levels = manifest.get("quantile_levels", [])
     for name, table in residual_quantiles.items():
@@ -479,7 +484,7 @@ def load_model(path: str | os.PathLike) -> MespModel:
         if not np.isfinite(table).all():
             raise ArtifactError(f"{model_dir}: quantiles.safetensors: table {name!r} has NaN or infinite values")
     return MespModel(manifest, router, cluster_experts, dense_experts, naive, residual_quantiles, path=model_dir,
-                     floor=floor)
+                     floor=floor, quantile_calibration=calibration)
 
 
 def default_model_path() -> Path:

@@ -85,6 +85,8 @@ class TrainConfig:
     floor_origins: int = 120_000
     floor_epochs: int = 6
     floor_val_functions: int = 1500
+    # Quantile calibration (mesp_core.offline.calibration): per-group maps fitted on the validation functions.
+    calibrate_quantiles: bool = True
 
     def validate(self) -> "TrainConfig":
         if self.k is not None and self.k < 1:

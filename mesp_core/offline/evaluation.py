@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mesp_core.constants import DEFAULT_HORIZON, MINUTES_PER_DAY
+from mesp_core.offline.coverage import MEASURE_GRID, REPORT_LEVELS, CoverageSamples
 from mesp_core.offline.metrics import METRIC_NAMES, all_metrics
 
 # The protocol's origins: minutes of the last day (the defaults of `mesp evaluate`).
@@ -33,6 +34,9 @@ class BacktestResult:
     horizon: int
     cluster_sizes: dict[str, int] = field(default_factory=dict)
     samples: dict = field(default_factory=dict)  # for plots: a few (context, actual, forecasts)
+    # The experts' (moe) quantile coverage: "overall" and "per_cluster" summaries at the report
+    # levels, "reliability" curves per cluster for the plot (see mesp_core.offline.coverage).
+    coverage: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {
@@ -46,6 +50,7 @@ class BacktestResult:
             "overall": self.overall,
             "per_cluster": self.per_cluster,
             "cluster_sizes": self.cluster_sizes,
+            **({"quantile_coverage": self.coverage} if self.coverage else {}),
         }
 
 
@@ -63,8 +68,10 @@ def backtest(
     day_offset: int | None = None,
     n_samples: int = 6,
     progress: bool = False,
+    coverage: bool = True,
 ) -> BacktestResult:
-    """Backtest on `counts` [n, T]; origins are minutes of the last day (offset by day_offset)."""
+    """Backtest on `counts` [n, T]; origins are minutes of the last day (offset by day_offset).
+    `coverage`: also measure the coverage of the mixture's quantiles (when "moe" is an approach)."""
     counts = np.asarray(counts, dtype=np.float32)
     if counts.ndim != 2 or len(counts) == 0:
         raise ValueError("backtest needs a non-empty [n_functions, minutes] array")
@@ -81,6 +88,7 @@ def backtest(
     repeat = build_expert({"family": "repeat_last_hour", "horizon": horizon})
 
     actual, forecasts, clusters, scales = [], {a: [] for a in approaches}, [], []
+    coverage_parts = []
     from tqdm.auto import tqdm
 
     for origin in tqdm(absolute, desc="backtest origins", disable=not progress, file=sys.stderr, leave=False):
@@ -89,7 +97,12 @@ def backtest(
         clusters.append(model.route(context))
         scales.append(_mase_scale(context))
         for name in approaches:
-            forecasts[name].append(_forecast(model, repeat, context, horizon, name))
+            if name == "moe" and coverage:
+                distribution = model.forecast_distribution(context, horizon, approach="moe")
+                forecasts[name].append(distribution.point)
+                coverage_parts.append(CoverageSamples.measure(distribution, actual[-1]))
+            else:
+                forecasts[name].append(_forecast(model, repeat, context, horizon, name))
     y = np.concatenate(actual)
     route = np.concatenate(clusters)
     scale = np.concatenate(scales)
@@ -103,6 +116,7 @@ def backtest(
         sizes[label] = int(mask.sum())
         per_cluster[label] = {name: _metrics(y[mask], preds[name][mask], scale[mask]) for name in approaches}
     samples = _pick_samples(counts, absolute, horizon, preds, route, n_samples)
+    quantile_coverage = _coverage_by_cluster(model, coverage_parts, route) if coverage_parts else {}
     return BacktestResult(
         approaches=list(approaches),
         overall=overall,
@@ -113,7 +127,29 @@ def backtest(
         horizon=horizon,
         cluster_sizes=sizes,
         samples=samples,
+        coverage=quantile_coverage,
     )
+
+
+RELIABILITY_LEVELS = tuple(round(0.05 * i, 2) for i in range(1, 20))
+
+
+def _coverage_by_cluster(model, parts, route: np.ndarray) -> dict:
+    """Coverage of the mixture's quantiles, overall and per routed cluster (labels as per_cluster)."""
+    samples = CoverageSamples.concatenate(parts)
+    grid_index = [int(np.argmin(np.abs(MEASURE_GRID - q))) for q in RELIABILITY_LEVELS]
+    groups = {"all": samples}
+    for cluster in np.unique(route):
+        groups[f"{int(cluster)}: {model.describe_cluster(int(cluster))}"] = samples.subset(route == cluster)
+    reliability = {}
+    for label, group in groups.items():
+        pit, share = group.pit_curve(), group.at_or_below_curve()
+        reliability[label] = {"levels": list(RELIABILITY_LEVELS), "pit": [float(pit[i]) for i in grid_index],
+                              "at_or_below": [float(share[i]) for i in grid_index]}
+    return {"calibrated": getattr(model, "quantile_calibration", None) is not None,
+            "overall": samples.summary(),
+            "per_cluster": {label: group.summary() for label, group in groups.items() if label != "all"},
+            "reliability": reliability}
 
 
 def _forecast(model, repeat, context, horizon: int, name: str) -> np.ndarray:
@@ -192,7 +228,25 @@ def format_table(result: BacktestResult) -> str:
         lines += ["", f"cluster {label} ({result.cluster_sizes.get(label, 0)} forecasts)"]
         for name in result.approaches:
             lines.append(_row("  " + name, table[name]))
+    if result.coverage:
+        lines += ["", *format_coverage(result.coverage)]
     return "\n".join(lines)
+
+
+def format_coverage(coverage: dict) -> list[str]:
+    """The experts' quantile coverage per cluster at the report levels (PIT / at or below / below)."""
+    state = "calibrated (mesp calibrate)" if coverage.get("calibrated") else "not calibrated"
+    head = f"{'moe quantile coverage':<40}" + "".join(f"{f'q={q:g}':>22}" for q in REPORT_LEVELS)
+    lines = [f"quantile coverage of the experts (moe, {state}): randomized PIT / share at or below / share strictly below",
+             head, "-" * len(head)]
+    for label, summary in [("all", coverage["overall"]), *coverage["per_cluster"].items()]:
+        cells = "".join(f"{_cov(summary[f'{q:g}']):>22}" for q in REPORT_LEVELS)
+        lines.append(f"{label[:40]:<40}{cells}")
+    return lines
+
+
+def _cov(entry: dict) -> str:
+    return f"{entry['pit']:.3f}/{entry['at_or_below']:.3f}/{entry['below']:.3f}"
 
 
 def _row(name: str, metrics: dict, mark: bool = False) -> str:

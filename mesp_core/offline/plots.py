@@ -148,6 +148,36 @@ def plot_backtest_samples(result, path) -> Path:
     return _save(fig, path)
 
 
+def plot_reliability(result, path) -> Path:
+    """Reliability diagram of the experts' quantiles, one panel per routed cluster (and all): empirical
+    coverage against the nominal level, randomized PIT and share at or below, with the diagonal."""
+    plt = _pyplot()
+    curves = result.coverage.get("reliability", {}) if result.coverage else {}
+    if not curves:
+        raise ValueError("the backtest measured no quantile coverage to plot")
+    cols = min(3, len(curves))
+    rows = math.ceil(len(curves) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.4 * rows), squeeze=False)
+    for i in range(rows * cols):
+        ax = axes[i // cols][i % cols]
+        if i >= len(curves):
+            ax.axis("off")
+            continue
+        label, curve = list(curves.items())[i]
+        ax.plot([0, 1], [0, 1], color="#999999", linewidth=0.8, linestyle=":")
+        ax.plot(curve["levels"], curve["pit"], marker="o", markersize=3, color="#c0392b", label="randomized PIT")
+        ax.plot(curve["levels"], curve["at_or_below"], marker="s", markersize=3, color="#1f4e79",
+                linewidth=0.9, label="share at or below")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_title(label if len(label) <= 42 else label[:41] + "…", fontsize=8, loc="left")
+        ax.set_xlabel("nominal level", fontsize=8)
+        ax.set_ylabel("coverage", fontsize=8)
+    axes[0, 0].legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def plot_function_forecasts(items, path, history_minutes: int = 240) -> Path:
     """What `mesp forecast` decided, one panel per function: recent history, the point forecast,
     the band up to the upper quantile, and what really followed when the trace has it.

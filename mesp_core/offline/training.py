@@ -11,7 +11,8 @@ Steps (each shows progress):
      trained from scratch, ranked on the cluster's validation windows; the best is the expert
      (Experiment 2). Residual quantiles of the chosen expert give calibrated upper forecasts;
   6. everything goes into a versioned artifact folder (mesp_core.forecasting.artifact);
-  7. the recent-error check is tuned on the validation functions;
+  7. the recent-error check is tuned on the validation functions, then the experts' quantiles are
+     calibrated per group on them (mesp_core.offline.calibration);
   8. the floor stage (mesp_core.offline.floor_training): a demand head fitted on the fit functions,
      each cluster's default floor policy per cold-start cost chosen on the validation functions.
 
@@ -250,6 +251,21 @@ def _train(trace, out_dir, config: TrainConfig, progress: bool, cluster_days=Non
     ui.stage("recent-error check: " + describe_recent_check(manifest["recent_check"]))
     t0 = lap("recent_check", t0)
     write_manifest(staging, manifest)
+    # 7b. the experts' quantiles calibrated per group on the validation functions, with the check in place.
+    if config.calibrate_quantiles:
+        from mesp_core.offline.calibration import CalibrationConfig, describe_calibration, fit_calibration, usable_origins
+
+        calibration_config = CalibrationConfig(horizon=config.horizon, seed=config.seed)
+        val_counts = np.stack(val_series)
+        if usable_origins(val_counts.shape[1], config.horizon):
+            ui.stage("quantile calibration: fitting per-group maps on validation functions")
+            calibration, details = fit_calibration(load_model(staging), val_counts, calibration_config)
+            manifest["quantile_calibration"] = calibration.to_manifest(**details)
+            ui.stage(describe_calibration(manifest["quantile_calibration"]))
+            write_manifest(staging, manifest)
+        else:
+            ui.stage("quantile calibration: skipped (the trace leaves no origin of its last day a full horizon)")
+        t0 = lap("quantile_calibration", t0)
     # 8. the floor stage: demand head on fit functions, default floors chosen on validation functions.
     if config.floor_stage:
         from mesp_core.forecasting.artifact import read_manifest

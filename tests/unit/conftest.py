@@ -18,8 +18,10 @@ TINY = TrainConfig(
     min_cluster_windows=50,
     stride=60,
     threads=1,
-    # The experts' path stays what these tests check; tiny_floor_model_dir adds the floor stage.
+    # The experts' path stays what these tests check; tiny_floor_model_dir adds the floor stage and
+    # tests/unit/offline/test_calibration.py the quantile calibration.
     floor_stage=False,
+    calibrate_quantiles=False,
 )
 # The floor stage's budget in unit tests (mesp_core.offline.floor_training.FloorConfig).
 TINY_FLOOR = dict(origins=6000, epochs=2, hidden=32, max_val_functions=40, costs=(1.0, 8.0, 64.0))

@@ -6,7 +6,7 @@ from ..paths import GOLDEN_MODEL
 
 GOLDEN = GOLDEN_MODEL
 TINY_TRACE = ["--synthetic-functions", "80", "--synthetic-days", "2", "--seed", "1"]  # = conftest.tiny_trace
-COMMANDS = ["train", "cluster", "evaluate", "forecast", "extend", "floor", "simulate", "generate", "demo"]
+COMMANDS = ["train", "cluster", "evaluate", "forecast", "extend", "floor", "calibrate", "simulate", "generate", "demo"]
 
 
 def _one_line_error(capsys, argv) -> str:

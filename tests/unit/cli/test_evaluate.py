@@ -16,6 +16,11 @@ def test_evaluate_and_simulate_on_held_out_functions(tiny_model_dir, tmp_path, c
     payload = json.loads(report.read_text())
     assert payload["protocol"]["n_functions"] == 16 and set(payload["overall"]) >= {"moe", "seasonal_naive", "repeat_last_hour"}
     assert (tmp_path / "forecasts.png").stat().st_size > 10_000
+    # The experts' quantile coverage per cluster: in the table, the JSON and a reliability diagram.
+    assert "quantile coverage of the experts (moe, not calibrated)" in table
+    coverage = payload["quantile_coverage"]
+    assert set(coverage["per_cluster"]) <= set(payload["per_cluster"]) and coverage["per_cluster"]
+    assert (tmp_path / "reliability.png").stat().st_size > 10_000
     sim = tmp_path / "simulate.json"
     assert main(["simulate", "--model", str(tiny_model_dir), *TINY_TRACE, "--start", "2500", "--replan-every", "10", "--json", str(sim), "--plot", str(tmp_path / "tradeoff.png")]) == 0
     assert "knative" in capsys.readouterr().out.lower()

@@ -52,6 +52,8 @@ def test_train_turns_its_flags_into_the_config_and_writes_model_report_and_plot(
     model = load_model(out)
     recorded = model.manifest["training"]["config"]
     assert recorded["loss_weight"] == "scale" and recorded["dense_epochs"] == 4 and recorded["families"] == ["dlinear"]
+    # The quantile calibration stage ran on the validation functions (too few forecasts here for a map).
+    assert model.manifest["quantile_calibration"]["protocol"]["n_val_functions"] == payload["n_val_functions"]
     assert (tmp_path / "plots" / "centroids.png").stat().st_size > 10_000
     assert f"centroid plot written to {tmp_path / 'plots' / 'centroids.png'}" in captured.err
 

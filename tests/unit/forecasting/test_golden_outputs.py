@@ -4,7 +4,10 @@ hack/make-golden-forecasts.py wrote tests/golden/packaged_model_outputs.npz from
 before the regrouping of mesp_core (forecasts, quantiles, routes, route distances, switched flags
 and three min-scale plans of the model shipped in the package, on fixed generated inputs), and again
 when the floor stage joined the packaged model: then only the default plans changed (they come from
-the floor stage) and a plan at a cold-start cost was added; the experts' arrays stayed as they were. This test runs the script's
+the floor stage) and a plan at a cold-start cost was added; the experts' arrays stayed as they were. They were recorded
+once more when the packaged model got its quantile calibration (`mesp calibrate`): then only the
+mixture's quantile arrays (moe q0.5/q0.9/q0.95 of every input but the dense hand-off) and the plans
+sized from the experts' 0.8 quantile (plan_capacity) changed. This test runs the script's
 own `golden_outputs` (imported from hack/, not copied) on the packaged model today and asks for
 every array bit for bit, except that float arrays may differ in their last bits on another CPU.
 

@@ -65,3 +65,22 @@ def test_backtest_refuses_what_it_cannot_score(tiny_model, tiny_trace, kwargs, m
     args = {"counts": tiny_trace.counts[:3], "origins": [720], "horizon": 60} | kwargs
     with pytest.raises(ValueError, match=message):
         backtest(tiny_model, **args)
+
+
+def test_the_mixtures_quantile_coverage_is_measured_per_cluster(tiny_model, tiny_trace):
+    result = backtest(tiny_model, tiny_trace.counts[:12], origins=[900, 1200], horizon=30)
+    coverage = result.coverage
+    assert coverage["calibrated"] is False and set(coverage["per_cluster"]) == set(result.per_cluster)
+    total = sum(entry["n_minutes"] for entry in coverage["per_cluster"].values())
+    assert total == coverage["overall"]["n_minutes"] == result.n_forecasts * 30
+    for summary in [coverage["overall"], *coverage["per_cluster"].values()]:
+        shares = [summary[f"{q:g}"]["at_or_below"] for q in (0.5, 0.8, 0.9, 0.95)]
+        assert shares == sorted(shares)
+        for q in (0.5, 0.8, 0.9, 0.95):
+            entry = summary[f"{q:g}"]
+            assert 0.0 <= entry["below"] <= entry["pit"] <= entry["at_or_below"] <= 1.0
+    curve = coverage["reliability"]["all"]
+    assert len(curve["levels"]) == len(curve["pit"]) == 19 and curve["pit"] == sorted(curve["pit"])
+    lines = format_table(result).splitlines()
+    assert any(line.startswith("all") for line in lines) and "randomized PIT" in "\n".join(lines)
+    assert backtest(tiny_model, tiny_trace.counts[:3], origins=[900], horizon=10, coverage=False).coverage == {}

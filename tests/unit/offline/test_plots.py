@@ -64,3 +64,15 @@ def test_function_forecasts_are_plotted_with_or_without_a_plan(tiny_model, tiny_
     assert path.read_bytes()[:8] == PNG and path.stat().st_size > 10_000
     with pytest.raises(ValueError, match="no functions to plot"):
         plot_function_forecasts([], tmp_path / "empty.png")
+
+
+def test_the_reliability_diagram_has_a_panel_per_cluster(tiny_model, tiny_trace, tmp_path):
+    from mesp_core.offline.evaluation import backtest
+    from mesp_core.offline.plots import plot_reliability
+
+    result = backtest(tiny_model, tiny_trace.counts[:10], origins=[900, 1200], horizon=30)
+    path = plot_reliability(result, tmp_path / "reliability.png")
+    assert path.read_bytes()[:8] == PNG and path.stat().st_size > 10_000
+    without = backtest(tiny_model, tiny_trace.counts[:3], origins=[900], horizon=30, coverage=False)
+    with pytest.raises(ValueError, match="no quantile coverage"):
+        plot_reliability(without, tmp_path / "none.png")
