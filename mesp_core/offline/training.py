@@ -15,6 +15,10 @@ Steps (each shows progress):
   8. the floor stage (mesp_core.offline.floor_training): a demand head fitted on the fit functions,
      each cluster's default floor policy per cold-start cost chosen on the validation functions.
 
+Steps 4 and 5 are independent units (one Optuna study per family, one search per cluster,
+mesp_core.offline.expert_search) run by a runner: one after another here, in parallel on Ray with
+`mesp train --ray` (mesp_core.distributed.training), with the same results.
+
 Optuna is imported only by mesp_core.offline.selection, never by the model or the operator.
 """
 
