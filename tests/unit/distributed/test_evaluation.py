@@ -30,7 +30,7 @@ def test_evaluate_with_ray_gives_the_one_process_figures(ray_cluster, tmp_path):
 
 
 def test_simulate_with_ray_gives_the_one_process_figures(ray_cluster, tmp_path):
-    argv = ["simulate", *TRACE, "--sample", "12", "--replan-every", "5", "--cold-start-costs", "1,16",
+    argv = ["simulate", *TRACE, "--sample", "12", "--start", "2520", "--replan-every", "5", "--cold-start-costs", "1,16",
             "--quantiles", "0.9", "--morning", "240"]
     one = run_json(argv, tmp_path / "one.json")
     on_ray = run_json([*argv, "--ray", "auto", "--shards", "4"], tmp_path / "ray.json")
@@ -48,7 +48,7 @@ def test_a_replay_of_shards_keeps_per_function_capacities_and_arrays(ray_cluster
     trace = generate_trace(n_functions=12, days=2, seed=6)
     rows = np.array([0, 2, 3, 7, 8, 11])
     capacity = np.linspace(5.0, 80.0, len(rows))
-    settings = {"start_minute": 2400, "replan_every": 10, "cold_start_costs": (4,), "cheap_choice": False}
+    settings = {"start_minute": 2700, "replan_every": 10, "cold_start_costs": (4,), "cheap_choice": False}
     one = run_replay(tiny_model, trace.counts[rows], capacity=capacity, progress=False, **settings)
     on_ray = replay_on_ray(tiny_model, ShardedTrace.from_trace(trace, 3), rows, capacity, **settings)
     assert on_ray.to_dict() == one.to_dict()
