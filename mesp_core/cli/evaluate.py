@@ -6,7 +6,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from mesp_core.cli.common import CliError, add_json, add_model, add_trace, command, emit, load_trace, model_dir
+from mesp_core.cli.common import (
+    CliError, add_json, add_model, add_ray, add_trace, command, emit, load_sharded_trace, load_trace, model_dir, ray_cluster,
+)
 from mesp_core.constants import DEFAULT_HORIZON
 from mesp_core.offline.evaluation import FIRST_ORIGIN, LAST_ORIGIN, ORIGIN_EVERY
 
@@ -21,6 +23,7 @@ def register(sub) -> None:
     p.add_argument("--every", type=int, default=ORIGIN_EVERY, help=f"minutes between origins (default {ORIGIN_EVERY})")
     p.add_argument("--horizon", type=int, default=DEFAULT_HORIZON, help=f"minutes forecast from each origin (default {DEFAULT_HORIZON})")
     p.add_argument("--plots", metavar="DIR", help="write sample forecast plots and the quantiles' reliability diagram per cluster to DIR")
+    add_ray(p, "the reading and the backtest (function shards as Ray tasks; the same figures as one process)")
     add_json(p)
     p.set_defaults(func=run)
 
@@ -28,17 +31,21 @@ def register(sub) -> None:
 def run(args) -> int:
     from mesp_core import load_model
     from mesp_core.offline.evaluation import backtest, format_table
-    from mesp_core.offline.split import held_out_functions
 
     folder = model_dir(args)
     model = load_model(folder)
-    trace = load_trace(args)
-    held = held_out_functions(model, trace)
-    if len(held) == 0:
-        raise CliError("every function of this trace was used in training: give a trace with unseen functions")
-    print(f"mesp: evaluating on {len(held)} functions the model never saw ({len(trace.keys) - len(held)} seen in training are left out)", file=sys.stderr)
     origins = range(args.first_origin, args.last_origin + 1, args.every)
-    result = backtest(model, trace.counts[held], origins=origins, horizon=args.horizon, progress=True)
+    if args.ray:
+        from mesp_core.distributed.evaluation import backtest_on_ray
+
+        with ray_cluster(args) as n_shards:
+            sharded = load_sharded_trace(args, n_shards)
+            held = _held_out(model, sharded)
+            result = backtest_on_ray(model, sharded, held, origins=origins, horizon=args.horizon)
+    else:
+        trace = load_trace(args)
+        held = _held_out(model, trace)
+        result = backtest(model, trace.counts[held], origins=origins, horizon=args.horizon, progress=True)
     payload = result.to_json() | {"model": folder}
     if args.plots:
         from mesp_core.offline.plots import plot_backtest_samples, plot_reliability
@@ -53,3 +60,15 @@ def run(args) -> int:
             print(f"mesp: quantile reliability per cluster plotted to {path}", file=sys.stderr)
     emit(args, payload, format_table(result))
     return 0
+
+
+def _held_out(model, trace):
+    """The functions of `trace` (keys are enough) the model never saw; a clear error when there are none."""
+    from mesp_core.offline.split import held_out_functions
+
+    held = held_out_functions(model, trace)
+    if len(held) == 0:
+        raise CliError("every function of this trace was used in training: give a trace with unseen functions")
+    print(f"mesp: evaluating on {len(held)} functions the model never saw ({len(trace.keys) - len(held)} seen in training are left out)",
+          file=sys.stderr)
+    return held

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import sys
 
-from mesp_core.cli.common import CliError, add_json, add_model, add_trace, command, emit, load_trace, model_dir
+from mesp_core.cli.common import (
+    CliError, add_json, add_model, add_ray, add_trace, command, emit, load_sharded_trace, load_trace, model_dir, ray_cluster,
+)
 from mesp_core.replay.standard import CURVE_COSTS, CURVE_QUANTILES
 
 COST_HELP = ("how many idle instance-minutes one avoided cold start is worth (C > 0): a floor instance kept "
@@ -58,24 +60,45 @@ def register(sub) -> None:
                    help="replay a random sample of N of those functions, for a quicker look at a big trace")
     p.add_argument("--sample-seed", type=int, default=0, metavar="S", help="seed of --sample's choice (default 0)")
     p.add_argument("--plot", metavar="PNG", help="write the cold-start vs idle trade-off plot")
+    add_ray(p, "the reading and the replay (function shards as Ray tasks; the same figures as one process)")
     add_json(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from mesp_core import load_model
-    from mesp_core.offline.split import replay_functions, seeded_sample
     from mesp_core.replay.report import format_table, plot_tradeoff
     from mesp_core.replay.standard import run_replay
 
     folder = model_dir(args)
     model = load_model(folder)
-    trace = load_trace(args)
     if args.sample is not None and args.sample < 1:
         raise CliError(f"--sample must be at least 1, got {args.sample}")
     costs = parse_costs(args.cold_start_costs)
     if args.morning < 1:
         raise CliError(f"--morning must be at least 1 minute, got {args.morning}")
+    if args.ray:
+        from mesp_core.distributed.evaluation import replay_on_ray
+
+        with ray_cluster(args) as n_shards:
+            sharded = load_sharded_trace(args, n_shards)
+            rows, capacity, settings = _replay_plan(args, model, sharded, sharded.n_minutes, costs)
+            report = replay_on_ray(model, sharded, rows, capacity, **settings)
+    else:
+        trace = load_trace(args)
+        rows, capacity, settings = _replay_plan(args, model, trace, trace.counts.shape[1], costs)
+        report = run_replay(model, trace.counts[rows], capacity=capacity, **settings)
+    if args.plot:
+        plot_tradeoff(report, args.plot)
+        print(f"mesp: trade-off plot written to {args.plot}", file=sys.stderr)
+    emit(args, report.to_dict() | {"model": folder}, format_table(report))
+    return 0
+
+
+def _replay_plan(args, model, trace, minutes: int, costs) -> tuple:
+    """Which functions to replay (from the trace's keys), their capacity, and run_replay's settings."""
+    from mesp_core.offline.split import replay_functions, seeded_sample
+
     rows = replay_functions(model, trace, all_functions=args.all_functions)
     if len(rows) == 0:
         raise CliError("no unseen functions to replay (use --all-functions to replay training functions too)")
@@ -83,34 +106,18 @@ def run(args) -> int:
         print(f"mesp: replaying a sample of {args.sample} of {len(rows)} functions (--sample-seed {args.sample_seed})",
               file=sys.stderr)
         rows = seeded_sample(rows, args.sample, args.sample_seed)
-    counts = trace.counts[rows]
-    start = args.start if args.start is not None else counts.shape[1] - 720
-    plans = len(counts) * max(0, counts.shape[1] - start) / max(1, args.replan_every)  # run_replay checks it
+    start = args.start if args.start is not None else minutes - 720
+    plans = len(rows) * max(0, minutes - start) / max(1, args.replan_every)  # run_replay checks it
     if plans > LONG_REPLAY_PLANS:  # ~6 minutes on 2 cores: say how to get a quicker look
-        print(f"mesp: {len(counts)} functions x {counts.shape[1] - start} minutes with a plan every "
+        print(f"mesp: {len(rows)} functions x {minutes - start} minutes with a plan every "
               f"{args.replan_every} min is a long replay; --replan-every 5 or --sample N is quicker", file=sys.stderr)
     capacity = args.capacity
     if args.durations:
         capacity = _capacities_from_durations(args, [trace.keys[i] for i in rows])
-    report = run_replay(
-        model,
-        counts,
-        start_minute=start,
-        capacity=capacity,
-        replan_every=args.replan_every,
-        lead_minutes=args.lead,
-        horizon=args.horizon,
-        keep_warm_minutes=args.keep_warm,
-        quantiles=tuple(args.quantiles),
-        cold_start_costs=costs,
-        cheap_choice=not args.no_cheap_choice,
-        morning_minutes=args.morning,
-    )
-    if args.plot:
-        plot_tradeoff(report, args.plot)
-        print(f"mesp: trade-off plot written to {args.plot}", file=sys.stderr)
-    emit(args, report.to_dict() | {"model": folder}, format_table(report))
-    return 0
+    settings = {"start_minute": start, "replan_every": args.replan_every, "lead_minutes": args.lead, "horizon": args.horizon,
+                "keep_warm_minutes": args.keep_warm, "quantiles": tuple(args.quantiles), "cold_start_costs": costs,
+                "cheap_choice": not args.no_cheap_choice, "morning_minutes": args.morning}
+    return rows, capacity, settings
 
 
 def _capacities_from_durations(args, keys):

@@ -43,7 +43,8 @@ def register(sub) -> None:
     p.add_argument("--quick", action="store_true", help="small budget (demo/tests): same pipeline, fewer windows, trials and epochs")
     p.add_argument("--plots", metavar="DIR", help="write centroid plots to DIR")
     p.add_argument("--quiet", action="store_true", help="no progress output")
-    add_ray(p, "the clustering stage (K-Shape)")
+    add_ray(p, "the clustering (K-Shape on day shards), the dense family studies and the per-cluster expert searches "
+            "(Ray tasks in parallel; the same model as one process)")
     add_json(p)
     p.set_defaults(func=run)
 
@@ -69,9 +70,11 @@ def run(args) -> int:
         config = quick(config)
     if args.ray:
         from mesp_core.distributed.patterns import sharded_cluster_days
+        from mesp_core.distributed.training import run_on_ray
 
         with ray_cluster(args) as n_shards:
-            report = train(trace, args.out, config, progress=not args.quiet, cluster_days=sharded_cluster_days(n_shards))
+            report = train(trace, args.out, config, progress=not args.quiet, cluster_days=sharded_cluster_days(n_shards),
+                           run_tasks=run_on_ray)
     else:
         report = train(trace, args.out, config, progress=not args.quiet)
     if args.plots:

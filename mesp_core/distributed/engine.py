@@ -89,6 +89,18 @@ def remote(fn, num_returns: int = 1, max_retries: int = 3, max_calls: int = 0):
     return require_ray().remote(num_returns=num_returns, max_retries=max_retries, max_calls=max_calls)(fn)
 
 
+def get_results(refs, errors=(ValueError,)):
+    """`ray.get(refs)`, with a task's own error of one of the `errors` types raised as it is (bad
+    input gets the single-process message, not Ray's wrapper)."""
+    ray = require_ray()
+    try:
+        return ray.get(refs)
+    except ray.exceptions.RayTaskError as exc:
+        if isinstance(exc.cause, errors):
+            raise exc.cause from None
+        raise
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of the calling process so far, MiB (ru_maxrss is KiB on Linux)."""
     scale = 1 if sys.platform == "darwin" else 1024

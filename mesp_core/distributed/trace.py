@@ -134,6 +134,24 @@ class ShardedTrace:
         owners = ray.get([owner for _, owner in calls])
         return [days for days, _ in calls], np.concatenate(owners), [len(o) for o in owners]
 
+    @property
+    def n_minutes(self) -> int:
+        return len(self.days) * MINUTES_PER_DAY
+
+    def select(self, rows) -> list[tuple[object, np.ndarray]]:
+        """The shards holding some of `rows` (sorted global function indices), in order, each as
+        (its reference, those rows as indices into the shard): a task per pair sees the functions
+        of `rows` in their order."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(rows) and (np.any(np.diff(rows) <= 0) or rows[0] < 0 or rows[-1] >= self.n_functions):
+            raise ValueError(f"rows must be sorted, distinct function indices below {self.n_functions}")
+        picked = []
+        for ref, (start, stop) in zip(self.refs, self.bounds):
+            local = rows[(rows >= start) & (rows < stop)] - start
+            if len(local):
+                picked.append((ref, local))
+        return picked
+
     def gather(self) -> InvocationTrace:
         """The whole trace in this process (equal to `read_invocations` on the same files)."""
         ray = require_ray()

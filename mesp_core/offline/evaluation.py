@@ -21,6 +21,7 @@ from mesp_core.offline.metrics import METRIC_NAMES, all_metrics
 # The protocol's origins: minutes of the last day (the defaults of `mesp evaluate`).
 FIRST_ORIGIN, LAST_ORIGIN, ORIGIN_EVERY = 720, 1380, 60
 DEFAULT_ORIGINS = tuple(range(FIRST_ORIGIN, LAST_ORIGIN + 1, ORIGIN_EVERY))
+SAMPLE_CONTEXT = 240  # minutes of context the sample plot shows before its origin
 
 
 @dataclass
@@ -75,26 +76,63 @@ def backtest(
     counts = np.asarray(counts, dtype=np.float32)
     if counts.ndim != 2 or len(counts) == 0:
         raise ValueError("backtest needs a non-empty [n_functions, minutes] array")
+    origins, absolute = origin_minutes(counts.shape[1], origins, horizon, day_offset)
+    approaches = approaches or approach_names(model)
+    forecasts = backtest_forecasts(model, counts, absolute, horizon, approaches, progress, coverage)
+    return summarise_backtest(model, forecasts, origins, horizon, approaches, n_samples)
+
+
+def origin_minutes(minutes: int, origins, horizon: int, day_offset: int | None = None) -> tuple[list[int], list[int]]:
+    """(origins as given, the same as minutes of a trace of `minutes`): origins count from the last day."""
     if day_offset is None:
-        day_offset = (counts.shape[1] // MINUTES_PER_DAY - 1) * MINUTES_PER_DAY
+        day_offset = (minutes // MINUTES_PER_DAY - 1) * MINUTES_PER_DAY
     origins = [int(o) for o in origins]
     absolute = [day_offset + o for o in origins]
     for o in absolute:
-        if o < 60 or o + horizon > counts.shape[1]:
+        if o < 60 or o + horizon > minutes:
             raise ValueError(f"origin {o - day_offset} leaves no room for 60 minutes of context and a {horizon}-minute horizon")
-    approaches = approaches or approach_names(model)
-    from mesp_core.forecasting.experts import build_expert
+    return origins, absolute
 
-    repeat = build_expert({"family": "repeat_last_hour", "horizon": horizon})
 
-    actual, forecasts, clusters, scales = [], {a: [] for a in approaches}, [], []
-    coverage_parts = []
+@dataclass
+class BacktestForecasts:
+    """What a backtest's figures are computed from, for a set of functions, per origin: the actuals
+    [n, h], each approach's forecasts, the routes and the MASE scales [n]; and for the sample plot
+    each function's invocations before the middle origin and its last minutes there.
+
+    Each row depends on its function alone, so the forecasts of parts of the functions (shards),
+    joined in order (`join_forecasts`), are those of all of them: the figures come out the same."""
+
+    actual: list[np.ndarray]
+    forecasts: dict[str, list[np.ndarray]]
+    routes: list[np.ndarray]
+    scales: list[np.ndarray]
+    volume: np.ndarray
+    sample_context: np.ndarray
+    sample_origin: int  # the middle origin, a minute of the trace
+    coverage: list[CoverageSamples] = field(default_factory=list)  # per origin, when measured
+
+    @property
+    def n_functions(self) -> int:
+        return len(self.volume)
+
+
+def backtest_forecasts(model, counts: np.ndarray, absolute: list[int], horizon: int, approaches: list[str],
+                       progress: bool = False, coverage: bool = True) -> BacktestForecasts:
+    """Every approach's forecasts of `counts` [n, T] at the minutes `absolute` (see origin_minutes), and
+    with `coverage` where each actual fell in the mixture's forecast distribution."""
     from tqdm.auto import tqdm
 
+    from mesp_core.forecasting.experts import build_expert
+
+    counts = np.asarray(counts, dtype=np.float32)
+    repeat = build_expert({"family": "repeat_last_hour", "horizon": horizon})
+    actual, forecasts, routes, scales = [], {a: [] for a in approaches}, [], []
+    coverage_parts = []
     for origin in tqdm(absolute, desc="backtest origins", disable=not progress, file=sys.stderr, leave=False):
         context = counts[:, :origin]
         actual.append(counts[:, origin : origin + horizon])
-        clusters.append(model.route(context))
+        routes.append(model.route(context))
         scales.append(_mase_scale(context))
         for name in approaches:
             if name == "moe" and coverage:
@@ -103,10 +141,40 @@ def backtest(
                 coverage_parts.append(CoverageSamples.measure(distribution, actual[-1]))
             else:
                 forecasts[name].append(_forecast(model, repeat, context, horizon, name))
-    y = np.concatenate(actual)
-    route = np.concatenate(clusters)
-    scale = np.concatenate(scales)
-    preds = {name: np.concatenate(parts) for name, parts in forecasts.items()}
+    middle = absolute[len(absolute) // 2]
+    volume = counts[:, :middle].sum(axis=1)
+    sample_context = counts[:, middle - min(middle, SAMPLE_CONTEXT) : middle]
+    return BacktestForecasts(actual, forecasts, routes, scales, volume, sample_context, middle, coverage_parts)
+
+
+def join_forecasts(parts: list[BacktestForecasts]) -> BacktestForecasts:
+    """The forecasts of shards of functions as one set, the functions in shard order."""
+    if not parts:
+        raise ValueError("no backtest parts to join")
+    origins = range(len(parts[0].actual))
+
+    def joined(lists):
+        return [np.concatenate([part[o] for part in lists]) for o in origins]
+
+    return BacktestForecasts(
+        actual=joined([p.actual for p in parts]),
+        forecasts={name: joined([p.forecasts[name] for p in parts]) for name in parts[0].forecasts},
+        routes=joined([p.routes for p in parts]),
+        scales=joined([p.scales for p in parts]),
+        volume=np.concatenate([p.volume for p in parts]),
+        sample_context=np.concatenate([p.sample_context for p in parts]),
+        sample_origin=parts[0].sample_origin,
+        coverage=[CoverageSamples.concatenate([p.coverage[o] for p in parts]) for o in range(len(parts[0].coverage))],
+    )
+
+
+def summarise_backtest(model, found: BacktestForecasts, origins: list[int], horizon: int, approaches: list[str],
+                       n_samples: int = 6) -> BacktestResult:
+    """The figures of a backtest, pooled over every (function, origin) pair, overall and per cluster."""
+    y = np.concatenate(found.actual)
+    route = np.concatenate(found.routes)
+    scale = np.concatenate(found.scales)
+    preds = {name: np.concatenate(parts) for name, parts in found.forecasts.items()}
 
     overall = {name: _metrics(y, preds[name], scale) for name in approaches}
     per_cluster, sizes = {}, {}
@@ -115,18 +183,17 @@ def backtest(
         label = f"{int(cluster)}: {model.describe_cluster(int(cluster))}"
         sizes[label] = int(mask.sum())
         per_cluster[label] = {name: _metrics(y[mask], preds[name][mask], scale[mask]) for name in approaches}
-    samples = _pick_samples(counts, absolute, horizon, preds, route, n_samples)
-    quantile_coverage = _coverage_by_cluster(model, coverage_parts, route) if coverage_parts else {}
+    quantile_coverage = _coverage_by_cluster(model, found.coverage, route) if found.coverage else {}
     return BacktestResult(
         approaches=list(approaches),
         overall=overall,
         per_cluster=per_cluster,
-        n_functions=int(counts.shape[0]),
+        n_functions=found.n_functions,
         n_forecasts=int(y.shape[0]),
         origins=origins,
         horizon=horizon,
         cluster_sizes=sizes,
-        samples=samples,
+        samples=_pick_samples(found, origins, n_samples),
         coverage=quantile_coverage,
     )
 
@@ -179,31 +246,26 @@ def _metrics(y: np.ndarray, yhat: np.ndarray, scale: np.ndarray) -> dict[str, fl
     return {name: float(values[name]) for name in METRIC_NAMES}
 
 
-def _pick_samples(counts, absolute, horizon, preds, route, n_samples: int) -> dict:
+def _pick_samples(found: BacktestForecasts, origins: list[int], n_samples: int) -> dict:
     """A few held-out functions at the middle origin, the busiest per cluster first, for the plot."""
     if n_samples <= 0:
         return {}
-    mid = len(absolute) // 2
-    origin = absolute[mid]
-    n = counts.shape[0]
-    rows = slice(mid * n, (mid + 1) * n)
-    clusters_here = route[rows]
-    volume = counts[:, :origin].sum(axis=1)
+    mid = len(origins) // 2
+    clusters_here = found.routes[mid]
     chosen: list[int] = []
     for cluster in np.unique(clusters_here):
         members = np.flatnonzero(clusters_here == cluster)
-        chosen.append(int(members[np.argmax(volume[members])]))
+        chosen.append(int(members[np.argmax(found.volume[members])]))
     chosen = chosen[:n_samples]
-    context_len = min(origin, 240)
     return {
-        "origin": int(origin),
+        "origin": int(found.sample_origin),
         "items": [
             {
                 "function": i,
                 "cluster": int(clusters_here[i]),
-                "context": counts[i, origin - context_len : origin].tolist(),
-                "actual": counts[i, origin : origin + horizon].tolist(),
-                "forecasts": {name: p[rows][i].tolist() for name, p in preds.items()},
+                "context": found.sample_context[i].tolist(),
+                "actual": found.actual[mid][i].tolist(),
+                "forecasts": {name: p[mid][i].tolist() for name, p in found.forecasts.items()},
             }
             for i in chosen
         ],
@@ -233,6 +295,19 @@ def format_table(result: BacktestResult) -> str:
     return "\n".join(lines)
 
 
+def _row(name: str, metrics: dict, mark: bool = False) -> str:
+    cells = "".join(f"{_fmt(metrics[m]):>14}" for m in METRIC_NAMES)
+    return f"{name + (' *' if mark else ''):<26}{cells}"
+
+
+def _fmt(value: float) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.3f}"
+
+
 def format_coverage(coverage: dict) -> list[str]:
     """The experts' quantile coverage per cluster at the report levels (PIT / at or below / below)."""
     state = "calibrated (mesp calibrate)" if coverage.get("calibrated") else "not calibrated"
@@ -248,15 +323,3 @@ def format_coverage(coverage: dict) -> list[str]:
 def _cov(entry: dict) -> str:
     return f"{entry['pit']:.3f}/{entry['at_or_below']:.3f}/{entry['below']:.3f}"
 
-
-def _row(name: str, metrics: dict, mark: bool = False) -> str:
-    cells = "".join(f"{_fmt(metrics[m]):>14}" for m in METRIC_NAMES)
-    return f"{name + (' *' if mark else ''):<26}{cells}"
-
-
-def _fmt(value: float) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    if abs(value) >= 1000:
-        return f"{value:,.0f}"
-    return f"{value:.3f}"

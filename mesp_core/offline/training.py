@@ -16,6 +16,10 @@ Steps (each shows progress):
   8. the floor stage (mesp_core.offline.floor_training): a demand head fitted on the fit functions,
      each cluster's default floor policy per cold-start cost chosen on the validation functions.
 
+Steps 4 and 5 are independent units (one Optuna study per family, one search per cluster,
+mesp_core.offline.expert_search) run by a runner: one after another here, in parallel on Ray with
+`mesp train --ray` (mesp_core.distributed.training), with the same results.
+
 Optuna is imported only by mesp_core.offline.selection, never by the model or the operator.
 """
 
@@ -36,9 +40,10 @@ from mesp_core.forecasting.artifact import commit_output_dir, prepare_output_dir
 from mesp_core.forecasting.model import NAIVE_KEY, RECENT_CHECK_KEY, load_model
 from mesp_core.forecasting.router import Router
 from mesp_core.offline.config import BASELINE_FAMILIES, QUANTILE_LEVELS, TrainConfig, config_json
+from mesp_core.offline.expert_search import ClusterData, DenseData, cluster_search, dense_study, run_in_process
 from mesp_core.offline.progress import Progress
 from mesp_core.offline.recent_check import choose_recent_check, describe_recent_check
-from mesp_core.offline.selection import cap_windows, residual_quantiles, route_windows, score, select_expert, tune_family
+from mesp_core.offline.selection import cap_windows, residual_quantiles, route_windows, score
 from mesp_core.offline.split import function_split, key_digest
 
 log = logging.getLogger("mesp.training")
@@ -62,16 +67,20 @@ class TrainReport:
         return asdict(self)
 
 
-def train(trace, out_dir, config: TrainConfig | None = None, progress: bool = True, cluster_days=None) -> TrainReport:
+def train(trace, out_dir, config: TrainConfig | None = None, progress: bool = True, cluster_days=None,
+          run_tasks=None) -> TrainReport:
     """Train the mixture on `trace` (an InvocationTrace) and write the artifact to `out_dir`.
 
     A seed and the data fix the model: every budget is a count, every fit is seeded, and networks
     run on one torch thread (`config.threads` only speeds up K-Shape's large batched operations).
     `cluster_days`: a stand-in for `mesp_core.forecasting.patterns.cluster_days` with the same
-    arguments and result (the Ray-sharded one, `mesp train --ray`); default the in-process one."""
+    arguments and result (the Ray-sharded one, `mesp train --ray`); default the in-process one.
+    `run_tasks`: the runner of the dense family studies and the per-cluster expert searches
+    (`mesp_core.offline.expert_search`; the Ray one runs them in parallel with the same results);
+    default one after another in this process."""
     config = (config or TrainConfig()).validate()
     with torch_threads(config.threads):
-        return _train(trace, out_dir, config, progress, cluster_days)
+        return _train(trace, out_dir, config, progress, cluster_days, run_tasks or run_in_process)
 
 
 @contextlib.contextmanager
@@ -91,7 +100,7 @@ def torch_threads(n: int):
 FIT_THREADS = 1
 
 
-def _train(trace, out_dir, config: TrainConfig, progress: bool, cluster_days=None) -> TrainReport:
+def _train(trace, out_dir, config: TrainConfig, progress: bool, cluster_days, run_tasks) -> TrainReport:
     if cluster_days is None:
         from mesp_core.forecasting.patterns import cluster_days
     from mesp_core.forecasting.experts import build_expert
@@ -151,14 +160,15 @@ def _train(trace, out_dir, config: TrainConfig, progress: bool, cluster_days=Non
     naive = build_expert({"family": "seasonal_naive", "horizon": config.horizon})
     baselines = {f: build_expert({"family": f, "horizon": config.horizon}) for f in BASELINE_FAMILIES}
     dense_ranking = [{"family": f, "val_wape": score(e, dense_val, val_series), "trials": 0} for f, e in baselines.items()]
-    dense_models: dict[str, object] = {}
     cut_short: list[str] = []  # fits that config.max_fit_seconds ended early
     bar = ui.bar(len(config.families) * config.dense_trials, "dense HPO")
     for family in config.families:
         cap = config.family_windows(family, len(dense_train))
         ui.stage(f"dense baseline: tuning {family} ({config.dense_trials} trials, <= {config.dense_epochs} epochs each"
                  + (f", on a seeded sample of {cap} windows)" if cap < len(dense_train) else ")"))
-        expert, value, trials = tune_family(family, dense_train, dense_val, config, config.dense_trials, bar)
+    studies = run_tasks(dense_study, list(config.families), DenseData(config, dense_train, dense_val), bar, config.dense_trials)
+    dense_models: dict[str, object] = {}
+    for family, (expert, value, trials) in zip(config.families, studies):
         cut_short += [f"dense {family} trial {t['trial']}" for t in trials if t["cut_short"]]
         dense_models[family] = expert
         dense_ranking.append({"family": family, "val_wape": value, "trials": len(trials), "config": expert.config(), "trial_table": trials})
@@ -175,21 +185,21 @@ def _train(trace, out_dir, config: TrainConfig, progress: bool, cluster_days=Non
     cluster_experts: dict[int, object] = {}
     quantiles: dict[str, np.ndarray] = {}
     bar = ui.bar(clustering.k, "experts per cluster")
-    for c in range(clustering.k):
-        c_train = cap_windows(fit_windows.subset(np.flatnonzero(fit_route == c)), config.max_cluster_windows, config.seed + c)
-        c_val = cap_windows(val_windows.subset(np.flatnonzero(val_route == c)), config.max_cluster_windows // 2, config.seed + 100 + c)
-        ranking, winner = select_expert(c_train, c_val, baselines, dense_models, top_families, config, seed=config.seed + c, val_series=val_series)
-        cluster_experts[c] = winner
+    shared = ClusterData(config, fit_windows, val_windows, fit_route, val_route, val_series, baselines, dense_models, top_families)
+    searches = run_tasks(cluster_search, list(range(clustering.k)), shared, bar, 1)
+    for c, found in enumerate(searches):
+        ranking = found.ranking
+        cluster_experts[c] = found.winner
         cut_short += [f"cluster {c} {r['candidate']}" for r in ranking if r.get("cut_short")]
-        if len(c_val):
-            quantiles[f"cluster-{c}"] = residual_quantiles(winner, c_val, val_series)
+        if found.quantiles is not None:
+            quantiles[f"cluster-{c}"] = found.quantiles
         member_dist = val_dist[val_route == c]
         cluster_entries.append(
             {
                 "id": c,
                 "n_days": int((clustering.labels == c).sum()),
-                "n_train_windows": len(c_train),
-                "n_val_windows": len(c_val),
+                "n_train_windows": found.n_train_windows,
+                "n_val_windows": found.n_val_windows,
                 "description": clustering.descriptions[c],
                 "route_distance_p95": float(np.quantile(member_dist, 0.95)) if len(member_dist) else None,
                 "chosen": ranking[0]["candidate"],
@@ -197,10 +207,10 @@ def _train(trace, out_dir, config: TrainConfig, progress: bool, cluster_days=Non
             }
         )
         if ranking[0]["val_wape"] is None:  # no validation window routed here: the floor, unranked
-            ui.stage(f"  cluster {c}: no validation windows, {ranking[0]['candidate']} kept ({len(c_train)} windows)")
+            ui.stage(f"  cluster {c}: no validation windows, {ranking[0]['candidate']} kept ({found.n_train_windows} windows)")
         else:
-            ui.stage(f"  cluster {c}: {ranking[0]['candidate']} wins (val WAPE {ranking[0]['val_wape']:.3f}, {len(c_train)} windows)")
-        bar.update(1)
+            ui.stage(f"  cluster {c}: {ranking[0]['candidate']} wins (val WAPE {ranking[0]['val_wape']:.3f}, "
+                     f"{found.n_train_windows} windows)")
     bar.close()
     quantiles[NAIVE_KEY] = residual_quantiles(naive, dense_val, val_series)
     quantiles[RECENT_CHECK_KEY] = residual_quantiles(baselines["repeat_last_hour"], dense_val, val_series)

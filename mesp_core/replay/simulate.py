@@ -31,6 +31,7 @@ running), so a floor can be in place when counting starts.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, replace
 from typing import Mapping
 
 import numpy as np
@@ -94,6 +95,60 @@ def simulate(trace_counts, policies: Mapping[str, Policy], start_minute: int = 7
     the forecast length asked for (default: replan_every + lead + the policy's hold); with
     `context_minutes` forecasters see only that many trailing minutes (default: all of the past).
     """
+    return report_from_tallies(replay_tallies(
+        trace_counts, policies, start_minute, end_minute, capacity_per_instance=capacity_per_instance,
+        keep_warm_minutes=keep_warm_minutes, lead_minutes=lead_minutes, replan_every=replan_every, horizon=horizon,
+        context_minutes=context_minutes, progress=progress, record_settings=record_settings))
+
+
+@dataclass
+class ReplayTallies:
+    """A replay's counts per policy and function, from which every figure of its report follows.
+
+    Arrays are [n_policies, n_functions] (or [n_functions]) integer counts, so the tallies of shards of
+    the functions, joined in order (`join_tallies`), are those of all of them: the report is the same."""
+
+    names: list[str]
+    reference: str
+    curve: dict          # policy name -> (group, quantile, cold_start_cost)
+    settings: ReplaySettings
+    cold: np.ndarray     # cold starts
+    idle: np.ndarray     # idle instance-minutes
+    held: np.ndarray     # instance-minutes held
+    cold_minutes: np.ndarray
+    changes: np.ndarray  # min-scale changes
+    coverage: dict       # policy name -> {covered, known, covered_busy, busy} [n] (forecast floors only)
+    demand: np.ndarray   # [n] demanded instance-minutes
+    busy: np.ndarray     # [n] minutes with demand
+    invocations: np.ndarray  # [n] invocations, float64
+    floors: np.ndarray | None = None  # [n_policies, n, span] settings (record_settings=True)
+
+
+def join_tallies(parts: list[ReplayTallies]) -> ReplayTallies:
+    """The tallies of shards of functions as one replay, the functions in shard order."""
+    if not parts:
+        raise ValueError("no replay tallies to join")
+    first = parts[0]
+
+    def joined(name, axis=1):
+        return np.concatenate([getattr(p, name) for p in parts], axis=axis)
+
+    capacities = np.concatenate([p.settings.capacity_per_function for p in parts])
+    settings = replace(first.settings, n_functions=len(capacities), capacity_per_function=capacities)
+    coverage = {name: {key: np.concatenate([p.coverage[name][key] for p in parts]) for key in counts}
+                for name, counts in first.coverage.items()}
+    return ReplayTallies(first.names, first.reference, first.curve, settings, joined("cold"), joined("idle"),
+                         joined("held"), joined("cold_minutes"), joined("changes"), coverage, joined("demand", 0),
+                         joined("busy", 0), joined("invocations", 0),
+                         None if first.floors is None else joined("floors"))
+
+
+def replay_tallies(trace_counts, policies: Mapping[str, Policy], start_minute: int = 720,
+                   end_minute: int | None = None, *, capacity_per_instance=60.0,
+                   keep_warm_minutes: int = 2, lead_minutes: int = 1, replan_every: int = 1,
+                   horizon: int | None = None, context_minutes: int | None = None, progress: bool = True,
+                   record_settings: bool = False) -> ReplayTallies:
+    """`simulate`'s replay (same arguments): its counts per policy and function, not yet figures."""
     counts = _as_counts(trace_counts)
     n, T = counts.shape
     uniform_capacity, capacities = _capacities(capacity_per_instance, n)
@@ -171,29 +226,43 @@ def simulate(trace_counts, policies: Mapping[str, Policy], start_minute: int = 7
         sums["idle"][:, rows] = idle.sum(axis=2)
         sums["held"][:, rows] = held.sum(axis=2)
         sums["cold_minutes"][:, rows] = np.count_nonzero(cold, axis=2)
-    return _report(names, named, reference, counts, demand, sums, floors[:, :, warmup:], settings,
-                   record_settings)
-
-
-def _report(names, named, reference, counts, demand, sums, floors, settings, record):
-    s, e = settings.start_minute, settings.end_minute
+    floors = floors[:, :, warmup:]
+    s, e = start_minute, end_minute
     window_demand = demand[:, s:e]
-    demand_minutes = int(window_demand.sum())
-    busy_minutes = int(np.count_nonzero(window_demand))
-    per_function_cold = sums["cold"]
-    per_function_idle = sums["idle"]
-    function_demand = window_demand.sum(axis=1)
+    return ReplayTallies(
+        names=names, reference=reference, settings=settings,
+        curve={name: (named[name].group, named[name].quantile, named[name].cold_start_cost) for name in names},
+        cold=sums["cold"], idle=sums["idle"], held=sums["held"], cold_minutes=sums["cold_minutes"],
+        changes=np.count_nonzero(np.diff(floors, axis=2), axis=2),
+        coverage={name: counts_ for name in names if (counts_ := _coverage_counts(named[name], counts, settings)) is not None},
+        demand=window_demand.sum(axis=1, dtype=np.int64), busy=np.count_nonzero(window_demand, axis=1),
+        invocations=counts[:, s:e].sum(axis=1, dtype=np.float64),
+        floors=floors.copy() if record_settings else None,
+    )
+
+
+def report_from_tallies(tallies: ReplayTallies) -> SimulationReport:
+    """The figures of a replay (one process's, or shards' joined) from its counts."""
+    settings = tallies.settings
+    names = tallies.names
+    s, e = settings.start_minute, settings.end_minute
+    n = settings.n_functions
+    demand_minutes = int(tallies.demand.sum())
+    busy_minutes = int(tallies.busy.sum())
+    per_function_cold = tallies.cold
+    per_function_idle = tallies.idle
+    function_demand = tallies.demand
     active = function_demand > 0
-    ref = names.index(reference)
-    changes = np.count_nonzero(np.diff(floors, axis=2), axis=(1, 2))
+    ref = names.index(tallies.reference)
     ref_cold = int(per_function_cold[ref].sum())
     ref_idle = int(per_function_idle[ref].sum())
     results = []
     for p, name in enumerate(names):
         cold_starts = int(per_function_cold[p].sum())
         idle_minutes = int(per_function_idle[p].sum())
-        cold_minutes = int(sums["cold_minutes"][p].sum())
+        cold_minutes = int(tallies.cold_minutes[p].sum())
         rates = per_function_cold[p][active] / function_demand[active]
+        group, quantile, cost = tallies.curve[name]
         results.append(PolicyResult(
             name=name,
             cold_starts=cold_starts,
@@ -201,41 +270,49 @@ def _report(names, named, reference, counts, demand, sums, floors, settings, rec
             cold_minutes=cold_minutes,
             cold_minute_rate=_ratio(cold_minutes, busy_minutes),
             idle_instance_minutes=idle_minutes,
-            warm_instance_minutes=int(sums["held"][p].sum()),
+            warm_instance_minutes=int(tallies.held[p].sum()),
             cold_vs_default=_relative(cold_starts, ref_cold),
             idle_vs_default=_relative(idle_minutes, ref_idle),
             p75_function_cold_rate=float(np.percentile(rates, 75)) if rates.size else 0.0,
-            changes_per_hour=_ratio(changes[p], counts.shape[0] * (e - s) / 60.0),
-            **_coverage(named[name], counts, settings),
-            group=named[name].group,
-            quantile=named[name].quantile,
-            cold_start_cost=named[name].cold_start_cost,
+            changes_per_hour=_ratio(int(tallies.changes[p].sum()), n * (e - s) / 60.0),
+            **_coverage(tallies.coverage.get(name)),
+            group=group,
+            quantile=quantile,
+            cold_start_cost=cost,
         ))
-    settings_dict = settings.to_dict()
-    totals = {"functions": int(counts.shape[0]), "minutes": e - s,
-              "invocations": float(counts[:, s:e].sum(dtype=np.float64)),
+    totals = {"functions": int(n), "minutes": e - s,
+              "invocations": float(tallies.invocations.sum()),
               "demand_instance_minutes": demand_minutes, "busy_minutes": busy_minutes,
-              "reference_policy": reference}
-    recorded = {name: floors[p].copy() for p, name in enumerate(names)} if record else None
-    return SimulationReport(results=results, settings=settings_dict, totals=totals,
+              "reference_policy": tallies.reference}
+    recorded = None if tallies.floors is None else {name: tallies.floors[p].copy() for p, name in enumerate(names)}
+    return SimulationReport(results=results, settings=settings.to_dict(), totals=totals,
                             per_function_cold=per_function_cold, per_function_idle=per_function_idle,
                             recorded_settings=recorded)
 
 
-def _coverage(policy, counts, settings) -> dict:
-    """Empirical coverage of the forecast a policy sized from, `lead` minutes ahead."""
+def _coverage_counts(policy, counts, settings) -> dict | None:
+    """Per function, how often the forecast a policy sized from (`lead` minutes ahead) covered the
+    actual count: over the minutes it was known, and over those with invocations."""
     predicted = getattr(policy, "predicted", None)
     if predicted is None:
-        return {}
+        return None
     s, e = settings.start_minute, settings.end_minute
     predicted = predicted[:, s - settings.plan_from:]
     actual = counts[:, s:e]
     known = ~np.isnan(predicted)
     covered = (actual <= predicted + 1e-6) & known
     busy = known & (actual > 0)
-    n_known, n_busy = int(known.sum()), int(busy.sum())
-    return {"coverage": _ratio(int(covered.sum()), n_known) if n_known else None,
-            "coverage_busy": _ratio(int((covered & busy).sum()), n_busy) if n_busy else None}
+    return {"covered": covered.sum(axis=1), "known": known.sum(axis=1), "covered_busy": (covered & busy).sum(axis=1),
+            "busy": busy.sum(axis=1)}
+
+
+def _coverage(counts: dict | None) -> dict:
+    """Empirical coverage of the forecast a policy sized from, from its counts (none: not a forecast floor)."""
+    if counts is None:
+        return {}
+    n_known, n_busy = int(counts["known"].sum()), int(counts["busy"].sum())
+    return {"coverage": _ratio(int(counts["covered"].sum()), n_known) if n_known else None,
+            "coverage_busy": _ratio(int(counts["covered_busy"].sum()), n_busy) if n_busy else None}
 
 
 def _ratio(a, b):

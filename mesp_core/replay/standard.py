@@ -34,7 +34,8 @@ from mesp_core.replay.policies import (
     QuantileForecaster,
 )
 from mesp_core.replay.report import SimulationReport
-from mesp_core.replay.simulate import simulate
+from mesp_core.replay.simulate import ReplayTallies, report_from_tallies
+from mesp_core.replay.simulate import replay_tallies as simulate_tallies
 
 # The cold-start costs (idle instance-minutes one avoided cold start is worth) the MESP and
 # cheap-choice curves sweep by default.
@@ -192,8 +193,24 @@ def run_replay(model, counts, start_minute: int = 720, quantiles: Sequence[float
     The MESP and cheap-choice curves sweep `cold_start_costs`; the cheap choice picks each function's
     policy on its `morning_minutes` before the replay. Forecasters see at most `context_minutes`
     trailing minutes (default: the model's input size, at least one day, so the router sees a full
-    daily shape).
+    daily shape). `replay_tallies` is the same replay before its counts become figures.
     """
+    return report_from_tallies(replay_tallies(
+        model, counts, start_minute, quantiles, capacity, replan_every, lead_minutes, horizon, end_minute=end_minute,
+        keep_warm_minutes=keep_warm_minutes, policy_config=policy_config, curve_approaches=curve_approaches,
+        context_minutes=context_minutes, progress=progress, cold_start_costs=cold_start_costs,
+        cheap_choice=cheap_choice, morning_minutes=morning_minutes))
+
+
+def replay_tallies(model, counts, start_minute: int = 720, quantiles: Sequence[float] = (),
+                   capacity=60.0, replan_every: int = 1, lead_minutes: int = 1, horizon: int | None = None,
+                   *, end_minute: int | None = None, keep_warm_minutes: int = 2,
+                   policy_config: PolicyConfig | None = None, curve_approaches: Sequence[str] = ("moe",),
+                   context_minutes: int | None = None, progress: bool = True,
+                   cold_start_costs: Sequence[float] = CURVE_COSTS, cheap_choice: bool = True,
+                   morning_minutes: int = DEFAULT_MORNING_MINUTES) -> ReplayTallies:
+    """`run_replay`'s replay, its counts per policy and function (`mesp_core.replay.simulate.ReplayTallies`):
+    the tallies of shards of the functions, joined, give the report of all of them. Arguments as `run_replay`."""
     for q in quantiles:
         check_number("quantile", q, low=0.0, low_inclusive=False)
         if q >= 1.0:
@@ -207,7 +224,7 @@ def run_replay(model, counts, start_minute: int = 720, quantiles: Sequence[float
         context_minutes = max(int(input_size or 0), 1440)
     policies = standard_policies(model, quantiles, curve_approaches, policy_config, cold_start_costs=cold_start_costs,
                                  cheap_choice=cheap_choice, morning_minutes=morning_minutes)
-    return simulate(counts, policies, start_minute, end_minute, capacity_per_instance=capacity,
-                    keep_warm_minutes=keep_warm_minutes, lead_minutes=lead_minutes,
-                    replan_every=replan_every, horizon=horizon, context_minutes=context_minutes,
-                    progress=progress)
+    return simulate_tallies(counts, policies, start_minute, end_minute, capacity_per_instance=capacity,
+                            keep_warm_minutes=keep_warm_minutes, lead_minutes=lead_minutes,
+                            replan_every=replan_every, horizon=horizon, context_minutes=context_minutes,
+                            progress=progress)

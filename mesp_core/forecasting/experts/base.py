@@ -397,8 +397,26 @@ class TorchExpert(Expert):
         if x.shape[0] == 0:
             return np.zeros((0, self.horizon), dtype=np.float32)
         scale = self._scale(x)
-        out = self._forward_batches(torch.from_numpy(x / scale)).numpy()
+        out = self._forward_rows(torch.from_numpy(x / scale)).numpy()
         return np.maximum(out * scale, 0.0).astype(np.float32, copy=False)
+
+    def _forward_rows(self, xs: torch.Tensor) -> torch.Tensor:
+        """The network on blocks of exactly PREDICT_ROWS rows (the last one padded with zeros).
+
+        A matrix product's kernel depends on its number of rows (MKL takes another path under 16),
+        so the last bits of a row's forecast would depend on how many others share its batch; with
+        one block shape they do not: a function gets the same forecast alone, in a shard of the
+        trace (`--ray`) or among thousands."""
+        self.module.eval()
+        n = xs.shape[0]
+        padded = torch.zeros((-(-n // PREDICT_ROWS) * PREDICT_ROWS, *xs.shape[1:]), dtype=xs.dtype)
+        padded[:n] = xs
+        with torch.inference_mode():
+            outs = [self.module(padded[start : start + PREDICT_ROWS]) for start in range(0, len(padded), PREDICT_ROWS)]
+        return torch.cat(outs)[:n]
+
+
+PREDICT_ROWS = 64  # rows of every forward pass at inference (see TorchExpert._forward_rows)
 
 
 def _weighted_l1(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

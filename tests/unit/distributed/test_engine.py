@@ -27,11 +27,12 @@ def test_without_the_flag_mesp_never_imports_ray(tmp_path):
     assert out.stdout.strip().splitlines()[-1] == "0 False"
 
 
-@pytest.mark.parametrize("command", ["cluster", "train"])
+@pytest.mark.parametrize("command", ["cluster", "train", "evaluate", "simulate"])
 def test_asking_for_ray_without_it_is_one_clear_line(tmp_path, command):
+    extra = ["--out", str(tmp_path / "out")] if command in ("cluster", "train") else []
     out = _run(
         NO_RAY + "from mesp_core.cli import main\n"
-        f"sys.exit(main([{command!r}, '--synthetic-functions', '12', '--out', {str(tmp_path / 'out')!r}, '--ray', 'auto']))"
+        f"sys.exit(main([{command!r}, '--synthetic-functions', '12', *{extra!r}, '--ray', 'auto']))"
     )
     assert out.returncode == 2, out.stderr
     errors = [line for line in out.stderr.splitlines() if line.startswith("mesp ")]
@@ -69,7 +70,7 @@ def test_auto_joins_the_cluster_this_process_is_attached_to(ray_cluster):
 def test_the_cli_help_names_the_flag():
     from mesp_core.cli import build_parser
 
-    for command in ("cluster", "train"):
+    for command in ("cluster", "train", "evaluate", "simulate"):
         text = build_parser()._subparsers._group_actions[0].choices[command].format_help()
         assert "--ray auto|ADDRESS" in text and "--shards N" in text
 

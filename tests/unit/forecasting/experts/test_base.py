@@ -150,3 +150,15 @@ def test_scale_weighted_loss_is_a_valid_hyperparameter_and_bad_values_are_refuse
     assert build_expert({"family": "dlinear", "loss_weight": "scale"}).config()["loss_weight"] == "scale"
     with pytest.raises(ValueError, match="loss_weight"):
         build_expert({"family": "dlinear", "loss_weight": "volume"})
+
+
+@pytest.mark.parametrize("family", sorted(TINY))
+def test_a_forecast_does_not_depend_on_the_other_rows_of_its_batch(family):
+    # Shards of a trace (`--ray`) forecast their functions in smaller batches than one process:
+    # every row must come out bit for bit the same, alone or among many (see TorchExpert._forward_rows).
+    expert = tiny(family, width=256) if family == "nbeats" else tiny(family)
+    rng = np.random.default_rng(3)
+    contexts = rng.poisson(rng.uniform(0.5, 80, size=(150, 1)), size=(150, INPUT)).astype(np.float32)
+    together = expert.predict(contexts)
+    apart = np.concatenate([expert.predict(contexts[a:b]) for a, b in ((0, 1), (1, 5), (5, 70), (70, 150))])
+    np.testing.assert_array_equal(apart, together)

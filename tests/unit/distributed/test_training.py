@@ -1,0 +1,85 @@
+"""`mesp train --ray` (mesp_core.distributed.training) on a real Ray cluster: the dense family studies and
+the per-cluster expert searches run as Ray tasks in parallel and write the model one process writes,
+also when a worker is killed in the middle of the search."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from dataclasses import replace
+
+import pytest
+
+from mesp_core.cli import main
+from mesp_core.offline import config as config_module
+from tests.unit.cli.test_train import TINY_BUDGET
+from tests.unit.distributed.test_fault_tolerance import _running
+
+# A small multi-day trace and budget: two families, so both stages have parallel work.
+TRAIN_ARGS = ["train", "--synthetic-functions", "40", "--synthetic-days", "2", "--seed", "2", "--k", "2",
+              "--families", "dlinear", "nbeats", "--trials", "1", "--holdout", "0.25", "--threads", "1", "--quick", "--quiet"]
+
+
+def comparable(model_dir) -> dict:
+    """The manifest without what depends on the clock (creation time, seconds per stage)."""
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    manifest.pop("created")
+    manifest["training"].pop("seconds")
+    manifest["training"].pop("stage_seconds")
+    return manifest
+
+
+@pytest.fixture(scope="module")
+def one_process_model(tmp_path_factory):
+    """The model `mesp train` writes without Ray, for the runs below to match."""
+    out = tmp_path_factory.mktemp("one") / "model"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(config_module, "quick", lambda config: replace(config, **TINY_BUDGET))
+        assert main([*TRAIN_ARGS, "--out", str(out)]) == 0
+    return out
+
+
+def test_train_with_ray_writes_the_model_one_process_writes(ray_cluster, one_process_model, tmp_path, monkeypatch):
+    monkeypatch.setattr(config_module, "quick", lambda config: replace(config, **TINY_BUDGET))
+    out = tmp_path / "model"
+    assert main([*TRAIN_ARGS, "--out", str(out), "--ray", "auto", "--shards", "2"]) == 0
+    on_ray, one = comparable(out), comparable(one_process_model)
+    assert [c["chosen"] for c in on_ray["clusters"]] == [c["chosen"] for c in one["clusters"]]
+    assert on_ray["dense"]["ranking"] == one["dense"]["ranking"]  # every trial's WAPE, epochs, parameters
+    assert on_ray == one  # rankings, quantiles and weights: the files' hashes are in the manifest
+
+
+def test_a_worker_killed_during_the_expert_search_is_retried_and_the_model_is_unchanged(
+        ray_cluster, one_process_model, tmp_path):
+    from mesp_core.data.synthetic import generate_trace
+    from mesp_core.distributed.training import run_on_ray
+    from mesp_core.offline.training import train
+
+    # what TRAIN_ARGS give `mesp train` (its --quick patched to TINY_BUDGET)
+    config = replace(config_module.TrainConfig(k=2, families=("dlinear", "nbeats"), dense_trials=1, test_fraction=0.25,
+                                               seed=2, threads=1), **TINY_BUDGET)
+    killed: list[int] = []
+    done = threading.Event()
+
+    def kill_one_worker():
+        while not done.is_set() and not killed:
+            for pid in _running("_expert_task"):
+                time.sleep(0.5)  # well into the search, not at its first line
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                break
+            time.sleep(0.005)
+
+    killer = threading.Thread(target=kill_one_worker)
+    killer.start()
+    try:
+        train(generate_trace(n_functions=40, days=2, seed=2), tmp_path / "model", config, progress=False,
+              run_tasks=run_on_ray)
+    finally:
+        done.set()
+        killer.join()
+    assert killed, "no expert-search task was caught running: training ended before a worker could be killed"
+    assert comparable(tmp_path / "model") == comparable(one_process_model)
