@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from mesp_operator.forecast import Sizing, floor_batch, forecast_batch
 
 import mesp_core
-from mesp_operator.forecast import Sizing, floor_batch, forecast_batch
 
 REPO = Path(__file__).resolve().parent.parent
 TRACE = REPO.parent / "shared" / "data" / "azure2019" / "invocations_per_function_md.sample.csv.gz"
