@@ -37,6 +37,7 @@ ALL_CLUSTERS = "all"
 # A quantile below half an invocation means "no invocation expected" (as the policy's min_demand).
 _MIN_DEMAND = 0.5
 _NAIVE_MIN_HISTORY = 60  # the seasonal-naive expert needs an hour of context (MIN_CONTEXT)
+CHOICE_ROWS = 256  # functions whose choice is made in one block (see FloorPlanner.choose_at)
 
 
 @dataclass(frozen=True)
@@ -247,13 +248,22 @@ class FloorPlanner:
         and only calls `plan_chosen` plans exactly what calling this every minute would."""
         if since is not None:
             contexts = self.before_boundary(contexts, since)
+        n = len(contexts)
+        longest = contexts.shape[1] if isinstance(contexts, np.ndarray) else max(len(row) for row in contexts)
+        W = int(min(self.window, max(0, longest - 60)))  # leave the head an hour of history
+        # Each row scores W origins: in blocks of rows, so 10,000 functions do not hold 2.4 million
+        # origins' features and quantiles at once.
+        return np.concatenate([
+            self._choose_rows(contexts[lo: lo + CHOICE_ROWS], W,
+                              self.capacity[lo: lo + CHOICE_ROWS] if np.ndim(self.capacity) else self.capacity)
+            for lo in range(0, n, CHOICE_ROWS)])
+
+    def _choose_rows(self, contexts, W: int, capacity) -> np.ndarray:
         counts, starts = pad_contexts(contexts)
         n, T = counts.shape
-        W = int(min(self.window, max(0, T - int(starts.min()) - 60)))  # leave the head an hour of history
         clusters = self.route(contexts) if self.route is not None else None
-        if W < MIN_SCORED_MINUTES:
+        if W < MIN_SCORED_MINUTES or T < W + _NAIVE_MIN_HISTORY:  # (the latter: every row is short, below)
             return self.default_index(clusters, n)
-        capacity = self.capacity
         rows = np.repeat(np.arange(n), W)
         origins = np.tile(np.arange(T - W, T), n)
         per_origin = np.repeat(np.asarray(capacity, dtype=np.float64), W) if np.ndim(capacity) else capacity
@@ -264,7 +274,8 @@ class FloorPlanner:
         window = counts[:, max(lo, 0):]
         if lo < 0:
             window = np.concatenate([np.zeros((n, -lo), dtype=counts.dtype), window], axis=1)
-        demand = demand_instances(window, self._capacity_column(n))
+        column = np.asarray(capacity, dtype=np.float64).reshape(-1, 1) if np.ndim(capacity) else float(capacity)
+        demand = demand_instances(window, column)
         chosen = self.choose(demand, floors, clusters)
         # Rows whose own history does not reach back over the scored minutes keep their default.
         short = (T - starts) < W + _NAIVE_MIN_HISTORY

@@ -218,3 +218,15 @@ def test_a_boundarys_choice_does_not_see_the_minutes_after_it(head):
     for t in range(620, 650):
         since = t - 620
         assert np.array_equal(p.choose_at(series[:, t - 450:t], since), p.choose_at(changed[:, t - 450:t], since))
+
+
+@pytest.mark.parametrize("ragged", [False, True])
+def test_choosing_in_blocks_of_rows_chooses_as_all_at_once(head, monkeypatch, ragged):
+    import mesp_core.forecasting.floors as floors
+
+    series = _bursty(8, 5, 520)
+    contexts = [series[i, 520 - L:] for i, L in enumerate((400, 130, 500, 90, 420))] if ragged else series
+    p = planner(head, capacity=np.array([60.0, 10.0, 60.0, 30.0, 60.0]))
+    whole = p.choose_at(contexts)
+    monkeypatch.setattr(floors, "CHOICE_ROWS", 2)
+    assert np.array_equal(p.choose_at(contexts), whole)
