@@ -56,7 +56,9 @@ def uses_floor_stage(model, sizing: Sizing) -> bool:
 class FloorChoice:
     """The floor policy the floor stage chose for one policy at one reselect boundary, and what it
     was chosen for. Kept in PolicyMemory: until the next boundary the loop plans with it instead of
-    choosing again (a missing or outdated record just means the choice is made again)."""
+    choosing again (a missing or outdated record just means the choice is made again). The capacity is
+    not part of it: a capacity that moves between boundaries (a measured request duration does, every
+    loop) sizes the plan at once and the choice at the next boundary."""
 
     boundary: int           # the unix minute of the reselect boundary it was chosen at
     name: str               # e.g. "q=0.9", "keep-alive 10"
@@ -102,7 +104,7 @@ def floor_batch(model, contexts: np.ndarray, requests: list[tuple[int, int, floa
     targets: list = [None] * len(requests)
     names: list = [None] * len(requests)
     kept: list = [None] * len(requests)
-    if minute is not None:
+    if minute is not None and groups:  # (no group: no floor stage, or every row overrides the quantile)
         kept = _kept_choices(model, contexts, requests, groups, int(minute), keys, records)
     for (length, lead, cost), members in groups.items():
         capacity = np.array([requests[i][2] for i in members], dtype=np.float64)

@@ -130,6 +130,9 @@ def test_cost_sized_rows_share_one_floor_stage_call_per_length_lead_and_cost():
 def test_a_model_without_a_floor_stage_is_never_asked_for_one():
     floors = floor_batch(_RecordingModel(), np.ones((2, 4), dtype=np.float32), [(5, 2, 20.0, DEFAULT)] * 2)
     assert floors.targets == [None, None] and floors.names == [None, None]
+    kept = floor_batch(_RecordingModel(), np.ones((2, 4), dtype=np.float32), [(5, 2, 20.0, DEFAULT)] * 2,
+                       minute=29_000_000, keys=["a", "b"], records=[None, None])
+    assert kept.targets == [None, None] and kept.records == [None, None]
 
 
 class _CountingChoices:
