@@ -352,9 +352,8 @@ class MespModel:
         """The floor stage's plan [n, horizon] and, per function, the floor policy it used. The
         user's min-scale and max-scale in `policy` bound it; other policy settings are checked.
 
-        `floors`: the floor policy per function (names, as `floor_choose` returns them) to plan with,
-        instead of choosing them here (a caller that keeps each choice until its next boundary).
-        `since`: choose at each function's reselect boundary that many minutes back (see `floor_choose`)."""
+        `floors`: the floor policy per function (`floor_choose`'s names) to plan with instead of
+        choosing here. `since`: choose at the reselect boundary that many minutes back (`floor_choose`)."""
         if int(horizon) != horizon or horizon < 1:
             raise ValueError(f"horizon must be a positive integer, got {horizon}")
         if floors is not None and since is not None:
@@ -378,14 +377,10 @@ class MespModel:
 
     def floor_choose(self, context, capacity_per_instance=60.0, lead_minutes: int = 1,
                      cold_start_cost: float | None = None, since=None) -> list[str]:
-        """The floor policy the floor stage chooses per function (without planning with it).
-
-        since None: chosen at the end of each context from all of it, as `floor_plan` does. since
-        (one int or one per function, 0 <= since < the stage's reselect_every): chosen at the
-        reselect boundary that many minutes before the end, from the minutes before it that any
-        context of the same length ending before the next boundary also holds
-        (FloorPlanner.before_boundary). Keeping that choice and planning with `floor_plan(...,
-        floors=...)` until the next boundary plans exactly what `floor_plan(..., since=...)` would."""
+        """The floor policy the floor stage chooses per function, without planning: at the end of each
+        context (since None), or at the reselect boundary `since` minutes back (FloorPlanner.choose_at).
+        Planning with it via `floor_plan(..., floors=...)` until the next boundary plans exactly what
+        `floor_plan(..., since=...)` would."""
         policy_config(capacity_per_instance, lead_minutes, {})  # the same checks as floor_plan
         rows = validate_contexts(context)
         planner = self.floor_planner(cold_start_cost, capacity_per_instance, lead_minutes)

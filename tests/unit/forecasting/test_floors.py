@@ -222,7 +222,7 @@ def test_a_boundarys_choice_does_not_see_the_minutes_after_it(head):
 
 @pytest.mark.parametrize("ragged", [False, True])
 def test_choosing_in_blocks_of_rows_chooses_as_all_at_once(head, monkeypatch, ragged):
-    import mesp_core.forecasting.floors as floors
+    from mesp_core.forecasting import floors
 
     series = _bursty(8, 5, 520)
     contexts = [series[i, 520 - L:] for i, L in enumerate((400, 130, 500, 90, 420))] if ragged else series
