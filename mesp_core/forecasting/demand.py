@@ -55,6 +55,24 @@ def _gather(counts: np.ndarray, starts: np.ndarray, rows: np.ndarray, columns: n
     return values, valid
 
 
+def _gather_window(counts: np.ndarray, starts: np.ndarray, rows: np.ndarray, first: np.ndarray, width: int):
+    """_gather of columns first[i] .. first[i] + width - 1 of row rows[i]: the same (values, valid), copied
+    as whole windows of a zero-padded block instead of element by element (the day window of every
+    origin; the floor stage's choice reads 240 consecutive origins per function)."""
+    T = counts.shape[1]
+    columns = first[:, None] + np.arange(width)[None, :]
+    valid = (columns >= starts[rows][:, None]) & (columns < T)
+    lo, hi = int(first.min()), int(first.max()) + width
+    unique, inverse = np.unique(rows, return_inverse=True)
+    block = np.zeros((len(unique), hi - lo), dtype=np.float32)
+    a, b = min(max(lo, 0), T), min(max(hi, 0), T)
+    if b > a:
+        block[:, a - lo: b - lo] = counts[unique, a:b]
+    values = np.lib.stride_tricks.sliding_window_view(block, width, axis=1)[inverse, first - lo]
+    values[~valid] = 0.0
+    return values, valid
+
+
 def origin_features(counts: np.ndarray, rows, origins, starts=None) -> tuple[np.ndarray, np.ndarray]:
     """Features [m, N_FEATURES] and level [m] of forecasts made at minute `origins[i]` of row
     `rows[i]` of counts [n, T], from minutes < origin only (minutes before `starts[row]` are
@@ -71,8 +89,7 @@ def origin_features(counts: np.ndarray, rows, origins, starts=None) -> tuple[np.
 
 def _features(counts, rows, origins, starts):
     m = len(rows)
-    day_cols = origins[:, None] + np.arange(-_IDLE_CAP, 0)[None, :]
-    day, day_ok = _gather(counts, starts, rows, day_cols)
+    day, day_ok = _gather_window(counts, starts, rows, origins - _IDLE_CAP, _IDLE_CAP)
     recent, recent_ok = day[:, -RECENT:], day_ok[:, -RECENT:]
     n_recent = np.maximum(recent_ok.sum(axis=1), 1)
     level = recent.sum(axis=1) / n_recent + 1.0

@@ -37,6 +37,7 @@ ALL_CLUSTERS = "all"
 # A quantile below half an invocation means "no invocation expected" (as the policy's min_demand).
 _MIN_DEMAND = 0.5
 _NAIVE_MIN_HISTORY = 60  # the seasonal-naive expert needs an hour of context (MIN_CONTEXT)
+CHOICE_ROWS = 256  # functions whose choice is made in one block (see FloorPlanner.choose_at)
 
 
 @dataclass(frozen=True)
@@ -141,24 +142,11 @@ class FloorPlanner:
         width = steps + self.lead
         plans = np.zeros((len(self.candidates), m, steps), dtype=np.int64)
         need_q = sorted({self._q(c) for c in self.candidates if c.q is not None})
-        q_floor = {}
-        if need_q:
-            if quantiles is None:
-                quantiles = self.head.quantiles_at(counts, rows, origins, starts)  # [m, H, L] counts
-            if quantiles.shape[1] < width:  # beyond the head's horizon: hold its last minute
-                pad = np.repeat(quantiles[:, -1:], width - quantiles.shape[1], axis=1)
-                quantiles = np.concatenate([quantiles, pad], axis=1)
-            for q in need_q:
-                count = head_quantile(self.head.levels, quantiles[:, :width], q)
-                inst = instances_for_demand(count, cap[..., 0] if np.ndim(cap) else cap, _MIN_DEMAND)
-                q_floor[q] = window_max(inst, self.lead + 1)[:, :steps]
-        ka_floor = {}
-        for k in sorted({c.keep_alive for c in self.candidates if c.keep_alive}):
-            cols = origins[:, None] + np.arange(-k, 0)[None, :]
-            ok = cols >= (0 if starts is None else starts[rows][:, None])
-            recent = np.where(ok, counts[rows[:, None], np.clip(cols, 0, None)], 0.0)
-            peak = demand_instances(recent, cap[..., 0] if np.ndim(cap) else cap).max(axis=1)
-            ka_floor[k] = np.repeat(peak[:, None], steps, axis=1)
+        if need_q and quantiles is None:
+            quantiles = self.head.quantiles_at(counts, rows, origins, starts)  # [m, H, L] counts
+        q_floor = {q: self._quantile_floor(quantiles, q, cap, steps) for q in need_q}
+        ka_floor = {k: self._keep_alive_floor(counts, rows, origins, starts, k, cap, steps)
+                    for k in sorted({c.keep_alive for c in self.candidates if c.keep_alive})}
         if naive_floor is None and any(c.naive for c in self.candidates):
             naive_floor = self._naive_floor(counts, rows, origins, starts, width, cap)
         if naive_floor is not None:
@@ -171,6 +159,25 @@ class FloorPlanner:
             if c.naive:
                 np.maximum(plans[p], naive_floor, out=plans[p])
         return plans
+
+    def _quantile_floor(self, quantiles: np.ndarray, q: float, cap, steps: int) -> np.ndarray:
+        """Instances [m, steps] covering the head's q-quantile over [i, i + lead] (cap: number or [m, 1, 1])."""
+        width = steps + self.lead
+        if quantiles.shape[1] < width:  # beyond the head's horizon: hold its last minute
+            pad = np.repeat(quantiles[:, -1:], width - quantiles.shape[1], axis=1)
+            quantiles = np.concatenate([quantiles, pad], axis=1)
+        count = head_quantile(self.head.levels, quantiles[:, :width], q)
+        inst = instances_for_demand(count, cap[..., 0] if np.ndim(cap) else cap, _MIN_DEMAND)
+        return window_max(inst, self.lead + 1)[:, :steps]
+
+    @staticmethod
+    def _keep_alive_floor(counts, rows, origins, starts, k: int, cap, steps: int) -> np.ndarray:
+        """The peak instance demand [m, steps] of the k minutes before each origin."""
+        cols = origins[:, None] + np.arange(-k, 0)[None, :]
+        ok = cols >= (0 if starts is None else starts[rows][:, None])
+        recent = np.where(ok, counts[rows[:, None], np.clip(cols, 0, None)], 0.0)
+        peak = demand_instances(recent, cap[..., 0] if np.ndim(cap) else cap).max(axis=1)
+        return np.repeat(peak[:, None], steps, axis=1)
 
     def shared_inputs(self, counts: np.ndarray, t: int, steps: int) -> dict:
         """What candidate_plans needs at minute t for every row, independent of the cost: the head's
@@ -224,35 +231,119 @@ class FloorPlanner:
             return np.full(n, fallback, dtype=np.int64)
         return np.array([self.defaults.get(str(int(c)), fallback) for c in clusters], dtype=np.int64)
 
-    # ------------------------------------------------------------------ stateless (plan_min_scale)
-    def plan(self, contexts, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    # ------------------------------------------------------------------ stateless (plan_min_scale, the operator)
+    def plan(self, contexts, horizon: int, since=None) -> tuple[np.ndarray, np.ndarray]:
         """(plan int [n, horizon], chosen candidate index [n]) for the minutes right after each
-        context: the last `window` minutes' candidate floors are rebuilt from the context itself."""
+        context: `choose_at` the choice, then `plan_chosen` with it."""
+        chosen = self.choose_at(contexts, since)
+        return self.plan_chosen(contexts, horizon, chosen), chosen
+
+    def choose_at(self, contexts, since=None) -> np.ndarray:
+        """The candidate index [n] each function uses for the minutes right after its context.
+
+        since None: chosen at the context's end from the whole context (the last `window` minutes'
+        candidate floors are rebuilt from the context itself). since [n] (or one int), 0 <= since <
+        reselect_every: chosen at the reselect boundary `since` minutes before the end, from
+        `before_boundary(contexts, since)`: a loop that keeps this choice until the next boundary
+        and only calls `plan_chosen` plans exactly what calling this every minute would."""
+        if since is not None:
+            contexts = self.before_boundary(contexts, since)
+        n = len(contexts)
+        longest = contexts.shape[1] if isinstance(contexts, np.ndarray) else max(len(row) for row in contexts)
+        W = int(min(self.window, max(0, longest - 60)))  # leave the head an hour of history
+        # Each row scores W origins: in blocks of rows, so 10,000 functions do not hold 2.4 million
+        # origins' features and quantiles at once.
+        return np.concatenate([
+            self._choose_rows(contexts[lo: lo + CHOICE_ROWS], W,
+                              self.capacity[lo: lo + CHOICE_ROWS] if np.ndim(self.capacity) else self.capacity)
+            for lo in range(0, n, CHOICE_ROWS)])
+
+    def _choose_rows(self, contexts, W: int, capacity) -> np.ndarray:
         counts, starts = pad_contexts(contexts)
         n, T = counts.shape
-        W = int(min(self.window, max(0, T - int(starts.min()) - 60)))  # leave the head an hour of history
         clusters = self.route(contexts) if self.route is not None else None
+        if W < MIN_SCORED_MINUTES or T < W + _NAIVE_MIN_HISTORY:  # (the latter: every row is short, below)
+            return self.default_index(clusters, n)
+        rows = np.repeat(np.arange(n), W)
+        origins = np.tile(np.arange(T - W, T), n)
+        per_origin = np.repeat(np.asarray(capacity, dtype=np.float64), W) if np.ndim(capacity) else capacity
+        past = self.candidate_plans(counts, rows, origins, 1, starts, per_origin)[:, :, 0]
+        floors = past.reshape(len(self.candidates), n, W)
+        pre = self.keep_warm + 1
+        lo = T - W - pre
+        window = counts[:, max(lo, 0):]
+        if lo < 0:
+            window = np.concatenate([np.zeros((n, -lo), dtype=counts.dtype), window], axis=1)
+        column = np.asarray(capacity, dtype=np.float64).reshape(-1, 1) if np.ndim(capacity) else float(capacity)
+        demand = demand_instances(window, column)
+        chosen = self.choose(demand, floors, clusters)
+        # Rows whose own history does not reach back over the scored minutes keep their default.
+        short = (T - starts) < W + _NAIVE_MIN_HISTORY
+        return np.where(short, self.default_index(clusters, n), chosen)
+
+    def before_boundary(self, contexts, since):
+        """What the choice at each row's last reselect boundary reads: its context without the last
+        since[i] minutes (those come after the boundary) and without the first reselect_every - 1 -
+        since[i] (so every context of the same length ending up to reselect_every - 1 minutes after
+        that boundary gives it the same minutes). A 2-D array for a 2-D array, else a list."""
+        counts, starts = pad_contexts(contexts)
+        n, T = counts.shape
+        since = np.broadcast_to(np.asarray(since, dtype=np.int64), (n,))
+        if (since < 0).any() or (since >= self.reselect_every).any():
+            raise ValueError(f"since must be in [0, {self.reselect_every}), got {since.min()} .. {since.max()}")
+        width = T - (self.reselect_every - 1)
+        if width < 1:
+            raise ValueError(f"contexts of {T} minutes are too short to choose at a boundary "
+                             f"(at least {self.reselect_every} are needed)")
+        first = (self.reselect_every - 1) - since
+        cut = np.take_along_axis(counts, first[:, None] + np.arange(width)[None, :], axis=1)
+        cut_starts = np.maximum(starts - first, 0)
+        if not cut_starts.any():
+            return cut
+        return [cut[i, s:] for i, s in enumerate(cut_starts)]
+
+    def plan_chosen(self, contexts, horizon: int, chosen) -> np.ndarray:
+        """Settings int [n, horizon] for the minutes right after each context, of candidate chosen[i]
+        for row i: what `candidate_plans` gives that candidate, building only what the chosen ones need."""
+        counts, starts = pad_contexts(contexts)
+        n, T = counts.shape
+        chosen = np.broadcast_to(np.asarray(chosen, dtype=np.int64), (n,))
+        if (chosen < 0).any() or (chosen >= len(self.candidates)).any():
+            raise ValueError(f"chosen candidates must be indices in [0, {len(self.candidates)})")
         capacity = self.capacity
-        if W >= MIN_SCORED_MINUTES:
-            rows = np.repeat(np.arange(n), W)
-            origins = np.tile(np.arange(T - W, T), n)
-            per_origin = np.repeat(np.asarray(capacity, dtype=np.float64), W) if np.ndim(capacity) else capacity
-            past = self.candidate_plans(counts, rows, origins, 1, starts, per_origin)[:, :, 0]
-            floors = past.reshape(len(self.candidates), n, W)
-            pre = self.keep_warm + 1
-            lo = T - W - pre
-            window = counts[:, max(lo, 0):]
-            if lo < 0:
-                window = np.concatenate([np.zeros((n, -lo), dtype=counts.dtype), window], axis=1)
-            demand = demand_instances(window, self._capacity_column(n))
-            chosen = self.choose(demand, floors, clusters)
-            # Rows whose own history does not reach back over the scored minutes keep their default.
-            short = (T - starts) < W + _NAIVE_MIN_HISTORY
-            chosen = np.where(short, self.default_index(clusters, n), chosen)
-        else:
-            chosen = self.default_index(clusters, n)
-        now = self.candidate_plans(counts, np.arange(n), np.full(n, T), horizon, starts)
-        return now[chosen, np.arange(n)], chosen
+        cap = np.asarray(capacity, dtype=np.float64).reshape(-1, 1, 1) if np.ndim(capacity) else float(capacity)
+        rows, origins = np.arange(n), np.full(n, T)
+        used = {int(p): self.candidates[p] for p in np.unique(chosen)}
+        plan = np.zeros((n, horizon), dtype=np.int64)
+        quantiles = None
+        if any(c.q is not None for c in used.values()):  # every row, as candidate_plans batches the head
+            quantiles = self.head.quantiles_at(counts, rows, origins, starts)
+        naive_rows = np.flatnonzero(np.isin(chosen, [p for p, c in used.items() if c.naive]))
+        naive_floor = np.zeros((n, horizon), dtype=np.int64)
+        if naive_rows.size:
+            sub_cap = cap[naive_rows] if np.ndim(cap) else cap
+            naive_floor[naive_rows] = self._naive_floor(counts, naive_rows, origins[naive_rows], starts,
+                                                        horizon + self.lead, sub_cap)[:, :horizon]
+        for p, c in used.items():
+            members = np.flatnonzero(chosen == p)
+            part = plan[members]
+            member_cap = cap[members] if np.ndim(cap) else cap
+            if c.q is not None:
+                np.maximum(part, self._quantile_floor(quantiles[members], self._q(c), member_cap, horizon), out=part)
+            if c.keep_alive:
+                np.maximum(part, self._keep_alive_floor(counts, members, origins[members], starts, c.keep_alive,
+                                                        member_cap, horizon), out=part)
+            if c.naive:
+                np.maximum(part, naive_floor[members], out=part)
+            plan[members] = part
+        return plan
+
+    def index_of(self, names: Sequence[str]) -> np.ndarray:
+        """Candidate indices of candidate names (ValueError for a name this planner does not have)."""
+        unknown = sorted(set(names) - set(self.names))
+        if unknown:
+            raise ValueError(f"unknown floor candidates {unknown}; this planner has {self.names}")
+        return np.array([self.names.index(name) for name in names], dtype=np.int64)
 
     # ------------------------------------------------------------------ stateful (the replay)
     def reset(self, n: int) -> None:

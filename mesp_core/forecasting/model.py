@@ -351,21 +351,45 @@ class MespModel:
                                   keep_warm_minutes, naive=naive, route=route)
 
     def floor_plan(self, context, horizon: int = DEFAULT_HORIZON, capacity_per_instance=60.0, lead_minutes: int = 1,
-                   cold_start_cost: float | None = None, **policy) -> "FloorPlan":
-        """The floor stage's plan [n, horizon] and, per function, the floor policy it chose. The
-        user's min-scale and max-scale in `policy` bound it; other policy settings are checked."""
+                   cold_start_cost: float | None = None, floors=None, since=None, **policy) -> "FloorPlan":
+        """The floor stage's plan [n, horizon] and, per function, the floor policy it used. The
+        user's min-scale and max-scale in `policy` bound it; other policy settings are checked.
+
+        `floors`: the floor policy per function (`floor_choose`'s names) to plan with instead of
+        choosing here. `since`: choose at the reselect boundary that many minutes back (`floor_choose`)."""
         if int(horizon) != horizon or horizon < 1:
             raise ValueError(f"horizon must be a positive integer, got {horizon}")
+        if floors is not None and since is not None:
+            raise ValueError("give either the floors to plan with or when to choose them (since), not both")
         config, capacity = policy_config(capacity_per_instance, lead_minutes, policy)
         rows = validate_contexts(context)
         planner = self.floor_planner(cold_start_cost, config.capacity_per_instance if capacity is None else capacity,
                                      lead_minutes)
         with torch.inference_mode():
-            plan, chosen = planner.plan(rows, int(horizon))
+            if floors is None:
+                plan, chosen = planner.plan(rows, int(horizon), since)
+            else:
+                if len(floors) != len(rows):
+                    raise ValueError(f"{len(floors)} floors given for {len(rows)} contexts")
+                chosen = planner.index_of(floors)
+                plan = planner.plan_chosen(rows, int(horizon), chosen)
         plan = np.maximum(plan, config.user_min_scale)
         if config.max_scale is not None:
             plan = np.minimum(plan, config.max_scale)
         return FloorPlan(plan=plan, floors=[planner.names[i] for i in chosen], cold_start_cost=planner.cost)
+
+    def floor_choose(self, context, capacity_per_instance=60.0, lead_minutes: int = 1,
+                     cold_start_cost: float | None = None, since=None) -> list[str]:
+        """The floor policy the floor stage chooses per function, without planning: at the end of each
+        context (since None), or at the reselect boundary `since` minutes back (FloorPlanner.choose_at).
+        Planning with it via `floor_plan(..., floors=...)` until the next boundary plans exactly what
+        `floor_plan(..., since=...)` would."""
+        policy_config(capacity_per_instance, lead_minutes, {})  # the same checks as floor_plan
+        rows = validate_contexts(context)
+        planner = self.floor_planner(cold_start_cost, capacity_per_instance, lead_minutes)
+        with torch.inference_mode():
+            chosen = planner.choose_at(rows, since)
+        return [planner.names[i] for i in chosen]
 
     def outlook(self, context, horizon: int = DEFAULT_HORIZON, approach: str = "moe", quantile: float = 0.9,
                 capacity_per_instance=None, lead_minutes: int = 1) -> "Outlook":

@@ -9,6 +9,7 @@ loads it, never trains it.
 from __future__ import annotations
 
 import dataclasses
+import zlib
 
 import numpy as np
 
@@ -51,33 +52,98 @@ def uses_floor_stage(model, sizing: Sizing) -> bool:
     return getattr(model, "floor", None) is not None and sizing.quantile is None
 
 
+@dataclasses.dataclass(frozen=True)
+class FloorChoice:
+    """The floor policy the floor stage chose for one policy at one reselect boundary, and what it
+    was chosen for. Kept in PolicyMemory: until the next boundary the loop plans with it instead of
+    choosing again (a missing or outdated record just means the choice is made again). The capacity is
+    not part of it: a capacity that moves between boundaries (a measured request duration does, every
+    loop) sizes the plan at once and the choice at the next boundary."""
+
+    boundary: int           # the unix minute of the reselect boundary it was chosen at
+    name: str               # e.g. "q=0.9", "keep-alive 10"
+    cold_start_cost: float
+    lead_minutes: int
+
+
 @dataclasses.dataclass
 class LearnedFloors:
-    """Per context row: the floor stage's target instances (None for rows sized from the forecast)
-    and the name of the floor policy it chose (e.g. "q=0.9", "keep-alive 10")."""
+    """Per context row: the floor stage's target instances (None for rows sized from the forecast),
+    the name of the floor policy it chose (e.g. "q=0.9", "keep-alive 10") and the FloorChoice to keep."""
 
     targets: list
     names: list
+    records: list = dataclasses.field(default_factory=list)
 
 
-def floor_batch(model, contexts: np.ndarray, requests: list[tuple[int, int, float, Sizing]]) -> LearnedFloors:
+def choice_phase(key: str, every: int) -> int:
+    """A policy's reselect phase in [0, every): its boundaries are the unix minutes m with
+    (m - phase) % every == 0. A stable hash of its key spreads the full choices of many policies over
+    the loops of each `every` minutes instead of making them all in one loop."""
+    return zlib.crc32(key.encode()) % every
+
+
+def floor_batch(model, contexts: np.ndarray, requests: list[tuple[int, int, float, Sizing]], minute: int | None = None,
+                keys: list[str] | None = None, records: list | None = None) -> LearnedFloors:
     """The floor stage's plan for row i of `contexts` as requests[i] = (length in minutes, lead
     minutes, capacity per instance, sizing) asks; rows that do not use the floor stage get None.
 
-    One floor-stage call per (length, lead, cold-start cost), each row with its own capacity."""
+    With `minute` (the unix minute right after the contexts' last one) and `keys` (one per row: the
+    policy's uid), each row's floor policy is the one chosen at its last reselect boundary
+    (choice_phase), taken from records[i] (a FloorChoice or None) when that record is of this
+    boundary, cost and lead, else chosen now (model.floor_choose; rows of one lead and cost in one
+    call). The plan is then exactly what model.floor_plan(..., since=...) would make from the same
+    contexts, but only the chosen policies' floors are built. Without `minute`, every row's floor is
+    chosen now from its whole context (model.floor_plan).
+
+    One floor-stage plan call per (length, lead, cold-start cost), each row with its own capacity."""
     groups: dict[tuple[int, int, float], list[int]] = {}
     for i, (length, lead, _, sized) in enumerate(requests):
         if uses_floor_stage(model, sized):
             groups.setdefault((length, lead, sized.cold_start_cost), []).append(i)
     targets: list = [None] * len(requests)
     names: list = [None] * len(requests)
+    kept: list = [None] * len(requests)
+    if minute is not None and groups:  # (no group: no floor stage, or every row overrides the quantile)
+        kept = _kept_choices(model, contexts, requests, groups, int(minute), keys, records)
     for (length, lead, cost), members in groups.items():
         capacity = np.array([requests[i][2] for i in members], dtype=np.float64)
+        floors = None if minute is None else [kept[i].name for i in members]
         result = model.floor_plan(contexts[members], horizon=length, capacity_per_instance=capacity,
-                                  lead_minutes=lead, cold_start_cost=cost)
+                                  lead_minutes=lead, cold_start_cost=cost, floors=floors)
         for j, i in enumerate(members):
             targets[i], names[i] = np.asarray(result.plan[j], dtype=np.int64), result.floors[j]
-    return LearnedFloors(targets, names)
+    return LearnedFloors(targets, names, kept)
+
+
+def _kept_choices(model, contexts, requests, groups, minute: int, keys, records) -> list:
+    """Per row, the FloorChoice of its current reselect boundary: the kept record when it still holds,
+    else a new choice (rows of one lead and cost chosen in one call)."""
+    if keys is None or len(keys) != len(requests):
+        raise ValueError("floor_batch needs one key per request to keep choices between loops")
+    records = records if records is not None else [None] * len(requests)
+    every = model.floor.reselect_every
+    known = {c.name for c in model.floor.candidates}
+    out: list = [None] * len(requests)
+    choose: dict[tuple[int, float], list[tuple[int, int]]] = {}
+    for (_, lead, cost), members in groups.items():
+        for i in members:
+            since = (minute - choice_phase(keys[i], every)) % every
+            record = records[i]
+            if (isinstance(record, FloorChoice) and record.boundary == minute - since and record.name in known
+                    and record.cold_start_cost == cost and record.lead_minutes == lead):
+                out[i] = record
+            else:
+                choose.setdefault((lead, cost), []).append((i, since))
+    for (lead, cost), rows in choose.items():
+        idx = [i for i, _ in rows]
+        since = np.array([s for _, s in rows], dtype=np.int64)
+        capacity = np.array([requests[i][2] for i in idx], dtype=np.float64)
+        chosen = model.floor_choose(contexts[idx], capacity_per_instance=capacity, lead_minutes=lead,
+                                    cold_start_cost=cost, since=since)
+        for i, s, name in zip(idx, since, chosen):
+            out[i] = FloorChoice(boundary=minute - int(s), name=name, cold_start_cost=cost, lead_minutes=lead)
+    return out
 
 
 @dataclasses.dataclass

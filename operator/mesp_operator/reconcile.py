@@ -291,10 +291,13 @@ class Reconciler:
                                   [(o.spec.approach, o.spec.horizon + config.lookahead, o.sizing)
                                    for (o, _), config in zip(fresh, configs)])
         # With a floor stage, cost-sized policies take their target instances from it (policies
-        # with the same length, lead and cost share one call).
+        # with the same length, lead and cost share one call). Each keeps its floor choice until its
+        # next reselect boundary (after a restart the memory has none: the choice is made again).
         floors = floor_batch(self.model, contexts,
                              [(o.spec.horizon + config.hold_minutes, config.lead_minutes, o.capacity, o.sizing)
-                              for (o, _), config in zip(fresh, configs)])
+                              for (o, _), config in zip(fresh, configs)],
+                             minute=end // 60, keys=[o.policy.uid for o, _ in fresh],
+                             records=[self.memory[o.policy.uid].floor_choice for o, _ in fresh])
         self._phases["model"] = time.monotonic() - t
 
         t = time.monotonic()
@@ -305,6 +308,7 @@ class Reconciler:
         for i, ((o, _), (plan, reasons, after_first)) in enumerate(zip(fresh, planned)):
             memory = self.memory[o.policy.uid]
             memory.learned_floor = floors.names[i]  # None: sized from the forecast
+            memory.floor_choice = floors.records[i]
             memory.state_minute, memory.state_in, memory.state_out = plan_start, states[i], after_first
             o.plan, o.reasons, o.plan_start, o.value, o.plan_source = plan, reasons, plan_start, plan[0], "fresh"
             sized_from = forecast.upper[i]

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from mesp_core.policy import PlanState
 from mesp_operator import knative as kn
-from mesp_operator.forecast import Sizing
+from mesp_operator.forecast import FloorChoice, Sizing
 from mesp_operator.spec import CONDITION_TYPES, PolicyObject, PolicySpec
 from mesp_operator.store import PolicyMemory
 
@@ -91,10 +91,24 @@ def memory_from_status(status: Mapping[str, Any]) -> PolicyMemory:
             memory.state_out = memory.state_minute = None
     memory.route = status.get("route") if isinstance(status.get("route"), dict) else None
     memory.learned_floor = status.get("learnedFloor") if isinstance(status.get("learnedFloor"), str) else None
+    memory.floor_choice = _floor_choice(status.get("floorChoice"))
     for cond in status.get("conditions") or []:
         if isinstance(cond, dict) and cond.get("status") == "False":
             memory.reported[cond.get("type")] = cond.get("reason")
     return memory
+
+
+def _floor_choice(kept) -> FloorChoice | None:
+    """status.floorChoice as the FloorChoice it records; None when absent or malformed (the next loop
+    then makes the choice again)."""
+    if not isinstance(kept, dict):
+        return None
+    chosen_at = parse_time(kept.get("chosenAt"))
+    name, cost, lead = kept.get("floor"), kept.get("coldStartCost"), kept.get("leadMinutes")
+    if (not chosen_at or not isinstance(name, str) or isinstance(cost, bool) or not isinstance(cost, (int, float))
+            or isinstance(lead, bool) or not isinstance(lead, int)):
+        return None
+    return FloorChoice(boundary=int(chosen_at) // 60, name=name, cold_start_cost=float(cost), lead_minutes=lead)
 
 
 def transition_events(o: Outcome, memory: PolicyMemory) -> list[tuple[str, str, str]]:
@@ -161,6 +175,10 @@ def build_status(o: Outcome, memory: PolicyMemory, applied: int | None, original
         "requestDurationMs": None if o.duration_ms is None else round(o.duration_ms, 1),
         "lastChange": format_time(memory.changed_at),
         # Hysteresis/cooldown state after the first planned minute: a restarted operator continues from it.
+        # Kept so a restarted operator plans with the same floor until the policy's next reselect boundary.
+        "floorChoice": None if learned_floor is None or memory.floor_choice is None or not spec else {
+            "chosenAt": format_time(memory.floor_choice.boundary * 60), "floor": memory.floor_choice.name,
+            "coldStartCost": memory.floor_choice.cold_start_cost, "leadMinutes": memory.floor_choice.lead_minutes},
         "planState": None if memory.state_out is None else {
             "minute": format_time(memory.state_minute),
             "current": int(memory.state_out.current[0]),

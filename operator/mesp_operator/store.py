@@ -15,6 +15,7 @@ from typing import Mapping
 
 from mesp_core.policy import PlanState
 from mesp_operator import knative as kn
+from mesp_operator.forecast import FloorChoice
 from mesp_operator.spec import GROUP, KIND, PLURAL, VERSION, PolicyObject
 
 ORIGINAL_ANNOTATION = "mesp.dev/original-min-scale"
@@ -61,6 +62,7 @@ class PolicyMemory:
     forecast_peak: float | None = None
     route: dict | None = None
     learned_floor: str | None = None      # the floor policy the model's floor stage chose for the plan
+    floor_choice: FloorChoice | None = None  # ... and the reselect boundary it was chosen at (kept until the next)
     state_minute: int | None = None       # plan_start of the last fresh plan
     state_in: PlanState | None = None     # the plan's damping state entering that minute
     state_out: PlanState | None = None    # ... and after it

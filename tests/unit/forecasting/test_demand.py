@@ -101,3 +101,21 @@ def test_the_one_origin_fast_path_matches_the_gather():
         fast, fast_level = origin_features(counts, [0, 1, 2], [t, t, t], starts)
         slow, slow_level = origin_features(counts, [0, 1, 2, 0], [t, t, t, t + 1], starts)
         assert np.array_equal(fast, slow[:3]) and np.array_equal(fast_level, slow_level[:3])
+
+
+def test_the_window_gather_reads_exactly_what_the_element_gather_reads():
+    from mesp_core.forecasting.demand import _gather, _gather_window
+
+    rng = np.random.default_rng(0)
+    for trial in range(60):
+        n, T = int(rng.integers(1, 6)), int(rng.integers(5, 200))
+        counts = rng.poisson(2, size=(n, T)).astype(np.float32)
+        starts = rng.integers(0, T, size=n)  # minutes before a row's start read 0 and are not valid
+        m, width = int(rng.integers(1, 40)), int(rng.integers(1, 60))
+        rows = rng.integers(0, n, size=m)
+        first = rng.integers(-80, T + 10, size=m)  # windows before the first minute and past the last
+        if trial % 3 == 0:
+            first[:] = first[0]
+        want = _gather(counts, starts, rows, first[:, None] + np.arange(width)[None, :])
+        got = _gather_window(counts, starts, rows, first, width)
+        assert got[0].dtype == want[0].dtype and np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])

@@ -150,3 +150,83 @@ def test_demand_of_a_plan_uses_the_capacity(head):
                      capacity=[100.0])
     p.reset(1)
     assert p.advance(counts, 300).tolist() == [[int(demand_instances(200, 100.0))]]
+
+
+def _bursty(seed: int, n: int, T: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    counts = (rng.poisson(1.5, size=(n, T)) * (rng.random((n, T)) < 0.35)).astype(np.float32)
+    counts[0, ::9] = 150  # a timer needing 3 instances of 60/min
+    counts[1, 300:] = 0   # a function that goes quiet
+    return counts
+
+
+def test_plan_chosen_is_the_chosen_candidates_row_of_candidate_plans(head):
+    counts = _bursty(4, 7, 500)
+    p = planner(head, capacity=np.array([60.0, 30.0, 60.0, 10.0, 60.0, 60.0, 120.0]), lead_minutes=2)
+    every = p.candidate_plans(counts, np.arange(7), np.full(7, 500), 6)
+    for chosen in (np.arange(7), np.arange(7) + 7, np.array([14, 0, 1, 14, 18, 10, 3])):
+        assert np.array_equal(p.plan_chosen(counts, 6, chosen), every[chosen, np.arange(7)])
+    with pytest.raises(ValueError, match="indices"):
+        p.plan_chosen(counts, 6, np.full(7, len(p.candidates)))
+    with pytest.raises(ValueError, match="unknown floor candidates"):
+        p.index_of(["keep-alive 10", "keep-alive 99"])
+
+
+def test_before_boundary_gives_every_context_until_the_next_boundary_the_same_minutes(head):
+    p = planner(head, reselect_every=30)
+    series = _bursty(5, 2, 700)
+    boundary, L = 600, 400
+    cuts = [p.before_boundary(series[:, t - L:t], t - boundary) for t in range(boundary, boundary + 30)]
+    assert all(np.array_equal(cut, cuts[0]) for cut in cuts)
+    assert np.array_equal(cuts[0], series[:, boundary - (L - 29):boundary])  # nothing at or after the boundary
+    # Ragged rows are cut as their left-padded array: the shorter row keeps its whole history before it.
+    ragged = p.before_boundary([series[0, 300:600], series[1, 100:600]], [3, 0])
+    assert np.array_equal(ragged[0], series[0, 300:597]) and np.array_equal(ragged[1], series[1, 129:600])
+    with pytest.raises(ValueError, match="since must be in"):
+        p.before_boundary(series, 30)
+
+
+def test_keeping_the_boundarys_choice_plans_exactly_what_choosing_every_minute_does(head):
+    """The operator's stateful path: choose at each row's own boundary, then only plan_chosen until
+    the next one; the same plans, minute by minute, as the stateless plan(since=...)."""
+    n, L, every = 6, 420, 30
+    series = _bursty(6, n, 1000)
+    p = planner(head, reselect_every=every, capacity=np.array([60.0, 20.0, 60.0, 60.0, 5.0, 60.0]))
+    phase = np.array([0, 7, 29, 13, 0, 22])
+    kept, boundary, chosen_at = np.zeros(n, dtype=np.int64), np.full(n, -1), 0
+    for t in range(500, 580):
+        contexts = series[:, t - L:t]
+        since = (t - phase) % every
+        due = np.flatnonzero(t - since != boundary)
+        if due.size:  # only these rows choose: each with its own capacity, in one batch
+            sub = planner(head, reselect_every=every, capacity=p.capacity[due])
+            kept[due] = sub.choose_at(contexts[due], since[due])
+            boundary[due] = t - since[due]
+            chosen_at += due.size
+        stateful = p.plan_chosen(contexts, 4, kept)
+        stateless, chosen = p.plan(contexts, 4, since)
+        assert np.array_equal(chosen, kept) and np.array_equal(stateful, stateless), t
+    # Each row chooses at the first minute, then only at its own boundaries (2 or 3 in 79 minutes).
+    assert chosen_at == n + int(((np.arange(501, 580)[:, None] - phase) % every == 0).sum()) == 23
+
+
+def test_a_boundarys_choice_does_not_see_the_minutes_after_it(head):
+    series = _bursty(7, 4, 800)
+    p = planner(head, reselect_every=30)
+    changed = series.copy()
+    changed[:, 620:] = 40.0  # everything after the boundary at 620 is different
+    for t in range(620, 650):
+        since = t - 620
+        assert np.array_equal(p.choose_at(series[:, t - 450:t], since), p.choose_at(changed[:, t - 450:t], since))
+
+
+@pytest.mark.parametrize("ragged", [False, True])
+def test_choosing_in_blocks_of_rows_chooses_as_all_at_once(head, monkeypatch, ragged):
+    from mesp_core.forecasting import floors
+
+    series = _bursty(8, 5, 520)
+    contexts = [series[i, 520 - L:] for i, L in enumerate((400, 130, 500, 90, 420))] if ragged else series
+    p = planner(head, capacity=np.array([60.0, 10.0, 60.0, 30.0, 60.0]))
+    whole = p.choose_at(contexts)
+    monkeypatch.setattr(floors, "CHOICE_ROWS", 2)
+    assert np.array_equal(p.choose_at(contexts), whole)

@@ -256,3 +256,34 @@ def test_cold_start_cost_sizes_at_the_critical_fractile_and_quantile_overrides_i
     assert (cheap <= dear).all() and cheap.sum() < dear.sum()
     with pytest.raises(ValueError, match="cold_start_cost"):
         tiny_model.plan_min_scale(context, 30, cold_start_cost=-1.0)
+
+
+def test_floor_choices_kept_from_a_boundary_plan_what_choosing_there_plans():
+    """floor_choose at a boundary, then floor_plan(floors=...) = floor_plan(since=...) (the packaged model)."""
+    import torch
+
+    from mesp_core.forecasting.model import default_model_path, load_model
+
+    model = load_model(default_model_path())
+    rng = np.random.default_rng(5)
+    series = (rng.poisson(3.0, size=(3, 900)) * (rng.random((3, 900)) < 0.5)).astype(np.float32)
+    capacity = np.array([60.0, 10.0, 30.0])
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        kept = model.floor_choose(series[:, 200:800], capacity, 2, 8.0, since=[0, 4, 11])
+        for later in (0, 3):  # minutes after the first row's boundary; the others' are further back
+            contexts = series[:, 200 + later:800 + later]
+            since = np.array([0, 4, 11]) + later
+            kept_plan = model.floor_plan(contexts, 20, capacity, 2, 8.0, floors=kept, max_scale=9)
+            chosen_plan = model.floor_plan(contexts, 20, capacity, 2, 8.0, since=since, max_scale=9)
+            assert kept_plan.floors == chosen_plan.floors == kept
+            assert np.array_equal(kept_plan.plan, chosen_plan.plan) and kept_plan.plan.max() <= 9
+        with pytest.raises(ValueError, match="not both"):
+            model.floor_plan(contexts, 20, capacity, 2, 8.0, floors=kept, since=since)
+        with pytest.raises(ValueError, match="3 contexts"):
+            model.floor_plan(contexts, 20, capacity, 2, 8.0, floors=kept[:2])
+        with pytest.raises(ValueError, match="unknown floor candidates"):
+            model.floor_plan(contexts, 20, capacity, 2, 8.0, floors=["q=0.9", "q=0.9", "sometimes"])
+    finally:
+        torch.set_num_threads(before)

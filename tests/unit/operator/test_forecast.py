@@ -12,7 +12,7 @@ import pytest
 
 import mesp_core
 from mesp_core.policy import newsvendor_level
-from mesp_operator.forecast import Sizing, floor_batch, forecast_batch
+from mesp_operator.forecast import FloorChoice, Sizing, choice_phase, floor_batch, forecast_batch
 
 GOLDEN_MODEL = Path(__file__).resolve().parents[3] / "tests" / "golden" / "model_v1"
 
@@ -107,7 +107,8 @@ class _FloorStageModel:
     def __init__(self):
         self.calls = []
 
-    def floor_plan(self, contexts, horizon, capacity_per_instance, lead_minutes, cold_start_cost):
+    def floor_plan(self, contexts, horizon, capacity_per_instance, lead_minutes, cold_start_cost, floors=None):
+        assert floors is None  # without a minute, floor_batch lets the model choose
         self.calls.append((horizon, lead_minutes, cold_start_cost, [float(c[0]) for c in contexts],
                            list(capacity_per_instance)))
         plan = np.repeat(contexts[:, :1] * cold_start_cost, horizon, axis=1).astype(np.int64)
@@ -129,3 +130,84 @@ def test_cost_sized_rows_share_one_floor_stage_call_per_length_lead_and_cost():
 def test_a_model_without_a_floor_stage_is_never_asked_for_one():
     floors = floor_batch(_RecordingModel(), np.ones((2, 4), dtype=np.float32), [(5, 2, 20.0, DEFAULT)] * 2)
     assert floors.targets == [None, None] and floors.names == [None, None]
+    kept = floor_batch(_RecordingModel(), np.ones((2, 4), dtype=np.float32), [(5, 2, 20.0, DEFAULT)] * 2,
+                       minute=29_000_000, keys=["a", "b"], records=[None, None])
+    assert kept.targets == [None, None] and kept.records == [None, None]
+
+
+class _CountingChoices:
+    """The packaged model, counting the rows it is asked to choose a floor policy for."""
+
+    def __init__(self, model):
+        self.model, self.floor, self.chosen_rows = model, model.floor, 0
+
+    def floor_choose(self, contexts, **kw):
+        self.chosen_rows += len(contexts)
+        return self.model.floor_choose(contexts, **kw)
+
+    def floor_plan(self, contexts, **kw):
+        return self.model.floor_plan(contexts, **kw)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """The floor stage's many small model calls stall on a busy machine with more threads."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_kept_floor_choices_plan_exactly_what_choosing_every_loop_does(one_torch_thread):
+    """Loop by loop over sliding contexts, the records make the same plans and names as the stateless
+    floor_plan(since=...), while each row chooses only at its own reselect boundary (or without a
+    record: at the first loop, after a restart, after its cost changed)."""
+    model = _CountingChoices(mesp_core.load_model(mesp_core.default_model_path()))
+    rng = np.random.default_rng(11)
+    n, L = 6, 600
+    series = (rng.poisson(2.0, size=(n, 1000)) * (rng.random((n, 1000)) < 0.4)).astype(np.float32)
+    series[0, ::11] = 130
+    keys = [f"uid-{i}" for i in range(n)]
+    requests = [(60, 1, 60.0, DEFAULT), (60, 1, 20.0, Sizing(10.0)), (30, 2, 60.0, DEFAULT),
+                (60, 1, 60.0, Sizing(4.0)), (60, 1, 60.0, Sizing(10.0, quantile=0.9)), (60, 1, 5.0, DEFAULT)]
+    every = model.floor.reselect_every
+    base = 29_000_000  # unix minutes: the boundaries are absolute, each policy at its own phase
+    records: list = [None] * n
+    for t in range(700, 736):
+        if t == 712:
+            records = [None] * n  # a restart: no memory, every row chooses again
+        if t == 724:
+            requests[3] = (60, 1, 60.0, Sizing(8.0))  # a new cost: its record no longer holds
+        contexts = series[:, t - L:t]
+        before = model.chosen_rows
+        out = floor_batch(model, contexts, requests, minute=base + t, keys=keys, records=records)
+        since = [(base + t - choice_phase(k, every)) % every for k in keys]
+        due = sum(r is None or r.boundary != base + t - s or r.cold_start_cost != q[3].cold_start_cost
+                  for r, s, q in zip(records[:4] + records[5:], since[:4] + since[5:], requests[:4] + requests[5:]))
+        assert model.chosen_rows - before == due
+        groups: dict = {}  # the stateless reference, made per floor_batch group (same model batches)
+        for i, (length, lead, capacity, sizing) in enumerate(requests):
+            if sizing.quantile is None:
+                groups.setdefault((length, lead, sizing.cold_start_cost), []).append(i)
+            else:
+                assert out.targets[i] is None and out.records[i] is None
+        for (length, lead, cost), members in groups.items():
+            expected = model.model.floor_plan(contexts[members], horizon=length, lead_minutes=lead,
+                                              capacity_per_instance=np.array([requests[i][2] for i in members]),
+                                              cold_start_cost=cost, since=np.array([since[i] for i in members]))
+            for j, i in enumerate(members):
+                assert out.targets[i].tolist() == expected.plan[j].tolist(), (t, i)
+                assert out.names[i] == expected.floors[j] == out.records[i].name
+                assert out.records[i] == FloorChoice(base + t - since[i], out.names[i], cost, lead)
+        records = out.records
+    assert model.chosen_rows < 36 * 5 / 3  # most loops only plan with the kept choices
+    with pytest.raises(ValueError, match="one key per request"):
+        floor_batch(model, contexts, requests, minute=base, keys=keys[:2])
+
+
+def test_choice_phases_are_stable_and_spread():
+    assert choice_phase("a-uid", 30) == choice_phase("a-uid", 30)
+    phases = {choice_phase(f"uid-{i}", 30) for i in range(300)}
+    assert phases == set(range(30))

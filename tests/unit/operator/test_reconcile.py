@@ -12,6 +12,7 @@ from kubernetes.client.exceptions import ApiException
 import mesp_core
 from mesp_operator import knative as kn
 from mesp_operator.decisions import model_context_minutes
+from mesp_operator.forecast import choice_phase
 from mesp_operator.prometheus import DurationResult, FetchResult
 from mesp_operator.reconcile import Reconciler
 from mesp_operator.settings import OperatorSettings
@@ -197,7 +198,7 @@ class _FloorRecording:
     """A model with a floor stage, recording each floor_plan call's rows, capacities and cost."""
 
     def __init__(self, model):
-        self.model, self.calls = model, []
+        self.model, self.calls, self.choices = model, [], []
         self.manifest, self.floor = model.manifest, model.floor
 
     def forecast_distribution(self, contexts, horizon, approach):
@@ -206,10 +207,14 @@ class _FloorRecording:
     def explain_routes(self, contexts, switched=None):
         return self.model.explain_routes(contexts, switched=switched)
 
-    def floor_plan(self, contexts, horizon, capacity_per_instance, lead_minutes, cold_start_cost):
+    def floor_choose(self, contexts, **kw):
+        self.choices.append(len(contexts))
+        return self.model.floor_choose(contexts, **kw)
+
+    def floor_plan(self, contexts, horizon, capacity_per_instance, lead_minutes, cold_start_cost, floors=None):
         self.calls.append((len(contexts), list(np.atleast_1d(capacity_per_instance)), cold_start_cost))
         return self.model.floor_plan(contexts, horizon=horizon, capacity_per_instance=capacity_per_instance,
-                                     lead_minutes=lead_minutes, cold_start_cost=cold_start_cost)
+                                     lead_minutes=lead_minutes, cold_start_cost=cold_start_cost, floors=floors)
 
 
 def test_a_floor_stage_sets_cost_sized_floors_and_a_quantile_bypasses_it(tiny_floor_model_dir):
@@ -230,18 +235,28 @@ def test_a_floor_stage_sets_cost_sized_floors_and_a_quantile_bypasses_it(tiny_fl
     reconciler = Reconciler(SETTINGS, model, _Prometheus(counts), knative, store, clock=lambda: NOW)
     try:
         report = reconciler.run_once(*_views(cluster))
+        status = {name: cluster.body("mesppolicies", "ns", name)["status"] for name in ("p", "twin", "expert")}
+        # The next loop plans with the choices the first one kept (unless a policy's boundary is now).
+        chosen_first = list(model.choices)
+        clock = NOW + 60.0
+        reconciler.clock = lambda: clock
+        reconciler.run_once(*_views(cluster))
     finally:
         reconciler.close()
     assert report.planned == 3
     # p and twin share one floor-stage call (same length, lead and cost), each with its own capacity;
     # the quantile override is not asked of the floor stage.
-    assert model.calls == [(2, [20.0, 10.0], 8.0)]
-    status = {name: cluster.body("mesppolicies", "ns", name)["status"] for name in ("p", "twin", "expert")}
+    assert model.calls[0] == (2, [20.0, 10.0], 8.0) and chosen_first == [2]
+    every = floor_model.floor.reselect_every
+    at_boundary = [(int(clock // 60) - choice_phase(f"uid-{name}", every)) % every == 0 for name in ("p", "twin")]
+    assert model.choices[1:] == ([sum(at_boundary)] if any(at_boundary) else [])
     context = counts[-reconciler.context_minutes:][None, :]
     bounded = 0
     for name, capacity, floor in (("p", 20.0, 5), ("twin", 10.0, 1)):
+        # The floor the operator chose at the policy's own last reselect boundary (stateless here).
+        since = (int(NOW // 60) - choice_phase(f"uid-{name}", every)) % every
         learned = floor_model.floor_plan(context, horizon=30, capacity_per_instance=capacity, lead_minutes=2,
-                                         cold_start_cost=8.0)
+                                         cold_start_cost=8.0, since=since)
         # With no damping, the plan is the floor stage's target within the user's floor and cap.
         wanted = np.clip(learned.plan[0], floor, 6)
         assert status[name]["plan"] == wanted.tolist()

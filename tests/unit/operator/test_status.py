@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from mesp_core.policy import PlanState
-from mesp_operator.forecast import Sizing
+from mesp_operator.forecast import FloorChoice, Sizing
 from mesp_operator.settings import OperatorSettings
 from mesp_operator.spec import CONDITION_TYPES, PolicyObject, parse_spec
 from mesp_operator.status import (Outcome, build_status, format_time, memory_from_status, parse_time,
@@ -71,6 +71,22 @@ def test_a_learned_floor_is_named_in_sizing_and_survives_a_restart():
     status = build_status(o, memory, applied=3, original="1", actuation="Revision", actuation_reason="x", now=NOW)
     assert status["learnedFloor"] is None and status["sizing"] == "coldStartCost 8 (q0.889)"
     assert memory_from_status({"learnedFloor": 3}).learned_floor is None
+
+
+def test_the_floor_choice_survives_a_restart_and_a_damaged_one_is_dropped():
+    o, memory = _planned()
+    o.sizing = Sizing(8.0)
+    memory.learned_floor = "q=0.9"
+    memory.floor_choice = FloorChoice(boundary=int(NOW) // 60 - 7, name="q=0.9", cold_start_cost=8.0, lead_minutes=2)
+    status = build_status(o, memory, applied=3, original="1", actuation="Revision", actuation_reason="x", now=NOW)
+    assert status["floorChoice"] == {"chosenAt": "2025-12-31T23:53:00Z", "floor": "q=0.9", "coldStartCost": 8.0,
+                                     "leadMinutes": 2}
+    assert memory_from_status(status).floor_choice == memory.floor_choice
+    for damaged in ({**status["floorChoice"], "chosenAt": "soon"}, {**status["floorChoice"], "leadMinutes": 1.5},
+                    {**status["floorChoice"], "coldStartCost": True}, {"floor": "q=0.9"}, "q=0.9"):
+        assert memory_from_status({"floorChoice": damaged}).floor_choice is None
+    o.plan, o.plan_source = None, "floor"  # no plan: no learned floor, no choice to keep
+    assert build_status(o, memory, None, None, None, None, NOW)["floorChoice"] is None
 
 
 def test_an_invalid_spec_reports_no_sizing():
