@@ -147,6 +147,7 @@ class ResourceWatch:
             try:
                 if version is None:
                     version = self._list()
+                    self.failures = 0
                 version = self._watch(version)
                 self.failures = 0
             except WatchGone as exc:

@@ -91,12 +91,13 @@ def operator_client(control_plane, host: str | None = None):
     config.load_kube_config(config_file=str(control_plane.operator_kubeconfig), client_configuration=configuration)
     if host is not None:
         configuration.host = host
+        configuration.refresh_api_key_hook = None  # it would set the kubeconfig's host back before each call
     return client.ApiClient(configuration)
 
 
-def _generation(cache, ns, name):
+def _horizon(cache, ns, name):
     view = cache.policies.get((ns, name))
-    return None if view is None else view.generation
+    return None if view is None else view.spec.get("horizonMinutes")
 
 
 def test_caches_follow_changes_and_relist_after_the_connection_breaks(control_plane, admin_client, make_namespace,
@@ -118,20 +119,29 @@ def test_caches_follow_changes_and_relist_after_the_connection_breaks(control_pl
 
         # Adds, updates and deletes arrive through the watch.
         kh.create_policy(admin_client, ns, "p4", SPEC)
-        kh.patch_policy_spec(admin_client, ns, "p2", {"horizon": 30})
+        kh.patch_policy_spec(admin_client, ns, "p2", {"horizonMinutes": 30})
         kh.delete_policy(admin_client, ns, "p3")
         kh.roll_out(admin_client, ns, "fn-a", "fn-a-00002")
-        kh.wait_for(lambda: caches.policies.get((ns, "p4")) is not None and _generation(caches, ns, "p2") == 2
-                    and caches.policies.get((ns, "p3")) is None
-                    and caches.services.get((ns, "fn-a")).latest_ready_revision == "fn-a-00002"
-                    and caches.revisions.get((ns, "fn-a-00002")) is not None, 30, message="watched changes")
+        def watched():
+            return {"p4 added": caches.policies.get((ns, "p4")) is not None,
+                    "p2 horizon": _horizon(caches, ns, "p2"),
+                    "p3 deleted": caches.policies.get((ns, "p3")) is None,
+                    "service's revision": caches.services.get((ns, "fn-a")).latest_ready_revision,
+                    "revision added": caches.revisions.get((ns, "fn-a-00002")) is not None}
+
+        expected = {"p4 added": True, "p2 horizon": 30, "p3 deleted": True, "service's revision": "fn-a-00002",
+                    "revision added": True}
+        try:
+            kh.wait_for(lambda: watched() == expected, 30, message="watched changes")
+        except AssertionError:
+            assert watched() == expected
         assert ((ns, "p3"), None) in changes
         assert all(w.lists == 1 for c in caches.all for w in c.watches)  # no relist so far
 
         # The connection breaks; meanwhile a policy is added, one changed, one deleted.
         proxy.cut()
         kh.create_policy(admin_client, ns, "p5", SPEC)
-        kh.patch_policy_spec(admin_client, ns, "p4", {"horizon": 20})
+        kh.patch_policy_spec(admin_client, ns, "p4", {"horizonMinutes": 20})
         kh.delete_policy(admin_client, ns, "p1")
         kh.wait_for(lambda: errors, 30, message="the broken watch reported")
         assert {e.kind for e in errors} <= {"connection", "timeout"}, errors
@@ -139,15 +149,15 @@ def test_caches_follow_changes_and_relist_after_the_connection_breaks(control_pl
         assert caches.listed  # and the loop may go on using it
         proxy.restore()
         kh.wait_for(lambda: caches.policies.get((ns, "p5")) is not None and caches.policies.get((ns, "p1")) is None
-                    and _generation(caches, ns, "p4") == 2, 60, message="relisted after the break")
+                    and _horizon(caches, ns, "p4") == 20, 60, message="relisted after the break")
         watch = caches.policies.watches[0]
         assert watch.lists >= 2 and watch.failures == 0
         assert ((ns, "p1"), None) in changes  # the relist reported what was deleted while away
         assert set(caches.policies.snapshot()) == {(ns, "p2"), (ns, "p4"), (ns, "p5")}
 
         # And the watch after the relist follows changes again.
-        kh.patch_policy_spec(admin_client, ns, "p5", {"horizon": 10})
-        kh.wait_for(lambda: _generation(caches, ns, "p5") == 2, 30, message="watch resumed")
+        kh.patch_policy_spec(admin_client, ns, "p5", {"horizonMinutes": 10})
+        kh.wait_for(lambda: _horizon(caches, ns, "p5") == 10, 30, message="watch resumed")
     finally:
         started = time.monotonic()
         caches.stop()
