@@ -137,8 +137,8 @@ class ResourceWatch:
             return
         try:
             response.shutdown()  # urllib3 >= 2.3: unblocks a read in progress in another thread
-        except Exception:  # already closed, or an older urllib3: the server timeout ends it
-            pass
+        except Exception as exc:  # already closed, or an older urllib3: the server timeout ends it
+            log.debug("%s: interrupting the watch: %s", self.name, exc)
 
     # -- the thread -------------------------------------------------------------------------------
     def _run(self) -> None:
