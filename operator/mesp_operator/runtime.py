@@ -76,7 +76,7 @@ class Runtime:
         self.wake = asyncio.Event()
         self.task: asyncio.Task | None = None
         self.listed_task: asyncio.Task | None = None
-        self.generations: dict[str, int] = {}
+        self.generations: dict[tuple[str, str], tuple[str, int]] = {}  # key -> (uid, generation) last seen
         self.last_report = None
         self.loops = 0
 
