@@ -96,6 +96,8 @@ def main(argv=None) -> int:
     parser.add_argument("--lease-duration-seconds", type=float, default=30.0)
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra environment for the operator processes, e.g. MALLOC_ARENA_MAX=2")
+    parser.add_argument("--timeout-minutes", type=float, default=20.0,
+                        help="give up waiting for the loops after this long (default 20)")
     parser.add_argument("--json", type=Path, help="write the figures as JSON here")
     args = parser.parse_args(argv)
 
@@ -110,6 +112,7 @@ def main(argv=None) -> int:
                      "replicas": args.replicas, "shards": shards, "env": args.env,
                      "sample_rows_reused": args.services > 6418}
     work = Path(tempfile.mkdtemp(prefix="mesp-bench-"))
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
     t0 = time.monotonic()
     rows = real_rows(args.services)
     history = work / "history.om"
@@ -174,12 +177,18 @@ def main(argv=None) -> int:
         all_applied_at = None
         loops: dict[int, list[dict]] = {}
         settled: dict[int, int] = {}  # loops each replica had run when every policy was applied
-        deadline = time.monotonic() + 20 * 60
+        first_loop_at: dict[int, float] = {}  # seconds after start when each replica's first loop was seen done
+        deadline = time.monotonic() + args.timeout_minutes * 60
+        # One LIST of every policy per poll: at 10,000 that is tens of MB to parse, so poll less often
+        # (the "all applied" time is then known to within this step).
+        poll_seconds = max(1.0, args.services / 1000)
         while time.monotonic() < deadline and all(p.poll() is None for p, _ in procs):
-            time.sleep(1.0)
+            time.sleep(poll_seconds)
             for k, (_, path) in enumerate(procs):
                 loops[k] = [dict(zip(("loop", "policies", "planned", "actuated", "failed"), map(int, m.groups()[:5])),
                                  seconds=float(m.group(6))) for m in LOOP_LINE.finditer(path.read_text(errors="replace"))]
+                if loops[k] and k not in first_loop_at:
+                    first_loop_at[k] = round(time.monotonic() - t2, 1)
             if all_applied_at is None:
                 items = custom.list_namespaced_custom_object("mesp.dev", "v1alpha1", NAMESPACE, "mesppolicies")["items"]
                 applied = sum(1 for p in items if (p.get("status") or {}).get("appliedMinScale") is not None)
@@ -200,11 +209,14 @@ def main(argv=None) -> int:
                 "replica": k,
                 "policies_last_loop": mine[-1]["policies"] if mine else None,
                 "first_loop_s": mine[0]["seconds"] if mine else None,
+                "first_loop_done_after_start_s": first_loop_at.get(k),
                 "steady_loop_s": max((x["seconds"] for x in steady), default=None),
                 "rss_mib": round(memory.get("VmRSS", 0) / 1024, 1),
                 "peak_rss_mib": round(memory.get("VmHWM", 0) / 1024, 1),
             })
         figures.update({
+            "load_average_at_start": load_at_start,  # the machine may be shared: read the seconds with it
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
             "all_policies_applied_after_start_s": None if all_applied_at is None else round(all_applied_at, 1),
             "per_replica": per_replica,
             "steady_loop_s": max((r["steady_loop_s"] or 0 for r in per_replica), default=None),

@@ -112,6 +112,7 @@ async def operate(settings: OperatorSettings, *, model=None, model_description: 
     from mesp_operator.reconcile import Reconciler
     from mesp_operator.runtime import Runtime
     from mesp_operator.store import PolicyStore
+    from mesp_operator.watch_cache import Caches
 
     if model is None:
         model, model_description = await asyncio.to_thread(load_model, settings)
@@ -136,7 +137,12 @@ async def operate(settings: OperatorSettings, *, model=None, model_description: 
                               preset=settings.metrics_preset, promql=settings.promql)
     reconciler = Reconciler(settings, model, source, KnativeClient(api_client), PolicyStore(api_client),
                             metrics=metrics, clock=clock, model_description=model_description)
-    runtime = Runtime(settings, reconciler, clock=clock, shards=shards)
+    # The caches' watches hold one connection each for minutes: their own pool, not the writers'.
+    namespaces = list(settings.namespaces)
+    cache_client = kube_api_client(settings, pool_size=3 * max(1, len(namespaces)))
+    caches = Caches(cache_client, namespaces,
+                    on_error=lambda info: metrics.errors.labels(info.kind).inc())
+    runtime = Runtime(settings, reconciler, caches, clock=clock, shards=shards)
     reconciler.owns = runtime.owns  # checked before every write
     server = None
     if settings.metrics_port:
@@ -159,6 +165,7 @@ async def operate(settings: OperatorSettings, *, model=None, model_description: 
             server.shutdown()
             server.server_close()
         api_client.close()
+        cache_client.close()
 
 
 def run(argv: Sequence[str] | None = None) -> int:

@@ -16,6 +16,8 @@ FINALIZER = "mesp.dev/restore-min-scale"
 MIN_LOOP_GAP_SECONDS = 0.5  # coalesce bursts of policy changes into one loop
 DELETE_WAIT_SECONDS = 1.0   # how often a replica without a deleted policy's shard looks at the Leases again
 DELETE_CHECK_EVERY = 10     # ... and every this many looks, whether the policy is gone
+KOPF_WORKER_LIMIT = 64      # kopf's per-object workers running at once (see configure_kopf)
+LISTED_POLL_SECONDS = 0.2   # how often the start-up looks whether every cache has its first list
 
 
 def release_freed_memory() -> None:
@@ -49,36 +51,43 @@ def configure_kopf(settings) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="mesp.dev", key="last-handled-configuration")
     settings.posting.level = logging.WARNING  # the loop posts its own, more useful Events
-    # No settings.batching.worker_limit: with indexes, every object's worker must index it before any
-    # handler runs, so a limit below the object count would deadlock start-up. kopf retries 429s.
+    # kopf now watches only MespPolicies (for the deletion finalizer) and keeps no index, so no worker
+    # waits for the others: a limit is safe and bounds the tasks and PATCHes (adding the finalizer) a
+    # first sight of thousands of policies starts at once; the rest queue in kopf's scheduler.
+    # Not lower: a replica's workers wait in restore_on_delete for policies another replica holds.
+    settings.queueing.worker_limit = KOPF_WORKER_LIMIT
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
 
 
 class Runtime:
-    """`shards` (sharding.ShardLeases) when several replicas share the policies; None: this process
+    """`caches` (watch_cache.Caches): the policies, Services and Revisions the loop reads.
+    `shards` (sharding.ShardLeases) when several replicas share the policies; None: this process
     owns them all."""
 
-    def __init__(self, settings, reconciler, clock: Callable[[], float] = time.time, shards=None):
+    def __init__(self, settings, reconciler, caches=None, clock: Callable[[], float] = time.time, shards=None):
         self.settings = settings
         self.reconciler = reconciler
+        self.caches = caches
         self.clock = clock
         self.shards = shards
         self.lease_task: asyncio.Task | None = None
-        self.policies_index = None  # kopf's index of MespPolicies, once the loop starts
-        self.ready = asyncio.Event()
+        self.ready = asyncio.Event()  # set once every cache has its first full list
         self.wake = asyncio.Event()
         self.task: asyncio.Task | None = None
-        self.generations: dict[str, int] = {}
+        self.listed_task: asyncio.Task | None = None
+        self.generations: dict[tuple[str, str], tuple[str, int]] = {}  # key -> (uid, generation) last seen
         self.last_report = None
         self.loops = 0
 
-    def on_policy_event(self, body) -> None:
-        self.ready.set()
-        meta = body.get("metadata") or {}
-        uid, generation = meta.get("uid"), int(meta.get("generation") or 0)
-        if self.generations.get(uid) != generation:  # a new or changed spec: act without waiting a full interval
-            self.generations[uid] = generation
+    def on_policy(self, key, policy: PolicyObject | None) -> None:
+        """A policy was listed, changed or deleted (None). Called in the event loop."""
+        if policy is None:
+            self.generations.pop(key, None)
+            return
+        mark = (policy.uid, policy.generation)
+        if self.generations.get(key) != mark:  # a new or changed spec: act without waiting a full interval
+            self.generations[key] = mark
             self.wake.set()
 
     def owns(self, policy: PolicyObject) -> bool:
@@ -89,11 +98,8 @@ class Runtime:
             return True
         if not self.shards.owns(policy):
             return False
-        try:  # the index is updated by the event loop while worker threads ask
-            latest = [view for view in (self.policies_index or {}).get(policy.key, ()) if view.uid == policy.uid]
-        except RuntimeError:
-            return False  # changing right now: skip this write, the next loop decides again
-        return all(self.shards.owns(view) for view in latest)
+        latest = self.caches.policies.get(policy.key) if self.caches is not None else None
+        return latest is None or latest.uid != policy.uid or self.shards.owns(latest)
 
     async def restore_on_delete(self, body, logger) -> None:
         """The deletion finalizer's work: give back what the policy changed, in a worker thread.
@@ -132,27 +138,41 @@ class Runtime:
         meta = body.get("metadata") or {}
         return meta.get("uid") != policy.uid or FINALIZER not in (meta.get("finalizers") or [])
 
-    def start_loop(self, policies, services, revisions) -> None:
-        self.policies_index = policies
+    def start_loop(self) -> None:
+        """Start the caches' watches and the loop; the loop runs once every cache has its first list."""
+        loop = asyncio.get_running_loop()
+        self.caches.start(on_policy=lambda key, view: loop.call_soon_threadsafe(self.on_policy, key, view))
+        self.listed_task = asyncio.create_task(self._until_listed(), name="mesp-listed")
         if self.shards is not None:
             self.lease_task = asyncio.create_task(self._lease_loop(), name="mesp-leases")
-        self.task = asyncio.create_task(self._loop(policies, services, revisions), name="mesp-loop")
+        self.task = asyncio.create_task(self._loop(), name="mesp-loop")
+
+    async def _until_listed(self) -> None:
+        started = time.monotonic()
+        while not self.caches.listed:
+            await asyncio.sleep(LISTED_POLL_SECONDS)
+        log.info("listed %d policies, %d Services, %d Revisions in %.1fs", len(self.caches.policies),
+                 len(self.caches.services), len(self.caches.revisions), time.monotonic() - started)
+        self.ready.set()
 
     async def stop_loop(self) -> None:
-        for task in (self.task, self.lease_task):  # the loop first: it stops writing before the Leases go
+        # the loop first: it stops writing before the Leases go
+        for task in (self.task, self.lease_task, self.listed_task):
             if task is not None:
                 task.cancel()
                 try:
                     await task
                 except asyncio.CancelledError:
                     pass
+        if self.caches is not None:
+            await asyncio.to_thread(self.caches.stop)
         if self.shards is not None:
             await asyncio.to_thread(self.shards.release_all)
         await asyncio.to_thread(self.reconciler.close)
 
     async def _lease_loop(self) -> None:
         """Renew, release and take shard Leases every third of a lease duration; a change wakes the loop.
-        Only once kopf has listed everything (the loop is ready): a replica still starting up would
+        Only once the caches have listed everything (the loop is ready): a replica still starting up would
         hold shards it cannot act on yet, and the others count it as live only from then on."""
         await self.ready.wait()
         while True:
@@ -166,14 +186,14 @@ class Runtime:
                 log.warning("shard leases not renewed: %s", info.message)
             await asyncio.sleep(max(0.0, self.shards.renew_interval - (time.monotonic() - started)))
 
-    async def _loop(self, policies, services, revisions) -> None:
+    async def _loop(self) -> None:
         await self.ready.wait()
         while True:
             self.wake.clear()
-            # Snapshot the indexes here, in the event loop that mutates them.
-            policy_views = [view for store in policies.values() for view in store if self.owns(view)]
-            service_views = {key: view for key, store in services.items() for view in store}
-            revision_views = {key: view for key, store in revisions.items() for view in store}
+            # One consistent copy of each cache per loop: the watches go on changing them meanwhile.
+            policy_views = [view for view in self.caches.policies.snapshot().values() if self.owns(view)]
+            service_views = self.caches.services.snapshot()
+            revision_views = self.caches.revisions.snapshot()
             try:
                 self.last_report = await asyncio.to_thread(
                     self.reconciler.run_once, policy_views, service_views, revision_views)

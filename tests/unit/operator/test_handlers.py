@@ -1,10 +1,9 @@
-"""The kopf registry: Knative objects are only indexed (no finalizer, no timer, no stored state);
-the finalizer and the loop's trigger live on MESP's own MespPolicy."""
+"""The kopf registry: kopf does not see Knative objects at all (the operator's own caches read them)
+and keeps no index; the deletion finalizer lives on MESP's own MespPolicy."""
 
 from __future__ import annotations
 
 import kopf
-
 from mesp_operator.handlers import build_registry
 
 
@@ -16,18 +15,19 @@ def _plurals(handlers):
     return {(h.selector.group, h.selector.plural or h.selector.any_name) for h in handlers if h.selector is not None}
 
 
-def test_knative_resources_are_only_indexed():
+def test_kopf_watches_no_knative_resource_and_keeps_no_index():
     registry = _registry()
-    knative = {("serving.knative.dev", "services"), ("serving.knative.dev", "revisions")}
-    assert knative <= _plurals(registry._indexing.get_all_handlers())
+    # An index makes every kopf worker wait for all objects to be indexed: quadratic at start-up.
+    assert not registry._indexing.get_all_handlers()
     for kind in (registry._changing, registry._spawning, registry._watching, registry._webhooks):
-        assert not knative & _plurals(kind.get_all_handlers())
+        assert {group for group, _ in _plurals(kind.get_all_handlers())} <= {"mesp.dev"}
 
 
-def test_the_finalizer_and_the_loop_trigger_are_on_mesp_policies():
+def test_the_finalizer_is_on_mesp_policies_and_nothing_else_is_handled_per_object():
     registry = _registry()
     assert _plurals(registry._changing.get_all_handlers()) == {("mesp.dev", "mesppolicies")}
-    assert _plurals(registry._watching.get_all_handlers()) == {("mesp.dev", "mesppolicies")}
+    assert {h.id for h in registry._changing.get_all_handlers()} == {"restore_on_delete"}
+    assert not registry._watching.get_all_handlers()  # the caches wake the loop, not kopf events
     assert not registry._spawning.get_all_handlers()  # no daemons or timers anywhere
     ids = {h.id for h in registry._activities.get_all_handlers()}
     assert {"login", "configure", "start_loop", "stop_loop"} <= ids

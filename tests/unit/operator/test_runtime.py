@@ -9,8 +9,9 @@ import kopf
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from mesp_operator.runtime import FINALIZER, Runtime, configure_kopf
+from mesp_operator.runtime import FINALIZER, KOPF_WORKER_LIMIT, Runtime, configure_kopf
 from mesp_operator.settings import OperatorSettings
+from mesp_operator.spec import PolicyObject
 
 BODY = {"metadata": {"namespace": "ns", "name": "p", "uid": "u-1", "generation": 2}, "spec": {"service": "fn"}}
 
@@ -32,16 +33,24 @@ def test_kopf_keeps_its_state_in_mesps_annotations_and_adds_mesps_finalizer():
     assert settings.persistence.finalizer == FINALIZER == "mesp.dev/restore-min-scale"
     assert isinstance(settings.persistence.progress_storage, kopf.AnnotationsProgressStorage)
     assert settings.scanning.disabled and settings.posting.level == logging.WARNING
+    # No kopf index is left, so a worker limit cannot hold start-up back (it did with indexes).
+    assert settings.queueing.worker_limit == KOPF_WORKER_LIMIT
 
 
-def test_only_a_new_generation_wakes_the_loop_early():
+def test_only_a_new_generation_or_object_wakes_the_loop_early():
     runtime = Runtime(OperatorSettings(), _Reconciler(None))
-    runtime.on_policy_event(BODY)
-    assert runtime.ready.is_set() and runtime.wake.is_set()
+    policy = PolicyObject.from_body(BODY)
+    runtime.on_policy(policy.key, policy)
+    assert runtime.wake.is_set()
     runtime.wake.clear()
-    runtime.on_policy_event(BODY)  # a status write: same generation
+    runtime.on_policy(policy.key, policy)  # a status write: same generation
     assert not runtime.wake.is_set()
-    runtime.on_policy_event({"metadata": {**BODY["metadata"], "generation": 3}})
+    runtime.on_policy(policy.key, PolicyObject.from_body({"metadata": {**BODY["metadata"], "generation": 3}}))
+    assert runtime.wake.is_set()
+    runtime.wake.clear()
+    runtime.on_policy(policy.key, None)  # deleted, then created again under the same name
+    assert not runtime.wake.is_set() and not runtime.generations
+    runtime.on_policy(policy.key, PolicyObject.from_body({"metadata": {**BODY["metadata"], "uid": "u-2"}}))
     assert runtime.wake.is_set()
 
 
