@@ -244,16 +244,17 @@ class LocalRay:
                f"--object-store-memory={store_bytes}", f"--temp-dir={self.temp}", "--include-dashboard=false",
                "--disable-usage-stats", f"--ray-client-server-port={_free_port()}",
                f"--node-manager-port={_free_port()}", f"--object-manager-port={_free_port()}"]
-        self.log = open(os.path.join(self.temp, "ray-start.log"), "w")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        self.log = Path(self.temp, "ray-start.log")
+        with open(self.log, "w") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         deadline = time.time() + 120
         while time.time() < deadline:
-            if "Ray runtime started" in Path(self.log.name).read_text():
+            if "Ray runtime started" in self.log.read_text():
                 return
             if self.proc.poll() is not None:
                 break
             time.sleep(1)
-        said = Path(self.log.name).read_text()[-2000:]
+        said = self.log.read_text()[-2000:]
         self.stop()
         raise RuntimeError(f"ray start failed: {said}")
 
@@ -268,7 +269,6 @@ class LocalRay:
             except OSError:
                 pass
         self.proc.wait()
-        self.log.close()
         subprocess.run(["rm", "-rf", self.temp], check=False)  # spilled objects and logs
 
 
