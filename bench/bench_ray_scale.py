@@ -2,7 +2,7 @@
 
     python bench/bench_ray_scale.py [--sizes 5000 10000 20000 50000] [--days 14]
         [--modes kshape-single kshape-ray train-single train-ray] [--cap-gib 10] [--cpus 2]
-        [--shard-days 25000] [--k 6] [--max-iter 10] [--train-args=--quick] [--timeout S]
+        [--shard-days 10000] [--k 6] [--max-iter 10] [--train-args=--quick] [--timeout S]
         [--cache ~/.cache/mesp/bench] [--out /tmp/ray_scale.json]
 
 The trace: seeded generated functions (mesp_core.data.synthetic) x 14 days as Azure day files,
@@ -70,9 +70,17 @@ def _kshape_single(files, args) -> dict:
     live = days[~is_flat(days)]
     del days
     read_s = time.perf_counter() - started
-    model = KShape(args.k, max_iter=args.max_iter, random_state=args.seed).fit(live)
+    print(f"read: {len(live)} live days in {read_s:.0f} s", flush=True)
+    model = KShape(args.k, max_iter=args.max_iter, random_state=args.seed)
+    model.iteration_callback = _progress(started)
+    model.fit(live)
     return {"read_s": read_s, "wall_s": time.perf_counter() - started, "n_days": len(live),
             "n_iter": model.n_iter_, "inertia": model.inertia_, "labels": model.labels_}
+
+
+def _progress(started: float):
+    """A K-Shape iteration callback that says how far the fit got (the stage of a stopped run)."""
+    return lambda it, inertia: print(f"K-Shape iteration {it + 1}: inertia {inertia:.6f} at {time.perf_counter() - started:.0f} s", flush=True)
 
 
 def _live(days):
@@ -93,10 +101,15 @@ def _kshape_ray(files, args) -> dict:
         live_refs = [remote(_live).remote(ref) for ref in day_refs]
         ray.wait(live_refs, num_returns=len(live_refs))
         read_s = time.perf_counter() - started
-        model = ShardedKShape(args.k, max_iter=args.max_iter, random_state=args.seed).fit(live_refs)
+        spread = {"shards": sharded.n_shards, "reader_rss_mb": sharded.reader_rss_mb}
+        del sharded, day_refs  # only the live days are needed now: the store may free the rest
+        print(f"read: {spread['shards']} shards in {read_s:.0f} s", flush=True)
+        model = ShardedKShape(args.k, max_iter=args.max_iter, random_state=args.seed)
+        model.iteration_callback = _progress(started)
+        model.fit(live_refs)
         return {"read_s": read_s, "wall_s": time.perf_counter() - started, "n_days": len(model.labels_),
-                "n_iter": model.n_iter_, "inertia": model.inertia_, "labels": model.labels_,
-                "shards": sharded.n_shards, "reader_rss_mb": sharded.reader_rss_mb}
+                "n_iter": model.n_iter_, "inertia": model.inertia_, "labels": model.labels_, **spread,
+                "kshape_worker_private_mb": model.worker_memory_mb_, "driver_private_mb": model.driver_memory_mb_}
 
 
 def child_main(args) -> None:
@@ -157,7 +170,7 @@ def _role(pid: int, driver: int) -> str:
         cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
     except OSError:
         return "?"
-    if cmd.startswith("ray::"):
+    if cmd.startswith("ray::") and not cmd.rstrip().endswith("Agent"):  # not ray::DashboardAgent / RuntimeEnvAgent
         return "worker"  # Ray renames a worker process after the task it runs
     return "ray:" + os.path.basename(cmd.split()[0]) if cmd else "?"
 
@@ -187,8 +200,8 @@ class Watchdog(threading.Thread):
                 rss, anon, pss = mem
                 total += pss
                 seen = self.processes.setdefault(pid, {"role": _role(pid, self.driver), "rss": 0, "anon": 0, "pss": 0})
-                if seen["role"] == "worker" or seen["role"].startswith("ray:python"):
-                    seen["role"] = _role(pid, self.driver)  # an idle worker becomes ray::<task> later
+                if seen["role"].startswith("ray:python"):
+                    seen["role"] = _role(pid, self.driver)  # a starting worker is renamed ray::<task> later
                 seen["rss"], seen["anon"], seen["pss"] = max(seen["rss"], rss), max(seen["anon"], anon), max(seen["pss"], pss)
             self.peak_total_pss = max(self.peak_total_pss, total)
             self.loads.append(os.getloadavg()[0])
@@ -214,7 +227,7 @@ class Watchdog(threading.Thread):
     def figures(self) -> dict:
         by_role: dict[str, dict] = {}
         for p in self.processes.values():
-            role = "worker" if p["role"].startswith("ray::") or p["role"] == "worker" else p["role"]
+            role = p["role"]
             r = by_role.setdefault(role, {"n": 0, "peak_rss_mb": 0.0, "peak_private_mb": 0.0})
             r["n"] += 1
             r["peak_rss_mb"] = max(r["peak_rss_mb"], p["rss"] / 1024)
@@ -297,8 +310,12 @@ def _train_figures(report: dict) -> dict:
 
 def run_one(mode: str, n: int, files: list[str], work: str, args, env: dict) -> dict:
     shards = _shards(n, args)
-    result_path = os.path.join(work, f"{mode}-{n}.json")
-    log_path = os.path.join(work, f"{mode}-{n}.log")
+    runs = Path(args.cache, "runs")  # each run's figures, labels and log stay for a later comparison
+    runs.mkdir(parents=True, exist_ok=True)
+    result_path, log_path = str(runs / f"{mode}-{n}.json"), str(runs / f"{mode}-{n}.log")
+    for stale in (result_path, result_path + ".labels.npy"):
+        if os.path.exists(stale):
+            os.remove(stale)
     ray = LocalRay(args.cpus, int(args.object_store_gib * GIB), env) if mode.endswith("-ray") else None
     try:
         if mode.startswith("kshape"):
@@ -396,7 +413,7 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=1.0, help="watchdog sampling period, s")
     parser.add_argument("--cpus", type=int, default=2, help="CPUs (= Ray workers) of the local Ray cluster")
     parser.add_argument("--object-store-gib", type=float, default=2.0, help="Ray object store; beyond it Ray spills to /tmp")
-    parser.add_argument("--shard-days", type=int, default=25000, help="function-days per shard at most (shards = N x days / this, >= 2 per CPU)")
+    parser.add_argument("--shard-days", type=int, default=10000, help="function-days per shard at most (shards = N x days / this, >= 2 per CPU)")
     parser.add_argument("--k", type=int, default=6, help="K of the K-Shape-alone runs")
     parser.add_argument("--max-iter", type=int, default=10, help="K-Shape iterations at most (K-Shape-alone runs)")
     parser.add_argument("--train-args", default="--quick", help="budget flags for both mesp train runs (default --quick)")
