@@ -302,10 +302,11 @@ def _last_line(path: str) -> str:
 
 
 def _train_figures(report: dict) -> dict:
-    return {"k": report["k"], "train_seconds": report["seconds"], "stage_seconds": report.get("stage_seconds", {}),
-            "experts": [{"cluster": c["id"], "days": c["n_days"], "chosen": c["chosen"],
-                         "val_wape": c["ranking"][0]["val_wape"]} for c in report["clusters"]],
-            "dense": [{"family": r["family"], "val_wape": r["val_wape"]} for r in report["dense_ranking"]]}
+    """The model's figures from `mesp train --json` (read with .get: a later report may add or move fields)."""
+    return {"k": report.get("k"), "train_seconds": report.get("seconds"), "stage_seconds": report.get("stage_seconds", {}),
+            "experts": [{"cluster": c.get("id"), "days": c.get("n_days"), "chosen": c.get("chosen"),
+                         "val_wape": (c.get("ranking") or [{}])[0].get("val_wape")} for c in report.get("clusters", [])],
+            "dense": [{"family": r.get("family"), "val_wape": r.get("val_wape")} for r in report.get("dense_ranking", [])]}
 
 
 def run_one(mode: str, n: int, files: list[str], work: str, args, env: dict) -> dict:
