@@ -95,19 +95,16 @@ class ShardedTrace:
         # a day file's parse peaks at a few times its size: its worker exits afterwards
         task = remote(_read_day_task, num_returns=2, max_calls=1)
         calls = [task.remote(day_files, on_error) for _, day_files in groups]
-        try:
-            metas = ray.get([meta for meta, _ in calls])
-        except ray.exceptions.RayTaskError as exc:  # a bad file: the reader's own error, unwrapped
-            if isinstance(exc.cause, (TraceFormatError, ValueError, OSError)):
-                raise exc.cause from None
-            raise
         index_of: dict = {}
         keys: list = []
         triggers: list = []
         problems: list = []
         skipped = 0
         day_index = []
-        for meta in metas:
+        reader_rss = 0.0
+        for meta_ref, _ in calls:  # day by day: the driver holds one day's keys besides the numbered ones
+            meta = _day_meta(ray, meta_ref)
+            reader_rss = max(reader_rss, meta["rss_mb"])
             skipped += meta["skipped"]
             problems.extend(meta["problems"][: MAX_LISTED_PROBLEMS - len(problems)])
             day_index.append(index_functions(meta["keys"], meta["triggers"], index_of, keys, triggers))
@@ -131,7 +128,7 @@ class ShardedTrace:
                                             *(day[s] for day in pieces))
                 for s, (start, stop) in enumerate(bounds)]
         del pieces
-        return cls(keys, triggers, labels, bounds, refs, skipped, problems, max(m["rss_mb"] for m in metas))
+        return cls(keys, triggers, labels, bounds, refs, skipped, problems, reader_rss)
 
     @classmethod
     def from_trace(cls, trace: InvocationTrace, n_shards: int) -> "ShardedTrace":
@@ -163,6 +160,16 @@ class ShardedTrace:
             skipped=self.skipped,
             problems=list(self.problems),
         )
+
+
+def _day_meta(ray, ref) -> dict:
+    """A day task's keys and counts of skipped rows; a bad file raises the reader's own error."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        if isinstance(exc.cause, (TraceFormatError, ValueError, OSError)):
+            raise exc.cause from None
+        raise
 
 
 def _check_shards(n_shards) -> None:
