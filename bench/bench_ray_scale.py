@@ -171,7 +171,8 @@ def _role(pid: int, driver: int) -> str:
     except OSError:
         return "?"
     if cmd.startswith("ray::") and not cmd.rstrip().endswith("Agent"):  # not ray::DashboardAgent / RuntimeEnvAgent
-        return "worker"  # Ray renames a worker process after the task it runs
+        # Ray renames a worker after the task it runs; spill/restore workers move object-store pages to disk
+        return "io-worker" if ("SpillWorker" in cmd or "RestoreWorker" in cmd or "DeleteWorker" in cmd) else "worker"
     return "ray:" + os.path.basename(cmd.split()[0]) if cmd else "?"
 
 
@@ -200,7 +201,7 @@ class Watchdog(threading.Thread):
                 rss, anon, pss = mem
                 total += pss
                 seen = self.processes.setdefault(pid, {"role": _role(pid, self.driver), "rss": 0, "anon": 0, "pss": 0})
-                if seen["role"].startswith("ray:python"):
+                if seen["role"].startswith("ray:python") or seen["role"] == "worker":
                     seen["role"] = _role(pid, self.driver)  # a starting worker is renamed ray::<task> later
                 seen["rss"], seen["anon"], seen["pss"] = max(seen["rss"], rss), max(seen["anon"], anon), max(seen["pss"], pss)
             self.peak_total_pss = max(self.peak_total_pss, total)
