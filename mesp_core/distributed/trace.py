@@ -5,11 +5,14 @@ Reading is a two-step shuffle on Ray:
    own code (`read_day`: same checks, same errors, same skipped rows) and leaves the day's
    counts in Ray's object store; only the keys come back to the driver;
 2. the driver numbers the functions by first appearance, exactly as `read_invocations` does,
-   cuts them into contiguous shards, and one task per shard copies its functions' rows out of
-   every day into an `InvocationTrace` of its own.
+   and cuts them into contiguous shards; one task per day splits that day's block into the
+   shards' pieces, and one task per shard joins its pieces of every day into an
+   `InvocationTrace` of its own.
 
-A worker holds one day file (step 1) or one shard (step 2), never the trace; Ray's object store
-holds the day blocks and spills them to disk when they do not fit in memory. The shards,
+A worker holds one day file (step 1), one day block and its pieces (the split) or one shard
+(step 2), never the trace: a shard task's inputs are its own rows, so it never needs every day
+block at once (14 day blocks of the full Azure trace are 4 GB). Ray's object store holds the
+blocks and pieces and spills them to disk when they do not fit in memory. The shards,
 concatenated in order, are the trace `read_invocations` returns (`gather()` does that, for
 small traces and tests).
 """
@@ -33,13 +36,19 @@ def _read_day_task(files, on_error):
     return meta, day.counts
 
 
-def _build_shard(keys, triggers, days, placements, *day_counts):
-    """One shard's InvocationTrace: for each day, rows `sel` of that day's block go to `pos`."""
+def _split_day(block, *selections):
+    """One day's block cut into the shards' pieces: rows `selections[s]` for shard s."""
+    pieces = tuple(np.ascontiguousarray(block[sel]) for sel in selections)
+    return pieces if len(pieces) > 1 else pieces[0]  # one return value is not a sequence to Ray
+
+
+def _build_shard(keys, triggers, days, positions, *day_pieces):
+    """One shard's InvocationTrace: for each day, its piece's rows go to rows `positions[d]`."""
     n_days = len(days)
     counts = np.zeros((len(keys), n_days * MINUTES_PER_DAY), dtype=np.float32)
     present = np.zeros((len(keys), n_days), dtype=bool)
-    for d, ((sel, pos), block) in enumerate(zip(placements, day_counts)):
-        counts[pos, d * MINUTES_PER_DAY : (d + 1) * MINUTES_PER_DAY] = block[sel]
+    for d, (pos, piece) in enumerate(zip(positions, day_pieces)):
+        counts[pos, d * MINUTES_PER_DAY : (d + 1) * MINUTES_PER_DAY] = piece
         present[pos, d] = True
     return InvocationTrace(keys=keys, triggers=triggers, counts=counts, days=days, present=present)
 
@@ -86,19 +95,16 @@ class ShardedTrace:
         # a day file's parse peaks at a few times its size: its worker exits afterwards
         task = remote(_read_day_task, num_returns=2, max_calls=1)
         calls = [task.remote(day_files, on_error) for _, day_files in groups]
-        try:
-            metas = ray.get([meta for meta, _ in calls])
-        except ray.exceptions.RayTaskError as exc:  # a bad file: the reader's own error, unwrapped
-            if isinstance(exc.cause, (TraceFormatError, ValueError, OSError)):
-                raise exc.cause from None
-            raise
         index_of: dict = {}
         keys: list = []
         triggers: list = []
         problems: list = []
         skipped = 0
         day_index = []
-        for meta in metas:
+        reader_rss = 0.0
+        for meta_ref, _ in calls:  # day by day: the driver holds one day's keys besides the numbered ones
+            meta = _day_meta(ray, meta_ref)
+            reader_rss = max(reader_rss, meta["rss_mb"])
             skipped += meta["skipped"]
             problems.extend(meta["problems"][: MAX_LISTED_PROBLEMS - len(problems)])
             day_index.append(index_functions(meta["keys"], meta["triggers"], index_of, keys, triggers))
@@ -106,16 +112,23 @@ class ShardedTrace:
             raise TraceFormatError(files[0], None, "no valid function rows in the given trace file(s)")
         labels = [label for label, _ in groups]
         bounds = _contiguous(len(keys), n_shards)
-        counts_refs = [counts for _, counts in calls]
-        refs = []
-        for start, stop in bounds:
-            placements = []
-            for idx in day_index:
+        # pieces[d][s]: day d's rows of shard s; positions[s][d]: where they go in shard s
+        pieces, positions = [], [[] for _ in bounds]
+        split = remote(_split_day, num_returns=len(bounds))
+        for (_, counts), idx in zip(calls, day_index):
+            selections = []
+            for s, (start, stop) in enumerate(bounds):
                 sel = np.flatnonzero((idx >= start) & (idx < stop))
-                placements.append((sel, idx[sel] - start))
-            refs.append(remote(_build_shard).remote(keys[start:stop], triggers[start:stop], labels, placements, *counts_refs))
-        del calls, counts_refs  # the day blocks live on only as long as the shard tasks need them
-        return cls(keys, triggers, labels, bounds, refs, skipped, problems, max(m["rss_mb"] for m in metas))
+                selections.append(sel)
+                positions[s].append(idx[sel] - start)
+            out = split.remote(counts, *selections)
+            pieces.append(out if len(bounds) > 1 else [out])
+        del calls  # a day block lives on only until its split has run
+        refs = [remote(_build_shard).remote(keys[start:stop], triggers[start:stop], labels, positions[s],
+                                            *(day[s] for day in pieces))
+                for s, (start, stop) in enumerate(bounds)]
+        del pieces
+        return cls(keys, triggers, labels, bounds, refs, skipped, problems, reader_rss)
 
     @classmethod
     def from_trace(cls, trace: InvocationTrace, n_shards: int) -> "ShardedTrace":
@@ -165,6 +178,16 @@ class ShardedTrace:
             skipped=self.skipped,
             problems=list(self.problems),
         )
+
+
+def _day_meta(ray, ref) -> dict:
+    """A day task's keys and counts of skipped rows; a bad file raises the reader's own error."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        if isinstance(exc.cause, (TraceFormatError, ValueError, OSError)):
+            raise exc.cause from None
+        raise
 
 
 def _check_shards(n_shards) -> None:
