@@ -5,10 +5,6 @@ also when a worker is killed in the middle of the search."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import threading
-import time
 from dataclasses import replace
 
 import pytest
@@ -16,7 +12,7 @@ import pytest
 from mesp_core.cli import main
 from mesp_core.offline import config as config_module
 from tests.unit.cli.test_train import TINY_BUDGET
-from tests.unit.distributed.test_fault_tolerance import _running
+from tests.unit.distributed.worker_kill import kill_one_worker_running
 
 # A small multi-day trace and budget: two families, so both stages have parallel work.
 TRAIN_ARGS = ["train", "--synthetic-functions", "40", "--synthetic-days", "2", "--seed", "2", "--k", "2",
@@ -61,25 +57,8 @@ def test_a_worker_killed_during_the_expert_search_is_retried_and_the_model_is_un
     # what TRAIN_ARGS give `mesp train` (its --quick patched to TINY_BUDGET)
     config = replace(config_module.TrainConfig(k=2, families=("dlinear", "nbeats"), dense_trials=1, test_fraction=0.25,
                                                seed=2, threads=1), **TINY_BUDGET)
-    killed: list[int] = []
-    done = threading.Event()
-
-    def kill_one_worker():
-        while not done.is_set() and not killed:
-            for pid in _running("_expert_task"):
-                time.sleep(0.5)  # well into the search, not at its first line
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-                break
-            time.sleep(0.005)
-
-    killer = threading.Thread(target=kill_one_worker)
-    killer.start()
-    try:
+    with kill_one_worker_running("_expert_task", after_seconds=0.5) as killed:  # well into the search
         train(generate_trace(n_functions=40, days=2, seed=2), tmp_path / "model", config, progress=False,
               run_tasks=run_on_ray)
-    finally:
-        done.set()
-        killer.join()
     assert killed, "no expert-search task was caught running: training ended before a worker could be killed"
     assert comparable(tmp_path / "model") == comparable(one_process_model)
