@@ -15,7 +15,10 @@ import kube_helpers as kh  # tests/integration's, put on sys.path by knative_hel
 pytestmark = pytest.mark.knative
 
 SPEED = 30.0               # one replayed minute every 2 s
-BEFORE, AFTER = 40, 20     # replayed minutes walked through before and after the peak
+# Replayed minutes walked through before and after the peak. The floor stage keeps a policy's floor
+# choice until its next 30-minute boundary (as the replay does); a keep-alive choice holds the peak's
+# floor up to 30 minutes after it, so the walk goes on past both.
+BEFORE, AFTER = 40, 50
 USER_FLOOR = 1
 
 
