@@ -1,4 +1,4 @@
-"""Time compressed: `mesp operator` on a replayed clock, 30 times faster than the wall clock, walks
+"""Time compressed: `mesp operator` on a replayed clock, 45 times faster than the wall clock, walks
 through a real day's peak that Prometheus holds in the past, while Knative's controllers keep their
 own timing. The floor's pods are Ready before the peak and Knative lowers them after it."""
 
@@ -14,7 +14,7 @@ import kube_helpers as kh  # tests/integration's, put on sys.path by knative_hel
 
 pytestmark = pytest.mark.knative
 
-SPEED = 30.0               # one replayed minute every 2 s
+SPEED = 45.0               # one replayed minute every 1.33 s: the 90-minute walk takes the 2 min the bed allows
 # Replayed minutes walked through before and after the peak. The floor stage keeps a policy's floor
 # choice until its next 30-minute boundary (as the replay does); a keep-alive choice holds the peak's
 # floor up to 30 minutes after it, so the walk goes on past both.
