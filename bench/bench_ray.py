@@ -37,17 +37,23 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_single(files, args) -> dict:
+def read_live_days(files) -> np.ndarray:
+    """The trace's non-flat function-days, read in one process (what K-Shape clusters), holding
+    only one copy once read."""
     from mesp_core.data.reader import read_invocations
-    from mesp_core.forecasting.kshape import KShape
     from mesp_core.forecasting.sbd import is_flat
 
-    started = time.perf_counter()
     trace = read_invocations(files)
     days, _ = trace.daily()
     del trace
-    live = days[~is_flat(days)]
-    del days
+    return days[~is_flat(days)]
+
+
+def run_single(files, args) -> dict:
+    from mesp_core.forecasting.kshape import KShape
+
+    started = time.perf_counter()
+    live = read_live_days(files)
     read_s = time.perf_counter() - started
     model = KShape(args.k, max_iter=args.max_iter, random_state=args.seed).fit(live)
     return {"labels": model.labels_, "read_s": read_s, "wall_s": time.perf_counter() - started,

@@ -59,16 +59,11 @@ GIB = 1 << 30
 
 
 def _kshape_single(files, args) -> dict:
-    from mesp_core.data.reader import read_invocations
+    from bench_ray import read_live_days
     from mesp_core.forecasting.kshape import KShape
-    from mesp_core.forecasting.sbd import is_flat
 
     started = time.perf_counter()
-    trace = read_invocations(files)
-    days, _ = trace.daily()
-    del trace
-    live = days[~is_flat(days)]
-    del days
+    live = read_live_days(files)
     read_s = time.perf_counter() - started
     print(f"read: {len(live)} live days in {read_s:.0f} s", flush=True)
     model = KShape(args.k, max_iter=args.max_iter, random_state=args.seed)
