@@ -52,8 +52,8 @@ def real_day():
 
 @contextlib.contextmanager
 def running_bed(tmp_path_factory, real_day, services, serving_version=None, label="knative-bed", past=()):
-    """A started KnativeBed whose Prometheus holds the real day for `services`, its history ending
-    MINUTES_BEFORE_PEAK minutes before the peak at the bed's start (bed.replay says where in time);
+    """A started KnativeBed whose Prometheus holds the real day for `services`, the bed's start
+    MINUTES_BEFORE_PEAK minutes before its peak and the day going on in real time (bed.replay says where in time);
     entered while it runs, stopped (and left) afterwards. The `past` Services hold the same day wholly
     in the past (bed.past_replay says where). Beds nest: the inner one is left back into the outer."""
     work = tmp_path_factory.mktemp(label)

@@ -69,10 +69,16 @@ def integration_conftest():
 
 
 class Replay:
-    """One real function-day of the Azure sample, placed in time: its history (two copies of the day,
-    as Prometheus would have kept them) ends at `now`, MINUTES_BEFORE_PEAK minutes before its peak
-    (the replayed peak is that far ahead of the bed's start), or `after_peak` minutes after it (the
-    whole peak is in the past, for an operator on a replayed clock)."""
+    """One real function-day of the Azure sample, placed in time: two copies of the day, as
+    Prometheus would have kept them, whose minute at `now` (the bed's start) is MINUTES_BEFORE_PEAK
+    minutes before the second copy's peak (the replayed peak is that far ahead of the bed's start),
+    or `after_peak` minutes after it (the whole peak is in the past, for an operator on a replayed
+    clock; its history ends at `now`).
+
+    Ahead of the peak the day goes on past `now` to its end: Prometheus holds those samples from the
+    start and serves each once the wall clock reaches it, so a scenario that starts minutes after
+    the bed sees the day's next minutes as they happen, not a silence the real function never had
+    (a floor policy chosen at a reselect boundary before the silence planned nothing for it)."""
 
     def __init__(self, day, peak_minute: int, now: float, after_peak: int | None = None):
         import numpy as np
@@ -82,6 +88,7 @@ class Replay:
         self.counts = np.tile(self.day, 2)
         # minute index that ends at `now`
         self.now_index = 1440 + self.peak_minute + (-MINUTES_BEFORE_PEAK if after_peak is None else after_peak)
+        self.last_index = len(self.counts) - 1 if after_peak is None else self.now_index  # the history's last minute
         self.peak_at = self.time_of(1440 + self.peak_minute)
 
     def time_of(self, index: int) -> int:
@@ -110,7 +117,7 @@ def write_history(path: Path, placed: list[tuple[Replay, tuple[str, str]]], dura
             start = replay.time_of(0) - 60
             total = 0.0
             lines.append(f"{name}{{{target}}} 0 {start}")
-            for m in range(replay.now_index + 1):
+            for m in range(replay.last_index + 1):
                 c = replay.counts[m] * per_request
                 for k in range(4):
                     lines.append(f"{name}{{{target}}} {total + c * (k + 1) / 4:.3f} {start + m * 60 + (k + 1) * 15}")
@@ -119,7 +126,7 @@ def write_history(path: Path, placed: list[tuple[Replay, tuple[str, str]]], dura
     for target, (replay, (namespace, service)) in zip(targets, placed):
         labels = (f'{target},k8s_namespace_name="{namespace}",kn_service_name="{service}",'
                   f'kn_revision_name="{service}-00001"')
-        for t in range(replay.time_of(0) - 60, replay.now + 1, 15):
+        for t in range(replay.time_of(0) - 60, replay.time_of(replay.last_index) + 1, 15):
             lines.append(f"target_info{{{labels}}} 1 {t}")
     lines.append("# EOF")
     path.write_text("\n".join(lines) + "\n")

@@ -1,8 +1,8 @@
 """`mesp operator`, started as a user starts it, on real Knative Serving (issue 15).
 
 Each scenario has its own Service whose real Azure day Prometheus holds (knative-otel layout). The
-day's history ends MINUTES_BEFORE_PEAK minutes before its peak when the bed starts, and the
-operator runs in real time (2 s loops), so "before the peak" is measured against the wall clock.
+bed starts MINUTES_BEFORE_PEAK minutes before the day's peak, the day's traffic goes on in real time,
+and the operator runs in real time (2 s loops), so "before the peak" is measured against the wall clock.
 What happens after the peak (the floor falling back) would take real minutes here: the operator on
 a replayed clock walks through it (test_knative_replayed_clock.py).
 """
