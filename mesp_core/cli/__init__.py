@@ -44,5 +44,6 @@ def main(argv: list[str] | None = None) -> int:
         args = argparse.Namespace(command="operator", func=operator.run, rest=argv[1:], verbose=False)
     else:
         args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.command != "operator":  # the operator configures its own logging (INFO, with times), which this would void
+        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     return run_parsed(args)

@@ -61,3 +61,31 @@ def test_kopf_logs_in_with_the_clients_token_and_certificates():
 def test_bad_settings_end_with_one_line_and_exit_code_2(capsys):
     assert run(["--write-concurrency", "0"]) == 2
     assert capsys.readouterr().err == "mesp operator: --write-concurrency: must be between 1 and 128\n"
+
+
+def test_mesp_operator_logs_at_info_as_its_deployment_runs_it(tmp_path):
+    """`mesp operator` (the chart's and the image's command) logs its start at INFO: the CLI's own
+    logging set-up (warnings only) once took effect first and left a running operator's log empty."""
+    import subprocess
+    import sys
+    import time
+
+    kubeconfig = tmp_path / "kubeconfig"  # an API server nobody listens on: the start is logged first
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: x\n"
+        "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1', insecure-skip-tls-verify: true}}]\n"
+        "users: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\n")
+    log = tmp_path / "operator.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "mesp_core.cli", "operator", "--model", str(GOLDEN_MODEL),
+                                 "--kubeconfig", str(kubeconfig), "--namespace", "x", "--metrics-port", "0"],
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while "INFO mesp.operator: model: " not in log.read_text() and time.monotonic() < deadline:
+            assert proc.poll() is None, f"mesp operator exited with {proc.returncode}:\n{log.read_text()[-2000:]}"
+            time.sleep(0.2)
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert f"INFO mesp.operator: model: {GOLDEN_MODEL}" in log.read_text(), log.read_text()[-2000:]
