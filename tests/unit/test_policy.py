@@ -88,7 +88,7 @@ def test_lead_time_raises_the_plan_early_enough(lead, hold, first_up):
     expected = np.zeros(20, dtype=int)
     expected[first_up:11] = 10
     assert plan[0].tolist() == expected.tolist()
-    assert reasons[0][0] == (first_up, f"raise to 10 ahead of forecast peak 600/min at +10 min")
+    assert reasons[0][0] == (first_up, "raise to 10 ahead of forecast peak 600/min at +10 min")
     # Instances asked for at column i are ready at i + lead: the spike minute is covered.
     assert plan[0, max(0, 10 - lead)] == 10
 
