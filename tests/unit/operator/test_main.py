@@ -24,9 +24,13 @@ def test_the_model_is_loaded_with_a_description_of_its_artifact():
     # here; the manifest's input_size_max is only the trained experts' cap).
     context = model_context_minutes(model.manifest)
     assert context > model.manifest["input_size_max"]
-    assert description.endswith(f" clusters, reads {context} min of history)")
+    # Every network in it (DLinear) has a numpy forward: numpy serves it, and the status says so.
+    assert model.backend == "numpy"
+    assert description.endswith(f" clusters, reads {context} min of history, served by numpy)")
     _, overridden = load_model(OperatorSettings(model_path=GOLDEN_MODEL, context_minutes=600))
-    assert overridden.endswith("reads 600 min of history)")
+    assert overridden.endswith("reads 600 min of history, served by numpy)")
+    forced, described = load_model(OperatorSettings(model_path=GOLDEN_MODEL, model_backend="torch", torch_threads=1))
+    assert forced.backend == "torch" and described.endswith(", served by torch on 1 thread)")
 
 
 def test_the_replayed_clock_starts_where_asked_and_runs_faster():

@@ -6,7 +6,7 @@ import torch
 
 from mesp_core.data.windows import make_windows
 from mesp_core.forecasting.experts import DLinear, RepeatLastHour
-from mesp_core.forecasting.experts.dlinear import _DLinearNet
+from mesp_core.forecasting.experts.dlinear import torch_net
 
 from .support import HORIZON, periodic_series
 
@@ -25,7 +25,7 @@ def test_dlinear_beats_repeat_last_hour_on_noisy_periodic_signal():
 
 def test_the_trend_of_a_flat_context_is_the_context_itself_so_the_seasonal_head_sees_nothing():
     torch.manual_seed(0)
-    net = _DLinearNet(input_size=48, horizon=6, moving_avg=25)
+    net = torch_net()(input_size=48, horizon=6, moving_avg=25)
     with torch.no_grad():
         net.trend_head.weight.fill_(1.0 / 48)  # the trend's mean, for every step
         net.trend_head.bias.zero_()
