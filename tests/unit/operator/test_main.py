@@ -3,6 +3,9 @@ the same credentials as the loop's client, and bad input answered with one line.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -65,3 +68,30 @@ def test_kopf_logs_in_with_the_clients_token_and_certificates():
 def test_bad_settings_end_with_one_line_and_exit_code_2(capsys):
     assert run(["--write-concurrency", "0"]) == 2
     assert capsys.readouterr().err == "mesp operator: --write-concurrency: must be between 1 and 128\n"
+
+
+def test_the_operator_serves_the_packaged_model_without_importing_torch():
+    """What `mesp operator` loads and runs per loop: its modules, the packaged model (numpy serves it,
+    torch is never imported: ~0.5 GB less memory), a batched forecast and the floor stage's choice."""
+    code = textwrap.dedent("""
+        import sys
+        import time
+        import numpy as np
+        import mesp_operator.main, mesp_operator.handlers, mesp_operator.reconcile, mesp_operator.runtime
+        from mesp_core.data.synthetic import generate_trace
+        from mesp_operator.forecast import Sizing, floor_batch, forecast_batch
+        from mesp_operator.settings import parse_settings
+
+        model, description = mesp_operator.main.load_model(parse_settings([], env={}))
+        contexts = generate_trace(n_functions=40, days=2, seed=3).counts[:, -1440:].astype(np.float32)
+        sizing = Sizing(10.0)
+        batch = forecast_batch(model, contexts, [("moe", 1440, sizing)] * 40)
+        minute = int(time.time() // 60)
+        floors = floor_batch(model, contexts, [(1440, 1, 60.0, sizing)] * 40, minute=minute,
+                             keys=[f"uid-{i}" for i in range(40)], records=[None] * 40)
+        assert all(name is not None for name in floors.names) and len(batch.routes) == 40
+        print(description.rsplit(",", 1)[1], "torch" in sys.modules)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["served", "by", "numpy)", "False"]

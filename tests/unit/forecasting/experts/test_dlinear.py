@@ -8,7 +8,7 @@ from mesp_core.data.windows import make_windows
 from mesp_core.forecasting.experts import DLinear, RepeatLastHour
 from mesp_core.forecasting.experts.dlinear import torch_net
 
-from .support import HORIZON, periodic_series
+from .support import HORIZON, assert_numpy_forward_matches_torch, periodic_series, randomized
 
 
 def test_dlinear_beats_repeat_last_hour_on_noisy_periodic_signal():
@@ -45,3 +45,9 @@ def test_moving_avg_is_a_centred_odd_window_and_kept_in_the_config():
         DLinear(horizon=HORIZON, input_size=120, moving_avg=12)
     with pytest.raises(ValueError, match="moving_avg must be a positive integer"):
         DLinear(horizon=HORIZON, input_size=120, moving_avg=0)
+
+
+@pytest.mark.parametrize("moving_avg", [25, 13, 1])
+def test_the_numpy_forward_computes_what_the_torch_module_does(moving_avg):
+    expert = randomized(DLinear(horizon=60, input_size=120, moving_avg=moving_avg, seed=5))
+    assert_numpy_forward_matches_torch(expert)
