@@ -38,8 +38,9 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def softplus(x: np.ndarray) -> np.ndarray:
-    """torch.nn.functional.softplus (beta 1, threshold 20: linear above it)."""
-    return np.where(x > 20.0, x, np.log1p(np.exp(np.minimum(x, np.float32(20.0))))).astype(x.dtype, copy=False)
+    """torch.nn.functional.softplus: log(1 + e^x), in one stable ufunc (above torch's threshold of 20,
+    where torch returns x itself, the two differ by under e^-20, below float32's resolution there)."""
+    return np.logaddexp(np.zeros((), dtype=x.dtype), x)
 
 
 def lstm(x: np.ndarray, weights: dict, name: str, num_layers: int) -> np.ndarray:
