@@ -53,6 +53,10 @@ def worker(backend: str, contexts: Path, repeat: int, threads: int, out: Path) -
 
         torch.set_num_threads(threads)
         stages["torch"] = rss_mib()
+    else:  # as `mesp operator` does: --torch-threads caps numpy's BLAS threads when numpy serves
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=threads, user_api="blas")
     import mesp_core
 
     busy = np.load(contexts)
@@ -113,7 +117,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--functions", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads, as the operator's default (1)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch's threads, or numpy's BLAS threads, as the operator's default (1)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--worker", choices=("numpy", "torch"), help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)

@@ -87,7 +87,8 @@ class OperatorSettings:
     model_backend: str = _setting(
         "auto", "auto|numpy|torch: what runs the model's networks; auto serves with numpy (no torch import, "
         "~0.5 GB less memory) when every expert family in the model has a numpy forward, else with torch")
-    torch_threads: int = _setting(1, "torch intra-op threads for the model (when torch serves it)")
+    torch_threads: int = _setting(1, "threads of the model's math: torch's intra-op threads, or numpy's BLAS "
+                                     "threads when numpy serves the model")
     clock_start: float | None = _setting(
         None, "run on a replayed clock that starts at this unix time (demos and tests: a past day in "
         "Prometheus replayed; default: the wall clock)")

@@ -61,7 +61,7 @@ def test_forecast_only_writes_the_plan_and_patches_nothing(admin_client, make_na
         assert loaded["status"] == "True" and "served by " in loaded["message"]
         if not os.environ.get("MESP_IT_MODEL"):
             # The packaged model's networks all have a numpy forward: the process never loads torch.
-            assert loaded["message"].endswith("served by numpy)")
+            assert loaded["message"].endswith("served by numpy on 1 thread)")
             maps = Path(f"/proc/{proc.pid}/maps").read_text()
             assert "libtorch" not in maps and "/numpy/" in maps
     finally:

@@ -29,9 +29,9 @@ def test_the_model_is_loaded_with_a_description_of_its_artifact():
     assert context > model.manifest["input_size_max"]
     # Every network in it (DLinear) has a numpy forward: numpy serves it, and the status says so.
     assert model.backend == "numpy"
-    assert description.endswith(f" clusters, reads {context} min of history, served by numpy)")
+    assert description.endswith(f" clusters, reads {context} min of history, served by numpy on 1 thread)")
     _, overridden = load_model(OperatorSettings(model_path=GOLDEN_MODEL, context_minutes=600))
-    assert overridden.endswith("reads 600 min of history, served by numpy)")
+    assert overridden.endswith("reads 600 min of history, served by numpy on 1 thread)")
     forced, described = load_model(OperatorSettings(model_path=GOLDEN_MODEL, model_backend="torch", torch_threads=1))
     assert forced.backend == "torch" and described.endswith(", served by torch on 1 thread)")
 
@@ -90,8 +90,11 @@ def test_the_operator_serves_the_packaged_model_without_importing_torch():
         floors = floor_batch(model, contexts, [(1440, 1, 60.0, sizing)] * 40, minute=minute,
                              keys=[f"uid-{i}" for i in range(40)], records=[None] * 40)
         assert all(name is not None for name in floors.names) and len(batch.routes) == 40
-        print(description.rsplit(",", 1)[1], "torch" in sys.modules)
+        from threadpoolctl import threadpool_info
+
+        blas = {info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"}
+        print(description.rsplit(",", 1)[1], "torch" in sys.modules, *blas)
     """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["served", "by", "numpy)", "False"]
+    assert done.stdout.split() == ["served", "by", "numpy", "on", "1", "thread)", "False", "1"]
