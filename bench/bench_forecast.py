@@ -1,6 +1,7 @@
 """Online cost of the mixture: route + forecast N functions in one batch (target: 10,000 < 1 s).
 
     python bench/bench_forecast.py [--model DIR] [--n 10000] [--context 1440] [--horizon 60] [--threads 2]
+                                   [--backend auto|numpy|torch]
 
 Prints the best of --repeat timings for route, forecast(moe), forecast(dense), forecast(naive) and
 forecast_distribution+quantile (what the operator calls), plus the process's peak RSS."""
@@ -10,7 +11,6 @@ import resource
 import time
 
 import numpy as np
-import torch
 
 import mesp_core
 from mesp_core.forecasting.model import default_model_path
@@ -34,14 +34,20 @@ def main():
     parser.add_argument("--horizon", type=int, default=60)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--backend", default="auto", choices=("auto", "numpy", "torch"),
+                        help="what runs the networks (--threads: torch's threads, when torch does)")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    model = mesp_core.load_model(args.model)
+    model = mesp_core.load_model(args.model, backend=args.backend)
+    if model.backend == "torch":
+        import torch
+
+        torch.set_num_threads(args.threads)
     days = -(-args.context // 1440)
     trace = generate_trace(n_functions=min(args.n, 2000), days=days, seed=7)
     reps = -(-args.n // len(trace.keys))
     context = np.tile(trace.counts[:, -args.context :], (reps, 1))[: args.n]
-    print(f"model {args.model}: {len(model.clusters)} clusters; {args.n} functions x {args.context} min, horizon {args.horizon}, {args.threads} threads")
+    print(f"model {args.model}: {len(model.clusters)} clusters; {args.n} functions x {args.context} min, horizon {args.horizon}, served by {model.backend}"
+          + (f" on {args.threads} threads" if model.backend == "torch" else ""))
     rows = {
         "route": lambda: model.route(context),
         "forecast moe": lambda: model.forecast(context, args.horizon, approach="moe"),

@@ -37,7 +37,7 @@ config = TrainConfig(
 
 torch.manual_seed(0)
 train(generate_trace(n_functions=60, days=2, seed=11), OUT, replace(config), progress=True)
-model = load_model(OUT)
+model = load_model(OUT, backend="torch")  # recorded as training serves it
 context = generate_trace(n_functions=4, days=1, seed=12).counts[:, :600]
 expected = {
     "context": context.tolist(),

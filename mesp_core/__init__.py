@@ -12,11 +12,13 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "load_model", "default_model_path"]
 
 
-def load_model(path):
-    """Load a trained MESP model artifact directory (see mesp_core.forecasting.artifact)."""
+def load_model(path, backend: str = "auto"):
+    """Load a trained MESP model artifact directory (see mesp_core.forecasting.artifact). `backend`:
+    "auto" (numpy when every expert family has a numpy forward, then torch is never imported),
+    "numpy" or "torch"; `model.backend` says which one serves."""
     from mesp_core.forecasting.model import load_model as _load
 
-    return _load(path)
+    return _load(path, backend)
 
 
 def default_model_path():

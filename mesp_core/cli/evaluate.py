@@ -33,7 +33,7 @@ def run(args) -> int:
     from mesp_core.offline.evaluation import backtest, format_table
 
     folder = model_dir(args)
-    model = load_model(folder)
+    model = load_model(folder, backend="torch")  # offline figures: the backend they were measured with
     origins = range(args.first_origin, args.last_origin + 1, args.every)
     if args.ray:
         from mesp_core.distributed.evaluation import backtest_on_ray

@@ -71,7 +71,7 @@ def run(args) -> int:
     from mesp_core.replay.standard import run_replay
 
     folder = model_dir(args)
-    model = load_model(folder)
+    model = load_model(folder, backend="torch")  # offline figures: the backend they were measured with
     if args.sample is not None and args.sample < 1:
         raise CliError(f"--sample must be at least 1, got {args.sample}")
     costs = parse_costs(args.cold_start_costs)

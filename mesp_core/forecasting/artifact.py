@@ -15,9 +15,11 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
-import torch
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 FORMAT_NAME = "mesp-model"
 FORMAT_VERSION = 1
@@ -36,7 +38,7 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def save_tensors(path: Path, tensors: Mapping[str, torch.Tensor]) -> str:
+def save_tensors(path: Path, tensors: Mapping[str, "torch.Tensor"]) -> str:
     """Write tensors with safetensors and return the file's sha256."""
     from safetensors.torch import save_file
 
@@ -47,9 +49,23 @@ def save_tensors(path: Path, tensors: Mapping[str, torch.Tensor]) -> str:
     return sha256_file(path)
 
 
-def load_tensors(model_dir: Path, relative: str, expected_sha256: str | None) -> dict[str, torch.Tensor]:
+def load_tensors(model_dir: Path, relative: str, expected_sha256: str | None) -> dict[str, "torch.Tensor"]:
+    """A weights file's tensors as torch tensors (training, the torch backend)."""
+    return _load(model_dir, relative, expected_sha256, "torch")
+
+
+def load_arrays(model_dir: Path, relative: str, expected_sha256: str | None) -> dict[str, "np.ndarray"]:
+    """The same file's tensors as numpy arrays: what the numpy backend serves with, read without torch."""
+    return _load(model_dir, relative, expected_sha256, "numpy")
+
+
+def _load(model_dir: Path, relative: str, expected_sha256: str | None, framework: str) -> dict:
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
+
+    if framework == "torch":
+        from safetensors.torch import load_file
+    else:
+        from safetensors.numpy import load_file
 
     path = model_dir / relative
     if not path.is_file():

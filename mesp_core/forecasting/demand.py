@@ -11,16 +11,22 @@ A small MLP on features of each origin's past (the last RECENT minutes scaled by
 busy shares, idle time, the same minutes yesterday and last week with availability flags, so it
 uses multi-day history when there is some and degrades to today's features without), trained with
 pinball loss. Quantiles are monotone by construction: the lowest plus cumulative softplus
-increments. Budgets are counts (origins, epochs); a seed fixes the result.
+increments. Budgets are counts (origins, epochs); a seed fixes the result. The MLP is written twice,
+side by side: the torch module (training, the torch backend; defined on first use) and its numpy
+forward (the numpy backend, which serves a loaded head without importing torch).
 """
 
 from __future__ import annotations
 
-from typing import Mapping
+import functools
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
-import torch
-from torch import nn
+
+from mesp_core.forecasting.numpy_nets import as_float32_weights, check_backend, linear, relu, softplus
+
+if TYPE_CHECKING:
+    import torch
 
 HEAD_HORIZON = 8
 DEMAND_LEVELS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9,
@@ -131,22 +137,49 @@ def pad_contexts(contexts) -> tuple[np.ndarray, np.ndarray]:
     return out, starts
 
 
-class _QuantileMLP(nn.Module):
-    def __init__(self, n_features: int, hidden: int, horizon: int, n_levels: int):
-        super().__init__()
-        self.horizon, self.n_levels = horizon, n_levels
-        self.net = nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                                 nn.Linear(hidden, horizon * n_levels))
+@functools.cache
+def torch_net():
+    """The torch network class (the quantile MLP)."""
+    import torch
+    from torch import nn
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        raw = self.net(x).view(-1, self.horizon, self.n_levels)
-        # Monotone in the level: the lowest quantile plus non-negative increments.
-        steps = torch.nn.functional.softplus(raw[..., 1:])
-        return torch.cat([raw[..., :1], raw[..., :1] + torch.cumsum(steps, dim=-1)], dim=-1)
+    class QuantileMLP(nn.Module):
+        def __init__(self, n_features: int, hidden: int, horizon: int, n_levels: int):
+            super().__init__()
+            self.horizon, self.n_levels = horizon, n_levels
+            self.net = nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                                     nn.Linear(hidden, horizon * n_levels))
+
+        def forward(self, x):
+            raw = self.net(x).view(-1, self.horizon, self.n_levels)
+            # Monotone in the level: the lowest quantile plus non-negative increments.
+            steps = torch.nn.functional.softplus(raw[..., 1:])
+            return torch.cat([raw[..., :1], raw[..., :1] + torch.cumsum(steps, dim=-1)], dim=-1)
+
+    return QuantileMLP
 
 
-def pinball_loss(pred: torch.Tensor, target: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+def numpy_forward(weights: dict[str, np.ndarray], x: np.ndarray, horizon: int, n_levels: int) -> np.ndarray:
+    """The quantile MLP in numpy: features [m, N_FEATURES] -> scaled quantiles [m, horizon, n_levels]."""
+    h = relu(linear(x, weights, "net.0"))
+    h = relu(linear(h, weights, "net.2"))
+    raw = linear(h, weights, "net.4").reshape(-1, horizon, n_levels)
+    steps = softplus(raw[..., 1:])
+    return np.concatenate([raw[..., :1], raw[..., :1] + np.cumsum(steps, axis=-1)], axis=-1)
+
+
+def _numpy_shapes(hidden: int, horizon: int, n_levels: int) -> dict[str, tuple[int, ...]]:
+    shapes = {}
+    for name, (out, size) in (("net.0", (hidden, N_FEATURES)), ("net.2", (hidden, hidden)),
+                              ("net.4", (horizon * n_levels, hidden))):
+        shapes[f"{name}.weight"], shapes[f"{name}.bias"] = (out, size), (out,)
+    return shapes
+
+
+def pinball_loss(pred: "torch.Tensor", target: "torch.Tensor", levels: "torch.Tensor") -> "torch.Tensor":
     """Mean pinball loss of quantiles pred [B, H, L] for targets [B, H] at `levels` [L]."""
+    import torch
+
     diff = target.unsqueeze(-1) - pred
     return torch.maximum(levels * diff, (levels - 1.0) * diff).mean()
 
@@ -154,7 +187,7 @@ def pinball_loss(pred: torch.Tensor, target: torch.Tensor, levels: torch.Tensor)
 class DemandHead:
     """Quantiles [n, HEAD_HORIZON, len(levels)] of the next minutes' counts, from contexts."""
 
-    def __init__(self, hidden: int = 128, levels=DEMAND_LEVELS, horizon: int = HEAD_HORIZON):
+    def __init__(self, hidden: int = 128, levels=DEMAND_LEVELS, horizon: int = HEAD_HORIZON, backend: str = "torch"):
         if horizon != HEAD_HORIZON:
             raise ValueError(f"the demand head forecasts {HEAD_HORIZON} minutes, got horizon {horizon}")
         levels = tuple(float(q) for q in levels)
@@ -163,7 +196,10 @@ class DemandHead:
         if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
             raise ValueError(f"hidden must be a positive integer, got {hidden!r}")
         self.hidden, self.levels, self.horizon = hidden, levels, horizon
-        self.module = _QuantileMLP(N_FEATURES, hidden, horizon, len(levels))
+        # "numpy": a loaded head served by numpy_forward from self.weights; torch is never imported.
+        self.backend = check_backend(backend, allow_auto=False)
+        self.module = torch_net()(N_FEATURES, hidden, horizon, len(levels)) if backend == "torch" else None
+        self.weights: dict[str, np.ndarray] | None = None
         self.trained = False
 
     # ------------------------------------------------------------------ training
@@ -171,6 +207,10 @@ class DemandHead:
             lr: float = 2e-3, seed: int = 0, min_history: int = 60, progress=None) -> list[float]:
         """Fit on series counts [n, T] at a seeded sample of origins; returns the loss per epoch.
         `progress` is an optional callable(n) called after each batch (a tqdm bar's update)."""
+        import torch
+
+        if self.backend != "torch":
+            raise ValueError("this demand head serves with the numpy backend; build it with backend 'torch' to train")
         counts = np.asarray(counts, dtype=np.float32)
         n, T = counts.shape
         if T < min_history + self.horizon + 1:
@@ -181,7 +221,7 @@ class DemandHead:
         x, level = origin_features(counts, rows, origins)
         y = counts[rows[:, None], origins[:, None] + np.arange(self.horizon)[None, :]] / level[:, None]
         torch.manual_seed(seed)  # the seed fixes the initial weights too: fit starts from scratch
-        self.module = _QuantileMLP(N_FEATURES, self.hidden, self.horizon, len(self.levels))
+        self.module = torch_net()(N_FEATURES, self.hidden, self.horizon, len(self.levels))
         xs, ys = torch.from_numpy(x), torch.from_numpy(y.astype(np.float32))
         levels = torch.tensor(self.levels, dtype=torch.float32)
         optimiser = torch.optim.Adam(self.module.parameters(), lr=lr)
@@ -214,8 +254,13 @@ class DemandHead:
     def quantiles_at(self, counts: np.ndarray, rows, origins, starts=None) -> np.ndarray:
         """Count quantiles [m, horizon, levels] of forecasts made at minute origins[i] of rows[i]."""
         x, level = origin_features(counts, rows, origins, starts)
-        with torch.inference_mode():
-            out = self.module(torch.from_numpy(x)).numpy()
+        if self.module is None:
+            out = numpy_forward(self.weights, x, self.horizon, len(self.levels))
+        else:
+            import torch
+
+            with torch.inference_mode():
+                out = self.module(torch.from_numpy(x)).numpy()
         return np.maximum(out * level[:, None, None], 0.0)
 
     def quantiles(self, contexts) -> np.ndarray:
@@ -233,23 +278,36 @@ class DemandHead:
         return {"format": FORMAT, "hidden": self.hidden, "levels": list(self.levels), "horizon": self.horizon,
                 "n_features": N_FEATURES}
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
+    def state_dict(self) -> dict[str, "torch.Tensor"]:
+        if self.module is None:
+            return {k: v.copy() for k, v in (self.weights or {}).items()}
         return {k: v.detach().clone() for k, v in self.module.state_dict().items()}
 
     @classmethod
-    def from_config(cls, config: Mapping, state: Mapping[str, torch.Tensor]) -> "DemandHead":
-        """Rebuild a saved head; ValueError says what does not fit."""
+    def from_config(cls, config: Mapping, state: Mapping, backend: str = "torch") -> "DemandHead":
+        """Rebuild a saved head (torch tensors or numpy arrays); ValueError says what does not fit."""
         if config.get("format") != FORMAT:
             raise ValueError(f"demand head format {config.get('format')!r} is not {FORMAT!r}")
         if config.get("n_features") != N_FEATURES:
             raise ValueError(f"demand head expects {config.get('n_features')} features, this MESP makes {N_FEATURES}")
-        head = cls(hidden=config["hidden"], levels=config["levels"], horizon=config["horizon"])
-        try:
-            head.module.load_state_dict(dict(state), strict=True)
-        except RuntimeError as exc:
-            raise ValueError(f"demand head weights do not fit its config: {exc}") from None
-        if not all(torch.isfinite(t).all() for t in head.module.state_dict().values()):
+        head = cls(hidden=config["hidden"], levels=config["levels"], horizon=config["horizon"], backend=backend)
+        if head.module is None:
+            shapes = _numpy_shapes(head.hidden, head.horizon, len(head.levels))
+            given = {k: tuple(v.shape) for k, v in state.items()}
+            if given != shapes:
+                raise ValueError(f"demand head weights do not fit its config: expected {shapes}, got {given}")
+            head.weights = as_float32_weights(state)
+            values = head.weights.values()
+        else:
+            import torch
+
+            try:
+                head.module.load_state_dict({k: torch.as_tensor(v) for k, v in state.items()}, strict=True)
+            except RuntimeError as exc:
+                raise ValueError(f"demand head weights do not fit its config: {exc}") from None
+            head.module.eval()
+            values = [t.numpy() for t in head.module.state_dict().values()]
+        if not all(np.isfinite(v).all() for v in values):
             raise ValueError("demand head weights contain NaN or infinite values")
-        head.module.eval()
         head.trained = True
         return head

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from mesp_core.forecasting.calibration import CALIBRATED_APPROACH
 
@@ -93,8 +92,7 @@ class ForecastDistribution:
         if self._local is None and self._rows is not None:
             recent = self._recent
             if recent is None:
-                with torch.inference_mode():
-                    recent = self._model._recent_hour(self._rows, self._approach, self._clusters)
+                recent = self._model._recent_hour(self._rows, self._approach, self._clusters)
             self._local = recent.residuals(self.switched)
         return self._local
 

@@ -25,7 +25,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from mesp_core.floor_cost import demand_instances, floor_cost, replay_floors
-from mesp_core.forecasting.artifact import ArtifactError, load_tensors
+from mesp_core.forecasting.artifact import ArtifactError, load_arrays, load_tensors
 from mesp_core.forecasting.demand import DemandHead, pad_contexts
 from mesp_core.policy import instances_for_demand, newsvendor_level, window_max
 
@@ -448,12 +448,13 @@ class FloorStage:
                 "window": self.window, "reselect_every": self.reselect_every, **(extra or {})}
 
     @classmethod
-    def from_manifest(cls, section: dict, state) -> "FloorStage":
-        """Rebuild from a manifest's "floor" section and the head's tensors; ValueError says what is wrong."""
+    def from_manifest(cls, section: dict, state, backend: str = "torch") -> "FloorStage":
+        """Rebuild from a manifest's "floor" section and the head's tensors (served by `backend`);
+        ValueError says what is wrong."""
         if not isinstance(section, dict):
             raise ValueError("the floor section must be an object")
         try:
-            head = DemandHead.from_config(section["head"]["config"], state)
+            head = DemandHead.from_config(section["head"]["config"], state, backend=backend)
             candidates = [Candidate.from_dict(c) for c in section["candidates"]]
             costs = [float(c) for c in section["costs"]]
             defaults = {str(k): {str(c): str(name) for c, name in v.items()} for k, v in section["defaults"].items()}
@@ -479,16 +480,17 @@ def cost_key(cost: float) -> str:
     return f"{float(cost):g}"
 
 
-def load_floor_stage(model_dir, manifest: dict, files: dict) -> "FloorStage | None":
-    """The manifest's floor stage, None when it has none; ArtifactError when it is corrupt."""
+def load_floor_stage(model_dir, manifest: dict, files: dict, backend: str = "torch") -> "FloorStage | None":
+    """The manifest's floor stage (its head served by `backend`), None when it has none; ArtifactError
+    when it is corrupt."""
     section = manifest.get("floor")
     if section is None:
         return None
     weights = section.get("head", {}).get("weights") if isinstance(section, dict) else None
     if not isinstance(weights, str):
         raise ArtifactError(f"{model_dir}: the manifest's floor section names no demand-head weights")
-    state = load_tensors(model_dir, weights, files.get(weights))
+    state = (load_arrays if backend == "numpy" else load_tensors)(model_dir, weights, files.get(weights))
     try:
-        return FloorStage.from_manifest(section, state)
+        return FloorStage.from_manifest(section, state, backend)
     except ValueError as exc:
         raise ArtifactError(f"{model_dir}: floor stage: {exc}") from None

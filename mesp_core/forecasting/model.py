@@ -10,11 +10,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
-import torch
 
 from mesp_core.forecasting.approaches import DENSE_PREFIX, check_approach
 from mesp_core.forecasting.distribution import ForecastDistribution, RecentHour, interp_columns
-from mesp_core.forecasting.artifact import ArtifactError, load_tensors, read_manifest
+from mesp_core.forecasting.artifact import ArtifactError, load_arrays, load_tensors, read_manifest
 from mesp_core.constants import DEFAULT_HORIZON, MIN_CONTEXT
 from mesp_core.policy import newsvendor_level
 from mesp_core.forecasting.router import IDLE_CLUSTER, Router, as_context_list
@@ -90,6 +89,7 @@ class MespModel:
         path: Path | None = None,
         floor=None,
         quantile_calibration=None,
+        backend: str = "torch",
     ):
         self.manifest = manifest
         self.router = router
@@ -100,6 +100,7 @@ class MespModel:
         self.quantile_levels = np.asarray(manifest.get("quantile_levels", []), dtype=np.float64)
         self.dense_best = manifest.get("dense", {}).get("best")
         self.path = path
+        self.backend = backend  # what runs the networks: "numpy" (no torch import) or "torch"
         # The floor stage (mesp_core.forecasting.floors.FloorStage), None for models trained without it.
         self.floor = floor
         # Per-group maps nominal -> used quantile level (mesp_core.forecasting.calibration); None = as measured.
@@ -235,11 +236,10 @@ class MespModel:
         horizon = int(horizon)
         rows = validate_contexts(context)
         recent = None
-        with torch.inference_mode():
-            clusters = self.router.route(rows)[0] if approach == "moe" else None
-            point, scale, groups = self._forecast_groups(rows, horizon, approach, clusters)
-            if approach == "moe" and self.recent_check_ratio is not None:
-                recent = self._recent_hour(rows, approach, clusters)
+        clusters = self.router.route(rows)[0] if approach == "moe" else None
+        point, scale, groups = self._forecast_groups(rows, horizon, approach, clusters)
+        if approach == "moe" and self.recent_check_ratio is not None:
+            recent = self._recent_hour(rows, approach, clusters)
         switched = np.zeros(len(rows), dtype=bool)
         if recent is not None:
             switched = recent.switch(self.recent_check_ratio)
@@ -265,9 +265,8 @@ class MespModel:
         each function is routed to now) and repeat-last-hour forecast it from the minutes before.
         Only contexts that leave at least MIN_CONTEXT minutes before that hour take part."""
         rows = validate_contexts(context)
-        with torch.inference_mode():
-            clusters = self.router.route(rows)[0] if approach == "moe" else None
-            return self._recent_hour(rows, approach, clusters)
+        clusters = self.router.route(rows)[0] if approach == "moe" else None
+        return self._recent_hour(rows, approach, clusters)
 
     def _recent_hour(self, rows: np.ndarray | list[np.ndarray], approach: str, clusters: np.ndarray | None,
                      window: int = RECENT_CHECK_WINDOW) -> "RecentHour":
@@ -365,14 +364,13 @@ class MespModel:
         rows = validate_contexts(context)
         planner = self.floor_planner(cold_start_cost, config.capacity_per_instance if capacity is None else capacity,
                                      lead_minutes)
-        with torch.inference_mode():
-            if floors is None:
-                plan, chosen = planner.plan(rows, int(horizon), since)
-            else:
-                if len(floors) != len(rows):
-                    raise ValueError(f"{len(floors)} floors given for {len(rows)} contexts")
-                chosen = planner.index_of(floors)
-                plan = planner.plan_chosen(rows, int(horizon), chosen)
+        if floors is None:
+            plan, chosen = planner.plan(rows, int(horizon), since)
+        else:
+            if len(floors) != len(rows):
+                raise ValueError(f"{len(floors)} floors given for {len(rows)} contexts")
+            chosen = planner.index_of(floors)
+            plan = planner.plan_chosen(rows, int(horizon), chosen)
         plan = np.maximum(plan, config.user_min_scale)
         if config.max_scale is not None:
             plan = np.minimum(plan, config.max_scale)
@@ -387,8 +385,7 @@ class MespModel:
         policy_config(capacity_per_instance, lead_minutes, {})  # the same checks as floor_plan
         rows = validate_contexts(context)
         planner = self.floor_planner(cold_start_cost, capacity_per_instance, lead_minutes)
-        with torch.inference_mode():
-            chosen = planner.choose_at(rows, since)
+        chosen = planner.choose_at(rows, since)
         return [planner.names[i] for i in chosen]
 
     def outlook(self, context, horizon: int = DEFAULT_HORIZON, approach: str = "moe", quantile: float = 0.9,
@@ -466,40 +463,42 @@ def _as_batch(rows):
     return rows
 
 
-def load_model(path: str | os.PathLike) -> MespModel:
-    """Load an artifact folder; ArtifactError names what is wrong when it cannot be used."""
+def load_model(path: str | os.PathLike, backend: str = "auto") -> MespModel:
+    """Load an artifact folder; ArtifactError names what is wrong when it cannot be used. `backend` runs
+    the networks: "numpy" (no torch import: ~0.5 GB less memory), "torch", or "auto" (numpy when every
+    expert family in the model has a numpy forward; `model.backend` says which)."""
+    from mesp_core.forecasting.backend import check_backend, choose_backend
     from mesp_core.forecasting.experts import build_expert
     from mesp_core.forecasting.calibration import load_quantile_calibration
     from mesp_core.forecasting.floors import load_floor_stage
 
-    model_dir = Path(path)
+    model_dir, backend = Path(path), check_backend(backend)
     manifest = read_manifest(model_dir)
     files = manifest.get("files", {})
     try:
-        centroids = load_tensors(model_dir, "centroids.safetensors", files.get("centroids.safetensors"))
-        router = Router(centroids["centroids"].numpy(), resolution=int(manifest.get("router", {}).get("resolution", 5)))
+        backend = choose_backend(manifest, backend, model_dir)
+        load_weights = load_arrays if backend == "numpy" else load_tensors
+        router = Router(load_arrays(model_dir, "centroids.safetensors", files.get("centroids.safetensors"))["centroids"],
+                        resolution=int(manifest.get("router", {}).get("resolution", 5)), backend=backend)
 
         def expert_from(entry: dict):
             weights = entry.get("weights")
-            state = load_tensors(model_dir, weights, files.get(weights)) if weights else {}
-            return build_expert(entry["config"], state)
+            state = load_weights(model_dir, weights, files.get(weights)) if weights else {}
+            return build_expert(entry["config"], state, backend)
 
         cluster_experts = {int(c["id"]): expert_from(c["expert"]) for c in manifest.get("clusters", [])}
         dense = manifest.get("dense", {})
         dense_experts = {name: expert_from(entry) for name, entry in dense.get("models", {}).items()}
         naive = expert_from(manifest["naive"])
-        quantile_tensors = (
-            load_tensors(model_dir, "quantiles.safetensors", files.get("quantiles.safetensors"))
-            if "quantiles.safetensors" in files
-            else {}
-        )
+        quantile_tensors = (load_arrays(model_dir, "quantiles.safetensors", files.get("quantiles.safetensors"))
+                            if "quantiles.safetensors" in files else {})
     except ArtifactError:
         raise
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
         raise ArtifactError(f"{model_dir}: manifest and weights do not fit together ({type(exc).__name__}: {exc})") from None
-    floor = load_floor_stage(model_dir, manifest, files)
+    floor = load_floor_stage(model_dir, manifest, files, backend)
     calibration = load_quantile_calibration(model_dir, manifest)
-    residual_quantiles = {name: t.numpy().astype(np.float32) for name, t in quantile_tensors.items()}
+    residual_quantiles = {name: np.asarray(t, dtype=np.float32) for name, t in quantile_tensors.items()}
     levels = manifest.get("quantile_levels", [])
     for name, table in residual_quantiles.items():
         if table.ndim != 2 or table.shape[0] != len(levels):
@@ -508,7 +507,7 @@ def load_model(path: str | os.PathLike) -> MespModel:
         if not np.isfinite(table).all():
             raise ArtifactError(f"{model_dir}: quantiles.safetensors: table {name!r} has NaN or infinite values")
     return MespModel(manifest, router, cluster_experts, dense_experts, naive, residual_quantiles, path=model_dir,
-                     floor=floor, quantile_calibration=calibration)
+                     floor=floor, quantile_calibration=calibration, backend=backend)
 
 
 def default_model_path() -> Path:

@@ -11,13 +11,14 @@ the model serves with its seasonal-naive floor.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from mesp_core.forecasting.fftsize import fast_fft_length
+from mesp_core.forecasting.numpy_nets import check_backend
 
 IDLE_CLUSTER = -1
 _FLAT_STD = 1e-6
@@ -31,7 +32,8 @@ class Route:
 
 def as_context_list(context) -> list[np.ndarray]:
     """Accept a 2-D array [n, t] or a sequence of 1-D arrays; return float32 1-D arrays."""
-    if isinstance(context, np.ndarray) or torch.is_tensor(context):
+    torch = sys.modules.get("torch")  # a tensor can only come from a torch the caller imported
+    if isinstance(context, np.ndarray) or (torch is not None and torch.is_tensor(context)):
         array = np.asarray(context, dtype=np.float32)
         if array.ndim == 1:
             raise ValueError("context must be 2-D [n_functions, t] or a list of 1-D arrays, got a 1-D array")
@@ -48,9 +50,12 @@ def as_context_list(context) -> list[np.ndarray]:
 
 
 class Router:
-    """Nearest centroid by cyclic shape correlation, batched with torch FFTs."""
+    """Nearest centroid by cyclic shape correlation, batched with float32 FFTs: numpy's (`backend`
+    "numpy", which serves a model without importing torch) or torch's (training, the torch backend).
+    The two give the same routes; distances differ by float32 rounding, which a near-flat centroid
+    segment amplifies on short windows (up to ~1e-3 on a 100-minute context, either vs float64)."""
 
-    def __init__(self, centroids: np.ndarray, resolution: int = 5, chunk: int = 512):
+    def __init__(self, centroids: np.ndarray, resolution: int = 5, chunk: int = 512, backend: str = "torch"):
         centroids = np.asarray(centroids, dtype=np.float32)
         if centroids.ndim != 2 or centroids.shape[0] == 0:
             raise ValueError(f"centroids must be [K, T] with K >= 1, got {centroids.shape}")
@@ -63,7 +68,8 @@ class Router:
         self.centroids = _block_mean(centroids, resolution)
         self.max_window = self.centroids.shape[1]
         self.chunk = chunk
-        self._spectra: dict[int, tuple[torch.Tensor, torch.Tensor, int]] = {}
+        self.backend = check_backend(backend, allow_auto=False)
+        self._spectra: dict[int, tuple] = {}
 
     @property
     def n_clusters(self) -> int:
@@ -74,17 +80,22 @@ class Router:
         cached = self._spectra.get(t)
         if cached is not None:
             return cached
-        c = torch.from_numpy(self.centroids).double()
+        c = self.centroids.astype(np.float64)
         period = c.shape[1]
-        extended = torch.cat([c, c[:, : t - 1]], dim=1)  # every phase has a full segment
+        extended = np.concatenate([c, c[:, : t - 1]], axis=1)  # every phase has a full segment
         n_fft = fast_fft_length(extended.shape[1])
-        cumsum = torch.nn.functional.pad(torch.cumsum(extended, 1), (1, 0))
-        cumsum_sq = torch.nn.functional.pad(torch.cumsum(extended**2, 1), (1, 0))
+        cumsum = np.pad(np.cumsum(extended, axis=1), ((0, 0), (1, 0)))
+        cumsum_sq = np.pad(np.cumsum(extended**2, axis=1), ((0, 0), (1, 0)))
         seg_sum = cumsum[:, t : t + period] - cumsum[:, :period]
         seg_sq = cumsum_sq[:, t : t + period] - cumsum_sq[:, :period]
-        seg_var = (seg_sq / t - (seg_sum / t) ** 2).clamp_min(0.0)
-        seg_std = seg_var.sqrt().float()
-        spectrum = torch.fft.rfft(extended.float(), n=n_fft, dim=1)
+        seg_var = np.maximum(seg_sq / t - (seg_sum / t) ** 2, 0.0)
+        seg_std = np.sqrt(seg_var).astype(np.float32)
+        if self.backend == "torch":
+            import torch
+
+            spectrum = torch.fft.rfft(torch.from_numpy(extended.astype(np.float32)), n=n_fft, dim=1)
+        else:
+            spectrum = _rfft32(extended.astype(np.float32), n_fft)
         cached = (spectrum, seg_std, n_fft)
         self._spectra[t] = cached
         return cached
@@ -126,22 +137,24 @@ class Router:
         spectrum, seg_std, n_fft = self._centroid_terms(t)
         period = self.centroids.shape[1]
         result = np.full((len(windows), self.n_clusters), np.nan, dtype=np.float32)
-        w = torch.from_numpy(windows)
-        std = w.std(dim=1, unbiased=False)
-        live = std > _FLAT_STD * (1.0 + w.abs().mean(dim=1))
-        if not bool(live.any()):
+        if self.backend == "torch":
+            return _torch_distances(windows, spectrum, seg_std, n_fft, period, self.chunk, result)
+        w = np.asarray(windows, dtype=np.float32)
+        std = w.std(axis=1)
+        live = std > _FLAT_STD * (1.0 + np.abs(w).mean(axis=1))
+        if not live.any():
             return result
-        live_idx = torch.nonzero(live).squeeze(1)
-        wz = (w[live_idx] - w[live_idx].mean(dim=1, keepdim=True)) / std[live_idx, None]
-        safe_std = torch.where(seg_std > 1e-6, seg_std, torch.full_like(seg_std, float("inf")))
+        live_idx = np.flatnonzero(live)
+        wz = (w[live_idx] - w[live_idx].mean(axis=1, keepdims=True)) / std[live_idx, None]
+        safe_std = np.where(seg_std > 1e-6, seg_std, np.float32(np.inf))
         for start in range(0, len(live_idx), self.chunk):
             block = wz[start : start + self.chunk]
-            w_spec = torch.fft.rfft(block, n=n_fft, dim=1)
+            w_spec = _rfft32(block, n_fft)
             # valid cross-correlation: position s = sum_i w[i] * extended[s + i]
-            corr = torch.fft.irfft(spectrum[None, :, :] * w_spec.conj()[:, None, :], n=n_fft, dim=2)
-            corr = corr[:, :, :period] / (t * safe_std[None, :, :])
-            best = corr.amax(dim=2).clamp(-1.0, 1.0)
-            result[live_idx[start : start + self.chunk].numpy()] = (1.0 - best).numpy()
+            corr = np.fft.irfft(spectrum[None, :, :] * w_spec.conj()[:, None, :], n=n_fft, axis=2)
+            corr = corr[:, :, :period].astype(np.float32, copy=False) / (t * safe_std[None, :, :])
+            best = np.clip(corr.max(axis=2), -1.0, 1.0)
+            result[live_idx[start : start + self.chunk]] = 1.0 - best
         return result
 
     def route(self, context) -> tuple[np.ndarray, np.ndarray]:
@@ -152,6 +165,35 @@ class Router:
         clusters = np.where(idle, IDLE_CLUSTER, filled.argmin(axis=1)).astype(np.int64)
         best = np.where(idle, 0.0, filled.min(axis=1, initial=np.inf)).astype(np.float32)
         return clusters, best
+
+
+def _torch_distances(windows: np.ndarray, spectrum, seg_std: np.ndarray, n_fft: int, period: int, chunk: int,
+                     result: np.ndarray) -> np.ndarray:
+    """Router._distances_same_length with torch's FFTs and reductions (the torch backend)."""
+    import torch
+
+    t = windows.shape[1]
+    w = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32))
+    std = w.std(dim=1, unbiased=False)
+    live = std > _FLAT_STD * (1.0 + w.abs().mean(dim=1))
+    if not bool(live.any()):
+        return result
+    live_idx = torch.nonzero(live).squeeze(1)
+    wz = (w[live_idx] - w[live_idx].mean(dim=1, keepdim=True)) / std[live_idx, None]
+    seg_std = torch.from_numpy(seg_std)
+    safe_std = torch.where(seg_std > 1e-6, seg_std, torch.full_like(seg_std, float("inf")))
+    for start in range(0, len(live_idx), chunk):
+        w_spec = torch.fft.rfft(wz[start: start + chunk], n=n_fft, dim=1)
+        corr = torch.fft.irfft(spectrum[None, :, :] * w_spec.conj()[:, None, :], n=n_fft, dim=2)
+        corr = corr[:, :, :period] / (t * safe_std[None, :, :])
+        best = corr.amax(dim=2).clamp(-1.0, 1.0)
+        result[live_idx[start: start + chunk].numpy()] = (1.0 - best).numpy()
+    return result
+
+
+def _rfft32(x: np.ndarray, n: int) -> np.ndarray:
+    """rfft as complex64 (numpy >= 2 computes float32 input in single precision; older numpy in double)."""
+    return np.fft.rfft(x, n=n, axis=1).astype(np.complex64, copy=False)
 
 
 def _block_mean(x: np.ndarray, block: int) -> np.ndarray:

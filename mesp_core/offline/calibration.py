@@ -133,7 +133,7 @@ def calibrate_model(model_dir, trace, out_dir=None, config: CalibrationConfig | 
 
     config = (config or CalibrationConfig()).validate()
     model_dir = Path(model_dir)
-    model = load_model(model_dir)
+    model = load_model(model_dir, backend="torch")  # offline: the torch backend, as training itself
     _fit, val = model_split(model, trace)
     if len(val) > config.max_val_functions:
         val = np.sort(np.random.default_rng(config.seed).choice(val, config.max_val_functions, replace=False))

@@ -34,7 +34,7 @@ def extend(model_dir, trace, out_dir, threshold: float | None = None, k: int | N
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     if model_dir.resolve() == out_dir.resolve():
         raise ValueError("--out must differ from --model: the existing model is kept as it is")
-    model = load_model(model_dir)
+    model = load_model(model_dir, backend="torch")  # offline: the torch backend, as training itself
     manifest = read_manifest(model_dir)
     config = TrainConfig(**{**train_config_fields(manifest), "seed": seed}).validate()
     torch.set_num_threads(config.threads)

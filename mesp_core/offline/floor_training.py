@@ -88,7 +88,7 @@ def train_floor(model_dir, trace, fit_idx, val_idx, config: FloorConfig | None =
     config = (config or FloorConfig()).validate()
     ui = Progress(progress)
     model_dir = Path(model_dir)
-    model = load_model(model_dir)
+    model = load_model(model_dir, backend="torch")  # offline: the torch backend, as training itself
     counts = np.asarray(trace.counts, dtype=np.float32)
     if len(fit_idx) < 1 or len(val_idx) < 1:
         raise ValueError("the floor stage needs fit and validation functions")
@@ -221,7 +221,7 @@ def add_floor_stage(model_dir, trace, out_dir, config: FloorConfig | None = None
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     if model_dir.resolve() == out_dir.resolve():
         raise ValueError("--out must differ from --model: the existing model is kept as it is")
-    model = load_model(model_dir)
+    model = load_model(model_dir, backend="torch")  # offline: the torch backend, as training itself
     fit, val = model_split(model, trace)
     staging = prepare_output_dir(out_dir)
     for item in model_dir.iterdir():

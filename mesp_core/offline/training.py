@@ -257,7 +257,7 @@ def _train(trace, out_dir, config: TrainConfig, progress: bool, cluster_days, ru
     write_manifest(staging, manifest)
     # 7. the recent-error check, tuned on the validation functions with the experts as written.
     ui.stage("recent-error check: choosing the switch ratio on validation functions")
-    manifest["recent_check"] = choose_recent_check(load_model(staging), np.stack(val_series), config.recent_check_ratios, config.horizon)
+    manifest["recent_check"] = choose_recent_check(load_model(staging, backend="torch"), np.stack(val_series), config.recent_check_ratios, config.horizon)
     ui.stage("recent-error check: " + describe_recent_check(manifest["recent_check"]))
     t0 = lap("recent_check", t0)
     write_manifest(staging, manifest)
@@ -269,7 +269,7 @@ def _train(trace, out_dir, config: TrainConfig, progress: bool, cluster_days, ru
         val_counts = np.stack(val_series)
         if usable_origins(val_counts.shape[1], config.horizon):
             ui.stage("quantile calibration: fitting per-group maps on validation functions")
-            calibration, details = fit_calibration(load_model(staging), val_counts, calibration_config)
+            calibration, details = fit_calibration(load_model(staging, backend="torch"), val_counts, calibration_config)
             manifest["quantile_calibration"] = calibration.to_manifest(**details)
             ui.stage(describe_calibration(manifest["quantile_calibration"]))
             write_manifest(staging, manifest)

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -56,6 +57,13 @@ def test_forecast_only_writes_the_plan_and_patches_nothing(admin_client, make_na
         assert f'mesp_planned_min_scale{{namespace="{ns}",policy="fo"}}' in text
         assert "mesp_reconcile_duration_seconds_count" in text and "mesp_model_info{" in text
         assert 'mesp_policy_expert_info{' in text
+        loaded = kh.condition(admin_client, ns, "fo", "ModelLoaded")
+        assert loaded["status"] == "True" and "served by " in loaded["message"]
+        if not os.environ.get("MESP_IT_MODEL"):
+            # The packaged model's networks all have a numpy forward: the process never loads torch.
+            assert loaded["message"].endswith("served by numpy on 1 thread)")
+            maps = Path(f"/proc/{proc.pid}/maps").read_text()
+            assert "libtorch" not in maps and "/numpy/" in maps
     finally:
         proc.send_signal(signal.SIGINT)
         try:

@@ -4,7 +4,9 @@
 ``TorchExpert`` implements everything a neural forecaster needs except the network itself:
 per-window mean scaling, L1 loss, Adam with mini-batches, early stopping on a validation split,
 an optional wall-clock cap, warm starts, determinism, progress bars and batched inference. Subclasses only
-declare their architecture hyper-parameters and build an ``nn.Module`` mapping scaled [B, L] -> [B, H].
+declare their architecture hyper-parameters and build an ``nn.Module`` mapping scaled [B, L] -> [B, H];
+those with a ``numpy_forward`` of the same network can also serve without torch (``backend="numpy"``:
+loaded weights only, no training). torch is imported where it is used, never by importing this module.
 """
 
 from __future__ import annotations
@@ -12,14 +14,17 @@ from __future__ import annotations
 import math
 import time
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 import numpy as np
-import torch
-from torch import nn
 
 from mesp_core.constants import DEFAULT_HORIZON
 from mesp_core.data.windows import WindowSet, prepare_contexts
+from mesp_core.forecasting.numpy_nets import as_float32_weights, check_backend
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 __all__ = ["Expert", "TorchExpert"]
 
@@ -35,6 +40,8 @@ class Expert(ABC):
 
     family: ClassVar[str]
     trainable: ClassVar[bool]
+    # Whether it forecasts without torch (see TorchExpert's backend); experts without a network do.
+    numpy_ready: ClassVar[bool] = True
     # Default context length; families override it.
     default_input_size: ClassVar[int] = 240
 
@@ -92,22 +99,28 @@ class Expert(ABC):
             **{k: _jsonable(v) for k, v in self.hyperparams.items()},
         }
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
+    def state_dict(self) -> dict[str, "torch.Tensor"]:
         return {}
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], state: Mapping[str, torch.Tensor] | None = None) -> "Expert":
+    def from_config(cls, config: Mapping[str, Any], state: Mapping[str, Any] | None = None,
+                    backend: str = "torch") -> "Expert":
+        """Rebuild from ``config()`` and weights; ``backend`` matters only to experts with a network."""
         if not isinstance(config, Mapping):
             raise ValueError(f"expert config must be a mapping, got {type(config).__name__}")
         params = dict(config)
         family = params.pop("family", cls.family)
         if family != cls.family:
             raise ValueError(f"config is for family {family!r}, not {cls.family!r}")
-        expert = cls(**params)
+        expert = cls._construct(params, backend)
         expert.load_state(state or {})
         return expert
 
-    def load_state(self, state: Mapping[str, torch.Tensor]) -> None:
+    @classmethod
+    def _construct(cls, params: dict, backend: str) -> "Expert":
+        return cls(**params)
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
         if state:
             raise ValueError(f"{self.family} has no weights, but a state with {len(state)} tensor(s) was given")
 
@@ -156,9 +169,11 @@ LOSS_WEIGHT_POWER = {"none": 0.0, "sqrt_scale": 0.5, "scale": 1.0}
 
 
 class TorchExpert(Expert):
-    """Shared training and inference for neural experts; subclasses implement ``build_module``."""
+    """Shared training and inference for neural experts; subclasses implement ``build_module``
+    (and, to serve without torch, ``numpy_forward`` and ``numpy_shapes`` with ``numpy_ready``)."""
 
     trainable: ClassVar[bool] = True
+    numpy_ready: ClassVar[bool] = False
     default_input_size: ClassVar[int] = 240
     # Training hyper-parameters common to all neural families.
     TRAIN_DEFAULTS: ClassVar[dict[str, Any]] = {
@@ -176,14 +191,29 @@ class TorchExpert(Expert):
     ARCH_DEFAULTS: ClassVar[dict[str, Any]] = {}
     predict_batch_size: ClassVar[int] = 4096
 
-    def __init__(self, horizon: int = DEFAULT_HORIZON, input_size: int | None = None, **hyperparams):
+    def __init__(self, horizon: int = DEFAULT_HORIZON, input_size: int | None = None, *, backend: str = "torch",
+                 **hyperparams):
         super().__init__(horizon=horizon, input_size=input_size, **hyperparams)
+        self.fit_report_: dict[str, Any] = {}
+        # "numpy": forecasts with numpy_forward from loaded weights (self.weights), never imports torch.
+        self.backend = check_backend(backend, allow_auto=False)
+        self.module = None
+        self.weights: dict[str, np.ndarray] | None = None
+        if backend == "numpy":
+            if not self.numpy_ready:
+                raise ValueError(f"{self.family} has no numpy forward; load it with backend 'torch'")
+            return
+        import torch
+
         # Initial weights depend only on the seed, not on whatever used the global RNG before.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.hyperparams["seed"])
             self.module = self.build_module()
         self._check_float_state()
-        self.fit_report_: dict[str, Any] = {}
+
+    @classmethod
+    def _construct(cls, params: dict, backend: str) -> "TorchExpert":
+        return cls(**params, backend=backend)
 
     @classmethod
     def default_hyperparams(cls) -> dict[str, Any]:
@@ -213,8 +243,17 @@ class TorchExpert(Expert):
             hp["dropout"] = float(d)
 
     @abstractmethod
-    def build_module(self) -> nn.Module:
+    def build_module(self) -> "nn.Module":
         """The network: scaled contexts [B, input_size] -> scaled forecasts [B, horizon]."""
+
+    def numpy_forward(self, weights: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+        """The same network in numpy (families with ``numpy_ready``): weights are build_module()'s
+        state_dict entries as float32 arrays, x [B, input_size] scaled -> [B, horizon]."""
+        raise NotImplementedError(f"{self.family} has no numpy forward")
+
+    def numpy_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Every weight numpy_forward reads and its shape: build_module()'s state_dict, without torch."""
+        raise NotImplementedError(f"{self.family} has no numpy forward")
 
     def _check_float_state(self) -> None:
         for name, tensor in self.module.state_dict().items():
@@ -222,14 +261,22 @@ class TorchExpert(Expert):
                 raise TypeError(f"{self.family}: state entry {name} is {tensor.dtype}; only float tensors are allowed")
 
     # ---- weights -----------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, torch.Tensor]:
+    def state_dict(self) -> dict[str, "torch.Tensor"]:
+        """torch tensors; with the numpy backend, copies of its float32 numpy arrays."""
+        if self.module is None:
+            return {k: v.copy() for k, v in (self.weights or {}).items()}
+        import torch
+
         # Clones: contiguous, unshared float32 tensors that safetensors can save as they are.
         return {k: v.detach().to(torch.float32).contiguous().clone() for k, v in self.module.state_dict().items()}
 
-    def load_state(self, state: Mapping[str, torch.Tensor]) -> None:
+    def load_state(self, state: Mapping[str, Any]) -> None:
         if not state:
             return
-        own = self.module.state_dict()
+        if self.module is None:
+            own = self.numpy_shapes()
+        else:
+            own = {k: tuple(v.shape) for k, v in self.module.state_dict().items()}
         missing = sorted(set(own) - set(state))
         unexpected = sorted(set(state) - set(own))
         if missing or unexpected:
@@ -237,11 +284,16 @@ class TorchExpert(Expert):
                 f"{self.family} weights do not match its config: missing {missing[:5]}, unexpected {unexpected[:5]}"
             )
         for key, tensor in state.items():
-            if tuple(tensor.shape) != tuple(own[key].shape):
+            if tuple(tensor.shape) != tuple(own[key]):
                 raise ValueError(
-                    f"{self.family} weight {key} has shape {tuple(tensor.shape)}, config needs {tuple(own[key].shape)}"
+                    f"{self.family} weight {key} has shape {tuple(tensor.shape)}, config needs {tuple(own[key])}"
                 )
-        self.module.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=True)
+        if self.module is None:
+            self.weights = as_float32_weights(state)
+            return
+        import torch
+
+        self.module.load_state_dict({k: torch.as_tensor(v).to(torch.float32) for k, v in state.items()}, strict=True)
 
     # ---- scaling -------------------------------------------------------------------------------
     @staticmethod
@@ -268,6 +320,10 @@ class TorchExpert(Expert):
         early is load-dependent and says so: ``fit_report_["cut_short"]`` is True.
         ``init_from`` (same family and config shapes) copies its weights before fine-tuning.
         """
+        import torch
+
+        if self.module is None:
+            raise ValueError(f"this {self.family} expert serves with the numpy backend; build it with backend 'torch' to train")
         started = time.perf_counter()
         if max_seconds is not None and (not isinstance(max_seconds, (int, float)) or max_seconds < 0):
             raise ValueError(f"max_seconds must be a number >= 0 or None, got {max_seconds!r}")
@@ -373,10 +429,12 @@ class TorchExpert(Expert):
             raise ValueError(f"init_from has a different architecture ({', '.join(diff)} differ); cannot copy its weights")
         self.load_state(source.state_dict())
 
-    def _copy_state(self) -> dict[str, torch.Tensor]:
+    def _copy_state(self) -> dict[str, "torch.Tensor"]:
         return {k: v.detach().clone() for k, v in self.module.state_dict().items()}
 
-    def _forward_batches(self, xs: torch.Tensor) -> torch.Tensor:
+    def _forward_batches(self, xs: "torch.Tensor") -> "torch.Tensor":
+        import torch
+
         self.module.eval()
         outs = []
         with torch.inference_mode():
@@ -384,10 +442,12 @@ class TorchExpert(Expert):
                 outs.append(self.module(xs[start : start + self.predict_batch_size]))
         return torch.cat(outs) if outs else torch.zeros((0, self.horizon))
 
-    def _loss(self, xs: torch.Tensor, ys: torch.Tensor, weights: torch.Tensor) -> float:
+    def _loss(self, xs: "torch.Tensor", ys: "torch.Tensor", weights: "torch.Tensor") -> float:
         return float(_weighted_l1(self._forward_batches(xs), ys, weights))
 
-    def _loss_weights(self, scale: np.ndarray) -> torch.Tensor:
+    def _loss_weights(self, scale: np.ndarray) -> "torch.Tensor":
+        import torch
+
         power = LOSS_WEIGHT_POWER[self.hyperparams["loss_weight"]]
         return torch.from_numpy((scale[:, 0].astype(np.float64) ** power).astype(np.float32))
 
@@ -397,29 +457,38 @@ class TorchExpert(Expert):
         if x.shape[0] == 0:
             return np.zeros((0, self.horizon), dtype=np.float32)
         scale = self._scale(x)
-        out = self._forward_rows(torch.from_numpy(x / scale)).numpy()
+        out = self._forward_rows(x / scale)
         return np.maximum(out * scale, 0.0).astype(np.float32, copy=False)
 
-    def _forward_rows(self, xs: torch.Tensor) -> torch.Tensor:
+    def _forward_rows(self, xs: np.ndarray) -> np.ndarray:
         """The network on blocks of exactly PREDICT_ROWS rows (the last one padded with zeros).
 
         A matrix product's kernel depends on its number of rows (MKL takes another path under 16),
         so the last bits of a row's forecast would depend on how many others share its batch; with
         one block shape they do not: a function gets the same forecast alone, in a shard of the
-        trace (`--ray`) or among thousands."""
-        self.module.eval()
+        trace (`--ray`) or among thousands. Both backends run the same blocks."""
         n = xs.shape[0]
-        padded = torch.zeros((-(-n // PREDICT_ROWS) * PREDICT_ROWS, *xs.shape[1:]), dtype=xs.dtype)
+        padded = np.zeros((-(-n // PREDICT_ROWS) * PREDICT_ROWS, *xs.shape[1:]), dtype=np.float32)
         padded[:n] = xs
+        if self.module is None:
+            if self.weights is None:
+                raise ValueError(f"this {self.family} expert has no weights: the numpy backend serves trained models only")
+            outs = [self.numpy_forward(self.weights, padded[start: start + PREDICT_ROWS])
+                    for start in range(0, len(padded), PREDICT_ROWS)]
+            return np.concatenate(outs)[:n]
+        import torch
+
+        self.module.eval()
+        blocks = torch.from_numpy(padded)
         with torch.inference_mode():
-            outs = [self.module(padded[start : start + PREDICT_ROWS]) for start in range(0, len(padded), PREDICT_ROWS)]
-        return torch.cat(outs)[:n]
+            outs = [self.module(blocks[start: start + PREDICT_ROWS]) for start in range(0, len(blocks), PREDICT_ROWS)]
+        return torch.cat(outs)[:n].numpy()
 
 
 PREDICT_ROWS = 64  # rows of every forward pass at inference (see TorchExpert._forward_rows)
 
 
-def _weighted_l1(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+def _weighted_l1(pred: "torch.Tensor", target: "torch.Tensor", weights: "torch.Tensor") -> "torch.Tensor":
     """Mean absolute error of scaled forecasts, windows weighted (weights are per window)."""
     per_window = (pred - target).abs().mean(dim=1)
     return (per_window * weights).sum() / weights.sum().clamp_min(1e-12)

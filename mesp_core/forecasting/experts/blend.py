@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any, ClassVar, Mapping
 
 import numpy as np
-import torch
 
 from mesp_core.constants import DEFAULT_HORIZON
 from mesp_core.forecasting.experts.base import Expert
@@ -51,17 +50,18 @@ class Blend(Expert):
             "weights": list(self.weights),
         }
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
+    def state_dict(self) -> dict:
         return {f"m{i}.{name}": t for i, m in enumerate(self.members) for name, t in m.state_dict().items()}
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], state: Mapping[str, torch.Tensor] | None = None) -> "Blend":
+    def from_config(cls, config: Mapping[str, Any], state: Mapping[str, Any] | None = None,
+                    backend: str = "torch") -> "Blend":
         state = dict(state or {})
         members = []
         for i, member in enumerate(config.get("members", [])):
             prefix = f"m{i}."
             own = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-            members.append(_build(member, own))
+            members.append(_build(member, own, backend))
         leftover = [k for k in state if not any(k.startswith(f"m{i}.") for i in range(len(members)))]
         if leftover:
             raise ValueError(f"blend weights name members it does not have: {leftover[:3]}")
@@ -72,7 +72,7 @@ class Blend(Expert):
         return any(m.trainable for m in self.members)
 
 
-def _build(config, state=None) -> Expert:
+def _build(config, state=None, backend: str = "torch") -> Expert:
     from mesp_core.forecasting.experts import build_expert
 
-    return build_expert(config, state)
+    return build_expert(config, state, backend)

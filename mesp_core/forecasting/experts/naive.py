@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
-import torch
 
 from mesp_core.constants import DEFAULT_HORIZON
 from mesp_core.forecasting.experts.base import Expert, _positive_int
@@ -63,12 +62,12 @@ def _period_errors(
     span_len = np.minimum(lengths, span)
     xf = x[:, width - span :]
     # Lag products A[k] = sum_t x_t x_{t-k} over the valid (non-zero-padded) part, k = 0..short_max.
-    # torch's float64 FFT and cumsum use both cores; numpy's took half the MoE's forecast time.
     nfft = fast_fft_length(span + short_max + 1)
-    xf_t = torch.from_numpy(np.ascontiguousarray(xf, dtype=np.float64))
-    spec = torch.fft.rfft(xf_t, nfft, dim=1)
-    lag_products = torch.fft.irfft(spec.real**2 + spec.imag**2, nfft, dim=1)[:, : short_max + 1].numpy()
-    csum = torch.nn.functional.pad(torch.cumsum(xf_t * xf_t, dim=1), (1, 0)).numpy()
+    xf = np.ascontiguousarray(xf, dtype=np.float64)
+    spec = np.fft.rfft(xf, nfft, axis=1)
+    lag_products = np.fft.irfft(spec.real**2 + spec.imag**2, nfft, axis=1)[:, : short_max + 1]
+    csum = np.zeros((n_rows, span + 1))
+    np.cumsum(xf * xf, axis=1, out=csum[:, 1:])
     k = np.arange(short_max + 1)
     start = (span - span_len)[:, None]
     pairs = span_len[:, None] - k[None, :]

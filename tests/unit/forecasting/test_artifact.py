@@ -31,9 +31,12 @@ def _copy_golden(tmp_path) -> Path:
     return target
 
 
-def test_golden_artifact_still_loads_and_forecasts_what_it_did():
-    """An artifact written by MESP 0.1 (format_version 1) must keep loading, with the same output."""
-    model = load_model(GOLDEN)
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_golden_artifact_still_loads_and_forecasts_what_it_did(backend):
+    """An artifact written by MESP 0.1 (format_version 1) must keep loading, with the same output,
+    whichever backend serves it."""
+    model = load_model(GOLDEN, backend=backend)
+    assert model.backend == backend
     expected = json.loads((GOLDEN / "expected.json").read_text())
     context = np.asarray(expected["context"], dtype=np.float32)
     for approach, values in expected["forecasts"].items():

@@ -119,3 +119,25 @@ def test_the_window_gather_reads_exactly_what_the_element_gather_reads():
         want = _gather(counts, starts, rows, first[:, None] + np.arange(width)[None, :])
         got = _gather_window(counts, starts, rows, first, width)
         assert got[0].dtype == want[0].dtype and np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+
+
+def test_the_numpy_backend_serves_the_same_quantiles_as_torch():
+    torch.manual_seed(3)
+    head = DemandHead(hidden=32)
+    with torch.no_grad():  # redrawn weights: non-zero biases, softplus increments both small and large
+        for parameter in head.module.parameters():
+            parameter.add_(0.3 * torch.randn(parameter.shape))
+    head.trained = True
+    state = {name: tensor.numpy() for name, tensor in head.state_dict().items()}
+    twin = DemandHead.from_config(head.config(), state, backend="numpy")
+    assert twin.module is None and twin.backend == "numpy"
+    rng = np.random.default_rng(2)
+    contexts = [rng.poisson(rng.uniform(0.1, 80), size=length).astype(np.float32) for length in (90, 700, 1500, 3000)]
+    expected, got = head.quantiles(contexts), twin.quantiles(contexts)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+    assert (np.diff(got, axis=2) >= 0).all()
+    with pytest.raises(ValueError, match="numpy backend; build it with backend 'torch' to train"):
+        twin.fit(np.ones((3, 400), dtype=np.float32))
+    state.pop("net.4.bias")
+    with pytest.raises(ValueError, match="demand head weights do not fit its config"):
+        DemandHead.from_config(head.config(), state, backend="numpy")

@@ -3,6 +3,10 @@ the same credentials as the loop's client, and bad input answered with one line.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -24,9 +28,13 @@ def test_the_model_is_loaded_with_a_description_of_its_artifact():
     # here; the manifest's input_size_max is only the trained experts' cap).
     context = model_context_minutes(model.manifest)
     assert context > model.manifest["input_size_max"]
-    assert description.endswith(f" clusters, reads {context} min of history)")
+    # Every network in it (DLinear) has a numpy forward: numpy serves it, and the status says so.
+    assert model.backend == "numpy"
+    assert description.endswith(f" clusters, reads {context} min of history, served by numpy on 1 thread)")
     _, overridden = load_model(OperatorSettings(model_path=GOLDEN_MODEL, context_minutes=600))
-    assert overridden.endswith("reads 600 min of history)")
+    assert overridden.endswith("reads 600 min of history, served by numpy on 1 thread)")
+    forced, described = load_model(OperatorSettings(model_path=GOLDEN_MODEL, model_backend="torch", torch_threads=1))
+    assert forced.backend == "torch" and described.endswith(", served by torch on 1 thread)")
 
 
 def test_the_replayed_clock_starts_where_asked_and_runs_faster():
@@ -66,10 +74,6 @@ def test_bad_settings_end_with_one_line_and_exit_code_2(capsys):
 def test_mesp_operator_logs_at_info_as_its_deployment_runs_it(tmp_path):
     """`mesp operator` (the chart's and the image's command) logs its start at INFO: the CLI's own
     logging set-up (warnings only) once took effect first and left a running operator's log empty."""
-    import subprocess
-    import sys
-    import time
-
     kubeconfig = tmp_path / "kubeconfig"  # an API server nobody listens on: the start is logged first
     kubeconfig.write_text(
         "apiVersion: v1\nkind: Config\ncurrent-context: x\n"
@@ -89,3 +93,33 @@ def test_mesp_operator_logs_at_info_as_its_deployment_runs_it(tmp_path):
         proc.kill()
         proc.wait(10)
     assert f"INFO mesp.operator: model: {GOLDEN_MODEL}" in log.read_text(), log.read_text()[-2000:]
+
+
+def test_the_operator_serves_the_packaged_model_without_importing_torch():
+    """What `mesp operator` loads and runs per loop: its modules, the packaged model (numpy serves it,
+    torch is never imported: ~0.5 GB less memory), a batched forecast and the floor stage's choice."""
+    code = textwrap.dedent("""
+        import sys
+        import time
+        import numpy as np
+        import mesp_operator.main, mesp_operator.handlers, mesp_operator.reconcile, mesp_operator.runtime
+        from mesp_core.data.synthetic import generate_trace
+        from mesp_operator.forecast import Sizing, floor_batch, forecast_batch
+        from mesp_operator.settings import parse_settings
+
+        model, description = mesp_operator.main.load_model(parse_settings([], env={}))
+        contexts = generate_trace(n_functions=40, days=2, seed=3).counts[:, -1440:].astype(np.float32)
+        sizing = Sizing(10.0)
+        batch = forecast_batch(model, contexts, [("moe", 1440, sizing)] * 40)
+        minute = int(time.time() // 60)
+        floors = floor_batch(model, contexts, [(1440, 1, 60.0, sizing)] * 40, minute=minute,
+                             keys=[f"uid-{i}" for i in range(40)], records=[None] * 40)
+        assert all(name is not None for name in floors.names) and len(batch.routes) == 40
+        from threadpoolctl import threadpool_info
+
+        blas = {info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"}
+        print(description.rsplit(",", 1)[1], "torch" in sys.modules, *blas)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["served", "by", "numpy", "on", "1", "thread)", "False", "1"]

@@ -6,9 +6,9 @@ import torch
 
 from mesp_core.data.windows import make_windows
 from mesp_core.forecasting.experts import DLinear, RepeatLastHour
-from mesp_core.forecasting.experts.dlinear import _DLinearNet
+from mesp_core.forecasting.experts.dlinear import torch_net
 
-from .support import HORIZON, periodic_series
+from .support import HORIZON, assert_numpy_forward_matches_torch, periodic_series, randomized
 
 
 def test_dlinear_beats_repeat_last_hour_on_noisy_periodic_signal():
@@ -25,7 +25,7 @@ def test_dlinear_beats_repeat_last_hour_on_noisy_periodic_signal():
 
 def test_the_trend_of_a_flat_context_is_the_context_itself_so_the_seasonal_head_sees_nothing():
     torch.manual_seed(0)
-    net = _DLinearNet(input_size=48, horizon=6, moving_avg=25)
+    net = torch_net()(input_size=48, horizon=6, moving_avg=25)
     with torch.no_grad():
         net.trend_head.weight.fill_(1.0 / 48)  # the trend's mean, for every step
         net.trend_head.bias.zero_()
@@ -45,3 +45,9 @@ def test_moving_avg_is_a_centred_odd_window_and_kept_in_the_config():
         DLinear(horizon=HORIZON, input_size=120, moving_avg=12)
     with pytest.raises(ValueError, match="moving_avg must be a positive integer"):
         DLinear(horizon=HORIZON, input_size=120, moving_avg=0)
+
+
+@pytest.mark.parametrize("moving_avg", [25, 13, 1])
+def test_the_numpy_forward_computes_what_the_torch_module_does(moving_avg):
+    expert = randomized(DLinear(horizon=60, input_size=120, moving_avg=moving_avg, seed=5))
+    assert_numpy_forward_matches_torch(expert)

@@ -8,6 +8,8 @@ import torch
 
 from mesp_core.forecasting.experts import LSTMExpert
 
+from .support import assert_numpy_forward_matches_torch, randomized
+
 
 def test_the_recurrence_runs_over_patches_and_the_head_sees_the_last_patch():
     expert = LSTMExpert(horizon=10, input_size=120, patch_len=24, hidden_size=8, seed=1)
@@ -31,3 +33,12 @@ def test_dropout_only_between_stacked_layers():
     assert LSTMExpert(horizon=10, input_size=48, dropout=0.2, num_layers=2).module.lstm.dropout == 0.2
     with pytest.raises(ValueError, match="must be a multiple of patch_len 24"):
         LSTMExpert(horizon=10, input_size=50)
+
+
+@pytest.mark.parametrize("arch", [
+    {"patch_len": 60, "hidden_size": 128, "num_layers": 1},  # the packaged model's LSTM
+    {"patch_len": 24, "hidden_size": 32, "num_layers": 2, "dropout": 0.2},  # dropout between layers: training only
+], ids=["one-layer", "two-layers"])
+def test_the_numpy_forward_computes_what_the_torch_module_does(arch):
+    expert = randomized(LSTMExpert(horizon=60, input_size=240, seed=2, **arch))
+    assert_numpy_forward_matches_torch(expert)

@@ -6,6 +6,8 @@ import torch
 
 from mesp_core.forecasting.experts import NBeats
 
+from .support import assert_numpy_forward_matches_torch, randomized
+
 
 def test_the_forecast_is_the_sum_of_every_blocks_forecast_on_the_residual_left_to_it():
     expert = NBeats(horizon=12, input_size=48, n_stacks=2, n_blocks=3, width=16, seed=4)
@@ -29,3 +31,13 @@ def test_architecture_sizes_are_positive_integers_and_shape_the_weights():
     for name in ("n_stacks", "n_blocks", "n_layers", "width"):
         with pytest.raises(ValueError, match=f"{name} must be a positive integer"):
             NBeats(horizon=12, input_size=48, **{name: 0})
+
+
+@pytest.mark.parametrize("arch", [
+    {"n_stacks": 2, "n_blocks": 2, "n_layers": 2, "width": 32, "dropout": 0.0},
+    # Dropout shifts the Linears' indices in the blocks' nn.Sequential (fc.0, fc.3, fc.6).
+    {"n_stacks": 1, "n_blocks": 2, "n_layers": 3, "width": 64, "dropout": 0.1},
+], ids=["no-dropout", "dropout"])
+def test_the_numpy_forward_computes_what_the_torch_module_does(arch):
+    expert = randomized(NBeats(horizon=60, input_size=240, seed=3, **arch))
+    assert_numpy_forward_matches_torch(expert)
