@@ -29,6 +29,9 @@ class OperatorMetrics:
         self.policies = Gauge("mesp_policies", "Policies by state after the last loop", ("state",), registry=r)
         self.loop_duration = Histogram("mesp_reconcile_duration_seconds", "Duration of one loop over all policies",
                                        buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120), registry=r)
+        self.loop_phase = Gauge("mesp_reconcile_phase_seconds",
+                                "Seconds of the last loop's phases (see LoopReport.phases; *_threads: summed over "
+                                "the write threads)", ("phase",), registry=r)
         self.loops = Counter("mesp_reconcile_loops", "Completed reconcile loops", registry=r)
         self.errors = Counter("mesp_errors", "Errors by kind (see mesp_operator.errors.classify)", ("kind",), registry=r)
         self.actuations = Counter("mesp_actuations", "Min-scale writes on Knative objects", ("target",), registry=r)

@@ -52,6 +52,8 @@ class LoopReport:
     failed: int = 0
     duration: float = 0.0
     phases: dict = dataclasses.field(default_factory=dict)   # seconds per phase: fetch, model, plan, write
+    statuses_written: int = 0     # status PATCHes sent
+    statuses_unchanged: int = 0   # statuses left as they were (nothing but time moved: status_is_news)
     states: dict = dataclasses.field(default_factory=dict)
 
 
