@@ -28,7 +28,8 @@ from mesp_operator.metrics import OperatorMetrics
 from mesp_operator.prometheus import render_override
 from mesp_operator.settings import OperatorSettings
 from mesp_operator.spec import PolicyObject, PolicySpec, parse_spec
-from mesp_operator.status import LoopReport, Outcome, build_status, format_time, memory_from_status, transition_events
+from mesp_operator.status import (LoopReport, Outcome, build_status, format_time, memory_from_status, refresh_interval,
+                                  status_is_news, transition_events)
 from mesp_operator.store import OriginalRecord, PolicyMemory, PolicyStore
 
 log = logging.getLogger("mesp.operator")
@@ -117,8 +118,7 @@ class Reconciler:
         report.phases["prepare"] = time.monotonic() - started
         self._plan(planning, revisions, now, leaving)
         write_started = time.monotonic()
-        self._thread_seconds = {"actuate": 0.0, "status": 0.0}
-        self._status_counts = {"written": 0, "unchanged": 0}
+        self._thread_seconds, self._status_counts = {"actuate": 0.0, "status": 0.0}, {"written": 0, "unchanged": 0}
         futures = [self.pool.submit(self._settle, o, revisions, now) for o in outcomes]
         for outcome, future in zip(outcomes, futures):
             try:
@@ -440,8 +440,18 @@ class Reconciler:
             o.set("Ready", o.plan_source == "fresh", "Degraded" if o.plan_source != "fresh" else "Ready",
                   "; ".join(o.reasons) or "no plan yet")
         status = build_status(o, memory, applied, original_value, actuation, actuation_reason, now)
+        refresh = refresh_interval(policy.uid, self.settings.status_refresh_seconds)
+        # A status that only moved with the clock is not written: the stored one still says the same.
+        if state == "Error" or status_is_news(status, policy.status, now, refresh):
+            self._write_status(policy, status)
+        else:
+            self._add_thread_seconds("status", 0.0, "unchanged")
+        self.metrics.set_policy(policy.key, o.value if o.plan_source != "none" else None, applied, o.floor)
+        return state
+
+    def _write_status(self, policy: PolicyObject, status: dict) -> None:
         self._guard(policy)
-        status_started = time.monotonic()
+        started = time.monotonic()
         try:
             self.store.patch_status(policy, status)
         except Exception as exc:
@@ -449,19 +459,15 @@ class Reconciler:
             self._count_error(info)
             if info.kind != "api_not_found":  # deleted meanwhile: nothing to report to
                 log.warning("policy %s/%s: status not written: %s", policy.namespace, policy.name, info.message)
-        self._add_thread_seconds("status", time.monotonic() - status_started, "written")
-        if o.value is not None and o.plan_source != "none":
-            self.metrics.planned.labels(*policy.key).set(o.value)
-        if applied is not None:
-            self.metrics.applied.labels(*policy.key).set(applied)
-        self.metrics.floor.labels(*policy.key).set(o.floor)
-        return state
+        self._add_thread_seconds("status", time.monotonic() - started, "written")
 
     def _add_thread_seconds(self, kind: str, seconds: float, status: str | None = None) -> None:
         with self._thread_seconds_guard:
             self._thread_seconds[kind] = self._thread_seconds.get(kind, 0.0) + seconds
             if status is not None:
                 self._status_counts[status] = self._status_counts.get(status, 0) + 1
+        if status is not None:
+            self.metrics.status_writes.labels(status).inc()
 
     def restore_policy(self, policy: PolicyObject) -> str | None:
         """For deletion: restore whatever the policy changed. Raises on retryable API errors."""
