@@ -95,6 +95,23 @@ def write_history(path: Path, rows: np.ndarray, end: int, minutes: int) -> None:
         out.write("# EOF\n")
 
 
+def count_applied(custom) -> int | None:
+    """Policies whose status has an appliedMinScale, listed in pages (one LIST of 10,000 statuses can
+    outlast the API server's timeout on a loaded machine); None when a page fails: ask again next poll."""
+    applied, token = 0, None
+    while True:
+        try:
+            page = custom.list_namespaced_custom_object("mesp.dev", "v1alpha1", NAMESPACE, "mesppolicies",
+                                                        limit=1000, _continue=token, _request_timeout=120)
+        except Exception as exc:  # a 504, or the client's own timeout
+            print(f"bench: listing the policies failed ({str(exc)[:80]}); trying again", file=sys.stderr)
+            return None
+        applied += sum(1 for p in page["items"] if (p.get("status") or {}).get("appliedMinScale") is not None)
+        token = page["metadata"].get("continue")
+        if not token:
+            return applied
+
+
 def rss_kib(pid: int) -> dict:
     fields = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -211,8 +228,7 @@ def main(argv=None) -> int:
                 if loops[k] and k not in first_loop_at:
                     first_loop_at[k] = round(time.monotonic() - t2, 1)
             if all_applied_at is None:
-                items = custom.list_namespaced_custom_object("mesp.dev", "v1alpha1", NAMESPACE, "mesppolicies")["items"]
-                applied = sum(1 for p in items if (p.get("status") or {}).get("appliedMinScale") is not None)
+                applied = count_applied(custom)
                 if applied == args.services:
                     all_applied_at = time.monotonic() - t2
                     settled = {k: len(v) for k, v in loops.items()}
