@@ -5,6 +5,7 @@ the PolicyMemory read back from a status after a restart, and the Events a condi
 from __future__ import annotations
 
 import dataclasses
+import math
 import zlib
 from datetime import datetime, timezone
 from typing import Any, Mapping
@@ -209,10 +210,12 @@ def status_is_news(new: Mapping[str, Any], old: Mapping[str, Any], now: float, r
     """Whether `new` (build_status) says more than `old` (the status as stored) and the passage of time.
 
     Not news: the same fields and conditions (Ready's message aside while Ready is True: it is the
-    plan's reasons, which name minutes relative to now), the same route, a plan that equals the stored
-    one shifted by the minutes since its start, on the minutes both cover, and a measured duration
-    within 10%. Always news: an old status without lastUpdate, or one written refresh_seconds or more
-    ago (refresh_seconds 0: every loop)."""
+    plan's reasons, which name minutes relative to now), the same route, a measured duration within
+    10%, and a plan that equals the stored one shifted by the minutes since its start over the next
+    refresh_seconds (the minutes both cover, up to that far ahead: the stored plan is right for every
+    minute until the status is written again; a change further ahead waits for the heartbeat, as the
+    forecast may well move again before then). Always news: an old status without lastUpdate, or one
+    written refresh_seconds or more ago (refresh_seconds 0: every loop)."""
     written = parse_time(old.get("lastUpdate"))
     if written is None or now - written >= refresh_seconds:
         return True
@@ -227,12 +230,12 @@ def status_is_news(new: Mapping[str, Any], old: Mapping[str, Any], now: float, r
     if any(_drifted(new.get(k), old.get(k)) for k in ("requestDurationMs", "capacityPerInstance")):
         return True
     return not plan_is_shifted(new.get("plan"), parse_time(new.get("planStart")),
-                               old.get("plan"), parse_time(old.get("planStart")))
+                               old.get("plan"), parse_time(old.get("planStart")), math.ceil(refresh_seconds / 60))
 
 
-def plan_is_shifted(plan, start: float | None, old_plan, old_start: float | None) -> bool:
+def plan_is_shifted(plan, start: float | None, old_plan, old_start: float | None, within: int | None = None) -> bool:
     """Whether `plan` (from `start`) says what `old_plan` (from `old_start`) says on the minutes both
-    cover, at least one; two absent plans are the same too."""
+    cover, at least one, up to `within` minutes from `start` (None: all); two absent plans are the same too."""
     if not plan and not old_plan:
         return True
     if not plan or not old_plan or start is None or old_start is None:
@@ -241,7 +244,7 @@ def plan_is_shifted(plan, start: float | None, old_plan, old_start: float | None
     minutes = int(minutes)
     if rest or not 0 <= minutes < len(old_plan):
         return False
-    overlap = min(len(old_plan) - minutes, len(plan))
+    overlap = min(len(old_plan) - minutes, len(plan), within or len(plan))
     return list(plan[:overlap]) == list(old_plan[minutes:minutes + overlap])
 
 

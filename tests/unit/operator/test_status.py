@@ -231,6 +231,14 @@ def test_a_status_is_written_again_at_least_every_refresh_and_first_of_all():
     assert status_is_news(_loop(10), old, NOW + REFRESH, REFRESH)  # the heartbeat, plan unchanged
     assert not status_is_news(_loop(9, plan=(3, 3, 2)), old, NOW + REFRESH - 1, REFRESH)
     assert status_is_news(_loop(3), _first(), NOW + 180, REFRESH)  # the stored plan has run out
+
+
+def test_a_plan_change_beyond_the_refresh_is_no_news_until_the_heartbeat():
+    old = _first(plan=[3] * 20)
+    assert not status_is_news(_loop(1, plan=[3] * 10 + [5] * 9), old, NOW + 60, REFRESH)  # +10 min and later
+    assert status_is_news(_loop(1, plan=[3] * 9 + [5] * 10), old, NOW + 60, REFRESH)  # within the next 10 minutes
+    assert not status_is_news(_loop(1, plan=[3, 3, 5]), old, NOW + 60, 120.0)  # the next 2 with a 2-minute refresh
+    assert status_is_news(_loop(1, plan=[3, 5, 5]), old, NOW + 60, 120.0)
     assert status_is_news(_loop(1), old, NOW + 60, 0.0)  # 0: every loop
     assert status_is_news(_loop(1), {}, NOW + 60, REFRESH)
     assert status_is_news(_loop(1), {k: v for k, v in old.items() if k != "lastUpdate"}, NOW + 60, REFRESH)
@@ -246,6 +254,8 @@ def test_a_plan_is_shifted_when_it_agrees_on_the_minutes_both_cover():
     assert plan_is_shifted(None, None, None, None) and plan_is_shifted([], NOW, None, None)
     assert not plan_is_shifted([1, 2], NOW + 120, [1, 1, 2, 2], NOW)
     assert not plan_is_shifted([2], NOW + 240, [1, 1, 2, 2], NOW)  # nothing in common
+    assert plan_is_shifted([1, 2, 9], NOW + 60, [1, 1, 2, 2], NOW, within=2)  # only the next 2 minutes count
+    assert not plan_is_shifted([1, 9, 2], NOW + 60, [1, 1, 2, 2], NOW, within=2)
     assert not plan_is_shifted([1, 1], NOW - 60, [1, 1, 2, 2], NOW)  # an older start
     assert not plan_is_shifted([1, 2, 2], NOW + 90, [1, 1, 2, 2], NOW)  # not a whole minute later
     assert not plan_is_shifted([1], NOW, None, None) and not plan_is_shifted(None, None, [1], NOW)
