@@ -34,7 +34,29 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 TRACE = REPO.parent / "shared" / "data" / "azure2019" / "invocations_per_function_md.sample.csv.gz"
 NAMESPACE = "bench"
-LOOP_LINE = re.compile(r"loop (\d+): (\d+) policies, (\d+) planned, (\d+) actuated, (\d+) failed in ([\d.]+)s")
+LOOP_LINE = re.compile(r"loop (\d+): (\d+) policies, (\d+) planned, (\d+) actuated, (\d+) failed in ([\d.]+)s"
+                       r"(?: \(([^)]*)\))?(?:; statuses (\d+) written, (\d+) unchanged)?")
+PHASE = re.compile(r"(\w+) ([\d.]+)s")
+
+
+def parse_loops(text: str) -> list[dict]:
+    """The operator's "loop N: ..." lines: counts, seconds and the phases' seconds (runtime.Runtime._loop)."""
+    loops = []
+    for m in LOOP_LINE.finditer(text):
+        loop = dict(zip(("loop", "policies", "planned", "actuated", "failed"), map(int, m.groups()[:5])),
+                    seconds=float(m.group(6)))
+        loop["phases"] = {name: float(v) for name, v in PHASE.findall(m.group(7) or "")}
+        if m.group(8) is not None:
+            loop["statuses_written"], loop["statuses_unchanged"] = int(m.group(8)), int(m.group(9))
+        loops.append(loop)
+    return loops
+
+
+def mean_phases(loops: list[dict]) -> dict:
+    """Each phase's mean seconds over `loops` (phases a loop skipped count as 0)."""
+    names = sorted({name for loop in loops for name in loop["phases"]})
+    return {name: round(sum(loop["phases"].get(name, 0.0) for loop in loops) / len(loops), 2)
+            for name in names} if loops else {}
 
 
 def load_control_plane():
@@ -71,6 +93,23 @@ def write_history(path: Path, rows: np.ndarray, end: int, minutes: int) -> None:
                 total += c
             out.write("\n".join(lines) + "\n")
         out.write("# EOF\n")
+
+
+def count_applied(custom) -> int | None:
+    """Policies whose status has an appliedMinScale, listed in pages (one LIST of 10,000 statuses can
+    outlast the API server's timeout on a loaded machine); None when a page fails: ask again next poll."""
+    applied, token = 0, None
+    while True:
+        try:
+            page = custom.list_namespaced_custom_object("mesp.dev", "v1alpha1", NAMESPACE, "mesppolicies",
+                                                        limit=1000, _continue=token, _request_timeout=120)
+        except Exception as exc:  # a 504, or the client's own timeout
+            print(f"bench: listing the policies failed ({str(exc)[:80]}); trying again", file=sys.stderr)
+            return None
+        applied += sum(1 for p in page["items"] if (p.get("status") or {}).get("appliedMinScale") is not None)
+        token = page["metadata"].get("continue")
+        if not token:
+            return applied
 
 
 def rss_kib(pid: int) -> dict:
@@ -185,13 +224,11 @@ def main(argv=None) -> int:
         while time.monotonic() < deadline and all(p.poll() is None for p, _ in procs):
             time.sleep(poll_seconds)
             for k, (_, path) in enumerate(procs):
-                loops[k] = [dict(zip(("loop", "policies", "planned", "actuated", "failed"), map(int, m.groups()[:5])),
-                                 seconds=float(m.group(6))) for m in LOOP_LINE.finditer(path.read_text(errors="replace"))]
+                loops[k] = parse_loops(path.read_text(errors="replace"))
                 if loops[k] and k not in first_loop_at:
                     first_loop_at[k] = round(time.monotonic() - t2, 1)
             if all_applied_at is None:
-                items = custom.list_namespaced_custom_object("mesp.dev", "v1alpha1", NAMESPACE, "mesppolicies")["items"]
-                applied = sum(1 for p in items if (p.get("status") or {}).get("appliedMinScale") is not None)
+                applied = count_applied(custom)
                 if applied == args.services:
                     all_applied_at = time.monotonic() - t2
                     settled = {k: len(v) for k, v in loops.items()}
@@ -211,6 +248,11 @@ def main(argv=None) -> int:
                 "first_loop_s": mine[0]["seconds"] if mine else None,
                 "first_loop_done_after_start_s": first_loop_at.get(k),
                 "steady_loop_s": max((x["seconds"] for x in steady), default=None),
+                "steady_loops_s": [x["seconds"] for x in steady],
+                "first_loop_phases_s": mine[0]["phases"] if mine else None,
+                "steady_phases_mean_s": mean_phases(steady),
+                "statuses_written_steady": [x.get("statuses_written") for x in steady],
+                "statuses_unchanged_steady": [x.get("statuses_unchanged") for x in steady],
                 "rss_mib": round(memory.get("VmRSS", 0) / 1024, 1),
                 "peak_rss_mib": round(memory.get("VmHWM", 0) / 1024, 1),
             })
@@ -227,6 +269,9 @@ def main(argv=None) -> int:
             print(f"bench: replica {r['replica']}: {r['policies_last_loop']} policies in its last loop, loops "
                   f"{r['first_loop_s']} s first / up to {r['steady_loop_s']} s steady; RSS {r['rss_mib']} MiB "
                   f"(peak {r['peak_rss_mib']} MiB)")
+            print(f"bench: replica {r['replica']}: steady loops {r['steady_loops_s']} s, statuses written "
+                  f"{r['statuses_written_steady']}, unchanged {r['statuses_unchanged_steady']}; mean phases (s) "
+                  + ", ".join(f"{k} {v}" for k, v in r["steady_phases_mean_s"].items()))
         print(f"bench: {args.services} policies, {args.replicas} replica(s), {shards} shards: every policy applied "
               f"{figures['all_policies_applied_after_start_s']} s after the operators started (includes model load "
               f"and watch start-up); steady loops up to {figures['steady_loop_s']} s (interval "

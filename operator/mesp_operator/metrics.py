@@ -29,8 +29,14 @@ class OperatorMetrics:
         self.policies = Gauge("mesp_policies", "Policies by state after the last loop", ("state",), registry=r)
         self.loop_duration = Histogram("mesp_reconcile_duration_seconds", "Duration of one loop over all policies",
                                        buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120), registry=r)
+        self.loop_phase = Gauge("mesp_reconcile_phase_seconds",
+                                "Seconds of the last loop's phases (see LoopReport.phases; *_threads: summed over "
+                                "the write threads)", ("phase",), registry=r)
         self.loops = Counter("mesp_reconcile_loops", "Completed reconcile loops", registry=r)
         self.errors = Counter("mesp_errors", "Errors by kind (see mesp_operator.errors.classify)", ("kind",), registry=r)
+        self.status_writes = Counter("mesp_status_writes", "MespPolicy statuses per loop: written, or unchanged "
+                                     "(nothing but time moved since the last write, within --status-refresh-seconds)",
+                                     ("result",), registry=r)
         self.actuations = Counter("mesp_actuations", "Min-scale writes on Knative objects", ("target",), registry=r)
         self._known: dict[tuple[str, str], tuple[str, str] | None] = {}
 
@@ -40,6 +46,13 @@ class OperatorMetrics:
             self.expert.remove(namespace, policy, *old)
         self._known[(namespace, policy)] = (cluster, expert)
         self.expert.labels(namespace, policy, cluster, expert).set(1)
+
+    def set_policy(self, key: tuple[str, str], planned: int | None, applied: int | None, floor: int) -> None:
+        if planned is not None:
+            self.planned.labels(*key).set(planned)
+        if applied is not None:
+            self.applied.labels(*key).set(applied)
+        self.floor.labels(*key).set(floor)
 
     def forget_policy(self, namespace: str, policy: str) -> None:
         for gauge in (self.forecast_next, self.forecast_peak, self.planned, self.applied, self.floor):

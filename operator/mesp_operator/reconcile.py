@@ -28,7 +28,8 @@ from mesp_operator.metrics import OperatorMetrics
 from mesp_operator.prometheus import render_override
 from mesp_operator.settings import OperatorSettings
 from mesp_operator.spec import PolicyObject, PolicySpec, parse_spec
-from mesp_operator.status import LoopReport, Outcome, build_status, format_time, memory_from_status, transition_events
+from mesp_operator.status import (LoopReport, Outcome, build_status, format_time, memory_from_status, refresh_interval,
+                                  status_is_news, transition_events)
 from mesp_operator.store import OriginalRecord, PolicyMemory, PolicyStore
 
 log = logging.getLogger("mesp.operator")
@@ -66,6 +67,9 @@ class Reconciler:
         self._support: tuple[bool, str] | None = None
         self._support_checked = 0.0
         self._phases: dict = {}
+        # Seconds the write threads spent on each kind of write in this loop (summed over threads).
+        self._thread_seconds: dict[str, float] = {}
+        self._thread_seconds_guard = threading.Lock()
         # One lock per policy: a deletion's restore and a loop's write never interleave.
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
@@ -111,8 +115,10 @@ class Reconciler:
 
         report = LoopReport(policies=len(outcomes))
         self._phases = report.phases
+        report.phases["prepare"] = time.monotonic() - started
         self._plan(planning, revisions, now, leaving)
         write_started = time.monotonic()
+        self._thread_seconds, self._status_counts = {"actuate": 0.0, "status": 0.0}, {"written": 0, "unchanged": 0}
         futures = [self.pool.submit(self._settle, o, revisions, now) for o in outcomes]
         for outcome, future in zip(outcomes, futures):
             try:
@@ -126,9 +132,14 @@ class Reconciler:
             report.actuated += state == "Actuated"
             report.failed += state in ("Error", "InvalidSpec")
         report.phases["write"] = time.monotonic() - write_started
+        # Thread time inside the write phase (8 threads by default, so these may add up to more than "write").
+        report.phases.update({f"{kind}_threads": seconds for kind, seconds in self._thread_seconds.items()})
+        report.statuses_written, report.statuses_unchanged = self._status_counts["written"], self._status_counts["unchanged"]
         self._forget_deleted({p.uid for p in policies}, {p.key for p in policies})
         report.duration = time.monotonic() - started
         self.metrics.loop_duration.observe(report.duration)
+        for phase, seconds in report.phases.items():
+            self.metrics.loop_phase.labels(phase).set(seconds)
         self.metrics.loops.inc()
         for state in ("Actuated", "Planned", "Off", "Error", "InvalidSpec", "Waiting"):
             self.metrics.policies.labels(state).set(report.states.get(state, 0))
@@ -386,6 +397,7 @@ class Reconciler:
         record = OriginalRecord.from_annotations(policy.annotations)
         original_value = record.value if record else None
         applied = memory.last_written(record, applied)
+        actuate_started = time.monotonic()
         try:
             if o.spec is None:
                 state = "InvalidSpec"
@@ -421,13 +433,25 @@ class Reconciler:
             o.set("Ready", False, "ActuationFailed", info.message)
             log.warning("policy %s/%s: %s", policy.namespace, policy.name, info.message)
 
+        self._add_thread_seconds("actuate", time.monotonic() - actuate_started)
         for event in transition_events(o, memory):
             self._event(policy, *event)
         if "Ready" not in o.conditions:
             o.set("Ready", o.plan_source == "fresh", "Degraded" if o.plan_source != "fresh" else "Ready",
                   "; ".join(o.reasons) or "no plan yet")
         status = build_status(o, memory, applied, original_value, actuation, actuation_reason, now)
+        refresh = refresh_interval(policy.uid, self.settings.status_refresh_seconds)
+        # A status that only moved with the clock is not written: the stored one still says the same.
+        if state == "Error" or status_is_news(status, policy.status, now, refresh):
+            self._write_status(policy, status)
+        else:
+            self._add_thread_seconds("status", 0.0, "unchanged")
+        self.metrics.set_policy(policy.key, o.value if o.plan_source != "none" else None, applied, o.floor)
+        return state
+
+    def _write_status(self, policy: PolicyObject, status: dict) -> None:
         self._guard(policy)
+        started = time.monotonic()
         try:
             self.store.patch_status(policy, status)
         except Exception as exc:
@@ -435,12 +459,15 @@ class Reconciler:
             self._count_error(info)
             if info.kind != "api_not_found":  # deleted meanwhile: nothing to report to
                 log.warning("policy %s/%s: status not written: %s", policy.namespace, policy.name, info.message)
-        if o.value is not None and o.plan_source != "none":
-            self.metrics.planned.labels(*policy.key).set(o.value)
-        if applied is not None:
-            self.metrics.applied.labels(*policy.key).set(applied)
-        self.metrics.floor.labels(*policy.key).set(o.floor)
-        return state
+        self._add_thread_seconds("status", time.monotonic() - started, "written")
+
+    def _add_thread_seconds(self, kind: str, seconds: float, status: str | None = None) -> None:
+        with self._thread_seconds_guard:
+            self._thread_seconds[kind] = self._thread_seconds.get(kind, 0.0) + seconds
+            if status is not None:
+                self._status_counts[status] = self._status_counts.get(status, 0) + 1
+        if status is not None:
+            self.metrics.status_writes.labels(status).inc()
 
     def restore_policy(self, policy: PolicyObject) -> str | None:
         """For deletion: restore whatever the policy changed. Raises on retryable API errors."""

@@ -190,18 +190,23 @@ class Runtime:
         await self.ready.wait()
         while True:
             self.wake.clear()
+            snapshot_started = time.monotonic()
             # One consistent copy of each cache per loop: the watches go on changing them meanwhile.
             policy_views = [view for view in self.caches.policies.snapshot().values() if self.owns(view)]
             service_views = self.caches.services.snapshot()
             revision_views = self.caches.revisions.snapshot()
+            snapshot_seconds = time.monotonic() - snapshot_started
             try:
                 self.last_report = await asyncio.to_thread(
                     self.reconciler.run_once, policy_views, service_views, revision_views)
                 self.loops += 1
                 r = self.last_report
-                log.info("loop %d: %d policies, %d planned, %d actuated, %d failed in %.2fs (%s)",
+                r.phases = {"snapshot": snapshot_seconds, **r.phases}
+                log.info("loop %d: %d policies, %d planned, %d actuated, %d failed in %.2fs (%s); "
+                         "statuses %d written, %d unchanged",
                          self.loops, r.policies, r.planned, r.actuated, r.failed, r.duration,
-                         ", ".join(f"{k} {v:.2f}s" for k, v in r.phases.items()))
+                         ", ".join(f"{k} {v:.2f}s" for k, v in r.phases.items()), r.statuses_written,
+                         r.statuses_unchanged)
                 await asyncio.to_thread(release_freed_memory)
             except Exception as exc:  # the loop must survive anything a single run throws
                 info = classify(exc)

@@ -66,6 +66,10 @@ class OperatorSettings:
         "look-ahead one raise covers, rounded up to whole minutes")
     template_hysteresis: int = _setting(1, "default minimum decrease of the template floor")
     write_concurrency: int = _setting(8, "parallel API writes per loop")
+    status_refresh_seconds: float = _setting(
+        600.0, "a policy's status is written when something other than the clock changed it (plan, min-scale, "
+        "conditions, ...), and at least this often (each policy between half of it and all of it); "
+        "0: every loop")
     namespaces: tuple[str, ...] = _setting(
         (), "watch only this namespace (repeatable; env: comma-separated MESP_NAMESPACE; default: all)",
         flag="--namespace")
@@ -227,6 +231,8 @@ def validate(s: OperatorSettings) -> OperatorSettings:
         bad("revision_annotations", f"must be one of {', '.join(ACTUATION_SUPPORT_CHOICES)}")
     if s.template_hysteresis < 0:
         bad("template_hysteresis", "must be >= 0")
+    if not math.isfinite(s.status_refresh_seconds) or not 0 <= s.status_refresh_seconds <= 86400:
+        bad("status_refresh_seconds", f"must be between 0 and 86400 seconds, got {s.status_refresh_seconds}")
     if not 1 <= s.write_concurrency <= 128:
         bad("write_concurrency", "must be between 1 and 128")
     if not 0 <= s.shards <= 1024:

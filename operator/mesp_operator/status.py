@@ -5,6 +5,8 @@ the PolicyMemory read back from a status after a restart, and the Events a condi
 from __future__ import annotations
 
 import dataclasses
+import math
+import zlib
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
@@ -52,6 +54,8 @@ class LoopReport:
     failed: int = 0
     duration: float = 0.0
     phases: dict = dataclasses.field(default_factory=dict)   # seconds per phase: fetch, model, plan, write
+    statuses_written: int = 0     # status PATCHes sent
+    statuses_unchanged: int = 0   # statuses left as they were (nothing but time moved: status_is_news)
     states: dict = dataclasses.field(default_factory=dict)
 
 
@@ -185,3 +189,83 @@ def build_status(o: Outcome, memory: PolicyMemory, applied: int | None, original
             "minutesSinceNeeded": int(memory.state_out.minutes_since_needed[0])},
         "lastUpdate": format_time(now),
     }
+
+
+# Status fields that move with the clock alone: a new value of these is no news (status_is_news).
+_TIME_MOVED = frozenset({"lastUpdate", "plannedAt", "planStart", "plan", "planState", "planReasons",
+                         "forecastNextMinute", "forecastPeak", "route", "conditions", "requestDurationMs",
+                         "capacityPerInstance"})
+# A measured request duration (and the capacity derived from it) drifts a little every loop; a change
+# above this fraction is news (a smaller one shows in the plan when it matters).
+_MEASURED_TOLERANCE = 0.1
+
+
+def refresh_interval(uid: str, refresh_seconds: float) -> float:
+    """The policy's heartbeat: between half of refresh_seconds and all of it, fixed by its uid, so the
+    statuses of policies first written in the same loop fall due in different loops."""
+    return refresh_seconds * (1.0 - 0.5 * (zlib.crc32(uid.encode()) % 1000) / 1000.0)
+
+
+def status_is_news(new: Mapping[str, Any], old: Mapping[str, Any], now: float, refresh_seconds: float) -> bool:
+    """Whether `new` (build_status) says more than `old` (the status as stored) and the passage of time.
+
+    Not news: the same fields and conditions (Ready's message aside while Ready is True: it is the
+    plan's reasons, which name minutes relative to now), the same route, a measured duration within
+    10%, and a plan that equals the stored one shifted by the minutes since its start over the next
+    refresh_seconds (the minutes both cover, up to that far ahead: the stored plan is right for every
+    minute until the status is written again; a change further ahead waits for the heartbeat, as the
+    forecast may well move again before then). Always news: an old status without lastUpdate, or one
+    written refresh_seconds or more ago (refresh_seconds 0: every loop)."""
+    written = parse_time(old.get("lastUpdate"))
+    if written is None or now - written >= refresh_seconds:
+        return True
+    # On new's keys only: a field an older operator wrote and this one no longer does stays, but is no news.
+    compared = [k for k in new if k not in _TIME_MOVED]
+    if any(new[k] != old.get(k) for k in compared):  # the API server drops null fields: absent == None
+        return True
+    if _condition_meaning(new.get("conditions")) != _condition_meaning(old.get("conditions")):
+        return True
+    if _route_meaning(new.get("route")) != _route_meaning(old.get("route")):
+        return True
+    if any(_drifted(new.get(k), old.get(k)) for k in ("requestDurationMs", "capacityPerInstance")):
+        return True
+    return not plan_is_shifted(new.get("plan"), parse_time(new.get("planStart")),
+                               old.get("plan"), parse_time(old.get("planStart")), math.ceil(refresh_seconds / 60))
+
+
+def plan_is_shifted(plan, start: float | None, old_plan, old_start: float | None, within: int | None = None) -> bool:
+    """Whether `plan` (from `start`) says what `old_plan` (from `old_start`) says on the minutes both
+    cover, at least one, up to `within` minutes from `start` (None: all); two absent plans are the same too."""
+    if not plan and not old_plan:
+        return True
+    if not plan or not old_plan or start is None or old_start is None:
+        return False
+    minutes, rest = divmod(start - old_start, 60)
+    minutes = int(minutes)
+    if rest or not 0 <= minutes < len(old_plan):
+        return False
+    overlap = min(len(old_plan) - minutes, len(plan), within or len(plan))
+    return list(plan[:overlap]) == list(old_plan[minutes:minutes + overlap])
+
+
+def _drifted(value, kept) -> bool:
+    if value is None or kept is None or isinstance(kept, bool) or not isinstance(kept, (int, float)):
+        return value != kept
+    return abs(value - kept) > _MEASURED_TOLERANCE * abs(kept)
+
+
+def _condition_meaning(conditions) -> list:
+    meaning = []
+    for c in conditions or []:
+        if not isinstance(c, Mapping):
+            return [conditions]  # not MESP's: news
+        plan_reasons = c.get("type") == "Ready" and c.get("status") == "True"
+        meaning.append((c.get("type"), c.get("status"), c.get("reason"), None if plan_reasons else c.get("message"),
+                        c.get("observedGeneration")))
+    return meaning
+
+
+def _route_meaning(route) -> tuple | None:
+    if not isinstance(route, Mapping):
+        return route
+    return route.get("cluster"), route.get("expert"), route.get("description")

@@ -111,6 +111,7 @@ SERIES = {
     # test_operator_fleet: eight Services shared by two replicas
     **{("it-fleet", f"fleet-{i}"): "ab"[i % 2] for i in range(8)},
     ("it-floor", "floor-svc"): "a",
+    ("it-status", "steady-svc"): "a",
 }
 # One series in the OpenTelemetry-era layout (names on target_info), for the knative-otel preset.
 OTEL_SERIES = {("it-presets", "otel-svc"): "a"}

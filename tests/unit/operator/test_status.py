@@ -10,7 +10,7 @@ from mesp_operator.forecast import FloorChoice, Sizing
 from mesp_operator.settings import OperatorSettings
 from mesp_operator.spec import CONDITION_TYPES, PolicyObject, parse_spec
 from mesp_operator.status import (Outcome, build_status, format_time, memory_from_status, parse_time,
-                                  transition_events)
+                                  plan_is_shifted, refresh_interval, status_is_news, transition_events)
 from mesp_operator.store import PolicyMemory
 
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -151,3 +151,119 @@ def test_each_condition_change_is_told_once_and_its_recovery_too():
     assert memory.reported == {} and transition_events(o, memory) == []
     o.set("Ready", False, "ActuationFailed", "told by the loop itself")
     assert transition_events(o, memory) == []
+
+
+# -- is a new status news? ----------------------------------------------------------------------------
+
+REFRESH = 600.0
+
+
+def _stored(status: dict) -> dict:
+    """A status as the API server keeps it: a merge patch's nulls remove the fields."""
+    return {k: v for k, v in status.items() if v is not None}
+
+
+def _loop(minutes_later: int, plan=(3, 2), **changes) -> dict:
+    """The status of a loop `minutes_later` after _planned's, planned afresh: new forecast numbers,
+    reasons and damping state, the plan given from that minute on."""
+    o, memory = _planned()
+    now = NOW + 60 * minutes_later
+    o.plan, o.plan_start, o.value = list(plan), int(now), plan[0]
+    o.reasons = [f"lower to 2 (forecast peak 61/min at +{2 - minutes_later} min)"]
+    o.set("Ready", True, "Ready", "; ".join(o.reasons))
+    memory.planned_at, memory.forecast_next, memory.forecast_peak = now - 3, 77.7, 101.5
+    memory.route = dict(memory.route, distance=0.4321)
+    memory.state_minute, memory.state_out = int(now), PlanState.single(3, 2)
+    o.duration_ms = 1000.04 * 1.05
+    for name, value in changes.items():
+        setattr(o, name, value)
+    return build_status(o, memory, applied=3, original="1", actuation="Revision", actuation_reason="Auto: x", now=now)
+
+
+def _first(plan=(3, 3, 2)) -> dict:
+    o, memory = _planned()
+    o.plan = list(plan)
+    return _stored(build_status(o, memory, applied=3, original="1", actuation="Revision", actuation_reason="Auto: x",
+                               now=NOW))
+
+
+def test_a_status_that_only_moved_with_the_clock_is_no_news():
+    old = _first()
+    assert not status_is_news(_loop(1), old, NOW + 60, REFRESH)  # [3, 3, 2] from NOW = [3, 2] from NOW + 60
+    assert not status_is_news(_loop(0, plan=(3, 3, 2)), old, NOW + 20, REFRESH)  # same minute planned again
+    assert not status_is_news(_loop(1, plan=(3, 2, 2, 5)), old, NOW + 60, REFRESH)  # minutes past the old end
+
+
+def test_whatever_else_changed_is_news():
+    old = _first()
+    assert status_is_news(_loop(1, plan=(4, 2)), old, NOW + 60, REFRESH)  # the plan differs where both say
+    assert status_is_news(_loop(2, plan=(3, 2)), old, NOW + 120, REFRESH)  # ... [2] was planned for NOW + 120
+    assert status_is_news(_loop(1, plan=(3, 2), plan_source="held"), old, NOW + 60, REFRESH)
+    assert status_is_news(_loop(1, plan=(3, 2), value=2), old, NOW + 60, REFRESH)  # desiredMinScale
+    assert status_is_news(_loop(1, plan=(3, 2), cap=8), old, NOW + 60, REFRESH)
+    assert status_is_news(_loop(1, plan=(3, 2), duration_ms=1300.0), old, NOW + 60, REFRESH)  # measured +30%
+    moved = _loop(1)
+    moved["route"] = dict(moved["route"], expert="nbeats")
+    assert status_is_news(moved, old, NOW + 60, REFRESH)
+    applied = _loop(1)
+    applied["appliedMinScale"] = 2
+    assert status_is_news(applied, old, NOW + 60, REFRESH)
+    newer = _loop(1)
+    newer["observedGeneration"] = 5
+    assert status_is_news(newer, old, NOW + 60, REFRESH)
+    failing = _loop(1)
+    failing["conditions"][0] = dict(failing["conditions"][0], status="False", reason="ActuationFailed")
+    assert status_is_news(failing, old, NOW + 60, REFRESH)
+
+
+def test_a_false_conditions_message_is_news_and_a_true_readys_is_not():
+    o, memory = _planned()
+    o.set("MetricsAvailable", False, "PrometheusUnavailable", "connection refused")
+    old = _stored(build_status(o, memory, 3, "1", "Revision", "Auto: x", NOW))
+    o.set("Ready", True, "Ready", "lower to 2 (forecast peak 61/min at +1 min)")
+    assert not status_is_news(build_status(o, memory, 3, "1", "Revision", "Auto: x", NOW + 20), old, NOW + 20, REFRESH)
+    o.set("MetricsAvailable", False, "PrometheusUnavailable", "timed out")
+    assert status_is_news(build_status(o, memory, 3, "1", "Revision", "Auto: x", NOW + 20), old, NOW + 20, REFRESH)
+
+
+def test_a_status_is_written_again_at_least_every_refresh_and_first_of_all():
+    old = _first(plan=[3] * 11 + [2] * 5)
+    assert status_is_news(_loop(10), old, NOW + REFRESH, REFRESH)  # the heartbeat, plan unchanged
+    assert not status_is_news(_loop(9, plan=(3, 3, 2)), old, NOW + REFRESH - 1, REFRESH)
+    assert status_is_news(_loop(3), _first(), NOW + 180, REFRESH)  # the stored plan has run out
+
+
+def test_a_plan_change_beyond_the_refresh_is_no_news_until_the_heartbeat():
+    old = _first(plan=[3] * 20)
+    assert not status_is_news(_loop(1, plan=[3] * 10 + [5] * 9), old, NOW + 60, REFRESH)  # +10 min and later
+    assert status_is_news(_loop(1, plan=[3] * 9 + [5] * 10), old, NOW + 60, REFRESH)  # within the next 10 minutes
+    assert not status_is_news(_loop(1, plan=[3, 3, 5]), old, NOW + 60, 120.0)  # the next 2 with a 2-minute refresh
+    assert status_is_news(_loop(1, plan=[3, 5, 5]), old, NOW + 60, 120.0)
+    assert status_is_news(_loop(1), old, NOW + 60, 0.0)  # 0: every loop
+    assert status_is_news(_loop(1), {}, NOW + 60, REFRESH)
+    assert status_is_news(_loop(1), {k: v for k, v in old.items() if k != "lastUpdate"}, NOW + 60, REFRESH)
+
+
+def test_fields_an_older_operator_left_behind_are_no_news():
+    old = dict(_first(), retiredField={"x": 1})
+    assert not status_is_news(_loop(1), old, NOW + 60, REFRESH)
+
+
+def test_a_plan_is_shifted_when_it_agrees_on_the_minutes_both_cover():
+    assert plan_is_shifted([2, 2, 7], NOW + 120, [1, 1, 2, 2], NOW)
+    assert plan_is_shifted(None, None, None, None) and plan_is_shifted([], NOW, None, None)
+    assert not plan_is_shifted([1, 2], NOW + 120, [1, 1, 2, 2], NOW)
+    assert not plan_is_shifted([2], NOW + 240, [1, 1, 2, 2], NOW)  # nothing in common
+    assert plan_is_shifted([1, 2, 9], NOW + 60, [1, 1, 2, 2], NOW, within=2)  # only the next 2 minutes count
+    assert not plan_is_shifted([1, 9, 2], NOW + 60, [1, 1, 2, 2], NOW, within=2)
+    assert not plan_is_shifted([1, 1], NOW - 60, [1, 1, 2, 2], NOW)  # an older start
+    assert not plan_is_shifted([1, 2, 2], NOW + 90, [1, 1, 2, 2], NOW)  # not a whole minute later
+    assert not plan_is_shifted([1], NOW, None, None) and not plan_is_shifted(None, None, [1], NOW)
+
+
+def test_heartbeats_are_spread_between_half_the_refresh_and_all_of_it():
+    intervals = [refresh_interval(f"uid-{i}", REFRESH) for i in range(500)]
+    assert all(REFRESH / 2 <= t <= REFRESH for t in intervals)
+    assert max(intervals) - min(intervals) > 0.9 * REFRESH / 2
+    assert refresh_interval("uid-7", REFRESH) == refresh_interval("uid-7", REFRESH)
+    assert refresh_interval("uid-7", 0.0) == 0.0
