@@ -314,17 +314,9 @@ def test_three_replicas_share_the_policies_and_survive_one_killed(
         # judged in rounds a renewal period apart: within two renewal periods past the duration.
         assert takeover <= LEASE_SECONDS + 2 * LEASE_SECONDS / 3 + 3.0, takeover
 
-        # The survivors act on the killed replica's policies (their status is written every loop) ...
-        def first_survivor_writes():
-            first = {}
-            for w in operator_writes(control_plane):
-                if w.service in owned[KILLED] and w.replica in survivors and w.at > killed_at:
-                    first.setdefault(w.service, w.at)
-            return first if set(first) == set(owned[KILLED]) else None
-
-        first = wait_for(first_survivor_writes, 60, message="the survivors write the killed replica's policies")
-        acted = max(first.values()) - killed_at
-        # ... within two of their loops after taking the shards: the loop running then, or the next.
+        # The survivors count the killed replica's policies within two of their loops after taking the
+        # shards: the loop running then, or the next (a status carrying no news is not written again,
+        # so the loop log says when they took them on) ...
         policy_shards = [shard_of(f"{NS}/{service}", SHARDS) for service in [*live, "no-such-service"]]
         loops = {}
         for r in survivors:
@@ -337,13 +329,25 @@ def test_three_replicas_share_the_policies_and_survive_one_killed(
             assert {lease_of(n) for n in live if holders[lease_of(n)] == r} == \
                 {lease_of(n) for n in live if shard_of(f"{NS}/{n}", SHARDS) in shards}, (r, shards, holders)
             assert loops[r] <= 2, (r, loops[r], replicas[r].tail())
-        print(f"\ntakeover after SIGKILL of {KILLED}: shard Leases {takeover:.1f} s, every policy of it written "
-              f"by a survivor {acted:.1f} s (lease duration {LEASE_SECONDS:g} s; survivors' loops until their "
-              f"new policies counted: {loops})")
 
-        # Every policy still applied; a new floor on the killed replica's ones is applied by the survivors.
+        # ... and act on them: a new floor on each of the killed replica's policies is written by a
+        # survivor, and every policy is still applied.
+        patched_at = time.time()
         for name in owned[KILLED]:
             kh.patch_policy_spec(admin_client, ns, name, {"minScale": RAISED})
+
+        def first_survivor_writes():
+            first = {}
+            for w in operator_writes(control_plane):
+                if w.service in owned[KILLED] and w.replica in survivors and w.at > patched_at:
+                    first.setdefault(w.service, w.at)
+            return first if set(first) == set(owned[KILLED]) else None
+
+        first = wait_for(first_survivor_writes, 60, message=f"the survivors write the killed replica's policies ({logs})")
+        acted = max(first.values()) - patched_at
+        print(f"\ntakeover after SIGKILL of {KILLED}: shard Leases {takeover:.1f} s (lease duration {LEASE_SECONDS:g} s; "
+              f"survivors' loops until their new policies counted: {loops}); a new floor on each of its "
+              f"policies written by a survivor {acted:.1f} s after the change")
         wait_for(lambda: all(applied(admin_client, n, a, RAISED if n in owned[KILLED] else FLOOR)
                              for n, a in live.items()), 60, interval=0.5,
                  message=f"every policy applied after the takeover (logs: {logs})")
