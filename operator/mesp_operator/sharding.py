@@ -131,6 +131,10 @@ class ShardLeases:
         self._valid_until: dict[int, float] = {}   # shard -> monotonic deadline of acting on it
         self._seen: dict[str, _Seen] = {}
         self._lock = threading.Lock()
+        # One round at a time, and none after release_all: cancelling the task that awaits a round does
+        # not stop its thread, whose renewal could otherwise land after the shutdown's hand-back.
+        self._round = threading.Lock()
+        self._released = False
         self._latest: dict[str, dict] = {}   # name -> the Lease as last listed or written this round
         self.live_replicas = 1
 
@@ -171,6 +175,10 @@ class ShardLeases:
         """List the Leases, renew ours, then release the surplus or take free ones. Returns whether the
         set of held shards changed. API errors end the round early (the next round retries); shards
         whose renewal failed simply run out of validity."""
+        with self._round:
+            return False if self._released else self._step()
+
+    def _step(self) -> bool:
         before = self.held()
         started = self.clock()
         items = self.api.list_namespaced_custom_object(
@@ -307,7 +315,12 @@ class ShardLeases:
 
     def release_all(self) -> None:
         """On shutdown: hand every shard back at once and leave the member list, so the others take
-        over now instead of after a lease duration."""
+        over now instead of after a lease duration. Waits for a round in flight; none runs afterwards."""
+        with self._round:
+            self._released = True
+            self._release_all()
+
+    def _release_all(self) -> None:
         for shard in self.held():
             self._set_valid(shard, None)
         try:
