@@ -445,7 +445,7 @@ class Reconciler:
         if state == "Error" or status_is_news(status, policy.status, now, refresh):
             self._write_status(policy, status)
         else:
-            self._add_thread_seconds("status", 0.0, "unchanged")
+            self._count_status("unchanged")
         self.metrics.set_policy(policy.key, o.value if o.plan_source != "none" else None, applied, o.floor)
         return state
 
@@ -459,15 +459,18 @@ class Reconciler:
             self._count_error(info)
             if info.kind != "api_not_found":  # deleted meanwhile: nothing to report to
                 log.warning("policy %s/%s: status not written: %s", policy.namespace, policy.name, info.message)
-        self._add_thread_seconds("status", time.monotonic() - started, "written")
+        self._add_thread_seconds("status", time.monotonic() - started)
+        self._count_status("written")
 
-    def _add_thread_seconds(self, kind: str, seconds: float, status: str | None = None) -> None:
+    def _add_thread_seconds(self, kind: str, seconds: float) -> None:
         with self._thread_seconds_guard:
             self._thread_seconds[kind] = self._thread_seconds.get(kind, 0.0) + seconds
-            if status is not None:
-                self._status_counts[status] = self._status_counts.get(status, 0) + 1
-        if status is not None:
-            self.metrics.status_writes.labels(status).inc()
+
+    def _count_status(self, result: str) -> None:
+        """One policy's status this loop: "written" or "unchanged" (no news)."""
+        with self._thread_seconds_guard:
+            self._status_counts[result] = self._status_counts.get(result, 0) + 1
+        self.metrics.status_writes.labels(result).inc()
 
     def restore_policy(self, policy: PolicyObject) -> str | None:
         """For deletion: restore whatever the policy changed. Raises on retryable API errors."""
