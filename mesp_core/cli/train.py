@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from mesp_core.cli.common import add_json, add_ray, add_trace, command, emit, fraction, load_trace, ray_cluster
+from mesp_core.cli.common import add_json, add_ray, add_trace, command, emit, fraction, load_sharded_trace, load_trace, ray_cluster
 from mesp_core.offline.config import TrainConfig
 
 _DEFAULTS = TrainConfig()
@@ -53,7 +53,6 @@ def run(args) -> int:
     from mesp_core.offline.config import quick
     from mesp_core.offline.training import train
 
-    trace = load_trace(args)
     config = TrainConfig(
         k=args.k,
         families=tuple(args.families),
@@ -69,14 +68,13 @@ def run(args) -> int:
     if args.quick:
         config = quick(config)
     if args.ray:
-        from mesp_core.distributed.patterns import sharded_cluster_days
-        from mesp_core.distributed.training import run_on_ray
+        from mesp_core.distributed.training import ShardedTraceAccess, run_on_ray
 
-        with ray_cluster(args) as n_shards:
-            report = train(trace, args.out, config, progress=not args.quiet, cluster_days=sharded_cluster_days(n_shards),
-                           run_tasks=run_on_ray)
+        with ray_cluster(args) as n_shards:  # the trace stays in shards: read, clustered and windowed there
+            access = ShardedTraceAccess(load_sharded_trace(args, n_shards))
+            report = train(access, args.out, config, progress=not args.quiet, run_tasks=run_on_ray)
     else:
-        report = train(trace, args.out, config, progress=not args.quiet)
+        report = train(load_trace(args), args.out, config, progress=not args.quiet)
     if args.plots:
         _plot_centroids(args.out, args.plots)
     emit(args, report.to_json(), _table(report))

@@ -145,10 +145,7 @@ class InvocationTrace:
 
     def fingerprint(self) -> str:
         """sha256 hex of the function keys and counts (identifies training data in manifests)."""
-        digest = hashlib.sha256()
-        digest.update(f"mesp-trace-v1|{self.n_functions}|{self.n_minutes}\n".encode())
-        for key in self.keys:
-            digest.update(("\x1f".join(key) + "\n").encode())
+        digest = trace_digest(self.keys, self.n_minutes)
         digest.update(np.ascontiguousarray(self.counts, dtype="<f4").tobytes())
         return digest.hexdigest()
 
@@ -173,6 +170,16 @@ class InvocationTrace:
 
 # --------------------------------------------------------------------------------------------
 # Function-level split
+
+
+def trace_digest(keys, n_minutes: int):
+    """The fingerprint's sha256 after the header and keys; the counts (float32, little-endian, in
+    function order) are fed next, all at once or shard by shard."""
+    digest = hashlib.sha256()
+    digest.update(f"mesp-trace-v1|{len(keys)}|{n_minutes}\n".encode())
+    for key in keys:
+        digest.update(("\x1f".join(key) + "\n").encode())
+    return digest
 
 
 def split_functions(trace: InvocationTrace, test_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -131,17 +131,3 @@ def member_sample(rows: ShardRows, labels: np.ndarray, per_cluster: int = 200) -
         picked.append(members)
     index = np.sort(np.concatenate(picked)) if picked else np.zeros(0, dtype=np.int64)
     return index, rows.take(index)
-
-
-def sharded_cluster_days(n_shards: int):
-    """A `cluster_days` with the same arguments and result that runs K-Shape on Ray: the days
-    are cut into `n_shards` contiguous shards (for `train(..., cluster_days=...)`)."""
-
-    def cluster_days(days_raw, **kwargs) -> ClusteringResult:
-        days = _as_series_matrix(days_raw, "days")
-        ray = require_ray()
-        edges = np.linspace(0, len(days), min(n_shards, len(days)) + 1).round().astype(int)
-        refs = [ray.put(days[a:b]) for a, b in zip(edges[:-1], edges[1:])]
-        return cluster_days_sharded(refs, **kwargs)[0]
-
-    return cluster_days

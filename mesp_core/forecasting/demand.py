@@ -93,6 +93,17 @@ def origin_features(counts: np.ndarray, rows, origins, starts=None) -> tuple[np.
     return np.concatenate([p[0] for p in pieces]), np.concatenate([p[1] for p in pieces])
 
 
+def demand_examples(counts: np.ndarray, rows, origins, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    """The demand head's training examples at (rows[i], origins[i]) of counts [n, T]: features
+    [m, N_FEATURES] and the next `horizon` minutes over the level [m, horizon], row by row (a map
+    function of mesp_core.offline.trace_access)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    origins = np.asarray(origins, dtype=np.int64)
+    x, level = origin_features(counts, rows, origins)
+    y = np.asarray(counts[rows[:, None], origins[:, None] + np.arange(horizon)[None, :]], dtype=np.float32) / level[:, None]
+    return x, y.astype(np.float32)
+
+
 def _features(counts, rows, origins, starts):
     m = len(rows)
     day, day_ok = _gather_window(counts, starts, rows, origins - _IDLE_CAP, _IDLE_CAP)
@@ -207,19 +218,30 @@ class DemandHead:
             lr: float = 2e-3, seed: int = 0, min_history: int = 60, progress=None) -> list[float]:
         """Fit on series counts [n, T] at a seeded sample of origins; returns the loss per epoch.
         `progress` is an optional callable(n) called after each batch (a tqdm bar's update)."""
-        import torch
-
         if self.backend != "torch":
             raise ValueError("this demand head serves with the numpy backend; build it with backend 'torch' to train")
         counts = np.asarray(counts, dtype=np.float32)
-        n, T = counts.shape
+        rows, origins = self.sample_origins(counts.shape[0], counts.shape[1], max_origins, seed, min_history)
+        x, y = demand_examples(counts, rows, origins, self.horizon)
+        return self.fit_examples(x, y, epochs, batch_size, lr, seed, progress)
+
+    def sample_origins(self, n: int, T: int, max_origins: int = 120_000, seed: int = 0,
+                       min_history: int = 60) -> tuple[np.ndarray, np.ndarray]:
+        """`fit`'s seeded sample of (row, origin) among n series of T minutes."""
         if T < min_history + self.horizon + 1:
             raise ValueError(f"series of {T} minutes are too short to train the demand head")
         rng = np.random.default_rng(seed)
         rows = rng.integers(0, n, size=max_origins)
         origins = rng.integers(min_history, T - self.horizon + 1, size=max_origins)
-        x, level = origin_features(counts, rows, origins)
-        y = counts[rows[:, None], origins[:, None] + np.arange(self.horizon)[None, :]] / level[:, None]
+        return rows, origins
+
+    def fit_examples(self, x: np.ndarray, y: np.ndarray, epochs: int = 6, batch_size: int = 512, lr: float = 2e-3,
+                     seed: int = 0, progress=None) -> list[float]:
+        """`fit` on examples already cut (`demand_examples`): features x and targets y over level."""
+        import torch
+
+        if self.backend != "torch":
+            raise ValueError("this demand head serves with the numpy backend; build it with backend 'torch' to train")
         torch.manual_seed(seed)  # the seed fixes the initial weights too: fit starts from scratch
         self.module = torch_net()(N_FEATURES, self.hidden, self.horizon, len(self.levels))
         xs, ys = torch.from_numpy(x), torch.from_numpy(y.astype(np.float32))

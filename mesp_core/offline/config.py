@@ -57,6 +57,10 @@ class TrainConfig:
     # 14 days peaked at 24 GB without these). The shared sample has 185k / 24k, below both.
     max_fit_windows: int = 250_000
     max_val_windows: int = 60_000
+    # Validation functions read whole (a seeded sample of at most this many): the naive floors, the
+    # recent-error check and the quantile calibration replay their full histories. 5,000 x 14 days
+    # is 400 MB; the shared sample has 1,027.
+    max_val_functions: int = 5_000
     # K-Shape fits a seeded sample of at most this many fit days (100k x 1440 takes ~200 s and ~4.4 GB;
     # the 14-day public trace has ~390k). The router only needs the centroids.
     max_cluster_days: int = 100_000
@@ -99,8 +103,9 @@ class TrainConfig:
 
         if self.input_size_max < SCALE_MINUTES:
             raise ValueError(f"input_size_max must be >= {SCALE_MINUTES}")
-        if min(self.max_fit_windows, self.max_val_windows, self.max_dense_windows, self.max_cluster_windows) < 1:
-            raise ValueError("window caps must be >= 1")
+        if min(self.max_fit_windows, self.max_val_windows, self.max_dense_windows, self.max_cluster_windows,
+               self.max_val_functions) < 1:
+            raise ValueError("window and validation-function caps must be >= 1")
         for name in ("dense_epochs", "cluster_epochs", "patience", "threads"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -147,6 +152,7 @@ def quick(config: TrainConfig) -> TrainConfig:
         floor_origins=min(config.floor_origins, 30_000),
         floor_epochs=min(config.floor_epochs, 3),
         floor_val_functions=min(config.floor_val_functions, 300),
+        max_val_functions=min(config.max_val_functions, 1000),
     )
 
 

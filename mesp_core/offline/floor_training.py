@@ -30,7 +30,7 @@ from mesp_core.forecasting.artifact import (
     save_tensors,
     write_manifest,
 )
-from mesp_core.forecasting.demand import DemandHead
+from mesp_core.forecasting.demand import DemandHead, demand_examples
 from mesp_core.forecasting.floors import (
     ALL_CLUSTERS,
     COST_GRID,
@@ -46,6 +46,7 @@ from mesp_core.forecasting.floors import (
 from mesp_core.forecasting.model import load_model
 from mesp_core.offline.progress import Progress
 from mesp_core.offline.split import function_split, key_digest
+from mesp_core.offline.trace_access import as_trace_access
 from mesp_core.policy import DEFAULT_COLD_START_COST, newsvendor_level
 
 CALIBRATION_LEVELS = (0.5, 0.8, 0.9, 0.95)
@@ -89,27 +90,32 @@ def train_floor(model_dir, trace, fit_idx, val_idx, config: FloorConfig | None =
     ui = Progress(progress)
     model_dir = Path(model_dir)
     model = load_model(model_dir, backend="torch")  # offline: the torch backend, as training itself
-    counts = np.asarray(trace.counts, dtype=np.float32)
+    access = as_trace_access(trace)  # the trace here or in shards on Ray: read by rows
+    n_minutes = access.n_minutes
     if len(fit_idx) < 1 or len(val_idx) < 1:
         raise ValueError("the floor stage needs fit and validation functions")
-    if counts.shape[1] <= config.table_start_minute + 60:
-        raise ValueError(f"the trace has {counts.shape[1]} minutes; the floor stage replays from minute "
+    if n_minutes <= config.table_start_minute + 60:
+        raise ValueError(f"the trace has {n_minutes} minutes; the floor stage replays from minute "
                          f"{config.table_start_minute} and needs at least an hour after it")
 
     ui.stage(f"floor stage: fitting the demand head on {len(fit_idx)} fit functions "
              f"({config.origins} origins x {config.epochs} epochs)")
     head = DemandHead(hidden=config.hidden)
+    fit_idx = np.asarray(fit_idx, dtype=np.int64)
+    rows, origins = head.sample_origins(len(fit_idx), n_minutes, max_origins=config.origins, seed=config.seed)
+    x, y = access.map_rows(demand_examples, fit_idx[rows], origins, horizon=head.horizon)
     bar = ui.bar(DemandHead.batches(config.origins, config.epochs, config.batch_size), "demand head")
-    losses = head.fit(counts[np.asarray(fit_idx)], max_origins=config.origins, epochs=config.epochs,
-                      batch_size=config.batch_size, lr=config.lr, seed=config.seed, progress=bar.update)
+    losses = head.fit_examples(x, y, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, seed=config.seed,
+                               progress=bar.update)
     bar.close()
+    del x, y
 
     val = np.sort(np.asarray(val_idx))
     if len(val) > config.max_val_functions:
         val = np.sort(np.random.default_rng(config.seed).choice(val, config.max_val_functions, replace=False))
     candidates = default_candidates()
     ui.stage(f"floor stage: replaying {len(candidates)} candidate floors on {len(val)} validation functions")
-    tables, per_cluster, calibration = choose_defaults(model, head, candidates, counts[val], config, ui)
+    tables, per_cluster, calibration = choose_defaults(model, head, candidates, access.series(val), config, ui)
     stage = FloorStage(head, candidates, [float(c) for c in config.costs], tables,
                        float(config.default_cold_start_cost), SCORE_WINDOW, RESELECT_EVERY)
     manifest = read_manifest(model_dir)

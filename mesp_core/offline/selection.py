@@ -48,6 +48,16 @@ def route_windows(router: Router, series: list[np.ndarray], windows) -> tuple[np
     return router.route(contexts)
 
 
+def cut_and_route(counts, rows, origin, input_size: int, horizon: int, router: Router):
+    """Map function (mesp_core.offline.trace_access): each window's context x, target y and route,
+    for windows at origin[i] of function rows[i] (rows grouped), as make_windows + route_windows."""
+    from mesp_core.data.windows import cut_windows
+
+    x, y = cut_windows(counts, rows, origin, input_size, horizon)
+    route, _ = router.route([counts[r][max(0, o - MINUTES_PER_DAY): o] for r, o in zip(rows, origin)])
+    return x, y, route
+
+
 def cap_windows(windows, limit: int, seed: int):
     """At most `limit` windows, a seeded sample in their original order."""
     if len(windows) <= limit:

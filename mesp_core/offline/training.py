@@ -43,8 +43,9 @@ from mesp_core.offline.config import BASELINE_FAMILIES, QUANTILE_LEVELS, TrainCo
 from mesp_core.offline.expert_search import ClusterData, DenseData, cluster_search, dense_study, run_in_process
 from mesp_core.offline.progress import Progress
 from mesp_core.offline.recent_check import choose_recent_check, describe_recent_check
-from mesp_core.offline.selection import cap_windows, residual_quantiles, route_windows, score
+from mesp_core.offline.selection import cap_windows, cut_and_route, residual_quantiles, route_windows, score
 from mesp_core.offline.split import function_split, key_digest
+from mesp_core.offline.trace_access import TraceAccess, as_trace_access, daily_sample, take_days
 
 log = logging.getLogger("mesp.training")
 
@@ -67,20 +68,20 @@ class TrainReport:
         return asdict(self)
 
 
-def train(trace, out_dir, config: TrainConfig | None = None, progress: bool = True, cluster_days=None,
-          run_tasks=None) -> TrainReport:
-    """Train the mixture on `trace` (an InvocationTrace) and write the artifact to `out_dir`.
+def train(trace, out_dir, config: TrainConfig | None = None, progress: bool = True, run_tasks=None) -> TrainReport:
+    """Train the mixture on `trace` and write the artifact to `out_dir`.
+
+    `trace`: an InvocationTrace, or a TraceAccess (mesp_core.offline.trace_access) such as the
+    Ray-sharded one of `mesp train --ray`, which also runs K-Shape on the shards; the same model.
 
     A seed and the data fix the model: every budget is a count, every fit is seeded, and networks
     run on one torch thread (`config.threads` only speeds up K-Shape's large batched operations).
-    `cluster_days`: a stand-in for `mesp_core.forecasting.patterns.cluster_days` with the same
-    arguments and result (the Ray-sharded one, `mesp train --ray`); default the in-process one.
     `run_tasks`: the runner of the dense family studies and the per-cluster expert searches
     (`mesp_core.offline.expert_search`; the Ray one runs them in parallel with the same results);
     default one after another in this process."""
     config = (config or TrainConfig()).validate()
     with torch_threads(config.threads):
-        return _train(trace, out_dir, config, progress, cluster_days, run_tasks or run_in_process)
+        return _train(as_trace_access(trace), out_dir, config, progress, run_tasks or run_in_process)
 
 
 @contextlib.contextmanager
@@ -100,11 +101,9 @@ def torch_threads(n: int):
 FIT_THREADS = 1
 
 
-def _train(trace, out_dir, config: TrainConfig, progress: bool, cluster_days, run_tasks) -> TrainReport:
-    if cluster_days is None:
-        from mesp_core.forecasting.patterns import cluster_days
+def _train(trace: TraceAccess, out_dir, config: TrainConfig, progress: bool, run_tasks) -> TrainReport:
     from mesp_core.forecasting.experts import build_expert
-    from mesp_core.data.windows import make_windows
+    from mesp_core.data.windows import WindowSet, make_windows, window_origins
 
     torch.manual_seed(config.seed)
     ui = Progress(progress)
@@ -121,20 +120,22 @@ def _train(trace, out_dir, config: TrainConfig, progress: bool, cluster_days, ru
     fit_idx, val_idx, test_idx = function_split(trace, config.test_fraction, config.val_fraction, config.seed)
     if len(fit_idx) < 2:
         raise ValueError(f"too few functions to train on ({len(trace.keys)} in the trace)")
-    ui.stage(f"functions: {len(fit_idx)} fit, {len(val_idx)} validation, {len(test_idx)} held out for evaluation")
+    val_used = val_idx  # the validation functions read whole: a seeded sample when there are many
+    if len(val_idx) > config.max_val_functions:
+        val_used = np.sort(np.random.default_rng(config.seed + 2).choice(val_idx, config.max_val_functions, replace=False))
+    ui.stage(f"functions: {len(fit_idx)} fit, {len(val_idx)} validation"
+             + (f" ({len(val_used)} of them read whole)" if len(val_used) < len(val_idx) else "")
+             + f", {len(test_idx)} held out for evaluation")
 
-    # 2. Experiment 1: K-Shape on the fit functions' days.
-    fit_trace = trace.subset(fit_idx)
-    days, _owner = fit_trace.daily()
-    n_fit_days = len(days)
-    if n_fit_days > config.max_cluster_days:
-        keep = np.sort(np.random.default_rng(config.seed).choice(n_fit_days, config.max_cluster_days, replace=False))
-        days = days[keep]
-    ui.stage(f"clustering {len(days)}" + (f" (a seeded sample of {n_fit_days})" if len(days) < n_fit_days else "")
+    # 2. Experiment 1: K-Shape on the fit functions' days (a seeded sample of at most max_cluster_days).
+    day_rows, day_index, n_fit_days = daily_sample(trace, fit_idx, config.max_cluster_days, config.seed)
+    n_days = len(day_rows)
+    ui.stage(f"clustering {n_days}" + (f" (a seeded sample of {n_fit_days})" if n_days < n_fit_days else "")
              + " daily patterns with K-Shape"
              + (f" (k={config.k})" if config.k else f" (k in {config.k_min}..{config.k_max} by silhouette)"))
-    clustering = cluster_days(
-        days, k=config.k, k_range=range(config.k_min, config.k_max + 1), random_state=config.seed, progress=progress
+    clustering = trace.cluster_days(
+        trace.map_rows_in_place(take_days, day_rows, day_index),
+        k=config.k, k_range=range(config.k_min, config.k_max + 1), random_state=config.seed, progress=progress,
     )
     router = Router(clustering.centroids)
     t0 = lap("clustering", t0)
@@ -142,15 +143,19 @@ def _train(trace, out_dir, config: TrainConfig, progress: bool, cluster_days, ru
     for c in range(clustering.k):
         ui.stage(f"  cluster {c}: {int((clustering.labels == c).sum())} days — {clustering.descriptions[c]['label']}")
 
-    # 3. windows, routed like online traffic.
-    fit_series = [trace.counts[i] for i in fit_idx]
-    val_series = [trace.counts[i] for i in val_idx]
-    fit_windows = make_windows(fit_series, config.input_size_max, config.horizon, stride=config.stride, min_context=MIN_CONTEXT,
-                               rng=config.seed, max_windows=config.max_fit_windows)
+    # 3. windows, routed like online traffic: the fit functions' cut where their series are, the
+    # validation functions' from their whole series (the naive floors read them too).
+    series_idx, origin = window_origins([trace.n_minutes] * len(fit_idx), config.horizon, stride=config.stride,
+                                        min_context=MIN_CONTEXT, rng=config.seed, max_windows=config.max_fit_windows)
+    val_counts = trace.series(val_used)
+    val_series = list(val_counts)
     val_windows = make_windows(val_series, config.input_size_max, config.horizon, stride=config.stride, min_context=config.val_min_context,
                                rng=config.seed + 1, max_windows=config.max_val_windows)
-    ui.stage(f"routing {len(fit_windows)} fit and {len(val_windows)} validation windows")
-    fit_route, _ = route_windows(router, fit_series, fit_windows)
+    ui.stage(f"routing {len(series_idx)} fit and {len(val_windows)} validation windows")
+    x, y, fit_route = trace.map_rows(cut_and_route, fit_idx[series_idx], origin, input_size=config.input_size_max,
+                                     horizon=config.horizon, router=router)
+    fit_windows = WindowSet(x, y, series_idx, origin)
+    del x, y
     val_route, val_dist = route_windows(router, val_series, val_windows)
     t0 = lap("windows+routing", t0)
 
@@ -244,7 +249,7 @@ def _train(trace, out_dir, config: TrainConfig, progress: bool, cluster_days, ru
         "training": {"seconds": round(seconds, 1), "stage_seconds": stage_seconds, "config": config_json(config),
                      "fit_threads": FIT_THREADS, "cut_short": cut_short},
         "clustering": {"k": clustering.k, "silhouette": {str(k): v for k, v in clustering.silhouette.items()},
-                       "n_days": int(len(days)), "n_fit_days": int(n_fit_days)},
+                       "n_days": int(n_days), "n_fit_days": int(n_fit_days)},
         "dense": {"best": dense_best, "ranking": dense_ranking},
         "naive": {"config": naive.config(), "weights": None},
         "clusters": cluster_entries,
@@ -257,7 +262,7 @@ def _train(trace, out_dir, config: TrainConfig, progress: bool, cluster_days, ru
     write_manifest(staging, manifest)
     # 7. the recent-error check, tuned on the validation functions with the experts as written.
     ui.stage("recent-error check: choosing the switch ratio on validation functions")
-    manifest["recent_check"] = choose_recent_check(load_model(staging, backend="torch"), np.stack(val_series), config.recent_check_ratios, config.horizon)
+    manifest["recent_check"] = choose_recent_check(load_model(staging, backend="torch"), val_counts, config.recent_check_ratios, config.horizon)
     ui.stage("recent-error check: " + describe_recent_check(manifest["recent_check"]))
     t0 = lap("recent_check", t0)
     write_manifest(staging, manifest)
@@ -266,7 +271,6 @@ def _train(trace, out_dir, config: TrainConfig, progress: bool, cluster_days, ru
         from mesp_core.offline.calibration import CalibrationConfig, describe_calibration, fit_calibration, usable_origins
 
         calibration_config = CalibrationConfig(horizon=config.horizon, seed=config.seed)
-        val_counts = np.stack(val_series)
         if usable_origins(val_counts.shape[1], config.horizon):
             ui.stage("quantile calibration: fitting per-group maps on validation functions")
             calibration, details = fit_calibration(load_model(staging, backend="torch"), val_counts, calibration_config)

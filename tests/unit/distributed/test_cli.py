@@ -33,15 +33,16 @@ def test_cluster_with_ray_writes_what_one_process_writes(ray_cluster, tmp_path, 
     assert (tmp_path / "ray" / "clusters.png").stat().st_size > 10_000
 
 
-def test_train_with_ray_clusters_as_one_process(ray_cluster, tmp_path):
-    from mesp_core.distributed.patterns import sharded_cluster_days
+def test_train_on_a_sharded_trace_clusters_as_one_process(ray_cluster, tmp_path):
+    from mesp_core.distributed.trace import ShardedTrace
+    from mesp_core.distributed.training import ShardedTraceAccess
     from mesp_core.offline.training import train
 
     trace = generate_trace(n_functions=40, days=2, seed=1)
     reports = []
-    for name, cluster in (("one", None), ("ray", sharded_cluster_days(3))):
+    for name, source in (("one", trace), ("ray", ShardedTraceAccess(ShardedTrace.from_trace(trace, 3)))):
         torch.manual_seed(0)
-        reports.append(train(trace, tmp_path / name, TINY, progress=False, cluster_days=cluster))
+        reports.append(train(source, tmp_path / name, TINY, progress=False))
     one, on_ray = reports
     assert [(c["id"], c["n_days"], c["description"]) for c in on_ray.clusters] == [
         (c["id"], c["n_days"], c["description"]) for c in one.clusters

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mesp_core.distributed.patterns import ShardRows, cluster_days_sharded, member_sample, sharded_cluster_days
+from mesp_core.distributed.patterns import ShardRows, cluster_days_sharded, member_sample
 from mesp_core.forecasting.patterns import cluster_days
 from tests.unit.forecasting.support import T_DAY, diurnal_day, timer_day
 
@@ -39,9 +39,12 @@ def test_k_chosen_by_silhouette_on_shards_matches_one_process(ray_cluster, days)
     assert_same_clustering(sharded, single)
 
 
-def test_given_k_and_the_train_stand_in_match_one_process(ray_cluster, days):
+def test_given_k_on_object_store_shards_matches_one_process(ray_cluster, days):
+    import ray
+
     single = cluster_days(days, k=3, random_state=2, max_iter=20, silhouette_sample=50)
-    assert_same_clustering(sharded_cluster_days(4)(days, k=3, random_state=2, max_iter=20, silhouette_sample=50), single)
+    refs = [ray.put(days[a:b]) for a, b in ((0, 29), (29, 58), (58, 87), (87, len(days)))]
+    assert_same_clustering(cluster_days_sharded(refs, k=3, random_state=2, max_iter=20, silhouette_sample=50)[0], single)
 
 
 def test_member_sample_spreads_over_each_cluster(ray_cluster, days):

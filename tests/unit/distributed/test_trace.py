@@ -61,3 +61,29 @@ def test_a_trace_in_memory_is_cut_into_contiguous_shards(ray_cluster):
     assert sharded.gather() == trace
     with pytest.raises(ValueError, match="positive integer"):
         ShardedTrace.from_trace(trace, 0)
+
+
+def test_sharded_access_maps_rows_in_any_order_as_the_local_one(ray_cluster):
+    from mesp_core.data.synthetic import generate_trace
+    from mesp_core.distributed.training import ShardedTraceAccess
+    from mesp_core.forecasting.demand import demand_examples
+    from mesp_core.offline.trace_access import LocalTraceAccess, take_days
+
+    trace = generate_trace(n_functions=25, days=2, seed=8)
+    local, sharded = LocalTraceAccess(trace), ShardedTraceAccess(ShardedTrace.from_trace(trace, 4))
+    assert sharded.fingerprint() == trace.fingerprint()
+    np.testing.assert_array_equal(sharded.present, trace.present)
+    rows = np.array([24, 3, 3, 0, 17, 9, 24, 12])  # unsorted, repeated, over every shard
+    origins = np.array([1500, 200, 900, 61, 2000, 700, 100, 1200])
+    for got, want in zip(sharded.map_rows(demand_examples, rows, origins, horizon=60),
+                         local.map_rows(demand_examples, rows, origins, horizon=60)):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(sharded.series(rows), trace.counts[rows])
+    assert sharded.series([]).shape == (0, trace.n_minutes)
+    blocks = sharded.map_rows_in_place(take_days, np.array([0, 5, 6, 20]), np.array([1, 0, 1, 1]))
+    assert len(blocks) == 3  # functions 0 and 5, 6, and 20 lie in three of the four shards: a block each
+    import ray
+
+    np.testing.assert_array_equal(np.concatenate(ray.get(blocks)), take_days(trace.counts, np.array([0, 5, 6, 20]), np.array([1, 0, 1, 1])))
+    with pytest.raises(ValueError, match="in order"):
+        sharded.map_rows_in_place(take_days, np.array([5, 0]), np.array([0, 0]))

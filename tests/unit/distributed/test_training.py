@@ -62,3 +62,23 @@ def test_a_worker_killed_during_the_expert_search_is_retried_and_the_model_is_un
               run_tasks=run_on_ray)
     assert killed, "no expert-search task was caught running: training ended before a worker could be killed"
     assert comparable(tmp_path / "model") == comparable(one_process_model)
+
+
+def test_train_with_ray_on_day_files_keeps_the_trace_in_shards_and_writes_the_same_model(ray_cluster, tmp_path, monkeypatch):
+    """Day files read into 3 shards: the day sample, the fit windows, the demand head's examples and
+    the validation series are cut in the shards, with every cap sampling (days, windows, validation
+    functions read whole), and the model is the one process's."""
+    from mesp_core.data.synthetic import generate_trace
+    from tests.unit.cli.support import write_trace
+
+    files = write_trace(generate_trace(n_functions=48, days=3, seed=6), tmp_path / "trace")
+    budget = dict(TINY_BUDGET, max_cluster_days=60, max_fit_windows=400, max_val_functions=5)
+    monkeypatch.setattr(config_module, "quick", lambda config: replace(config, **budget))
+    args = ["train", "--trace", *files, "--k", "2", "--families", "dlinear", "--trials", "1", "--holdout", "0.2",
+            "--threads", "1", "--quick", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    assert main([*args, "--out", str(tmp_path / "ray"), "--ray", "auto", "--shards", "3"]) == 0
+    one, on_ray = comparable(tmp_path / "one"), comparable(tmp_path / "ray")
+    assert one["clustering"]["n_days"] == 60 < one["clustering"]["n_fit_days"]
+    assert one["training_data"]["n_val_functions"] > 5
+    assert on_ray == one
