@@ -172,19 +172,29 @@ class Runtime:
 
     async def _lease_loop(self) -> None:
         """Renew, release and take shard Leases every third of a lease duration; a change wakes the loop.
-        Only once the caches have listed everything (the loop is ready): a replica still starting up would
-        hold shards it cannot act on yet, and the others count it as live only from then on."""
-        await self.ready.wait()
+        Shards only once the caches have listed everything (the loop is ready): a replica still starting
+        up would hold shards it cannot act on yet. Until then its member Lease says "starting", so peers
+        that are ready first leave it its share instead of taking every shard."""
         while True:
             started = time.monotonic()
+            ready = self.ready.is_set()
             try:
-                if await asyncio.to_thread(self.shards.step):
+                if not ready:
+                    await asyncio.to_thread(self.shards.register_starting)
+                elif await asyncio.to_thread(self.shards.step):
                     self.wake.set()
             except Exception as exc:  # the API server may be away for a while; the Leases then run out
                 info = classify(exc)
                 self.reconciler.metrics.errors.labels(info.kind).inc()
                 log.warning("shard leases not renewed: %s", info.message)
-            await asyncio.sleep(max(0.0, self.shards.renew_interval - (time.monotonic() - started)))
+            delay = max(0.0, self.shards.renew_interval - (time.monotonic() - started))
+            if ready:
+                await asyncio.sleep(delay)
+            else:  # the first round right when the caches are listed
+                try:
+                    await asyncio.wait_for(self.ready.wait(), delay)
+                except asyncio.TimeoutError:
+                    pass
 
     async def _loop(self) -> None:
         await self.ready.wait()

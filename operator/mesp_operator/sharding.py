@@ -12,6 +12,12 @@ stalls stops before anyone else may start. A replica's share is ceil(shards / li
 replicas are counted from their member Leases. Surplus shards are released (holder cleared), free
 or expired ones taken, preferring shards by rendezvous hashing so the split stays put across restarts.
 
+A replica registers its member Lease as "starting" as soon as it runs, while it still lists the
+cluster, and as "ready" from its first round. The others leave a starting peer its share (they take
+no more than ceil(shards / (ready + starting))) but keep what they hold until it is ready, and stop
+counting it after STARTING_GRACE_DURATIONS: replicas started together split the shards from the
+first round instead of the first one listed taking all of them, and one stuck starting holds nothing up.
+
 With shards = 0 there are no Leases and the process owns every policy (one replica, as before).
 """
 
@@ -39,6 +45,8 @@ GROUP_LABEL = "mesp.dev/lease-group"
 ROLE_LABEL = "mesp.dev/lease-role"
 RENEWALS_PER_DURATION = 3          # renew every third of the duration
 STALE_DURATIONS = 10               # a Lease nobody is meant to hold, unchanged this many durations, is deleted
+STARTING_GRACE_DURATIONS = 4       # a peer still starting is left its share this long (listing 10,000 policies)
+STATE_ANNOTATION = "mesp.dev/replica-state"
 VALID_FRACTION = 2.0 / 3.0         # act until 2/3 of a duration after the last renewal started
 _NAME_PART = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
@@ -80,16 +88,19 @@ class ShardView:
     expired: bool      # no change seen for a full lease duration (or never created)
 
 
-def plan_moves(views: list[ShardView], me: str, live_replicas: int, shards: int) -> tuple[list[int], list[int]]:
+def plan_moves(views: list[ShardView], me: str, live_replicas: int, shards: int,
+               starting_replicas: int = 0) -> tuple[list[int], list[int]]:
     """(shards to acquire, shards to release) for replica `me`: hold at most ceil(shards / live)
-    shards; take free or expired ones, most preferred first; give up the least preferred surplus."""
+    shards; take free or expired ones, most preferred first; give up the least preferred surplus.
+    Peers still starting are left their share: no acquiring past ceil(shards / (live + starting))."""
     target = fair_share(shards, live_replicas)
     mine = sorted((v.shard for v in views if v.holder == me), key=lambda s: -preference(me, s))
     if len(mine) > target:
         return [], mine[target:]
+    room = fair_share(shards, live_replicas + starting_replicas) - len(mine)
     free = [v.shard for v in views if v.holder != me and (not v.holder or v.expired)]
     free.sort(key=lambda s: -preference(me, s))
-    return free[: target - len(mine)], []
+    return free[: max(0, room)], []
 
 
 def replica_identity(replica_id: str | None, env: Mapping[str, str] | None = None) -> str:
@@ -136,7 +147,9 @@ class ShardLeases:
         self._round = threading.Lock()
         self._released = False
         self._latest: dict[str, dict] = {}   # name -> the Lease as last listed or written this round
+        self._starting_since: dict[str, float] = {}  # member Lease -> when first seen starting (our clock)
         self.live_replicas = 1
+        self.starting_replicas = 0
 
     @property
     def renew_interval(self) -> float:
@@ -185,8 +198,8 @@ class ShardLeases:
             *LEASE_GROUP[:2], self.namespace, LEASE_GROUP[2], label_selector=f"{GROUP_LABEL}={self.group}",
             _request_timeout=(5, 30))["items"]
         by_name = self._latest = {item["metadata"]["name"]: item for item in items}
-        self._renew_member(by_name.get(self.member_name()))
-        self.live_replicas = self._live_members(items, started)
+        self._renew_member(by_name.get(self.member_name()), "ready")
+        self.live_replicas, self.starting_replicas = self._live_members(items, started)
         views = []
         for shard in range(self.shards):
             item = by_name.get(self.shard_name(shard))
@@ -197,7 +210,7 @@ class ShardLeases:
                     continue
                 holder = None if item is None else "?"  # lost it (someone took it): not ours, not free
             views.append(ShardView(shard, holder, item is None or self._expired(item, started)))
-        acquire, release = plan_moves(views, self.replica, self.live_replicas, self.shards)
+        acquire, release = plan_moves(views, self.replica, self.live_replicas, self.shards, self.starting_replicas)
         for shard in release:
             self._release(shard, by_name.get(self.shard_name(shard)))
         for shard in acquire:
@@ -206,8 +219,8 @@ class ShardLeases:
         self._forget_seen(by_name)
         after = self.held()
         if after != before:
-            log.info("shards held by %s: %s of %d (%d live replicas)", self.replica, after or "none",
-                     self.shards, self.live_replicas)
+            log.info("shards held by %s: %s of %d (%d live replicas, %d starting)", self.replica, after or "none",
+                     self.shards, self.live_replicas, self.starting_replicas)
         return after != before
 
     def _observe(self, item: dict, now: float) -> _Seen:
@@ -223,15 +236,24 @@ class ShardLeases:
         duration = float((item.get("spec") or {}).get("leaseDurationSeconds") or self.duration)
         return now - self._observe(item, now).since > duration
 
-    def _live_members(self, items: list[dict], now: float) -> int:
-        live = 1  # this replica
+    def _live_members(self, items: list[dict], now: float) -> tuple[int, int]:
+        """(live ready replicas with this one, peers still starting within their grace)."""
+        live, starting = 1, 0  # this replica
         for item in items:
-            if (item["metadata"].get("labels") or {}).get(ROLE_LABEL) != "member":
+            meta = item["metadata"]
+            if (meta.get("labels") or {}).get(ROLE_LABEL) != "member":
                 continue
             holder = (item.get("spec") or {}).get("holderIdentity")
-            if holder and holder != self.replica and not self._expired(item, now):
+            if not holder or holder == self.replica or self._expired(item, now):
+                self._starting_since.pop(meta["name"], None)
+                continue
+            if (meta.get("annotations") or {}).get(STATE_ANNOTATION) == "starting":
+                since = self._starting_since.setdefault(meta["name"], now)
+                starting += now - since <= STARTING_GRACE_DURATIONS * self.duration
+            else:
+                self._starting_since.pop(meta["name"], None)
                 live += 1
-        return live
+        return live, starting
 
     def _delete_stale(self, items: list[dict], now: float) -> None:
         """Member Leases of replicas gone for good (a Deployment's Pods get new names) and shard Leases
@@ -253,8 +275,11 @@ class ShardLeases:
     def _forget_seen(self, by_name: dict) -> None:
         for name in set(self._seen) - set(by_name):
             del self._seen[name]
+        for name in set(self._starting_since) - set(by_name):
+            del self._starting_since[name]
 
-    def _body(self, name: str, role: str, holder: str | None, previous: dict | None, acquired: bool) -> dict:
+    def _body(self, name: str, role: str, holder: str | None, previous: dict | None, acquired: bool,
+              state: str | None = None) -> dict:
         now = _micro_time(self.wall())
         spec = dict((previous or {}).get("spec") or {})
         spec.update(holderIdentity=holder, leaseDurationSeconds=int(math.ceil(self.duration)), renewTime=now)
@@ -265,6 +290,8 @@ class ShardLeases:
             spec.pop("holderIdentity")
         metadata = {"name": name, "namespace": self.namespace,
                     "labels": {GROUP_LABEL: self.group, ROLE_LABEL: role}}
+        if state is not None:
+            metadata["annotations"] = {STATE_ANNOTATION: state}
         if previous is not None:
             metadata["resourceVersion"] = previous["metadata"]["resourceVersion"]
         return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata, "spec": spec}
@@ -308,10 +335,26 @@ class ShardLeases:
             name = self.shard_name(shard)
             self._put(name, self._body(name, "shard", None, previous, acquired=False), create=False)
 
-    def _renew_member(self, previous: dict | None) -> None:
+    def _renew_member(self, previous: dict | None, state: str) -> None:
         name = self.member_name()
-        self._put(name, self._body(name, "member", self.replica, previous, acquired=previous is None),
+        self._put(name, self._body(name, "member", self.replica, previous, acquired=previous is None, state=state),
                   create=previous is None)
+
+    def register_starting(self) -> None:
+        """While this replica still lists the cluster: its member Lease says "starting", so the others
+        leave it its share (see the module docstring). Blocking; every `renew_interval` until ready."""
+        with self._round:
+            if self._released:
+                return
+            name = self.member_name()
+            try:
+                previous = self.api.get_namespaced_custom_object(*LEASE_GROUP[:2], self.namespace, LEASE_GROUP[2], name,
+                                                                 _request_timeout=(5, 30))
+            except Exception as exc:
+                if classify(exc).kind != "api_not_found":
+                    raise
+                previous = None
+            self._renew_member(previous, "starting")
 
     def release_all(self) -> None:
         """On shutdown: hand every shard back at once and leave the member list, so the others take

@@ -379,3 +379,44 @@ def test_three_replicas_share_the_policies_and_survive_one_killed(
     finally:
         for replica in replicas.values():
             replica.stop(signal.SIGKILL)
+
+
+def test_a_replica_ready_first_leaves_a_starting_peer_its_share_for_a_grace(admin_client, lease_rbac):
+    """Replicas started together: the first one ready takes ceil(shards / (ready + starting)), not
+    every shard; it keeps its share when the peer is ready, and a peer stuck starting past the grace
+    (STARTING_GRACE_DURATIONS) is no longer waited for. Real Leases on the real API server."""
+    from mesp_operator.sharding import STARTING_GRACE_DURATIONS, STATE_ANNOTATION, ShardLeases
+
+    now = [0.0]
+    first = ShardLeases(admin_client, lease_rbac, "it-start", "first", SHARDS, 30.0, clock=lambda: now[0])
+    peer = ShardLeases(admin_client, lease_rbac, "it-start", "peer", SHARDS, 30.0)
+    leases = client.CustomObjectsApi(admin_client)
+    try:
+        peer.register_starting()
+        first.step()
+        assert (len(first.held()), first.live_replicas, first.starting_replicas) == (5, 1, 1)
+        peer.register_starting()  # its renewal while it still lists
+        now[0] += 10.0
+        first.step()
+        assert len(first.held()) == 5
+        peer.step()  # ready: takes the rest, and its member Lease says so
+        assert len(peer.held()) == 4 and not set(peer.held()) & set(first.held())
+        member = leases.get_namespaced_custom_object("coordination.k8s.io", "v1", lease_rbac, "leases", peer.member_name())
+        assert member["metadata"]["annotations"][STATE_ANNOTATION] == "ready"
+        peer.release_all()
+
+        # a peer that registers and then never gets ready is waited for STARTING_GRACE_DURATIONS only
+        stuck = ShardLeases(admin_client, lease_rbac, "it-start", "stuck", SHARDS, 30.0)
+        stuck.register_starting()
+        now[0] += 10.0
+        first.step()
+        assert (first.live_replicas, first.starting_replicas) == (1, 1) and len(first.held()) == 5
+        for _ in range(int(STARTING_GRACE_DURATIONS * 30.0 / 10.0) + 1):
+            stuck.register_starting()  # alive (its Lease changes), still starting
+            now[0] += 10.0
+            first.step()
+        assert first.starting_replicas == 0 and len(first.held()) == SHARDS
+        stuck.release_all()
+    finally:
+        first.release_all()
+        peer.release_all()

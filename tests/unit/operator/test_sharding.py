@@ -103,6 +103,37 @@ def test_two_replicas_following_the_plan_cover_every_shard_without_overlap():
     assert collections.Counter(holders.values()) == {"a": 4, "b": 4}
 
 
+def test_a_replica_ready_first_leaves_peers_still_starting_their_share():
+    acquire, release = plan_moves(views({}), "a", live_replicas=1, shards=8, starting_replicas=2)
+    assert len(acquire) == 3 and release == []  # ceil(8 / 3), not all 8
+    acquire, _ = plan_moves(views({s: "a" for s in range(3)}), "a", live_replicas=1, shards=8, starting_replicas=2)
+    assert acquire == []
+
+
+def test_a_starting_peer_does_not_make_holders_give_up_shards_before_it_is_ready():
+    holders = {s: ("a" if s < 4 else "b") for s in range(8)}
+    acquire, release = plan_moves(views(holders), "a", live_replicas=2, shards=8, starting_replicas=1)
+    assert acquire == [] and release == []
+    acquire, release = plan_moves(views(holders), "a", live_replicas=3, shards=8)  # once it is ready
+    assert acquire == [] and len(release) == 1
+
+
+def test_three_replicas_started_together_split_the_shards_from_the_first_round():
+    holders: dict[int, str | None] = {}
+    ready: list[str] = []
+    for me in ("a", "b", "c"):  # each becomes ready in turn, the others still starting
+        ready.append(me)
+        for replica in ready:
+            acquire, release = plan_moves(views(holders, shards=16), replica, live_replicas=len(ready), shards=16,
+                                          starting_replicas=3 - len(ready))
+            for s in release:
+                holders[s] = None
+            for s in acquire:
+                holders[s] = replica
+    assert sorted(holders) == list(range(16)) and None not in holders.values()
+    assert sorted(collections.Counter(holders.values()).values()) == [4, 6, 6]  # shares of ceil(16 / 3)
+
+
 def test_replica_identity_comes_from_the_flag_then_the_pod_name():
     assert replica_identity("Replica_A", env={}) == "replica-a"
     assert replica_identity(None, env={"POD_NAME": "mesp-7d9f-x2"}) == "mesp-7d9f-x2"
