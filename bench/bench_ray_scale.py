@@ -300,6 +300,7 @@ def _last_line(path: str) -> str:
 def _train_figures(report: dict) -> dict:
     """The model's figures from `mesp train --json` (read with .get: a later report may add or move fields)."""
     return {"k": report.get("k"), "train_seconds": report.get("seconds"), "stage_seconds": report.get("stage_seconds", {}),
+            "stage_peak_rss_mb": report.get("stage_peak_rss_mb", {}),
             "experts": [{"cluster": c.get("id"), "days": c.get("n_days"), "chosen": c.get("chosen"),
                          "val_wape": (c.get("ranking") or [{}])[0].get("val_wape")} for c in report.get("clusters", [])],
             "dense": [{"family": r.get("family"), "val_wape": r.get("val_wape")} for r in report.get("dense_ranking", [])]}

@@ -51,6 +51,9 @@ from mesp_core.policy import DEFAULT_COLD_START_COST, newsvendor_level
 
 CALIBRATION_LEVELS = (0.5, 0.8, 0.9, 0.95)
 _REPLAY_BLOCK = 128
+# The replay's int64 [candidates, functions, minutes] arrays (cold, idle and their masked copies) are
+# cut in blocks of functions of about this size: 128 functions x 14 days x 24 candidates was 0.5 GB each.
+_REPLAY_BLOCK_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -64,18 +67,23 @@ class FloorConfig:
     lr: float = 2e-3
     max_val_functions: int = 1500   # validation functions replayed for the tables (a seeded sample beyond)
     table_start_minute: int = 240   # first replayed minute (the head and the keep-alives need some past)
+    # Replayed minutes per function at most, the last ones: a 14-day trace is replayed on its last two
+    # days, so the replay's time and memory (candidates x functions x minutes) do not grow with its length.
+    replay_minutes: int = 2880
     capacity: float = 60.0          # invocations per minute per instance the tables are chosen at
     costs: tuple = COST_GRID
     default_cold_start_cost: float = DEFAULT_COLD_START_COST
     seed: int = 0
 
     def validate(self) -> "FloorConfig":
-        for name in ("origins", "epochs", "batch_size", "hidden", "max_val_functions"):
+        for name in ("origins", "epochs", "batch_size", "hidden", "max_val_functions", "replay_minutes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"floor {name} must be a positive integer, got {value!r}")
         if not self.costs or any(c <= 0 for c in self.costs) or self.default_cold_start_cost <= 0:
             raise ValueError("floor costs must be > 0")
+        if self.replay_minutes < 60:
+            raise ValueError(f"floor replay_minutes must be at least an hour, got {self.replay_minutes}")
         if self.table_start_minute < 61:
             raise ValueError("table_start_minute must leave the head an hour of history (>= 61)")
         return self
@@ -139,7 +147,7 @@ def train_floor(model_dir, trace, fit_idx, val_idx, config: FloorConfig | None =
 def choose_defaults(model, head: DemandHead, candidates: list, counts: np.ndarray, config: FloorConfig, ui):
     """(defaults per cluster and grid cost, cold/idle per cluster and candidate, calibration per cluster)."""
     n, T = counts.shape
-    start = config.table_start_minute
+    start = max(config.table_start_minute, T - config.replay_minutes)
     # The newsvendor candidate depends on the cost: replay it once per grid cost.
     fixed = [c for c in candidates if c.q != "newsvendor"]
     per_cost = {c: Candidate(f"newsvendor@{cost_key(c)}", q=newsvendor_level(c)) for c in config.costs}
@@ -167,8 +175,10 @@ def choose_defaults(model, head: DemandHead, candidates: list, counts: np.ndarra
     ids = sorted(set(np.unique(clusters).tolist()))
     groups = {ALL_CLUSTERS: np.ones((n, span), dtype=bool), **{str(k): clusters == k for k in ids}}
     sums = {name: (np.zeros(len(replayed), np.int64), np.zeros(len(replayed), np.int64)) for name in groups}
-    for lo in range(0, n, _REPLAY_BLOCK):  # in blocks of functions: [P, n, minutes] arrays stay small
-        block = slice(lo, lo + _REPLAY_BLOCK)
+    # in blocks of functions: [P, n, minutes] arrays stay small whatever the trace's length
+    block_size = max(1, min(_REPLAY_BLOCK, _REPLAY_BLOCK_BYTES // (len(replayed) * span * 8)))
+    for lo in range(0, n, block_size):
+        block = slice(lo, lo + block_size)
         cold, idle = replay_floors(demand[block], floors[:, block], keep_alive=2, lead_minutes=1, start=start)
         for name, mask in groups.items():
             sums[name][0][:] += (cold * mask[block]).sum(axis=(1, 2))

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import resource
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -61,6 +62,9 @@ class TrainReport:
     n_val_functions: int
     n_test_functions: int
     stage_seconds: dict = field(default_factory=dict)
+    # This process's peak RSS (MiB) when each stage ended: a stage that raised it shows its own peak
+    # (machine-dependent like the seconds, so in the report only, not in the manifest).
+    stage_peak_rss_mb: dict = field(default_factory=dict)
     recent_check: dict = field(default_factory=dict)
     cut_short: list = field(default_factory=list)  # fits that max_fit_seconds ended early (load-dependent)
 
@@ -82,6 +86,11 @@ def train(trace, out_dir, config: TrainConfig | None = None, progress: bool = Tr
     config = (config or TrainConfig()).validate()
     with torch_threads(config.threads):
         return _train(as_trace_access(trace), out_dir, config, progress, run_tasks or run_in_process)
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set so far, MiB (Linux reports ru_maxrss in KiB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 @contextlib.contextmanager
@@ -109,10 +118,12 @@ def _train(trace: TraceAccess, out_dir, config: TrainConfig, progress: bool, run
     ui = Progress(progress)
     started = time.monotonic()
     stage_seconds: dict[str, float] = {}
+    stage_rss: dict[str, float] = {}
 
     def lap(name: str, since: float) -> float:
         now = time.monotonic()
         stage_seconds[name] = round(now - since, 1)
+        stage_rss[name] = peak_rss_mib()
         return now
 
     # 1. split by function: held-out test functions are never looked at below.
@@ -239,6 +250,7 @@ def _train(trace: TraceAccess, out_dir, config: TrainConfig, progress: bool, run
             "days": list(trace.days),
             "n_fit_functions": int(len(fit_idx)),
             "n_val_functions": int(len(val_idx)),
+            "n_val_functions_read_whole": int(len(val_used)),  # max_val_functions' sample of them
             "n_test_functions": int(len(test_idx)),
             "n_fit_windows": len(fit_windows),
             "n_val_windows": len(val_windows),
@@ -309,6 +321,7 @@ def _train(trace: TraceAccess, out_dir, config: TrainConfig, progress: bool, run
         n_val_functions=int(len(val_idx)),
         n_test_functions=int(len(test_idx)),
         stage_seconds=stage_seconds,
+        stage_peak_rss_mb=stage_rss,
         recent_check=manifest["recent_check"],
         cut_short=cut_short,
     )

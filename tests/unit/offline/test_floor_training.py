@@ -96,6 +96,16 @@ def test_bad_budgets_and_inputs(tiny_model_dir, tmp_path, tiny_trace):
         add_floor_stage(tiny_model_dir, stranger, tmp_path / "x", progress=False)
 
 
+def test_a_long_trace_is_replayed_on_its_last_replay_minutes_only(tiny_model_dir, tiny_trace, tmp_path):
+    with pytest.raises(ValueError, match="replay_minutes"):
+        FloorConfig(replay_minutes=30).validate()
+    config = FloorConfig(**{**TINY_FLOOR, "max_val_functions": 6}, replay_minutes=1440)
+    section = add_floor_stage(tiny_model_dir, tiny_trace, tmp_path / "last-day", config, progress=False)
+    n_val = section["training"]["n_val_functions"]
+    assert tiny_trace.n_minutes == 2880
+    assert section["validation"][ALL_CLUSTERS]["function_minutes"] == n_val * 1440  # not 2880 - 240
+
+
 def test_the_floor_model_plans_by_cost(tiny_floor_model_dir, tiny_model, tiny_trace):
     model = load_model(tiny_floor_model_dir)
     context = tiny_trace.counts[:6, :900]
