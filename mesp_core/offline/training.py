@@ -63,7 +63,8 @@ class TrainReport:
     n_test_functions: int
     stage_seconds: dict = field(default_factory=dict)
     # This process's peak RSS (MiB) when each stage ended: a stage that raised it shows its own peak
-    # (machine-dependent like the seconds, so in the report only, not in the manifest).
+    # (machine-dependent like the seconds, so in the report only, not in the manifest). A Ray driver's
+    # RSS also counts the object-store pages it maps.
     stage_peak_rss_mb: dict = field(default_factory=dict)
     recent_check: dict = field(default_factory=dict)
     cut_short: list = field(default_factory=list)  # fits that max_fit_seconds ended early (load-dependent)
