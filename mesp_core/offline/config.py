@@ -103,9 +103,10 @@ class TrainConfig:
 
         if self.input_size_max < SCALE_MINUTES:
             raise ValueError(f"input_size_max must be >= {SCALE_MINUTES}")
-        if min(self.max_fit_windows, self.max_val_windows, self.max_dense_windows, self.max_cluster_windows,
-               self.max_val_functions) < 1:
-            raise ValueError("window and validation-function caps must be >= 1")
+        if min(self.max_fit_windows, self.max_val_windows, self.max_dense_windows, self.max_cluster_windows) < 1:
+            raise ValueError("window caps must be >= 1")
+        if self.max_val_functions < 1:
+            raise ValueError(f"max_val_functions must be >= 1, got {self.max_val_functions}")
         for name in ("dense_epochs", "cluster_epochs", "patience", "threads"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

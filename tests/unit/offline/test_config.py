@@ -29,6 +29,7 @@ def test_the_defaults_are_valid_and_validate_returns_the_config():
         ({"input_size_max": 239}, "input_size_max must be >= 240"),
         ({"max_fit_windows": 0}, "window caps must be >= 1"),
         ({"max_cluster_windows": 0}, "window caps must be >= 1"),
+        ({"max_val_functions": 0}, "max_val_functions must be >= 1, got 0"),
         ({"max_cluster_days": 9}, r"max_cluster_days must be >= k_max \(10\)"),
         ({"metric": "mae"}, "only metric 'wape'"),
         ({"dense_epochs": 0}, r"dense_epochs must be a positive integer \(a count, not seconds\), got 0"),
