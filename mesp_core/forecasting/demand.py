@@ -100,7 +100,7 @@ def demand_examples(counts: np.ndarray, rows, origins, horizon: int) -> tuple[np
     rows = np.asarray(rows, dtype=np.int64)
     origins = np.asarray(origins, dtype=np.int64)
     x, level = origin_features(counts, rows, origins)
-    y = np.asarray(counts[rows[:, None], origins[:, None] + np.arange(horizon)[None, :]], dtype=np.float32) / level[:, None]
+    y = counts[rows[:, None], origins[:, None] + np.arange(horizon)[None, :]] / level[:, None]
     return x, y.astype(np.float32)
 
 
@@ -244,7 +244,7 @@ class DemandHead:
             raise ValueError("this demand head serves with the numpy backend; build it with backend 'torch' to train")
         torch.manual_seed(seed)  # the seed fixes the initial weights too: fit starts from scratch
         self.module = torch_net()(N_FEATURES, self.hidden, self.horizon, len(self.levels))
-        xs, ys = torch.from_numpy(x), torch.from_numpy(y.astype(np.float32))
+        xs, ys = torch.from_numpy(x), torch.from_numpy(np.asarray(y, dtype=np.float32))
         levels = torch.tensor(self.levels, dtype=torch.float32)
         optimiser = torch.optim.Adam(self.module.parameters(), lr=lr)
         generator = torch.Generator().manual_seed(seed)

@@ -44,8 +44,12 @@ def residual_quantiles(expert, windows, series=None, levels=QUANTILE_LEVELS) -> 
 
 def route_windows(router: Router, series: list[np.ndarray], windows) -> tuple[np.ndarray, np.ndarray]:
     """Route each window by the full history before its origin, as the online router would."""
-    contexts = [series[s][max(0, o - MINUTES_PER_DAY) : o] for s, o in zip(windows.series, windows.origin)]
-    return router.route(contexts)
+    return route_at(router, series, windows.series, windows.origin)
+
+
+def route_at(router: Router, series, rows, origins) -> tuple[np.ndarray, np.ndarray]:
+    """(cluster, distance) of series[rows[i]] routed on the day before origins[i]."""
+    return router.route([series[r][max(0, o - MINUTES_PER_DAY): o] for r, o in zip(rows, origins)])
 
 
 def cut_and_route(counts, rows, origin, input_size: int, horizon: int, router: Router):
@@ -54,8 +58,7 @@ def cut_and_route(counts, rows, origin, input_size: int, horizon: int, router: R
     from mesp_core.data.windows import cut_windows
 
     x, y = cut_windows(counts, rows, origin, input_size, horizon)
-    route, _ = router.route([counts[r][max(0, o - MINUTES_PER_DAY): o] for r, o in zip(rows, origin)])
-    return x, y, route
+    return x, y, route_at(router, counts, rows, origin)[0]
 
 
 def cap_windows(windows, limit: int, seed: int):

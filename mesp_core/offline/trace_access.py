@@ -16,12 +16,14 @@ arrays bit for bit.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import numpy as np
 
 from mesp_core.constants import MINUTES_PER_DAY
 
 
-class TraceAccess:
+class TraceAccess(ABC):
     """What training reads of a trace (see the module docstring); subclasses say where it lives."""
 
     keys: list
@@ -36,25 +38,26 @@ class TraceAccess:
         return len(self.days) * MINUTES_PER_DAY
 
     @property
+    @abstractmethod
     def present(self) -> np.ndarray:
         """[n_functions, n_days] bool: the days each function has a row in."""
-        raise NotImplementedError
 
+    @abstractmethod
     def fingerprint(self) -> str:
-        raise NotImplementedError
+        """`InvocationTrace.fingerprint` of the whole trace."""
 
+    @abstractmethod
     def map_rows(self, fn, rows, *per_item, **kwargs):
         """fn(counts, rows, *per_item, **kwargs) over the functions `rows` (any order, repeats allowed)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def map_rows_in_place(self, fn, rows, *per_item, **kwargs) -> list:
         """map_rows whose result stays where it was computed: a list of blocks (in item order, `rows`
         sorted) that `cluster_days` of the same access reads."""
-        raise NotImplementedError
 
+    @abstractmethod
     def cluster_days(self, blocks: list, **kwargs):
         """`cluster_days` on the concatenated day blocks of `map_rows_in_place`."""
-        raise NotImplementedError
 
     def series(self, rows) -> np.ndarray:
         """The whole series of the functions `rows`: [len(rows), n_minutes] float32."""

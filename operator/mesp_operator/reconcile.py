@@ -67,8 +67,10 @@ class Reconciler:
         self._support: tuple[bool, str] | None = None
         self._support_checked = 0.0
         self._phases: dict = {}
-        # Seconds the write threads spent on each kind of write in this loop (summed over threads).
+        # Seconds the write threads spent on each kind of write in this loop (summed over threads), and
+        # how many statuses they wrote or left unchanged; both reset at the start of each loop.
         self._thread_seconds: dict[str, float] = {}
+        self._status_counts: dict[str, int] = {}
         self._thread_seconds_guard = threading.Lock()
         # One lock per policy: a deletion's restore and a loop's write never interleave.
         self._locks: dict[str, threading.Lock] = {}
