@@ -16,8 +16,10 @@ from mesp_core.constants import DEFAULT_HORIZON
 # lr 3e-3) against N-BEATS' 0.237 and seasonal naive's 0.270, at 25-57x N-BEATS' time per epoch
 # (bench/compare_families.py, 2026-12-07).
 TRAINABLE_DEFAULT = ("dlinear", "nbeats", "lstm", "patchtst")
-# Autoformer's training windows per fit, at most: an epoch of it costs many N-BEATS epochs.
-FAMILY_MAX_WINDOWS = {"autoformer": 4_000}
+# Training windows per fit, at most, for the families whose epoch costs many N-BEATS epochs. PatchTST
+# at 20,000 (the per-cluster cap) bounds only its dense trials: on the shared sample's 60k windows its
+# 3 dense trials took 926 s of a full `mesp train`, 5-6x N-BEATS' time per window.
+FAMILY_MAX_WINDOWS = {"autoformer": 4_000, "patchtst": 20_000}
 BASELINE_FAMILIES = ("seasonal_naive", "repeat_last_hour")
 QUANTILE_LEVELS = (0.05, 0.1, 0.25, 0.5, 0.75, 0.8, 0.85, 0.9, 0.95, 0.975, 0.99)
 
@@ -40,9 +42,9 @@ class TrainConfig:
     dense_trials: int = 3  # Optuna trials per family for the dense baseline
     dense_top_n: int = 2  # dense families kept (and specialised per cluster)
     scratch_trials: int = 1  # per cluster and family: trials trained from scratch
-    # Epochs of one dense trial at most (early stopping may end it sooner). Not yet re-tuned for the
-    # 15-min goal: on the shared sample (60k windows, 1 thread, load ~3) the dense stage's 3 trials
-    # took dlinear 17 s, nbeats 143 s, lstm 164 s, but patchtst 926 s (its search reaches 3 layers,
+    # Epochs of one dense trial at most (early stopping may end it sooner). On the shared sample (60k
+    # windows, 1 thread, load ~3) the dense stage's 3 trials took dlinear 17 s, nbeats 143 s, lstm
+    # 164 s, but patchtst 926 s before FAMILY_MAX_WINDOWS capped it (its search reaches 3 layers,
     # d_model 64 and input 480; the old 25-s cap had cut those trials to an epoch or two).
     dense_epochs: int = 8
     cluster_epochs: int = 6  # epochs of one per-cluster candidate (fine-tuned or from scratch) at most
