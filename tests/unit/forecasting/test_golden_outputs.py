@@ -7,7 +7,9 @@ when the floor stage joined the packaged model: then only the default plans chan
 the floor stage) and a plan at a cold-start cost was added; the experts' arrays stayed as they were. They were recorded
 once more when the packaged model got its quantile calibration (`mesp calibrate`): then only the
 mixture's quantile arrays (moe q0.5/q0.9/q0.95 of every input but the dense hand-off) and the plans
-sized from the experts' 0.8 quantile (plan_capacity) changed. This test runs the script's
+sized from the experts' 0.8 quantile (plan_capacity) changed. They were recorded again on
+2026-12-07, when the packaged model was retrained with the deterministic budgets (counts instead
+of the old 25-s trial caps): every array changed then. This test runs the script's
 own `golden_outputs` (imported from hack/, not copied) on the packaged model today and asks for
 every array bit for bit, except that float arrays may differ in their last bits on another CPU.
 
