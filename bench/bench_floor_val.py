@@ -16,6 +16,12 @@ below rebuilds the same stage bit for bit into a folder of your choice):
 
 --variants adds two ablations: the head alone (the demand head's newsvendor quantile, no choice)
 and the cluster defaults alone (no per-function rolling choice).
+--ceiling adds what no choice among these candidates can beat: every candidate's floors are computed
+every minute and replayed alone, then each function takes, in hindsight, the candidate cheapest by
+C * cold + idle over its whole replay ("hindsight per function"), or over each 30-minute block
+("hindsight per block", each block scored on the candidate's own replay: a close approximation,
+since a switch carries the previous candidate's instances over). The rolling choice sees only
+the past; if even these curves do not reach a target, no choice among these candidates will.
 The validation functions are the ones the floor stage chose its cluster defaults on: these are
 validation figures (in-sample for that choice), not the held-out protocol.
 
@@ -36,6 +42,9 @@ Three more candidates (seasonal naive + keep-alive 3 / 10, q=0.5 + keep-alive 5)
 1.66% at the naive floor's idle: not kept. Held-out functions, one-shot check after the choices
 (--functions held-out, 1,284 x 720, 332 s): 2.52% vs the naive floor's 3.11% at its idle (0.81x),
 392,696 idle at keep-alive 10's cold rate (0.56x its 695,275).
+--ceiling (2026-12-07, retrained packaged model, --costs 1 2 4 8 16 32 64; 175 s + 5 min): at the naive
+floor's idle the rolling choice has 0.70x its cold rate, hindsight per function 0.62x, per 30-min
+block 0.46x; at keep-alive 10's cold rate 0.60x / 0.57x / 0.51x its idle.
 """
 
 from __future__ import annotations
@@ -52,6 +61,7 @@ import numpy as np
 import torch
 
 from mesp_core.data.reader import read_invocations
+from mesp_core.floor_cost import demand_instances, replay_floors
 from mesp_core.forecasting.floors import ALL_CLUSTERS, Candidate
 from mesp_core.forecasting.model import load_model
 from mesp_core.offline.floor_training import model_split
@@ -84,6 +94,44 @@ def interpolate(points, x_key, y_key, x):
     return float(np.interp(x, xs, ys))
 
 
+def hindsight_rows(model, counts: np.ndarray, start: int, costs, block: int = 30) -> list[dict]:
+    """Per cost: cold starts and idle of the per-function and per-block hindsight choices among the
+    floor stage's candidates (see --ceiling), replayed as the rows of `simulate` are (capacity 60,
+    lead 1, 2 minutes of keep-alive)."""
+    n, T = counts.shape
+    demand = demand_instances(counts, 60.0)
+    demanded = int(demand[:, start:].sum())
+    planners = {c: model.floor_planner(c, 60.0, 1, 2) for c in costs}
+    P = len(next(iter(planners.values())).candidates)
+    floors = {c: np.zeros((P, n, T - start), dtype=np.int32) for c in costs}
+    rows_all = np.arange(n)
+    with torch.inference_mode():
+        for t in range(start, T):
+            # The head's quantiles and the naive floor do not depend on the cost: computed once a minute.
+            shared = planners[costs[0]].shared_inputs(counts, t, 1)
+            for c, planner in planners.items():
+                floors[c][:, :, t - start] = planner.candidate_plans(counts, rows_all, np.full(n, t), 1, **shared)[:, :, 0]
+    out = []
+    for c in costs:
+        cold, idle = replay_floors(demand, floors[c], keep_alive=2, lead_minutes=1, start=start)
+        cost = c * cold.sum(axis=-1) + idle.sum(axis=-1)  # [P, n]
+        best = np.argmin(cost, axis=0)
+        per_fn = (int(cold.sum(axis=-1)[best, rows_all].sum()), int(idle.sum(axis=-1)[best, rows_all].sum()))
+        span = (T - start) // block * block
+        cold_b = cold[:, :, :span].reshape(P, n, -1, block).sum(axis=-1)
+        idle_b = idle[:, :, :span].reshape(P, n, -1, block).sum(axis=-1)
+        pick = np.argmin(c * cold_b + idle_b, axis=0)[None]
+        tail = np.argmin(cost, axis=0)  # minutes past the last whole block: the per-function choice
+        per_block = (int(np.take_along_axis(cold_b, pick, 0).sum() + cold[:, :, span:].sum(axis=-1)[tail, rows_all].sum()),
+                     int(np.take_along_axis(idle_b, pick, 0).sum() + idle[:, :, span:].sum(axis=-1)[tail, rows_all].sum()))
+        for group, (cs, idl) in (("hindsight per function", per_fn), (f"hindsight per {block}-min block", per_block)):
+            out.append({"policy": f"{group} C={c:g}", "group": group, "cold_rate": cs / demanded,
+                        "cold_starts": cs, "idle": idl})
+        print(f"hindsight C={c:g}: per function {100 * per_fn[0] / demanded:.2f}% / {per_fn[1]:,}, "
+              f"per block {100 * per_block[0] / demanded:.2f}% / {per_block[1]:,}", file=sys.stderr, flush=True)
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="model folder with a floor stage")
@@ -92,6 +140,8 @@ def main() -> int:
     parser.add_argument("--variants", action="store_true", help="also the head alone and the cluster defaults alone")
     parser.add_argument("--planner", nargs="*", default=[], metavar="WINDOW:EVERY",
                         help="also the rolling choice scored over WINDOW minutes and reselected every EVERY minutes")
+    parser.add_argument("--ceiling", action="store_true",
+                        help="also the hindsight choices among the candidates (what no rolling choice can beat)")
     parser.add_argument("--sample", type=int, default=0, help="a seeded sample of N validation functions (0 = all)")
     parser.add_argument("--start", type=int, default=720)
     parser.add_argument("--functions", choices=["validation", "held-out"], default="validation",
@@ -137,12 +187,15 @@ def main() -> int:
     seconds = time.monotonic() - started
     rows = [{"policy": r.name, "group": r.group, "cold_rate": r.cold_start_rate, "cold_starts": r.cold_starts,
              "idle": r.idle_instance_minutes} for r in report.results]
+    if args.ceiling:
+        rows += hindsight_rows(model, counts.astype(np.float64), args.start, args.costs)
     by_name = {r["policy"]: r for r in rows}
     naive, keep = by_name[NAIVE], by_name[KEEP_ALIVE]
     print(f"{len(val)} {args.functions} functions x {trace.counts.shape[1] - args.start} minutes, replayed in {seconds:.0f}s")
-    print(f"{'policy':<28}{'cold rate':>10}{'idle inst-min':>15}")
+    width = max(28, *(len(r["policy"]) + 2 for r in rows))
+    print(f"{'policy':<{width}}{'cold rate':>10}{'idle inst-min':>15}")
     for r in rows:
-        print(f"{r['policy']:<28}{100 * r['cold_rate']:>9.2f}%{r['idle']:>15,}")
+        print(f"{r['policy']:<{width}}{100 * r['cold_rate']:>9.2f}%{r['idle']:>15,}")
     summary = {}
     for group in sorted({r["group"] for r in rows if r["group"] not in (NAIVE, None)}):
         curve = [r for r in rows if r["group"] == group]
