@@ -65,6 +65,8 @@ def summarise(work: Path, seed: int) -> dict:
         entry = readoffs.get(curve, {})
         row[f"{key}_at_naive_idle"] = entry.get("cold_start_rate_at_reference_idle")
         row[f"{key}_idle_ratio_at_ka10"] = entry.get("idle_ratio")
+        at_idle, naive = row[f"{key}_at_naive_idle"], row.get("seasonal naive")
+        row[f"{key}_cold_ratio_at_naive_idle"] = None if at_idle is None or not naive else at_idle / naive[0]
     return row
 
 
@@ -108,6 +110,14 @@ def main() -> int:
         gains = [r["moe_below_naive"] for r in rows]
         print(f"MoE below seasonal naive: mean {statistics.mean(gains):.1%}, min {min(gains):.1%}, max {max(gains):.1%}; "
               f"MoE below best dense in {sum(r['moe'] < r['best_dense'] for r in rows)}/{len(rows)} splits")
+        # Issue 16's replay targets, as means over the splits: <= 0.75x the naive floor's cold rate at its
+        # idle, <= 0.5x keep-alive 10's idle at its cold rate.
+        for curve, key in (("MESP", "curve"), ("cheap choice", "cheap")):
+            cold = [r[f"{key}_cold_ratio_at_naive_idle"] for r in rows if r[f"{key}_cold_ratio_at_naive_idle"] is not None]
+            idle = [r[f"{key}_idle_ratio_at_ka10"] for r in rows if r[f"{key}_idle_ratio_at_ka10"] is not None]
+            print(f"{curve}: cold rate at the naive floor's idle {_times(statistics.mean(cold) if cold else None)} of the "
+                  f"naive floor's ({len(cold)} splits); idle at keep-alive 10's cold rate "
+                  f"{_times(statistics.mean(idle) if idle else None)} of its idle ({len(idle)} splits)")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0
