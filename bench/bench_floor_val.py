@@ -121,9 +121,9 @@ def hindsight_rows(model, counts: np.ndarray, start: int, costs, block: int = 30
         cold_b = cold[:, :, :span].reshape(P, n, -1, block).sum(axis=-1)
         idle_b = idle[:, :, :span].reshape(P, n, -1, block).sum(axis=-1)
         pick = np.argmin(c * cold_b + idle_b, axis=0)[None]
-        tail = np.argmin(cost, axis=0)  # minutes past the last whole block: the per-function choice
-        per_block = (int(np.take_along_axis(cold_b, pick, 0).sum() + cold[:, :, span:].sum(axis=-1)[tail, rows_all].sum()),
-                     int(np.take_along_axis(idle_b, pick, 0).sum() + idle[:, :, span:].sum(axis=-1)[tail, rows_all].sum()))
+        # Minutes past the last whole block keep the per-function choice.
+        per_block = (int(np.take_along_axis(cold_b, pick, 0).sum() + cold[:, :, span:].sum(axis=-1)[best, rows_all].sum()),
+                     int(np.take_along_axis(idle_b, pick, 0).sum() + idle[:, :, span:].sum(axis=-1)[best, rows_all].sum()))
         for group, (cs, idl) in (("hindsight per function", per_fn), (f"hindsight per {block}-min block", per_block)):
             out.append({"policy": f"{group} C={c:g}", "group": group, "cold_rate": cs / demanded,
                         "cold_starts": cs, "idle": idl})

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import resource
 import socket
-import sys
+
+from mesp_core.offline.progress import peak_rss_mb
 
 INSTALL_HINT = 'pip install "mesp[ray]"'
 
@@ -99,12 +99,6 @@ def get_results(refs, errors=(ValueError,)):
         if isinstance(exc.cause, errors):
             raise exc.cause from None
         raise
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of the calling process so far, MiB (ru_maxrss is KiB on Linux)."""
-    scale = 1 if sys.platform == "darwin" else 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / (1 << 20)
 
 
 def private_mb() -> float:

@@ -26,7 +26,8 @@ import numpy as np
 from mesp_core.constants import MINUTES_PER_DAY
 from mesp_core.data.reader import _ON_ERROR_CHOICES, _expand_paths, day_groups, index_functions, read_day
 from mesp_core.data.trace import MAX_LISTED_PROBLEMS, InvocationTrace, TraceFormatError
-from mesp_core.distributed.engine import peak_rss_mb, remote, require_ray
+from mesp_core.distributed.engine import remote, require_ray
+from mesp_core.offline.progress import peak_rss_mb
 
 
 def _read_day_task(files, on_error):

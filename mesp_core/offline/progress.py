@@ -1,9 +1,16 @@
-"""Progress for long offline work: stage lines with elapsed time, and tqdm bars, on stderr."""
+"""Progress for long offline work: stage lines with elapsed time, tqdm bars on stderr, peak memory."""
 
 from __future__ import annotations
 
+import resource
 import sys
 import time
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of the calling process so far, MiB (ru_maxrss is KiB on Linux)."""
+    scale = 1 if sys.platform == "darwin" else 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / (1 << 20)
 
 
 class Progress:

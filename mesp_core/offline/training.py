@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import resource
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,7 +41,7 @@ from mesp_core.forecasting.model import NAIVE_KEY, RECENT_CHECK_KEY, load_model
 from mesp_core.forecasting.router import Router
 from mesp_core.offline.config import BASELINE_FAMILIES, QUANTILE_LEVELS, TrainConfig, config_json
 from mesp_core.offline.expert_search import ClusterData, DenseData, cluster_search, dense_study, run_in_process
-from mesp_core.offline.progress import Progress
+from mesp_core.offline.progress import Progress, peak_rss_mb
 from mesp_core.offline.recent_check import choose_recent_check, describe_recent_check
 from mesp_core.offline.selection import cap_windows, cut_and_route, residual_quantiles, route_windows, score
 from mesp_core.offline.split import function_split, key_digest
@@ -89,11 +88,6 @@ def train(trace, out_dir, config: TrainConfig | None = None, progress: bool = Tr
         return _train(as_trace_access(trace), out_dir, config, progress, run_tasks or run_in_process)
 
 
-def peak_rss_mib() -> float:
-    """This process's peak resident set so far, MiB (Linux reports ru_maxrss in KiB)."""
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
 @contextlib.contextmanager
 def torch_threads(n: int):
     """torch's intra-op thread count set to `n` for a block, the caller's restored afterwards."""
@@ -124,7 +118,7 @@ def _train(trace: TraceAccess, out_dir, config: TrainConfig, progress: bool, run
     def lap(name: str, since: float) -> float:
         now = time.monotonic()
         stage_seconds[name] = round(now - since, 1)
-        stage_rss[name] = peak_rss_mib()
+        stage_rss[name] = round(peak_rss_mb(), 1)
         return now
 
     # 1. split by function: held-out test functions are never looked at below.
