@@ -94,16 +94,15 @@ def interpolate(points, x_key, y_key, x):
     return float(np.interp(x, xs, ys))
 
 
-def hindsight_rows(model, counts: np.ndarray, start: int, costs, block: int = 30) -> list[dict]:
-    """Per cost: cold starts and idle of the per-function and per-block hindsight choices among the
-    floor stage's candidates (see --ceiling), replayed as the rows of `simulate` are (capacity 60,
-    lead 1, 2 minutes of keep-alive)."""
+def candidate_replays(model, counts: np.ndarray, start: int, costs) -> tuple[list[str], dict]:
+    """Every floor candidate replayed alone from minute `start`, its floors computed every minute as
+    the rows of `simulate` are (capacity 60, lead 1, 2 minutes of keep-alive): (candidate names,
+    {cost: (cold [P, n, W], idle [P, n, W])}). Costs differ only in the newsvendor candidate."""
     n, T = counts.shape
     demand = demand_instances(counts, 60.0)
-    demanded = int(demand[:, start:].sum())
     planners = {c: model.floor_planner(c, 60.0, 1, 2) for c in costs}
-    P = len(next(iter(planners.values())).candidates)
-    floors = {c: np.zeros((P, n, T - start), dtype=np.int32) for c in costs}
+    names = next(iter(planners.values())).names
+    floors = {c: np.zeros((len(names), n, T - start), dtype=np.int32) for c in costs}
     rows_all = np.arange(n)
     with torch.inference_mode():
         for t in range(start, T):
@@ -111,9 +110,21 @@ def hindsight_rows(model, counts: np.ndarray, start: int, costs, block: int = 30
             shared = planners[costs[0]].shared_inputs(counts, t, 1)
             for c, planner in planners.items():
                 floors[c][:, :, t - start] = planner.candidate_plans(counts, rows_all, np.full(n, t), 1, **shared)[:, :, 0]
+    return names, {c: replay_floors(demand, floors.pop(c), keep_alive=2, lead_minutes=1, start=start) for c in costs}
+
+
+def hindsight_rows(model, counts: np.ndarray, start: int, costs, block: int = 30) -> list[dict]:
+    """Per cost: cold starts and idle of the per-function and per-block hindsight choices among the
+    floor stage's candidates (see --ceiling), replayed as the rows of `simulate` are (capacity 60,
+    lead 1, 2 minutes of keep-alive)."""
+    n, T = counts.shape
+    demanded = int(demand_instances(counts, 60.0)[:, start:].sum())
+    rows_all = np.arange(n)
+    _names, replays = candidate_replays(model, counts, start, costs)
     out = []
     for c in costs:
-        cold, idle = replay_floors(demand, floors[c], keep_alive=2, lead_minutes=1, start=start)
+        cold, idle = replays[c]
+        P = cold.shape[0]
         cost = c * cold.sum(axis=-1) + idle.sum(axis=-1)  # [P, n]
         best = np.argmin(cost, axis=0)
         per_fn = (int(cold.sum(axis=-1)[best, rows_all].sum()), int(idle.sum(axis=-1)[best, rows_all].sum()))
