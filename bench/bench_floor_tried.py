@@ -52,14 +52,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench_floor_val import SAMPLE, candidate_replays
-from mesp_core.data.reader import read_invocations
+from bench_floor_val import add_validation_args, candidate_replays, load_floor_model
 from mesp_core.floor_cost import demand_instances, replay_floors
 from mesp_core.forecasting.demand import origin_features
 from mesp_core.forecasting.floors import ALL_CLUSTERS, MIN_SCORED_MINUTES, RESELECT_EVERY, SCORE_WINDOW
-from mesp_core.forecasting.model import load_model
-from mesp_core.offline.floor_training import model_split
-from mesp_core.offline.split import seeded_sample
 
 LEAD = 1
 GAPS = 8  # inter-arrival gaps the occupancy classifier reads
@@ -201,26 +197,16 @@ def read_off(points, demanded: int, naive: tuple, keep_alive: tuple) -> tuple[fl
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="model folder with a floor stage")
-    parser.add_argument("--trace", nargs="+", default=[str(SAMPLE)], help="the trace the model was trained on")
+    add_validation_args(parser)
     parser.add_argument("--costs", nargs="+", type=float, default=[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0])
-    parser.add_argument("--sample", type=int, default=0, help="a seeded sample of N validation functions (0 = all)")
-    parser.add_argument("--start", type=int, default=720)
     parser.add_argument("--origins", type=int, default=200_000, help="training origins of the occupancy classifier")
     parser.add_argument("--epochs", type=int, default=6, help="its training epochs")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", help="write the figures as JSON")
     args = parser.parse_args()
-    torch.set_num_threads(1)
-
-    model = load_model(args.model)
-    if model.floor is None:
-        print(f"{args.model} has no floor stage (add one with `mesp floor`)", file=sys.stderr)
+    loaded = load_floor_model(args)
+    if loaded is None:
         return 2
-    trace = read_invocations(args.trace)
-    fit, val = model_split(model, trace)
-    if args.sample:
-        val = seeded_sample(val, args.sample)
+    model, trace, fit, val = loaded
     counts = trace.counts[val].astype(np.float64)
     demand = demand_instances(counts, 60.0)
     demanded = int(demand[:, args.start:].sum())

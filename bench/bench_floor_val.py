@@ -143,37 +143,52 @@ def hindsight_rows(model, counts: np.ndarray, start: int, costs, block: int = 30
     return out
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_validation_args(parser: argparse.ArgumentParser) -> None:
+    """The arguments every validation bench of the floor stage takes."""
     parser.add_argument("--model", required=True, help="model folder with a floor stage")
     parser.add_argument("--trace", nargs="+", default=[str(SAMPLE)], help="the trace the model was trained on")
+    parser.add_argument("--sample", type=int, default=0, help="a seeded sample of N validation functions (0 = all)")
+    parser.add_argument("--start", type=int, default=720)
+    parser.add_argument("--json", help="write the figures as JSON")
+
+
+def load_floor_model(args):
+    """(model, trace, fit functions, validation functions), or None (said why) without a floor stage."""
+    torch.set_num_threads(1)
+    model = load_model(args.model)
+    if model.floor is None:
+        print(f"{args.model} has no floor stage (add one with `mesp floor`)", file=sys.stderr)
+        return None
+    trace = read_invocations(args.trace)
+    fit, val = model_split(model, trace)
+    if args.sample:
+        val = seeded_sample(val, args.sample)
+    return model, trace, fit, val
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_validation_args(parser)
     parser.add_argument("--costs", nargs="+", type=float, default=[1.0, 2.0, 4.0, 10.0, 32.0, 64.0])
     parser.add_argument("--variants", action="store_true", help="also the head alone and the cluster defaults alone")
     parser.add_argument("--planner", nargs="*", default=[], metavar="WINDOW:EVERY",
                         help="also the rolling choice scored over WINDOW minutes and reselected every EVERY minutes")
     parser.add_argument("--ceiling", action="store_true",
                         help="also the hindsight choices among the candidates (what no rolling choice can beat)")
-    parser.add_argument("--sample", type=int, default=0, help="a seeded sample of N validation functions (0 = all)")
-    parser.add_argument("--start", type=int, default=720)
     parser.add_argument("--functions", choices=["validation", "held-out"], default="validation",
                         help="validation functions (default), or the held-out ones as a one-shot check: "
                         "never choose anything on those")
-    parser.add_argument("--json", help="write the figures as JSON")
     args = parser.parse_args()
-    torch.set_num_threads(1)
-
-    model = load_model(args.model)
-    if model.floor is None:
-        print(f"{args.model} has no floor stage (add one with `mesp floor`)", file=sys.stderr)
+    loaded = load_floor_model(args)
+    if loaded is None:
         return 2
-    trace = read_invocations(args.trace)
-    _fit, val = model_split(model, trace)
+    model, trace, _fit, val = loaded
     if args.functions == "held-out":
         from mesp_core.offline.split import held_out_functions
 
         val = held_out_functions(model, trace)
-    if args.sample:
-        val = seeded_sample(val, args.sample)
+        if args.sample:
+            val = seeded_sample(val, args.sample)
     counts = trace.counts[val]
     policies = {f"MESP C={c:g}": MespFloorPolicy(model, c, group="MESP") for c in args.costs}
     if args.variants:
