@@ -33,9 +33,9 @@ the naive floor's idle / idle at keep-alive 10's cold rate, as multiples of thei
     recency decay 0.7      0.755x  0.633x
     recency decay 0.5      0.765x  0.647x
 
-Both are calibrated (busy share where p is in [0.1, 0.2): 0.135 occupancy, 0.149 hazard; in
-[0.5, 0.9): 0.644, 0.813). None moves either curve by more than 0.003x: not kept. Alone, the one-instance floors stop at 4.0%
-cold even at C = 64 (4.21% / 265,238 occupancy, 4.20% / 287,808 hazard at C = 8): the rest of the
+The two chances are calibrated (busy share where p is in [0.1, 0.2): 0.135 occupancy, 0.149
+hazard; in [0.5, 0.9): 0.644, 0.813), yet no idea moves either curve by more than 0.005x: not kept.
+Alone, the one-instance floors stop at 4.0% cold even at C = 64 (4.21% / 265,238 occupancy, 4.20% / 287,808 hazard at C = 8): the rest of the
 cold starts are in scaling past one instance and in arrivals nothing in the past announces. This
 "rolling" approximates MESP's own replay pessimistically (bench_floor_val: 0.70x / 0.60x), but it is
 the same for every line above.

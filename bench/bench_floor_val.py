@@ -110,7 +110,9 @@ def candidate_replays(model, counts: np.ndarray, start: int, costs) -> tuple[lis
             shared = planners[costs[0]].shared_inputs(counts, t, 1)
             for c, planner in planners.items():
                 floors[c][:, :, t - start] = planner.candidate_plans(counts, rows_all, np.full(n, t), 1, **shared)[:, :, 0]
-    return names, {c: replay_floors(demand, floors.pop(c), keep_alive=2, lead_minutes=1, start=start) for c in costs}
+    # Small counts per minute: int32 halves what 7 costs x 19 candidates x n x W hold.
+    return names, {c: tuple(a.astype(np.int32) for a in replay_floors(demand, floors.pop(c), keep_alive=2,
+                                                                       lead_minutes=1, start=start)) for c in costs}
 
 
 def hindsight_rows(model, counts: np.ndarray, start: int, costs, block: int = 30) -> list[dict]:
