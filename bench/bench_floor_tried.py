@@ -22,7 +22,7 @@ Ideas:
 
     python bench/bench_floor_tried.py --model mesp_core/default_model [--sample N] [--json OUT.json]
 
-Measured 2026-12-07 (packaged model, 1,027 validation functions x 720 minutes, 141 s): cold rate at
+Measured 2026-12-07 (packaged model, 1,027 validation functions x 720 minutes, 99 s): cold rate at
 the naive floor's idle / idle at keep-alive 10's cold rate, as multiples of theirs:
 
                            rolling          hindsight per block
@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench_floor_val import add_validation_args, candidate_replays, load_floor_model
+from bench_floor_val import add_validation_args, candidate_replays, interpolate, load_floor_model
 from mesp_core.floor_cost import demand_instances, replay_floors
 from mesp_core.forecasting.demand import origin_features
 from mesp_core.forecasting.floors import ALL_CLUSTERS, MIN_SCORED_MINUTES, RESELECT_EVERY, SCORE_WINDOW
@@ -154,12 +154,17 @@ def hazard_probabilities(counts: np.ndarray, start: int, prior: float = 2.0, cap
 
 
 # ---------------------------------------------------------------------------- choices and read-offs
-def rolling_choice(cold, idle, cost: float, default: int, decay: float = 1.0) -> tuple[int, int]:
-    """(cold starts, idle) of the planner's rule on candidates replayed alone: [P, n, W] each."""
-    P, n, W = cold.shape
+def block_sums(per_minute: np.ndarray) -> np.ndarray:
+    """[P, n, W] per minute -> [P, n, W // BLOCK] per reselect block (a last partial block is left out)."""
+    P, n, W = per_minute.shape
     blocks = W // BLOCK
-    cold_b = cold[:, :, : blocks * BLOCK].reshape(P, n, blocks, BLOCK).sum(-1)
-    idle_b = idle[:, :, : blocks * BLOCK].reshape(P, n, blocks, BLOCK).sum(-1)
+    return per_minute[:, :, : blocks * BLOCK].reshape(P, n, blocks, BLOCK).sum(-1)
+
+
+def rolling_choice(cold_b, idle_b, cost: float, default: int, decay: float = 1.0) -> tuple[int, int]:
+    """(cold starts, idle) of the planner's rule on candidates replayed alone, from their block sums
+    [P, n, blocks]."""
+    P, n, blocks = cold_b.shape
     window = SCORE_WINDOW // BLOCK
     chosen = np.full(n, default)
     total_cold = total_idle = 0
@@ -176,23 +181,23 @@ def rolling_choice(cold, idle, cost: float, default: int, decay: float = 1.0) ->
     return total_cold, total_idle
 
 
-def per_block_hindsight(cold, idle, cost: float) -> tuple[int, int]:
-    P, n, W = cold.shape
-    blocks = W // BLOCK
-    cold_b = cold[:, :, : blocks * BLOCK].reshape(P, n, blocks, BLOCK).sum(-1)
-    idle_b = idle[:, :, : blocks * BLOCK].reshape(P, n, blocks, BLOCK).sum(-1)
+def per_block_hindsight(cold_b, idle_b, cost: float) -> tuple[int, int]:
     pick = np.argmin(cost * cold_b + idle_b, axis=0)[None]
     return int(np.take_along_axis(cold_b, pick, 0).sum()), int(np.take_along_axis(idle_b, pick, 0).sum())
 
 
-def read_off(points, demanded: int, naive: tuple, keep_alive: tuple) -> tuple[float, float]:
-    """(cold rate at the naive floor's idle / its cold rate, idle at keep-alive 10's cold rate / its idle)."""
-    cold = np.array([p[0] for p in points]) / demanded
-    idle = np.array([p[1] for p in points], dtype=np.float64)
-    by_idle, by_cold = np.argsort(idle), np.argsort(cold)
-    at_idle = np.interp(naive[1], idle[by_idle], cold[by_idle]) / (naive[0] / demanded)
-    at_cold = np.interp(keep_alive[0] / demanded, cold[by_cold], idle[by_cold]) / keep_alive[1]
-    return float(at_idle), float(at_cold)
+def read_off(points, demanded: int, naive: tuple, keep_alive: tuple) -> tuple[float | None, float | None]:
+    """(cold rate at the naive floor's idle / its cold rate, idle at keep-alive 10's cold rate / its idle);
+    None where the curve does not reach that far."""
+    curve = [{"cold_rate": cold / demanded, "idle": idle} for cold, idle in points]
+    at_idle = interpolate(curve, "idle", "cold_rate", naive[1])
+    at_cold = interpolate(curve, "cold_rate", "idle", keep_alive[0] / demanded)
+    return (None if at_idle is None else at_idle / (naive[0] / demanded),
+            None if at_cold is None else at_cold / keep_alive[1])
+
+
+def times(ratio: float | None, width: int) -> str:
+    return f"{'outside':>{width + 1}}" if ratio is None else f"{ratio:>{width}.3f}x"
 
 
 def main() -> int:
@@ -213,7 +218,7 @@ def main() -> int:
     started = time.monotonic()
 
     print(f"replaying the {len(model.floor.candidates)} candidates on {len(val)} validation functions", file=sys.stderr)
-    names, replays = candidate_replays(model, counts, args.start, args.costs)
+    names, replays, quantile_floor = candidate_replays(model, counts, args.start, args.costs, keep=("q=0.5", "q=0.7"))
     some = replays[args.costs[0]]
     naive = tuple(int(a[names.index("seasonal naive")].sum()) for a in some)
     keep_alive = tuple(int(a[names.index("keep-alive 10")].sum()) for a in some)
@@ -229,15 +234,6 @@ def main() -> int:
         print(f"{family} calibration: " + ", ".join(
             f"p in [{lo:g}, {hi:g}): {busy_ahead[(p >= lo) & (p < hi)].mean():.3f}" for lo, hi in bins
             if ((p >= lo) & (p < hi)).any()), file=sys.stderr, flush=True)
-    quantile_floor = {}  # the head's q=0.5 / q=0.7 floors, to combine with the one-instance floors
-    planner = model.floor_planner(args.costs[0], 60.0, 1, 2)
-    keep_q = [names.index("q=0.5"), names.index("q=0.7")]
-    plans = np.zeros((2, len(val), counts.shape[1] - args.start), dtype=np.int64)
-    with torch.inference_mode():
-        for t in range(args.start, counts.shape[1]):
-            plans[:, :, t - args.start] = planner.candidate_plans(counts, np.arange(len(val)), np.full(len(val), t), 1)[keep_q, :, 0]
-    quantile_floor["q=0.5"], quantile_floor["q=0.7"] = plans
-
     extras = {family: {} for family in chances}
     for family, p in chances.items():
         for c in args.costs:
@@ -249,15 +245,20 @@ def main() -> int:
                   f"+q=0.5 {100 * cold[1].sum() / demanded:.2f}% / {int(idle[1].sum()):,}, "
                   f"+q=0.7 {100 * cold[2].sum() / demanded:.2f}% / {int(idle[2].sum()):,}", file=sys.stderr, flush=True)
 
+    # Per reselect block, once: every curve below reads these.
+    base_blocks = {c: tuple(block_sums(a) for a in replays[c]) for c in args.costs}
+    extra_blocks = {family: {c: tuple(block_sums(a) for a in extras[family][c]) for c in args.costs} for family in extras}
+
     def curves(family: str | None, decay: float = 1.0) -> dict:
         rolling, hindsight = [], []
         for c in args.costs:
-            cold, idle = replays[c]
+            cold_b, idle_b = base_blocks[c]
             if family is not None:
-                cold, idle = np.concatenate([cold, extras[family][c][0]]), np.concatenate([idle, extras[family][c][1]])
+                more_cold, more_idle = extra_blocks[family][c]
+                cold_b, idle_b = np.concatenate([cold_b, more_cold]), np.concatenate([idle_b, more_idle])
             default = names.index(model.floor.defaults_for(c)[ALL_CLUSTERS])
-            rolling.append(rolling_choice(cold, idle, c, default, decay))
-            hindsight.append(per_block_hindsight(cold, idle, c))
+            rolling.append(rolling_choice(cold_b, idle_b, c, default, decay))
+            hindsight.append(per_block_hindsight(cold_b, idle_b, c))
         return {"rolling": read_off(rolling, demanded, naive, keep_alive),
                 "hindsight per block": read_off(hindsight, demanded, naive, keep_alive),
                 "rolling points": rolling}
@@ -268,8 +269,8 @@ def main() -> int:
     print(f"{len(val)} validation functions x {counts.shape[1] - args.start} minutes in {time.monotonic() - started:.0f}s")
     print(f"{'':26s}{'rolling':>22s}{'hindsight per block':>26s}   (cold at naive idle, idle at KA10 cold)")
     for label, r in results.items():
-        print(f"{label:26s}{r['rolling'][0]:>10.3f}x {r['rolling'][1]:>8.3f}x"
-              f"{r['hindsight per block'][0]:>14.3f}x {r['hindsight per block'][1]:>8.3f}x")
+        print(f"{label:26s}{times(r['rolling'][0], 10)} {times(r['rolling'][1], 8)}"
+              f"{times(r['hindsight per block'][0], 14)} {times(r['hindsight per block'][1], 8)}")
     if args.json:
         Path(args.json).write_text(json.dumps({"functions": int(len(val)), "results": results}, indent=2) + "\n")
     return 0

@@ -94,10 +94,11 @@ def interpolate(points, x_key, y_key, x):
     return float(np.interp(x, xs, ys))
 
 
-def candidate_replays(model, counts: np.ndarray, start: int, costs) -> tuple[list[str], dict]:
+def candidate_replays(model, counts: np.ndarray, start: int, costs, keep=()) -> tuple[list[str], dict, dict]:
     """Every floor candidate replayed alone from minute `start`, its floors computed every minute as
     the rows of `simulate` are (capacity 60, lead 1, 2 minutes of keep-alive): (candidate names,
-    {cost: (cold [P, n, W], idle [P, n, W])}). Costs differ only in the newsvendor candidate."""
+    {cost: (cold [P, n, W], idle [P, n, W])}, {name: floors [n, W]} of the candidates named in
+    `keep`, at the first cost). Costs differ only in the newsvendor candidate."""
     n, T = counts.shape
     demand = demand_instances(counts, 60.0)
     planners = {c: model.floor_planner(c, 60.0, 1, 2) for c in costs}
@@ -110,9 +111,11 @@ def candidate_replays(model, counts: np.ndarray, start: int, costs) -> tuple[lis
             shared = planners[costs[0]].shared_inputs(counts, t, 1)
             for c, planner in planners.items():
                 floors[c][:, :, t - start] = planner.candidate_plans(counts, rows_all, np.full(n, t), 1, **shared)[:, :, 0]
+    kept = {name: floors[costs[0]][names.index(name)].copy() for name in keep}
     # Small counts per minute: int32 halves what 7 costs x 19 candidates x n x W hold.
-    return names, {c: tuple(a.astype(np.int32) for a in replay_floors(demand, floors.pop(c), keep_alive=2,
+    replays = {c: tuple(a.astype(np.int32) for a in replay_floors(demand, floors.pop(c), keep_alive=2,
                                                                        lead_minutes=1, start=start)) for c in costs}
+    return names, replays, kept
 
 
 def hindsight_rows(model, counts: np.ndarray, start: int, costs, block: int = 30) -> list[dict]:
@@ -122,7 +125,7 @@ def hindsight_rows(model, counts: np.ndarray, start: int, costs, block: int = 30
     n, T = counts.shape
     demanded = int(demand_instances(counts, 60.0)[:, start:].sum())
     rows_all = np.arange(n)
-    _names, replays = candidate_replays(model, counts, start, costs)
+    _names, replays, _kept = candidate_replays(model, counts, start, costs)
     out = []
     for c in costs:
         cold, idle = replays[c]
